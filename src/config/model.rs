@@ -1,0 +1,278 @@
+//! The validated configuration model: what the rest of roost reads.
+//!
+//! `raw.rs` mirrors `proxy.yaml` exactly (camelCase, every key optional); `validate.rs`
+//! turns it into these types, filling IIS defaults and collecting every problem at once.
+//! Nothing outside `config/` ever sees a raw type, so a value here is always valid.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub sites: Vec<Site>,
+    /// Pools by name (sorted, so iteration order is stable for logs and the admin API).
+    pub pools: BTreeMap<String, Pool>,
+    pub limits: Limits,
+    pub admin: Admin,
+    pub log: Log,
+}
+
+/// An IIS site: bindings, host names and applications (path prefix → pool).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub name: String,
+    pub bindings: Vec<Binding>,
+    /// Exact names (`www.example.com`) or one leading wildcard (`*.example.com`), lowercase.
+    /// Empty means "any host".
+    pub host_names: Vec<String>,
+    /// Sorted longest path first, so the first prefix match is the longest.
+    pub applications: Vec<Application>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub listen: SocketAddr,
+    pub tls: Option<Tls>,
+}
+
+/// One or more certificates on a binding; with several, the client's SNI picks one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tls {
+    pub certificates: Vec<Certificate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Certificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// SNI names this certificate answers; empty = the default certificate.
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    /// Always starts with `/`, never ends with `/` unless it is exactly `/`.
+    pub path: String,
+    pub pool: String,
+}
+
+/// HTTP.sys-style connection limits and timers (global, all bindings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Request line plus headers (HTTP.sys MaxRequestBytes 16 KiB); past it → 431.
+    pub max_request_header_bytes: usize,
+    /// Time to receive the whole request head, and for a new connection to send its first byte.
+    pub header_wait_timeout: Duration,
+    /// Idle keep-alive (HTTP.sys `connectionTimeout` 120 s).
+    pub connection_timeout: Duration,
+    /// A request body must make progress at least this often (HTTP.sys EntityBody 120 s).
+    pub body_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    /// Open client connections across all bindings; past it new sockets are closed at once.
+    pub max_connections: usize,
+    /// How long a SIGTERM waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// An application pool: a queue in front of members (local workers or farm servers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub queue_length: usize,
+    pub queue_timeout: Duration,
+    pub start_mode: StartMode,
+    pub backend: Backend,
+    pub recycling: Recycling,
+    pub failure: Failure,
+    /// Status code used for the pool's own 503 rejections' `Retry-After` seconds.
+    pub retry_after: Duration,
+    /// Upstream timeouts (connect, first byte).
+    pub timeouts: UpstreamTimeouts,
+    /// Application Initialization warm-up URLs requested on a new worker before it gets traffic.
+    pub initialization_pages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    OnDemand,
+    AlwaysRunning,
+}
+
+/// Where a pool's requests go: worker processes it supervises, or remote servers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    Garden(ProcessModel),
+    Farm(Farm),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    /// From request sent to response head received → 504 BackendTimeout.
+    pub first_byte: Duration,
+    /// Idle pooled upstream connections are closed after this.
+    pub idle: Duration,
+}
+
+/// `processModel`: the web garden.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessModel {
+    /// `None` = roost's own `roost worker` with the pool's `worker` settings.
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_directory: Option<PathBuf>,
+    pub max_processes: usize,
+    pub max_concurrent_requests_per_process: usize,
+    pub listen: WorkerListen,
+    pub idle_timeout: Duration,
+    pub pinging_enabled: bool,
+    pub ping_interval: Duration,
+    pub ping_response_time: Duration,
+    /// Readiness/health path; `None` for non-roost commands means "a TCP connect".
+    pub ping_path: Option<String>,
+    pub startup_time_limit: Duration,
+    pub shutdown_time_limit: Duration,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerListen {
+    Unix,
+    Tcp,
+}
+
+/// `worker`: the settings of a built-in `roost worker` (gate and thread pools).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSettings {
+    pub app: String,
+    /// `None` = the core count.
+    pub min_worker_threads: Option<usize>,
+    pub max_worker_threads: Option<usize>,
+    pub io_threads: Option<usize>,
+    pub request_queue_limit: usize,
+    pub max_concurrent_requests_per_cpu: usize,
+    pub max_concurrent_threads_per_cpu: usize,
+    /// Named dedicated worker pools: name → (min, max) threads.
+    pub pools: BTreeMap<String, NamedThreadPool>,
+    /// Route prefix → named pool.
+    pub routes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedThreadPool {
+    pub min: usize,
+    pub max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recycling {
+    pub disallow_overlapping_rotation: bool,
+    /// `Duration::ZERO` = off.
+    pub time: Duration,
+    pub requests: u64,
+    /// KiB, 0 = off.
+    pub private_memory_kib: u64,
+    /// Times of day (seconds since midnight, local time).
+    pub schedule: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub rapid_fail_protection: bool,
+    pub rapid_fail_protection_interval: Duration,
+    pub rapid_fail_protection_max_crashes: u32,
+    pub load_balancer_capabilities: LoadBalancerCapabilities,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancerCapabilities {
+    HttpLevel,
+    TcpLevel,
+}
+
+/// `farm`: remote servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Farm {
+    pub servers: Vec<Server>,
+    pub load_balancing: LoadBalancing,
+    pub health_check: Option<HealthCheck>,
+    pub affinity: Option<Affinity>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// As written, for logs and labels.
+    pub address: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub weight: u32,
+    pub max_concurrent_requests: usize,
+    pub backup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadBalancing {
+    RoundRobin,
+    LeastRequests,
+    PowerOfTwoChoices,
+    LeastResponseTime,
+    Random,
+    Hash(HashKey),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashKey {
+    Header(String),
+    Cookie(String),
+    Query(String),
+    ClientAddress,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Inclusive status range.
+    pub expected_status: (u16, u16),
+    pub response_match: Option<String>,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Affinity {
+    pub cookie: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    /// `None` = no access log.
+    pub access: Option<AccessLog>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    /// `None` = stdout.
+    pub path: Option<PathBuf>,
+    pub format: AccessLogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    W3c,
+    Json,
+}

@@ -1,0 +1,12 @@
+//! roost: the IIS request-processing model on Linux.
+//!
+//! The request's path, in module order: [`front`] (listeners, TLS, connections, router)
+//! → [`pool`] (admission, FIFO queue, balancer, members) → [`upstream`] (pooled
+//! connections to a member) → a [`worker`] process (gate, I/O pool, worker thread pool)
+//! or a [`farm`] server. [`supervisor`] runs the pools' worker processes; [`metrics`],
+//! [`admin`] and [`diagnose`] let operators see inside. See ARCHITECTURE.md.
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod upstream;

@@ -1,0 +1,217 @@
+//! Connectors: dial a member's endpoint whatever URI the pooled client asks for.
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::client::TlsStream;
+
+/// Where a member listens.
+#[derive(Clone)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Tls {
+        host: String,
+        port: u16,
+        server_name: ServerName<'static>,
+        config: Arc<rustls::ClientConfig>,
+    },
+}
+
+impl Endpoint {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Endpoint::Tls { .. })
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Endpoint::Tls { host, port, .. } => write!(f, "https://{host}:{port}"),
+        }
+    }
+}
+
+/// A `tower::Service<Uri>` that always dials its one endpoint.
+#[derive(Clone)]
+pub struct Connector {
+    endpoint: Endpoint,
+    connect_timeout: Duration,
+}
+
+impl Connector {
+    pub fn new(endpoint: Endpoint, connect_timeout: Duration) -> Connector {
+        Connector {
+            endpoint,
+            connect_timeout,
+        }
+    }
+
+    async fn dial(endpoint: Endpoint) -> io::Result<UpstreamIo> {
+        let stream = match endpoint {
+            Endpoint::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+            Endpoint::Tcp { host, port } => {
+                let s = TcpStream::connect((host.as_str(), port)).await?;
+                // Small proxied responses must not wait for Nagle's delayed ACK dance.
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+            Endpoint::Tls {
+                host,
+                port,
+                server_name,
+                config,
+            } => {
+                let s = TcpStream::connect((host.as_str(), port)).await?;
+                s.set_nodelay(true)?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(server_name, s)
+                    .await?;
+                Stream::Tls(Box::new(tls))
+            }
+        };
+        Ok(UpstreamIo(TokioIo::new(stream)))
+    }
+}
+
+impl tower::Service<http::Uri> for Connector {
+    type Response = UpstreamIo;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<UpstreamIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let endpoint = self.endpoint.clone();
+        let limit = self.connect_timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, Self::dial(endpoint)).await {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )),
+            }
+        })
+    }
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Stream::Unix($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Stream::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// The connection type the pooled client holds: hyper's I/O traits plus [`Connection`].
+pub struct UpstreamIo(TokioIo<Stream>);
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl Read for UpstreamIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl Write for UpstreamIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+}
