@@ -1,16 +1,13 @@
 //! Connectors: dial a member's endpoint whatever URI the pooled client asks for.
 
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
-use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 
@@ -52,70 +49,31 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// A `tower::Service<Uri>` that always dials its one endpoint.
-#[derive(Clone)]
-pub struct Connector {
-    endpoint: Endpoint,
-    connect_timeout: Duration,
-}
-
-impl Connector {
-    pub fn new(endpoint: Endpoint, connect_timeout: Duration) -> Connector {
-        Connector {
-            endpoint,
-            connect_timeout,
+/// Dial an endpoint (the caller applies the connect timeout).
+pub(crate) async fn dial(endpoint: Endpoint) -> io::Result<UpstreamIo> {
+    let stream = match endpoint {
+        Endpoint::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+        Endpoint::Tcp { host, port } => {
+            let s = TcpStream::connect((host.as_str(), port)).await?;
+            // Small proxied responses must not wait for Nagle's delayed-ACK dance.
+            s.set_nodelay(true)?;
+            Stream::Tcp(s)
         }
-    }
-
-    async fn dial(endpoint: Endpoint) -> io::Result<UpstreamIo> {
-        let stream = match endpoint {
-            Endpoint::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
-            Endpoint::Tcp { host, port } => {
-                let s = TcpStream::connect((host.as_str(), port)).await?;
-                // Small proxied responses must not wait for Nagle's delayed ACK dance.
-                s.set_nodelay(true)?;
-                Stream::Tcp(s)
-            }
-            Endpoint::Tls {
-                host,
-                port,
-                server_name,
-                config,
-            } => {
-                let s = TcpStream::connect((host.as_str(), port)).await?;
-                s.set_nodelay(true)?;
-                let tls = tokio_rustls::TlsConnector::from(config)
-                    .connect(server_name, s)
-                    .await?;
-                Stream::Tls(Box::new(tls))
-            }
-        };
-        Ok(UpstreamIo(TokioIo::new(stream)))
-    }
-}
-
-impl tower::Service<http::Uri> for Connector {
-    type Response = UpstreamIo;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<UpstreamIo>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let endpoint = self.endpoint.clone();
-        let limit = self.connect_timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(limit, Self::dial(endpoint)).await {
-                Ok(r) => r,
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connect timed out",
-                )),
-            }
-        })
-    }
+        Endpoint::Tls {
+            host,
+            port,
+            server_name,
+            config,
+        } => {
+            let s = TcpStream::connect((host.as_str(), port)).await?;
+            s.set_nodelay(true)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(server_name, s)
+                .await?;
+            Stream::Tls(Box::new(tls))
+        }
+    };
+    Ok(UpstreamIo(TokioIo::new(stream)))
 }
 
 enum Stream {
@@ -179,14 +137,8 @@ impl tokio::io::AsyncWrite for Stream {
     }
 }
 
-/// The connection type the pooled client holds: hyper's I/O traits plus [`Connection`].
+/// A connection to a member, with hyper's I/O traits.
 pub struct UpstreamIo(TokioIo<Stream>);
-
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
 
 impl Read for UpstreamIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
