@@ -9,4 +9,5 @@
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod front;
 pub mod upstream;

@@ -1,0 +1,265 @@
+//! One client connection: protocol choice, hyper's server with every timer set, and the
+//! gaps hyper leaves open closed here (reliability.md §3.0).
+//!
+//! - Plain TCP: the first bytes are peeked under `headerWaitTimeout` to tell h2c prior
+//!   knowledge from HTTP/1.1, because hyper-util's auto builder has no deadline while it
+//!   sniffs (a silent client would be held forever). TLS: ALPN decides.
+//! - HTTP/1.1: hyper's `header_read_timeout` (needs a timer, set here) cuts slow-header
+//!   clients; it also starts while a keep-alive connection waits for its next request,
+//!   so an idle h1 connection lives at most `min(headerWaitTimeout, connectionTimeout)`.
+//! - Both: an idle watchdog closes a connection with no request in flight for
+//!   `connectionTimeout`, and [`Stalled`] closes one whose writes make no progress for
+//!   that long (a client that stopped reading).
+
+use crate::body::Body;
+use crate::config::model::Limits;
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// The HTTP/2 connection preface a prior-knowledge client starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Peek at a plain-TCP connection to choose the protocol; `None` if the client sent
+/// nothing useful within the deadline or closed.
+pub async fn sniff(stream: &TcpStream, deadline: Duration) -> Option<Protocol> {
+    let fut = async {
+        let mut buf = [0u8; 24];
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if buf[..n] != H2_PREFACE[..n] {
+                return Some(Protocol::Http1);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(Protocol::Http2);
+            }
+            // A partial preface: wait for more bytes without spinning.
+            stream.readable().await.ok()?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(deadline, fut).await.ok().flatten()
+}
+
+/// Per-connection activity, shared by the request service and the idle watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `start` when the last request finished.
+    last_done_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// Mark a request in flight until the guard drops (the response body finished).
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let done = Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed));
+        Some(self.start.elapsed().saturating_sub(done))
+    }
+}
+
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        a.last_done_ms
+            .store(a.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serve one connection until it ends, the idle watchdog fires, or shutdown is asked
+/// (then in-flight requests finish: h1 closes after the current response, h2 sends GOAWAY).
+pub async fn serve<I, S>(
+    io: I,
+    protocol: Protocol,
+    limits: &Limits,
+    activity: Arc<Activity>,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let io = TokioIo::new(Stalled::new(io, limits.connection_timeout));
+    let idle_limit = limits.connection_timeout;
+    let tick = (idle_limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(tick).await;
+            if activity.idle_for().is_some_and(|d| d >= idle_limit) {
+                return;
+            }
+        }
+    };
+    let stop = async {
+        if *shutdown.borrow() {
+            return;
+        }
+        let _ = shutdown.changed().await;
+    };
+
+    match protocol {
+        Protocol::Http1 => {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_wait_timeout)
+                .max_header_size(limits.max_request_header_bytes)
+                .max_buf_size(limits.max_request_header_bytes.max(8192) * 4)
+                .keep_alive(true);
+            let conn = b.serve_connection(io, service).with_upgrades();
+            drive(conn, watchdog, stop, |c| c.graceful_shutdown()).await;
+        }
+        Protocol::Http2 => {
+            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            b.timer(TokioTimer::new())
+                .max_header_list_size(limits.max_request_header_bytes as u32)
+                .max_concurrent_streams(256)
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(Duration::from_secs(20));
+            let conn = b.serve_connection(io, service);
+            drive(conn, watchdog, stop, |c| c.graceful_shutdown()).await;
+        }
+    }
+}
+
+/// Run a hyper connection future; on watchdog or shutdown, shut it down gracefully and
+/// let it finish what is in flight.
+async fn drive<C, E>(
+    conn: C,
+    watchdog: impl Future<Output = ()>,
+    stop: impl Future<Output = ()>,
+    graceful: impl FnOnce(Pin<&mut C>),
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    tokio::pin!(watchdog);
+    tokio::pin!(stop);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with error");
+            }
+            return;
+        }
+        _ = &mut watchdog => tracing::debug!("idle connection closed"),
+        _ = &mut stop => {}
+    }
+    graceful(conn.as_mut());
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with error during shutdown");
+    }
+}
+
+/// An I/O wrapper that fails a write which makes no progress for `limit`: a client that
+/// stops reading cannot pin a response (and its pool slot) forever.
+pub struct Stalled<I> {
+    io: I,
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> Stalled<I> {
+    pub fn new(io: I, limit: Duration) -> Self {
+        Stalled {
+            io,
+            limit,
+            timer: None,
+        }
+    }
+
+    fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                let limit = self.limit;
+                let t = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if t.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client stopped reading",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.timer = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Stalled<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Stalled<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, r)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

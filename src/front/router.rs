@@ -1,0 +1,204 @@
+//! Routing: the Host picks a site among those bound to the listener, then the longest
+//! matching path prefix picks the application and so its pool.
+//!
+//! Prefixes match on segment boundaries (`/api` matches `/api` and `/api/x`, never
+//! `/apix`), like IIS applications. `/.roost/` is reserved and never routed.
+
+use crate::config::model::Site;
+use std::collections::HashMap;
+
+/// The reserved prefix for roost's own endpoints (worker ping/counters).
+pub const RESERVED_PREFIX: &str = "/.roost/";
+
+/// Routes for one listen address. `T` is what an application resolves to (the front uses
+/// the pool; tests use names).
+#[derive(Debug, Clone)]
+pub struct HostRouter<T> {
+    sites: Vec<SiteRoutes<T>>,
+    exact: HashMap<String, usize>,
+    /// `(suffix including the dot, site)`, longest suffix first.
+    wildcard: Vec<(String, usize)>,
+    default: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct SiteRoutes<T> {
+    name: String,
+    /// Longest prefix first.
+    apps: Vec<(String, T)>,
+}
+
+/// What a request resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a, T> {
+    pub site: &'a str,
+    pub app_path: &'a str,
+    pub target: &'a T,
+}
+
+impl<T> HostRouter<T> {
+    /// Build from the sites bound to one address; `resolve` maps a pool name to `T`.
+    pub fn new<'a>(sites: impl IntoIterator<Item = &'a Site>, mut resolve: impl FnMut(&str) -> T) -> Self {
+        let mut r = HostRouter {
+            sites: Vec::new(),
+            exact: HashMap::new(),
+            wildcard: Vec::new(),
+            default: None,
+        };
+        for site in sites {
+            let idx = r.sites.len();
+            let mut apps: Vec<(String, T)> = site
+                .applications
+                .iter()
+                .map(|a| (a.path.clone(), resolve(&a.pool)))
+                .collect();
+            apps.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            r.sites.push(SiteRoutes {
+                name: site.name.clone(),
+                apps,
+            });
+            if site.host_names.is_empty() {
+                r.default.get_or_insert(idx);
+            }
+            for h in &site.host_names {
+                if let Some(suffix) = h.strip_prefix('*') {
+                    r.wildcard.push((suffix.to_ascii_lowercase(), idx));
+                } else {
+                    r.exact.entry(h.to_ascii_lowercase()).or_insert(idx);
+                }
+            }
+        }
+        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r
+    }
+
+    /// Route a request. `host` may carry a port and any case; `path` is the URI path.
+    pub fn route<'s>(&'s self, host: Option<&str>, path: &str) -> Option<Route<'s, T>> {
+        if path.starts_with(RESERVED_PREFIX) || path == "/.roost" {
+            return None;
+        }
+        let site = self.site_for(host)?;
+        let s = &self.sites[site];
+        s.apps
+            .iter()
+            .find(|(prefix, _)| prefix_matches(prefix, path))
+            .map(|(prefix, t)| Route {
+                site: &s.name,
+                app_path: prefix,
+                target: t,
+            })
+    }
+
+    fn site_for(&self, host: Option<&str>) -> Option<usize> {
+        let Some(host) = host else {
+            return self.default;
+        };
+        let host = strip_port(host);
+        // Avoid allocating for the common already-lowercase host.
+        let lower;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if let Some(&i) = self.exact.get(host) {
+            return Some(i);
+        }
+        for (suffix, i) in &self.wildcard {
+            // `*.example.com` matches `a.example.com` but not `example.com` itself.
+            if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
+                return Some(*i);
+            }
+        }
+        self.default
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: `[::1]:8080`.
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Application;
+
+    fn site(name: &str, hosts: &[&str], apps: &[(&str, &str)]) -> Site {
+        Site {
+            name: name.into(),
+            bindings: vec![],
+            host_names: hosts.iter().map(|s| s.to_string()).collect(),
+            applications: apps
+                .iter()
+                .map(|(p, pool)| Application {
+                    path: p.to_string(),
+                    pool: pool.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn router() -> HostRouter<String> {
+        let sites = [
+            site("api", &["api.example.com"], &[("/", "api-root"), ("/v2", "api-v2")]),
+            site("wild", &["*.example.com"], &[("/", "wild")]),
+            site("default", &[], &[("/", "web"), ("/app", "app"), ("/app/admin", "admin")]),
+        ];
+        HostRouter::new(sites.iter(), |p| p.to_string())
+    }
+
+    fn pool(r: &HostRouter<String>, host: Option<&str>, path: &str) -> Option<String> {
+        r.route(host, path).map(|r| r.target.clone())
+    }
+
+    #[test]
+    fn host_then_longest_prefix() {
+        let r = router();
+        assert_eq!(pool(&r, Some("api.example.com"), "/v2/x").as_deref(), Some("api-v2"));
+        assert_eq!(pool(&r, Some("API.Example.com:8443"), "/v2").as_deref(), Some("api-v2"));
+        assert_eq!(pool(&r, Some("api.example.com"), "/v20").as_deref(), Some("api-root"));
+        assert_eq!(pool(&r, Some("x.example.com"), "/").as_deref(), Some("wild"));
+        assert_eq!(pool(&r, Some("example.com"), "/").as_deref(), Some("web"));
+        assert_eq!(pool(&r, Some("other.org"), "/app/admin/users").as_deref(), Some("admin"));
+        assert_eq!(pool(&r, Some("other.org"), "/app/x").as_deref(), Some("app"));
+        assert_eq!(pool(&r, Some("other.org"), "/apple").as_deref(), Some("web"));
+        assert_eq!(pool(&r, None, "/app").as_deref(), Some("app"));
+        assert_eq!(pool(&r, Some("[::1]:80"), "/").as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn reserved_prefix_is_never_routed() {
+        let r = router();
+        assert_eq!(pool(&r, None, "/.roost/ping"), None);
+        assert_eq!(pool(&r, None, "/.roost"), None);
+        assert_eq!(pool(&r, None, "/.roosters").as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn no_default_site_means_no_route() {
+        let sites = [site("only", &["a.test"], &[("/x", "p")])];
+        let r: HostRouter<String> = HostRouter::new(sites.iter(), |p| p.to_string());
+        assert_eq!(pool(&r, Some("b.test"), "/x"), None);
+        assert_eq!(pool(&r, Some("a.test"), "/y"), None);
+        assert_eq!(pool(&r, Some("a.test."), "/x").as_deref(), Some("p"));
+    }
+}
