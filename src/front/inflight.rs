@@ -1,0 +1,144 @@
+//! The in-flight request registry behind `GET /api/v1/requests` (`appcmd list requests`).
+//!
+//! Insert and remove take one shard lock; state changes (queued → executing, the worker
+//! pid) are atomics on the entry, so the request path never holds a lock while it waits.
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+const SHARDS: usize = 16;
+
+#[derive(Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    shards: [Mutex<HashMap<u64, Arc<Entry>>>; SHARDS],
+}
+
+pub struct Entry {
+    pub id: u64,
+    pub pool: String,
+    pub method: String,
+    pub url: String,
+    pub start: Instant,
+    state: AtomicU8,
+    pid: AtomicU32,
+}
+
+const QUEUED: u8 = 0;
+const EXECUTING: u8 = 1;
+
+impl Entry {
+    pub fn set_executing(&self, pid: Option<u32>) {
+        self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
+        self.state.store(EXECUTING, Ordering::Relaxed);
+    }
+}
+
+/// One row of `GET /api/v1/requests`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestInfo {
+    pub id: u64,
+    pub pool: String,
+    pub worker_pid: Option<u32>,
+    pub method: String,
+    pub url: String,
+    pub state: &'static str,
+    pub elapsed_ms: u64,
+}
+
+/// Removes its entry when the request is finished (or abandoned).
+pub struct Registered {
+    registry: Arc<Registry>,
+    pub entry: Arc<Entry>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let id = self.entry.id;
+        self.registry.shards[id as usize % SHARDS].lock().remove(&id);
+    }
+}
+
+impl Registry {
+    pub fn register(self: &Arc<Self>, pool: &str, method: &str, url: &str) -> Registered {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Arc::new(Entry {
+            id,
+            pool: pool.to_string(),
+            method: method.to_string(),
+            url: url.to_string(),
+            start: Instant::now(),
+            state: AtomicU8::new(QUEUED),
+            pid: AtomicU32::new(0),
+        });
+        self.shards[id as usize % SHARDS]
+            .lock()
+            .insert(id, entry.clone());
+        Registered {
+            registry: self.clone(),
+            entry,
+        }
+    }
+
+    /// Every in-flight request, oldest first.
+    pub fn list(&self) -> Vec<RequestInfo> {
+        let mut out: Vec<RequestInfo> = Vec::new();
+        for shard in &self.shards {
+            // Copy out under the lock; format after releasing it.
+            let entries: Vec<Arc<Entry>> = shard.lock().values().cloned().collect();
+            out.extend(entries.iter().map(|e| RequestInfo {
+                id: e.id,
+                pool: e.pool.clone(),
+                worker_pid: match e.pid.load(Ordering::Relaxed) {
+                    0 => None,
+                    p => Some(p),
+                },
+                method: e.method.clone(),
+                url: e.url.clone(),
+                state: if e.state.load(Ordering::Relaxed) == EXECUTING {
+                    "executing"
+                } else {
+                    "queued"
+                },
+                elapsed_ms: e.start.elapsed().as_millis() as u64,
+            }));
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.elapsed_ms));
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_list_and_remove_on_drop() {
+        let r = Arc::new(Registry::default());
+        let a = r.register("web", "GET", "/a");
+        let b = r.register("api", "POST", "/b");
+        b.entry.set_executing(Some(42));
+        let list = r.list();
+        assert_eq!(list.len(), 2);
+        let rb = list.iter().find(|x| x.url == "/b").unwrap();
+        assert_eq!((rb.state, rb.worker_pid), ("executing", Some(42)));
+        let ra = list.iter().find(|x| x.url == "/a").unwrap();
+        assert_eq!((ra.state, ra.worker_pid), ("queued", None));
+        drop(a);
+        assert_eq!(r.len(), 1);
+        drop(b);
+        assert!(r.is_empty());
+    }
+}

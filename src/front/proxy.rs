@@ -1,0 +1,352 @@
+//! The proxy step: a routed request takes a slot in its pool, is forwarded to the member
+//! that slot belongs to, and holds the slot until its response body has been sent.
+//!
+//! Everything roost answers itself goes through [`Reason::response`]; everything it
+//! forwards streams (no body is ever collected).
+
+use super::connection::InFlight;
+use super::headers;
+use super::inflight::Registered;
+use super::Front;
+use crate::body::{self, Body, BoxError};
+use crate::error::{Reason, REASON_HEADER};
+use crate::pool::{Lease, PickKey, Pool};
+use crate::upstream::{UpstreamBody, UpstreamError};
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// What the front knows about the connection a request arrived on.
+#[derive(Clone)]
+pub struct ConnInfo {
+    /// The configured listen address (the router's key).
+    pub listen: SocketAddr,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// A finished request, as the access log and counters see it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub start: std::time::SystemTime,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub user_agent: Option<String>,
+    pub status: u16,
+    pub elapsed: Duration,
+    pub pool: Option<String>,
+    pub worker_pid: Option<u32>,
+    pub queue_wait: Option<Duration>,
+    pub reason: Option<Reason>,
+}
+
+/// The rejection that closes the connection instead of answering
+/// (`loadBalancerCapabilities: TcpLevel`): a load balancer in front sees a TCP failure.
+#[derive(Debug, thiserror::Error)]
+#[error("connection closed: pool is {0}")]
+pub struct CloseConnection(pub Reason);
+
+pub(super) async fn handle(
+    front: Arc<Front>,
+    conn: ConnInfo,
+    in_flight: InFlight,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, BoxError> {
+    let started = Instant::now();
+    let mut rec = RequestRecord {
+        start: std::time::SystemTime::now(),
+        method: req.method().as_str().to_string(),
+        path: req.uri().path().to_string(),
+        query: req.uri().query().map(str::to_string),
+        local: conn.local,
+        peer: conn.peer,
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        status: 0,
+        elapsed: Duration::ZERO,
+        pool: None,
+        worker_pid: None,
+        queue_wait: None,
+        reason: None,
+    };
+
+    if let Err(why) = headers::validate(&req) {
+        tracing::debug!(?why, peer = %conn.peer, "bad request");
+        return Ok(front.reject(rec, started, Reason::BadRequest, Duration::ZERO));
+    }
+    let state = front.state();
+    let host = headers::request_host(&req).map(str::to_string);
+    let Some(route) = state
+        .routes
+        .get(&conn.listen)
+        .and_then(|r| r.route(host.as_deref(), req.uri().path()))
+    else {
+        return Ok(front.reject(rec, started, Reason::NoRoute, Duration::ZERO));
+    };
+    let pool: Arc<Pool> = route.target.clone();
+    drop(state);
+    rec.pool = Some(pool.name().to_string());
+    let retry_after = front.retry_after(&pool);
+
+    let url = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let registered = front.inflight.register(pool.name(), &rec.method, &url);
+
+    let upgrade = headers::is_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    // Build the upstream request now; the body stays a stream.
+    let (mut parts, incoming) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::drop_underscore_headers(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, host.as_deref(), conn.peer.ip(), conn.tls);
+    parts.version = Version::HTTP_11;
+    parts.uri = url.parse().map_err(|e| Box::new(e) as BoxError)?;
+    let body = body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout));
+    let mut upstream_req = Request::from_parts(parts, body);
+
+    let key = PickKey::default();
+    let mut tried_retry = false;
+    loop {
+        let lease = match pool.acquire(&key).await {
+            Ok(l) => l,
+            Err(reason) => {
+                if front.closes_connection(&pool, reason) {
+                    return Err(Box::new(CloseConnection(reason)));
+                }
+                return Ok(front.reject(rec, started, reason, retry_after));
+            }
+        };
+        rec.queue_wait = Some(lease.queue_wait());
+        rec.worker_pid = lease.member().pid;
+        registered.entry.set_executing(lease.member().pid);
+        let client = lease.member().client.clone();
+        let sent = tokio::time::timeout(client.first_byte_timeout(), client.send(upstream_req)).await;
+        match sent {
+            Err(_) => {
+                tracing::warn!(pool = pool.name(), member = %lease.member().label, "first-byte timeout");
+                return Ok(front.reject(rec, started, Reason::BackendTimeout, retry_after));
+            }
+            Ok(Ok(resp)) => {
+                return Ok(finish(front, rec, started, lease, registered, in_flight, resp, client_upgrade));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(pool = pool.name(), member = %lease.member().label, error = %e, "upstream request failed");
+                match e.into_request() {
+                    // Never sent: one retry, on whichever member has a slot next.
+                    Some(r) if !tried_retry => {
+                        tried_retry = true;
+                        upstream_req = r;
+                        drop(lease);
+                        continue;
+                    }
+                    _ => return Ok(front.reject(rec, started, Reason::ConnectFailed, retry_after)),
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    front: Arc<Front>,
+    mut rec: RequestRecord,
+    started: Instant,
+    lease: Lease,
+    registered: Registered,
+    in_flight: InFlight,
+    resp: Response<UpstreamBody>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    rec.status = parts.status.as_u16();
+    // A worker's own rejection (ServerTooBusy) keeps its reason for the log.
+    rec.reason = parts
+        .headers
+        .get(REASON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Reason::parse);
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    headers::strip_hop_by_hop(&mut parts.headers, switching);
+
+    let done = Done {
+        front: front.clone(),
+        rec: Some(rec),
+        started,
+        _lease: Some(lease),
+        _registered: Some(registered),
+        _in_flight: Some(in_flight),
+    };
+
+    if switching {
+        if let Some(client_up) = client_upgrade {
+            // The tunnel owns the slot until either side closes.
+            let mut upstream_resp = Response::from_parts(parts.clone(), body);
+            let upstream_up = hyper::upgrade::on(&mut upstream_resp);
+            tokio::spawn(async move {
+                let _done = done;
+                let (Ok(c), Ok(u)) = (client_up.await, upstream_up.await) else {
+                    return;
+                };
+                let mut c = hyper_util::rt::TokioIo::new(c);
+                let mut u = hyper_util::rt::TokioIo::new(u);
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            });
+            return Response::from_parts(parts, body::empty());
+        }
+    }
+    Response::from_parts(
+        parts,
+        body::boxed(Tracked {
+            inner: body,
+            done: Some(done),
+        }),
+    )
+}
+
+/// Everything a request holds until its response has been sent: the pool slot, the
+/// registry entry, the connection's in-flight mark; dropping it records the request.
+struct Done {
+    front: Arc<Front>,
+    rec: Option<RequestRecord>,
+    started: Instant,
+    _lease: Option<Lease>,
+    _registered: Option<Registered>,
+    _in_flight: Option<InFlight>,
+}
+
+impl Done {
+    fn complete(&mut self, client_gone: bool) {
+        if let Some(mut rec) = self.rec.take() {
+            rec.elapsed = self.started.elapsed();
+            if client_gone && rec.reason.is_none() {
+                rec.reason = Some(Reason::ClientGone);
+            }
+            self.front.record(&rec);
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        // Dropped without reaching the end: the client went away mid-response.
+        self.complete(true);
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Tracked {
+        #[pin]
+        inner: UpstreamBody,
+        done: Option<Done>,
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let r = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            if let Some(mut d) = this.done.take() {
+                d.complete(false);
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client request body that must make progress at least every `limit`
+    /// (HTTP.sys EntityBody timer): a slow-POST client cannot hold a slot forever.
+    struct BodyTimeout {
+        #[pin]
+        inner: Incoming,
+        limit: Duration,
+        #[pin]
+        timer: tokio::time::Sleep,
+    }
+}
+
+impl BodyTimeout {
+    fn new(inner: Incoming, limit: Duration) -> Self {
+        BodyTimeout {
+            inner,
+            limit,
+            timer: tokio::time::sleep(limit),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body made no progress for {0:?}")]
+struct BodyStalled(Duration);
+
+impl http_body::Body for BodyTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(r) => {
+                let deadline = tokio::time::Instant::now() + *this.limit;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(r.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                if this.timer.poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(Box::new(BodyStalled(*this.limit)))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Front {
+    /// Answer a request roost refuses itself, and record it.
+    pub(super) fn reject(&self, mut rec: RequestRecord, started: Instant, reason: Reason, retry_after: Duration) -> Response<Body> {
+        let resp = reason.response(retry_after);
+        rec.status = resp.status().as_u16();
+        rec.reason = Some(reason);
+        rec.elapsed = started.elapsed();
+        self.record(&rec);
+        resp
+    }
+}
