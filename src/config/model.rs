@@ -102,6 +102,9 @@ pub enum StartMode {
 }
 
 /// Where a pool's requests go: worker processes it supervises, or remote servers.
+// Built once per (re)load and read in place, so the size difference between the variants
+// costs nothing worth a Box (which every match site would then see).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
     Garden(ProcessModel),

@@ -126,7 +126,9 @@ pub fn parse(text: &str) -> Result<Option<Marked>, (String, Pos)> {
     Ok(b.root)
 }
 
-/// Where each key path sits: the key's position (map entries) and the value's.
+/// Where each key path sits: the key's position (map entries) and where a problem with
+/// the value is best shown (the value itself for scalars; the key for a map or list,
+/// whose own position would be its first inner key).
 #[derive(Debug, Default, Clone)]
 pub struct Positions {
     map: HashMap<String, (Option<Pos>, Pos)>,
@@ -155,8 +157,11 @@ impl Positions {
             Node::Map(entries) => {
                 for e in entries {
                     let child = join(&path, &e.key);
-                    self.map
-                        .insert(child.clone(), (Some(e.key_pos), e.value.pos));
+                    let shown = match e.value.node {
+                        Node::Map(_) | Node::Seq(_) => e.key_pos,
+                        _ => e.value.pos,
+                    };
+                    self.map.insert(child.clone(), (Some(e.key_pos), shown));
                     self.walk(&e.value, child);
                 }
             }
