@@ -1261,3 +1261,62 @@ fn check_file_reports_unreadable_files() {
         "{e}"
     );
 }
+
+#[test]
+fn duplicate_yaml_keys_are_reported_with_both_lines() {
+    let yaml = with("    queueLength: 5\n    queueLength: 6\n    queueLenght: 1\n");
+    let e = errors(&yaml);
+    let dup = e
+        .find("pools.web.queueLength")
+        .unwrap_or_else(|| panic!("{e}"));
+    assert!(
+        dup.message.contains("duplicate key (first set on line 13)"),
+        "{}",
+        dup.message
+    );
+    assert_eq!(dup.line_col, Some((14, 5)));
+    // The unknown-key walk still ran.
+    assert!(e.find("pools.web.queueLenght").is_some(), "{e}");
+}
+
+#[test]
+fn unquoted_colon_forms_parse() {
+    let yaml = "\
+sites:
+  - name: s
+    bindings:
+      - listen: :8080
+    applications: [{path: /, pool: p}]
+pools:
+  p:
+    recycling:
+      periodicRestart:
+        schedule: [03:00, 23:30]
+";
+    let c = load(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.sites[0].bindings[0].listen,
+        "0.0.0.0:8080".parse().unwrap()
+    );
+    assert_eq!(
+        c.pools["p"].recycling.schedule,
+        vec![3 * 3600, 23 * 3600 + 30 * 60]
+    );
+}
+
+#[test]
+fn a_document_that_is_not_a_map() {
+    let e = errors("- a\n- b\n");
+    assert!(
+        e.problems[0].message.contains("must be a map of sections"),
+        "{e}"
+    );
+}
+
+#[test]
+fn yaml_the_deserializer_rejects_is_reported_not_panicked() {
+    let yaml = "sites:\n  - name: s\n    bindings: [{listen: :8080}]\n";
+    let e = errors(yaml);
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert!(e.problems[0].message.starts_with("YAML: "), "{e}");
+}

@@ -131,6 +131,22 @@ where
             })
         }
     };
+    if let Some(r) = root
+        .as_ref()
+        .filter(|r| !matches!(r.node, tree::Node::Map(_)))
+    {
+        return Err(ConfigErrors {
+            problems: vec![Problem {
+                path: String::new(),
+                value: None,
+                message:
+                    "the document must be a map of sections (sites, pools, limits, admin, log)"
+                        .into(),
+                line_col: Some(r.pos),
+                file: origin.to_string(),
+            }],
+        });
+    }
     let mut problems = Vec::new();
     for u in tree::unknown_keys(root.as_ref(), &SCHEMA) {
         problems.push(Problem {
@@ -144,6 +160,22 @@ where
             file: origin.to_string(),
         });
     }
+    let duplicates = tree::duplicate_keys(root.as_ref());
+    for (path, pos, first_line) in &duplicates {
+        problems.push(Problem {
+            path: path.clone(),
+            value: None,
+            message: format!("duplicate key (first set on line {first_line})"),
+            line_col: Some(*pos),
+            file: origin.to_string(),
+        });
+    }
+    if !duplicates.is_empty() {
+        // The YAML deserializer rejects the whole document over a repeated key, so the
+        // values cannot be checked until it is fixed; report what the text alone shows.
+        problems.sort_by_key(|p| p.line_col);
+        return Err(ConfigErrors { problems });
+    }
     let overrides = map_env(env, root.as_ref(), &mut problems);
 
     // An empty (or comment-only) document is an empty map, not "null".
@@ -152,12 +184,14 @@ where
     let raw: RawConfig = match figment.extract() {
         Ok(r) => r,
         Err(e) => {
-            // Only a document that is not a map at all gets here: every nested value is
-            // lenient (see raw.rs).
+            // Every nested value is lenient (see raw.rs), so only the YAML text itself
+            // can fail here.
+            // The YAML deserializer is stricter than the marker parser in a few corners
+            // (e.g. `{listen: :80}` in flow style); its message has the position.
             problems.push(Problem {
                 path: String::new(),
                 value: None,
-                message: format!("the document must be a map of sections (sites, pools, limits, admin, log): {e}"),
+                message: format!("YAML: {e}"),
                 line_col: root.as_ref().map(|r| r.pos),
                 file: origin.to_string(),
             });

@@ -266,6 +266,34 @@ fn walk_unknown(m: &Marked, shape: &Shape, path: &str, out: &mut Vec<Unknown>) {
     }
 }
 
+/// A key written twice in one map: (path, position of the repeat, line of the first).
+pub fn duplicate_keys(root: Option<&Marked>) -> Vec<(String, Pos, usize)> {
+    fn walk(m: &Marked, path: &str, out: &mut Vec<(String, Pos, usize)>) {
+        match &m.node {
+            Node::Map(entries) => {
+                for (i, e) in entries.iter().enumerate() {
+                    let child = join(path, &e.key);
+                    if let Some(first) = entries[..i].iter().find(|f| f.key == e.key) {
+                        out.push((child.clone(), e.key_pos, first.key_pos.0));
+                    }
+                    walk(&e.value, &child, out);
+                }
+            }
+            Node::Seq(items) => {
+                for (i, it) in items.iter().enumerate() {
+                    walk(it, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(r) = root {
+        walk(r, "", &mut out);
+    }
+    out
+}
+
 /// Find the child map entry `key` of a node, if it is a map.
 pub fn child<'a>(m: Option<&'a Marked>, key: &str) -> Option<&'a Marked> {
     match &m?.node {
@@ -342,6 +370,15 @@ pools:
     fn syntax_error_has_position() {
         let err = parse("a: [1, 2\nb: c\n").unwrap_err();
         assert!(err.1 .0 >= 1);
+    }
+
+    #[test]
+    fn duplicate_keys_found() {
+        let root = parse("a: 1\nb:\n  c: 1\n  c: 2\na: 3\n").unwrap();
+        assert_eq!(
+            duplicate_keys(root.as_ref()),
+            vec![("b.c".to_string(), (4, 3), 3), ("a".to_string(), (5, 1), 1)]
+        );
     }
 
     #[test]
