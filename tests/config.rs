@@ -1320,3 +1320,20 @@ fn yaml_the_deserializer_rejects_is_reported_not_panicked() {
     assert_eq!(e.problems.len(), 1, "{e}");
     assert!(e.problems[0].message.starts_with("YAML: "), "{e}");
 }
+
+#[test]
+fn port_zero_bindings_never_collide() {
+    let yaml = "\
+sites:
+  - name: a
+    bindings: [{listen: '127.0.0.1:0'}, {listen: '127.0.0.1:0'}]
+    applications: [{path: /, pool: p}]
+  - name: b
+    bindings: [{listen: '127.0.0.1:0'}]
+    applications: [{path: /, pool: p}]
+pools:
+  p: {}
+";
+    let c = load(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.sites[0].bindings.len(), 2);
+}

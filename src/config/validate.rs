@@ -5,7 +5,7 @@
 //! checks having to care. A bad value is reported and replaced by its default, so the
 //! checks that follow still run and the user sees everything wrong in one go.
 
-use super::error::{ConfigErrors, Problem};
+use super::error::Problem;
 use super::model::*;
 use super::raw::*;
 use super::tree::{suggest, Positions};
@@ -555,17 +555,6 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
     }
 }
 
-/// Validate and wrap: `Ok` only when no problem was found.
-pub fn finish(config: Config, ctx: Ctx<'_>) -> Result<Config, ConfigErrors> {
-    if ctx.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors {
-            problems: ctx.problems,
-        })
-    }
-}
-
 fn validate_sites(raw: &RawConfig, pools: &BTreeMap<String, Pool>, ctx: &mut Ctx<'_>) -> Vec<Site> {
     let site_items = ctx.items(&raw.sites, "sites", "a site (a map)");
     if site_items.is_empty() && !matches!(raw.sites, Some(Lenient::Bad(_))) {
@@ -631,6 +620,12 @@ fn validate_sites(raw: &RawConfig, pools: &BTreeMap<String, Pool>, ctx: &mut Ctx
                 .nested(&rb.tls, &format!("{bp}.tls"), "a map")
                 .and_then(|t| validate_tls(t, &format!("{bp}.tls"), ctx));
             let Some(listen) = listen else { continue };
+            if listen.port() == 0 {
+                // Port 0 asks the OS for a fresh port per binding (tests do this), so such
+                // bindings can never collide.
+                bindings.push(Binding { listen, tls });
+                continue;
+            }
             match tls_of.get(&listen) {
                 Some((was_tls, first)) if *was_tls != tls.is_some() => {
                     let msg = format!(
