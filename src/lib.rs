@@ -10,4 +10,5 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod front;
+pub mod pool;
 pub mod upstream;
