@@ -9,6 +9,7 @@
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod farm;
 pub mod front;
 pub mod pool;
 pub mod upstream;

@@ -33,6 +33,8 @@ use tokio::sync::{oneshot, Notify};
 pub struct PickKey {
     pub hash: Option<u64>,
     pub affinity: Option<String>,
+    /// A member to skip if any other can take the request (the one a retry failed on).
+    pub avoid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,6 +60,10 @@ pub struct Pool {
     name: String,
     queue_length: AtomicUsize,
     queue_timeout_ms: AtomicU64,
+    retry_after_s: AtomicU64,
+    /// `loadBalancerCapabilities: TcpLevel`: a stopped pool closes connections instead
+    /// of answering 503, so a layer-4 balancer in front notices.
+    tcp_level: std::sync::atomic::AtomicBool,
     state: AtomicU8,
     inner: Mutex<Inner>,
     counters: PoolCounters,
@@ -140,6 +146,10 @@ impl Pool {
             name: cfg.name.clone(),
             queue_length: AtomicUsize::new(cfg.queue_length),
             queue_timeout_ms: AtomicU64::new(cfg.queue_timeout.as_millis() as u64),
+            retry_after_s: AtomicU64::new(cfg.retry_after.as_secs()),
+            tcp_level: std::sync::atomic::AtomicBool::new(
+                cfg.failure.load_balancer_capabilities == model::LoadBalancerCapabilities::TcpLevel,
+            ),
             state: AtomicU8::new(0),
             inner: Mutex::new(Inner {
                 members: Vec::new(),
@@ -176,11 +186,29 @@ impl Pool {
         self.queue_length.store(cfg.queue_length, Ordering::Relaxed);
         self.queue_timeout_ms
             .store(cfg.queue_timeout.as_millis() as u64, Ordering::Relaxed);
+        self.retry_after_s
+            .store(cfg.retry_after.as_secs(), Ordering::Relaxed);
+        self.tcp_level.store(
+            cfg.failure.load_balancer_capabilities == model::LoadBalancerCapabilities::TcpLevel,
+            Ordering::Relaxed,
+        );
         let mut inner = self.inner.lock();
         inner.balancing = match &cfg.backend {
             model::Backend::Farm(f) => f.load_balancing.clone(),
             model::Backend::Garden(_) => LoadBalancing::LeastRequests,
         };
+    }
+
+    /// `Retry-After` for this pool's 503s.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_secs(self.retry_after_s.load(Ordering::Relaxed))
+    }
+
+    /// Whether `reason` should close the client connection rather than answer (a
+    /// stopped pool with `loadBalancerCapabilities: TcpLevel`).
+    pub fn closes_connection(&self, reason: Reason) -> bool {
+        self.tcp_level.load(Ordering::Relaxed)
+            && matches!(reason, Reason::AppOffline | Reason::Disabled)
     }
 
     pub fn state(&self) -> PoolState {
