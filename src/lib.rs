@@ -12,4 +12,5 @@ pub mod error;
 pub mod farm;
 pub mod front;
 pub mod pool;
+pub mod serve;
 pub mod upstream;

@@ -142,6 +142,12 @@ pub(super) async fn handle(
         conn.peer.ip(),
         conn.tls,
     );
+    // HTTP/2 clients send `:authority`, not `Host`; the HTTP/1.1 upstream needs `Host`.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(h) = host.as_deref().and_then(|h| http::HeaderValue::from_str(h).ok()) {
+            parts.headers.insert(header::HOST, h);
+        }
+    }
     parts.version = Version::HTTP_11;
     parts.uri = url.parse().map_err(|e| Box::new(e) as BoxError)?;
     let body = body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout));
