@@ -115,13 +115,8 @@ pub async fn serve<I, S>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<
-            http::Request<Incoming>,
-            Response = http::Response<Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
 {
     let io = TokioIo::new(Stalled::new(io, limits.connection_timeout));

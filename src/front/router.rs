@@ -55,7 +55,7 @@ impl<T> HostRouter<T> {
                 .iter()
                 .map(|a| (a.path.clone(), resolve(&a.pool)))
                 .collect();
-            apps.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            apps.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
             r.sites.push(SiteRoutes {
                 name: site.name.clone(),
                 apps,
@@ -71,7 +71,7 @@ impl<T> HostRouter<T> {
                 }
             }
         }
-        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r.wildcard.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
         r
     }
 
