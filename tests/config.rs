@@ -1337,3 +1337,45 @@ pools:
     let c = load(yaml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.sites[0].bindings.len(), 2);
 }
+
+#[test]
+fn keys_one_level_too_high_say_where_they_belong() {
+    let yaml = "\
+sites:
+  - name: s
+    bindings: [{listen: ':80'}]
+    applications: [{path: /, pool: p}]
+pools:
+  p:
+    maxProcesses: 2
+    rapidFailProtection: false
+";
+    let e = errors(yaml);
+    expect(
+        &e,
+        yaml,
+        "pools.p.maxProcesses",
+        "belongs under `processModel`",
+        "maxProcesses",
+    );
+    expect(
+        &e,
+        yaml,
+        "pools.p.rapidFailProtection",
+        "belongs under `failure`",
+        "rapidFail",
+    );
+}
+
+#[test]
+fn iis_timespan_durations_are_accepted() {
+    let c = load(&with(
+        "    queueTimeout: '00:02:30'\n    recycling: {periodicRestart: {time: '1.05:00:00'}}\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pools["web"].queue_timeout, Duration::from_secs(150));
+    assert_eq!(
+        c.pools["web"].recycling.time,
+        Duration::from_secs(29 * 3600)
+    );
+}

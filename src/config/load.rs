@@ -150,10 +150,7 @@ where
     let mut problems = Vec::new();
     for u in tree::unknown_keys(root.as_ref(), &SCHEMA) {
         problems.push(Problem {
-            message: match u.suggestion {
-                Some(s) => format!("unknown key (did you mean `{s}`?)"),
-                None => "unknown key".to_string(),
-            },
+            message: u.message(),
             path: u.path,
             value: None,
             line_col: Some(u.pos),

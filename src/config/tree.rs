@@ -225,10 +225,32 @@ pub struct Unknown {
     pub path: String,
     pub pos: Pos,
     pub suggestion: Option<&'static str>,
+    /// When the key is valid one level down: the section it belongs in.
+    pub belongs_under: Option<&'static str>,
+}
+
+impl Unknown {
+    /// `unknown key (did you mean `x`?)` and friends.
+    pub fn message(&self) -> String {
+        match (self.suggestion, self.belongs_under) {
+            (Some(s), _) => format!("unknown key (did you mean `{s}`?)"),
+            (None, Some(section)) => format!("unknown key here (it belongs under `{section}`)"),
+            (None, None) => "unknown key".to_string(),
+        }
+    }
+}
+
+/// A section among `fields` whose own keys include `key` (e.g. `maxProcesses` is a key of
+/// `processModel`), for keys written one level too high.
+fn section_holding(key: &str, fields: &'static [(&'static str, Shape)]) -> Option<&'static str> {
+    fields.iter().find_map(|(name, sub)| match sub {
+        Shape::Map(inner) => inner.iter().any(|(k, _)| *k == key).then_some(*name),
+        _ => None,
+    })
 }
 
 /// Every key in the document that the schema does not know, in document order.
-pub fn unknown_keys(root: Option<&Marked>, schema: &Shape) -> Vec<Unknown> {
+pub fn unknown_keys(root: Option<&Marked>, schema: &'static Shape) -> Vec<Unknown> {
     let mut out = Vec::new();
     if let Some(r) = root {
         walk_unknown(r, schema, "", &mut out);
@@ -236,7 +258,7 @@ pub fn unknown_keys(root: Option<&Marked>, schema: &Shape) -> Vec<Unknown> {
     out
 }
 
-fn walk_unknown(m: &Marked, shape: &Shape, path: &str, out: &mut Vec<Unknown>) {
+fn walk_unknown(m: &Marked, shape: &'static Shape, path: &str, out: &mut Vec<Unknown>) {
     match (&m.node, shape) {
         (Node::Map(entries), Shape::Map(fields)) => {
             for e in entries {
@@ -247,6 +269,7 @@ fn walk_unknown(m: &Marked, shape: &Shape, path: &str, out: &mut Vec<Unknown>) {
                         path: child,
                         pos: e.key_pos,
                         suggestion: suggest(&e.key, fields.iter().map(|(n, _)| *n)),
+                        belongs_under: section_holding(&e.key, fields),
                     }),
                 }
             }
@@ -352,6 +375,7 @@ pools:
                 path: "pools.default.queueLenght".into(),
                 pos: (7, 5),
                 suggestion: Some("queueLength"),
+                belongs_under: None,
             }]
         );
     }

@@ -270,7 +270,9 @@ impl<'a> Ctx<'a> {
             Value::Null => return default,
             Value::Number(n) if n.as_u64() == Some(0) => Some(Duration::ZERO),
             Value::String(s) if s.trim() == "0" => Some(Duration::ZERO),
-            Value::String(s) => humantime::parse_duration(s.trim()).ok(),
+            Value::String(s) => humantime::parse_duration(s.trim())
+                .ok()
+                .or_else(|| parse_timespan(s)),
             _ => None,
         };
         match d {
@@ -430,6 +432,23 @@ pub fn parse_server_address(s: &str) -> Result<(String, u16, bool), String> {
             .ok_or("missing port (write host:port, http://host:port or https://host:port)")?,
     };
     Ok((host.to_string(), port, tls))
+}
+
+/// IIS writes durations as .NET TimeSpans (`00:02:00`, `1.05:00:00` = 29h); accept them
+/// too, so settings copied from applicationHost.config keep working.
+pub fn parse_timespan(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (days, hms) = match s.split_once('.') {
+        Some((d, rest)) if rest.contains(':') => (d.parse::<u64>().ok()?, rest),
+        _ => (0, s),
+    };
+    let parts: Vec<&str> = hms.split(':').collect();
+    let [h, m, sec] = parts.as_slice() else {
+        return None;
+    };
+    let (h, m, sec): (u64, u64, u64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
+    (h < 24 && m < 60 && sec < 60)
+        .then(|| Duration::from_secs(((days * 24 + h) * 60 + m) * 60 + sec))
 }
 
 /// `HH:MM` → seconds since midnight.
@@ -1608,6 +1627,18 @@ mod tests {
         assert_eq!(parse_status_range(&Value::from(204)), Some((204, 204)));
         assert_eq!(parse_status_range(&Value::from("399-200")), None);
         assert_eq!(parse_status_range(&Value::from("abc")), None);
+    }
+
+    #[test]
+    fn iis_timespans() {
+        assert_eq!(parse_timespan("00:02:00"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_timespan("1.05:00:00"),
+            Some(Duration::from_secs(29 * 3600))
+        );
+        assert_eq!(parse_timespan("00:20"), None);
+        assert_eq!(parse_timespan("10x"), None);
+        assert_eq!(parse_timespan("00:61:00"), None);
     }
 
     #[test]
