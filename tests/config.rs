@@ -1379,3 +1379,28 @@ fn iis_timespan_durations_are_accepted() {
         Duration::from_secs(29 * 3600)
     );
 }
+
+#[test]
+fn environment_can_set_a_worker_environment_variable() {
+    let yaml = "\
+sites:
+  - name: s
+    bindings: [{listen: ':80'}]
+    applications: [{path: /, pool: app}]
+pools:
+  app:
+    processModel: {command: /bin/true, env: {MODE: prod}}
+";
+    let env = [
+        ("ROOST_POOLS__APP__PROCESSMODEL__ENV__RUST_LOG", "debug"),
+        ("ROOST_POOLS__APP__PROCESSMODEL__ENV__MODE", "test"),
+        ("ROOST_POOLS__APP__PROCESSMODEL__MAXPROCESSES", "3"),
+    ];
+    let c = config::load_str_in(yaml, "test.yaml", &repo(), env).unwrap_or_else(|e| panic!("{e}"));
+    let Backend::Garden(pm) = &c.pools["app"].backend else {
+        panic!()
+    };
+    assert_eq!(pm.env.get("RUST_LOG").map(String::as_str), Some("debug"));
+    assert_eq!(pm.env.get("MODE").map(String::as_str), Some("test"));
+    assert_eq!(pm.max_processes, 3);
+}

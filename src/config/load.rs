@@ -314,13 +314,19 @@ fn resolve_segments(segs: &[&str], root: Option<&Marked>) -> Result<Vec<String>,
             },
             Shape::Dict(sub) => {
                 shape = sub;
-                // Use the name as the file spells it; a new name is taken in lowercase,
-                // the way environment variable names are usually meant.
-                tree::keys(node)
+                // Use the name as the file spells it. A new name is taken in lowercase
+                // (pool names), except process environment variables, whose case matters.
+                let existing = tree::keys(node)
                     .into_iter()
                     .find(|k| k.eq_ignore_ascii_case(seg))
-                    .map(str::to_string)
-                    .unwrap_or_else(|| seg.to_ascii_lowercase())
+                    .map(str::to_string);
+                existing.unwrap_or_else(|| {
+                    if keys.last().is_some_and(|k| k == "env") {
+                        seg.to_string()
+                    } else {
+                        seg.to_ascii_lowercase()
+                    }
+                })
             }
             Shape::List(_) => return Err((
                 here,
@@ -378,6 +384,14 @@ mod tests {
         assert_eq!(err.0, "pools.MyPool.queuelenght");
         assert!(err.1.contains("queueLength"), "{}", err.1);
         assert!(resolve_segments(&["SITES", "0", "NAME"], root.as_ref()).is_err());
+        assert_eq!(
+            resolve_segments(
+                &["POOLS", "MYPOOL", "PROCESSMODEL", "ENV", "RUST_LOG"],
+                root.as_ref()
+            )
+            .unwrap(),
+            vec!["pools", "MyPool", "processModel", "env", "RUST_LOG"]
+        );
     }
 
     #[test]
