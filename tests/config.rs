@@ -1404,3 +1404,33 @@ pools:
     assert_eq!(pm.env.get("MODE").map(String::as_str), Some("test"));
     assert_eq!(pm.max_processes, 3);
 }
+
+/// The commented TLS binding in proxy.yaml, uncommented, is valid (and uses certs/).
+#[test]
+fn proxy_yaml_tls_example_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string(repo().join("proxy.yaml")).unwrap();
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.contains("# - listen: 127.0.0.1:8443") {
+            inside = true;
+        }
+        if inside {
+            out.push_str(&line.replacen("# ", "", 1));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+        if inside && line.contains("key: certs/dev.key") {
+            inside = false;
+        }
+    }
+    assert!(out.contains("\n      - listen: 127.0.0.1:8443\n"), "{out}");
+    let path = repo().join("proxy.yaml");
+    let c = config::load_str_in(&out, &path.display().to_string(), &repo(), NO_ENV)
+        .unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let tls = c.sites[0].bindings[1].tls.as_ref().expect("TLS binding");
+    assert_eq!(tls.certificates[0].cert, repo().join("certs/dev.crt"));
+    // What validation accepted, the front can serve.
+    roost::front::tls::server_config(tls).expect("the dev certificate builds a TLS config");
+}
