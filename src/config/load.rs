@@ -181,15 +181,14 @@ where
     let raw: RawConfig = match figment.extract() {
         Ok(r) => r,
         Err(e) => {
-            // Every nested value is lenient (see raw.rs), so only the YAML text itself
-            // can fail here.
-            // The YAML deserializer is stricter than the marker parser in a few corners
-            // (e.g. `{listen: :80}` in flow style); its message has the position.
+            // Every nested value is lenient (see raw.rs), so only the YAML text can fail
+            // here: the YAML deserializer is stricter than the marker parser in a few
+            // corners (e.g. `{listen: :80}` in flow style). Its message has the position.
             problems.push(Problem {
                 path: String::new(),
                 value: None,
                 message: format!("YAML: {e}"),
-                line_col: root.as_ref().map(|r| r.pos),
+                line_col: None,
                 file: origin.to_string(),
             });
             return Err(ConfigErrors { problems });
