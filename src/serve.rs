@@ -12,7 +12,9 @@ use tokio::signal::unix::{signal, SignalKind};
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if std::env::var("ROOST_LOG_FORMAT").is_ok_and(|v| v == "json") {
         let _ = builder.json().try_init();
     } else {
