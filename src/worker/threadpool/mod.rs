@@ -403,8 +403,14 @@ impl ThreadPool {
     pub fn shutdown(&self) {
         let inner = &self.inner;
         let deadline = Instant::now() + inner.cfg.shutdown_timeout;
+        // Called from one of our own threads: that thread can never exit while it waits.
+        let own_thread =
+            CURRENT.with(|c| c.borrow().as_ref().is_some_and(|i| Arc::ptr_eq(i, inner)));
         let mut st = inner.state.lock();
         inner.begin_shutdown(&mut st);
+        if own_thread {
+            return;
+        }
         while st.threads > 0 {
             if inner.exit_cv.wait_until(&mut st, deadline).timed_out() {
                 break;
@@ -465,6 +471,21 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// Whether the calling thread is a pool thread (of any pool).
 pub fn is_pool_thread() -> bool {
     CURRENT.with(|c| c.borrow().is_some())
+}
+
+/// Delay before blocking may raise the goal from `goal` by one more thread (.NET
+/// `PortableThreadPool.Blocking`): one `step` per `per_step` threads above `without_delay`,
+/// capped at `max` (itself kept within the gate period by the caller's config).
+fn blocking_delay(
+    goal: usize,
+    without_delay: usize,
+    per_step: usize,
+    step: Duration,
+    max: Duration,
+) -> Duration {
+    let steps = 1 + goal.saturating_sub(without_delay) / per_step.max(1);
+    step.saturating_mul(steps.min(u32::MAX as usize) as u32)
+        .min(max)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -728,16 +749,20 @@ impl Inner {
             st.added_for_blocking -= remove;
         } else {
             let without_delay = (st.min + self.cfg.blocking_threads_without_delay).min(st.max);
-            let per_step = self.cfg.blocking_threads_per_delay_step.max(1);
+            let per_step = self.cfg.blocking_threads_per_delay_step;
             let mut idle_available = st.idle_stack.len();
             while st.goal < target {
                 // Releasing an already existing idle thread never waits.
                 let needs_new_thread = idle_available == 0;
                 idle_available = idle_available.saturating_sub(1);
                 if st.goal >= without_delay && needs_new_thread {
-                    let steps = 1 + (st.goal - without_delay) / per_step;
-                    let delay = (self.cfg.blocking_delay_step * steps as u32)
-                        .min(self.cfg.blocking_max_delay);
+                    let delay = blocking_delay(
+                        st.goal,
+                        without_delay,
+                        per_step,
+                        self.cfg.blocking_delay_step,
+                        self.cfg.blocking_max_delay,
+                    );
                     let since = st
                         .last_blocking_raise
                         .map_or(Duration::MAX, |t| now.duration_since(t));
@@ -933,6 +958,69 @@ mod tests {
             .counters()
             .threads
             <= 2));
+        pool.shutdown();
+    }
+
+    #[test]
+    fn blocking_delay_steps_match_the_reference() {
+        let (step, max) = (Duration::from_millis(25), Duration::from_millis(250));
+        // 8 cores, min 8: 16 at once, then 25 ms for goals 16..=23, 50 ms for 24..=31, ...
+        let d = |g| blocking_delay(g, 16, 8, step, max).as_millis();
+        assert_eq!((d(16), d(23), d(24), d(31), d(32)), (25, 25, 50, 50, 75));
+        assert_eq!(d(200), 250);
+        // Reference §2.4 (derived): reaching 128 threads takes about 19 s.
+        let total: u128 = (16..128).map(d).sum();
+        assert_eq!(total, 19_000);
+    }
+
+    #[test]
+    fn high_cpu_slows_starvation_injection() {
+        // Reference scenario 6: at CPU >= threshold the gate needs goal x 2 ticks without a
+        // dequeue. A threshold of 0 % makes every tick "high CPU"; 101 % none.
+        let run = |cpu_percent: u32| {
+            let mut c = ThreadPoolConfig::new("t-cpu", 2, 64);
+            c.gate_interval = Duration::from_millis(40);
+            c.gate_tolerance = Duration::from_millis(5);
+            c.starvation_cpu_percent = cpu_percent;
+            c.hill_climbing = false;
+            let pool = ThreadPool::new(c);
+            let release = Arc::new((parking_lot::Mutex::new(false), Condvar::new()));
+            for _ in 0..40 {
+                let release = Arc::clone(&release);
+                pool.spawn(move || {
+                    let mut open = release.0.lock();
+                    while !*open {
+                        release.1.wait(&mut open);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1200));
+            let injected = pool.counters().injections.starvation;
+            *release.0.lock() = true;
+            release.1.notify_all();
+            pool.shutdown();
+            injected
+        };
+        let low = run(101);
+        let high = run(0);
+        // Low CPU: ~1 per 40 ms tick (~30); high CPU: 2 -> 3 after 160 ms, 3 -> 4 after 240 ms,
+        // ... (~5). Loose: high must be clearly slower and still make progress.
+        assert!(high >= 1, "high-CPU starvation made no progress");
+        assert!(low >= 2 * high, "low {low} vs high {high}");
+    }
+
+    #[test]
+    fn shutdown_from_a_pool_thread_does_not_wait_for_itself() {
+        let pool = ThreadPool::new(ThreadPoolConfig::new("t-self", 1, 1));
+        let (tx, rx) = mpsc::channel();
+        let p = Arc::clone(&pool);
+        let started = Instant::now();
+        pool.spawn(move || {
+            p.shutdown();
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(3)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3));
         pool.shutdown();
     }
 
