@@ -568,6 +568,10 @@ impl Inner {
         CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(&self)));
         let mut st = self.state.lock();
         let mut idle_deadline: Option<Instant> = None;
+        let slot = Arc::new(IdleSlot {
+            cv: Condvar::new(),
+            woken: AtomicBool::new(false),
+        });
         loop {
             if starting {
                 st.starting -= 1;
@@ -609,10 +613,9 @@ impl Inner {
                 (None, None) => None,
             };
             idle_deadline = deadline;
-            let slot = Arc::new(IdleSlot {
-                cv: Condvar::new(),
-                woken: AtomicBool::new(false),
-            });
+            // Our slot is never on the stack here (popped by a dispatcher or removed below),
+            // so it can be reused without a new allocation per wait.
+            slot.woken.store(false, Ordering::Relaxed);
             st.idle_stack.push(Arc::clone(&slot));
             let timed_out = match deadline {
                 Some(d) => slot.cv.wait_until(&mut st, d).timed_out(),
