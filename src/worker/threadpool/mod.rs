@@ -34,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde::Serialize;
 
+pub use cpu::CpuSource;
 pub use hill_climbing::{HillClimbing, HillClimbingConfig, LogEntry, Transition};
 
 /// Tuning of one pool. [`ThreadPoolConfig::new`] fills the .NET defaults.
@@ -56,6 +57,8 @@ pub struct ThreadPoolConfig {
     /// At or above this machine CPU percentage starvation needs goal × 2 ticks without a
     /// dequeue instead of one (.NET: 80 %).
     pub starvation_cpu_percent: u32,
+    /// Where CPU utilisation is read (machine-wide by default; see [`CpuSource`]).
+    pub cpu_source: CpuSource,
     pub hill_climbing: bool,
     pub hill_climbing_config: HillClimbingConfig,
     pub cooperative_blocking: bool,
@@ -83,6 +86,7 @@ impl ThreadPoolConfig {
             gate_tolerance: Duration::from_millis(50),
             starvation_detection: true,
             starvation_cpu_percent: 80,
+            cpu_source: CpuSource::Machine,
             hill_climbing: true,
             hill_climbing_config: HillClimbingConfig::default(),
             cooperative_blocking: true,
@@ -812,7 +816,7 @@ impl Inner {
 
     /// The gate thread: CPU sampling, starvation detection, delayed blocking adjustments.
     fn gate_main(self: Arc<Self>) {
-        let mut cpu = cpu::CpuSampler::default();
+        let mut cpu = cpu::CpuSampler::new(self.cfg.cpu_source);
         let mut quiet_ticks = 0;
         let mut next_tick = Instant::now() + self.cfg.gate_interval;
         let mut st = self.state.lock();
