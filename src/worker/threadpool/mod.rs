@@ -517,6 +517,13 @@ impl Inner {
             tracing::debug!(pool = %self.cfg.name, "work item dropped: pool is shut down");
             return;
         }
+        if st.busy == 0 && st.queue.is_empty() {
+            // The pool was idle: start a fresh hill-climbing sample so the idle time does not
+            // count as time in which threads could have completed work.
+            st.sample_start = Instant::now();
+            st.sample_completions = 0;
+            st.sample_saturated = false;
+        }
         st.queue.push_back(job);
         if st.busy + st.starting >= st.goal {
             st.sample_saturated = true;
