@@ -1024,6 +1024,69 @@ mod tests {
     }
 
     #[test]
+    fn unblocking_takes_back_only_what_blocking_added() {
+        // Reference §2.4 / scenario 8: an increase made by starvation (or hill climbing)
+        // survives a blocking episode.
+        let mut c = ThreadPoolConfig::new("t-unblock", 2, 20);
+        c.blocking_threads_without_delay = 2;
+        c.blocking_threads_per_delay_step = 2;
+        let pool = ThreadPool::new(c);
+        let inner = &pool.inner;
+        {
+            let mut st = inner.state.lock();
+            st.goal = 5; // as if starvation had added 3
+            st.hc.force_change(5, Transition::Starvation);
+        }
+        for _ in 0..3 {
+            inner.notify_blocked(); // target min + 3 = 5: nothing to add
+        }
+        assert_eq!(pool.counters().goal, 5);
+        assert_eq!(pool.counters().injections.blocking, 0);
+        inner.notify_blocked();
+        inner.notify_blocked(); // target 7; two idle threads exist, so no delay applies
+        let c = pool.counters();
+        assert_eq!((c.goal, c.blocked, c.injections.blocking), (7, 5, 2));
+        for _ in 0..5 {
+            inner.notify_unblocked();
+        }
+        let c = pool.counters();
+        assert_eq!(
+            (c.goal, c.blocked),
+            (5, 0),
+            "starvation's increase must stay"
+        );
+        assert_eq!(
+            c.last_transition.map(|t| t.transition),
+            Some(Transition::CooperativeBlocking)
+        );
+        pool.shutdown();
+    }
+
+    #[test]
+    fn blocking_beyond_the_free_threads_waits_for_delay_steps() {
+        let mut c = ThreadPoolConfig::new("t-steps", 1, 50);
+        c.blocking_threads_without_delay = 1;
+        c.blocking_threads_per_delay_step = 1;
+        c.blocking_delay_step = Duration::from_millis(40);
+        c.blocking_max_delay = Duration::from_millis(200);
+        let pool = ThreadPool::new(c);
+        let inner = &pool.inner;
+        for _ in 0..10 {
+            inner.notify_blocked();
+        }
+        // min 1 + 1 without delay = 2 at once (one idle thread can be released at once too,
+        // so up to 3); the rest must wait for the gate's delayed steps.
+        let first = pool.counters().goal;
+        assert!((2..=3).contains(&first), "goal {first}");
+        assert!(wait_until(Duration::from_secs(10), || pool.counters().goal == 11));
+        for _ in 0..10 {
+            inner.notify_unblocked();
+        }
+        assert_eq!(pool.counters().goal, 1);
+        pool.shutdown();
+    }
+
+    #[test]
     fn shutdown_from_a_pool_thread_does_not_wait_for_itself() {
         let pool = ThreadPool::new(ThreadPoolConfig::new("t-self", 1, 1));
         let (tx, rx) = mpsc::channel();
