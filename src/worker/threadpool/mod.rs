@@ -654,6 +654,11 @@ impl Inner {
             }
         }
         self.exit_thread(&mut st, id);
+        // Leaving because max was lowered: if we had been counted on for queued work, let
+        // another (idle) thread take it.
+        if !st.shutdown {
+            self.release_workers(&mut st);
+        }
     }
 
     fn retire(&self, st: &mut MutexGuard<'_, State>, id: u64) {
@@ -1032,6 +1037,8 @@ mod tests {
         c.blocking_threads_per_delay_step = 2;
         let pool = ThreadPool::new(c);
         let inner = &pool.inner;
+        // The two min threads must be parked on the idle stack for "no delay" to apply.
+        assert!(wait_until(Duration::from_secs(5), || pool.counters().idle == 2));
         {
             let mut st = inner.state.lock();
             st.goal = 5; // as if starvation had added 3
