@@ -14,3 +14,4 @@ pub mod front;
 pub mod pool;
 pub mod serve;
 pub mod upstream;
+pub mod worker;
