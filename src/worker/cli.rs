@@ -45,6 +45,9 @@ pub struct WorkerArgs {
     /// Run sync handlers under PREFIX on pool POOL, PREFIX=POOL (repeatable).
     #[arg(long = "route", value_name = "PREFIX=POOL")]
     pub routes: Vec<RouteSpec>,
+    /// Core count the per-CPU limits multiply (default: the cores this process may use).
+    #[arg(long)]
+    pub cpus: Option<usize>,
     /// How long a graceful stop waits for in-flight requests.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -100,7 +103,10 @@ impl FromStr for RouteSpec {
 impl WorkerArgs {
     /// The resolved settings these flags describe.
     pub fn settings(&self) -> Settings {
-        let d = Settings::default();
+        let mut d = Settings::default();
+        if let Some(n) = self.cpus {
+            d.cpus = n.max(1);
+        }
         let min = self.min_worker_threads.unwrap_or(d.cpus);
         Settings {
             min_worker_threads: min,
