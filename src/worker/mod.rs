@@ -15,8 +15,6 @@ pub mod gate;
 pub mod listen;
 pub mod server;
 pub mod settings;
-// Until the `threadpool` branch lands: a stand-in with the same API.
-#[path = "threadpool_stand_in.rs"]
 pub mod threadpool;
 
 pub use app::{
@@ -25,3 +23,4 @@ pub use app::{
 pub use listen::{Listen, Listener};
 pub use server::{Worker, WorkerError};
 pub use settings::Settings;
+pub use threadpool::blocking;
