@@ -327,7 +327,7 @@ async fn executing_cap_queues_requests_in_fifo_order() {
     let addr = w.addr.clone();
     let first = {
         let a = addr.clone();
-        tokio::spawn(async move { send(&a, get_req("/sleep?ms=800")).await })
+        tokio::spawn(async move { send(&a, get_req("/sleep?ms=2000")).await })
     };
     w.wait_counters("the first request executing", |c| {
         n(c, "/gate/executing") == 1
@@ -372,7 +372,7 @@ async fn a_queued_request_whose_client_leaves_is_dropped_from_the_queue() {
         unreachable!()
     };
     let addr = w.addr.clone();
-    let first = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=1000")).await });
+    let first = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=2000")).await });
     w.wait_counters("one executing", |c| n(c, "/gate/executing") == 1)
         .await;
     // A raw client sends a request, waits until it is queued, and hangs up.
@@ -555,4 +555,78 @@ async fn a_stale_socket_file_is_replaced() {
     let listen = format!("unix:{}", sock.display());
     let w = Worker::start(&["--listen", &listen], &[], dir);
     assert_eq!(w.get("/.roost/ping").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_app_runs_on_the_same_machinery_in_process() {
+    use roost::worker::{Listen, Listener, Settings, WorkerBuilder};
+    let mut settings = Settings::default();
+    settings.min_worker_threads = 1;
+    settings.max_worker_threads = 2;
+    let worker = WorkerBuilder::new(settings)
+        .name("inproc")
+        .route_async("/api", |req| async move {
+            roost::worker::text(format!("async {}", req.uri().path()))
+        })
+        .route_sync("/report", |mut req| {
+            // Sync handlers may read the whole body; this blocks a pool thread only.
+            let body = roost::worker::read_body_blocking(&mut req, 1 << 20).unwrap();
+            let on = std::thread::current().name().unwrap_or("").to_string();
+            roost::worker::text(format!("{} bytes on {on}", body.len()))
+        })
+        .route_sync("/panic", |_req| panic!("boom"))
+        .thread_pool("reports", 1, 1)
+        .route_pool("/report", "reports")
+        .build()
+        .unwrap();
+
+    // Directly, without a socket.
+    let req = Request::get("/api/x").body(roost::body::empty()).unwrap();
+    let resp = worker.handle(req).await;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"async /api/x");
+
+    // Over a real socket served by this runtime.
+    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse::<Listen>().unwrap())
+        .await
+        .unwrap();
+    let Listen::Tcp(a) = listener.local().unwrap() else {
+        unreachable!()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let w = worker.clone();
+        tokio::spawn(async move {
+            w.serve(listener, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    let addr = Addr::Tcp(a.to_string());
+    let req = Request::post("/report")
+        .header("host", "w")
+        .body(Full::new(Bytes::from_static(b"12345")))
+        .unwrap();
+    let r = send(&addr, req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(text.starts_with("5 bytes on "), "{text}");
+    assert_eq!(
+        send(&addr, get_req("/panic")).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let c = worker.counters();
+    assert_eq!(c["app"], "inproc");
+    assert!(c["worker_pools"]["reports"].is_object());
+    assert_eq!(
+        send(&addr, get_req("/nothing")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap();
+    worker.shutdown_pools();
 }

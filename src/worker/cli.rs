@@ -7,6 +7,7 @@
 use super::apps;
 use super::listen::Listen;
 use super::settings::{default_max_worker_threads, PoolLimits, Settings};
+use crate::config::model::WorkerSettings;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -135,6 +136,41 @@ impl WorkerArgs {
     }
 }
 
+/// The `roost worker` arguments that reproduce a pool's `worker` settings, for the
+/// supervisor's command line (the address travels in `ROOST_LISTEN`, not here).
+pub fn command_args(w: &WorkerSettings) -> Vec<String> {
+    let mut a = vec!["worker".to_string(), "--app".into(), w.app.clone()];
+    let mut flag = |name: &str, v: String| {
+        a.push(format!("--{name}"));
+        a.push(v);
+    };
+    if let Some(n) = w.min_worker_threads {
+        flag("min-worker-threads", n.to_string());
+    }
+    if let Some(n) = w.max_worker_threads {
+        flag("max-worker-threads", n.to_string());
+    }
+    if let Some(n) = w.io_threads {
+        flag("io-threads", n.to_string());
+    }
+    flag("request-queue-limit", w.request_queue_limit.to_string());
+    flag(
+        "max-concurrent-requests-per-cpu",
+        w.max_concurrent_requests_per_cpu.to_string(),
+    );
+    flag(
+        "max-concurrent-threads-per-cpu",
+        w.max_concurrent_threads_per_cpu.to_string(),
+    );
+    for (name, p) in &w.pools {
+        flag("thread-pool", format!("{name}={}:{}", p.min, p.max));
+    }
+    for (prefix, pool) in &w.routes {
+        flag("route", format!("{prefix}={pool}"));
+    }
+    a
+}
+
 /// Run `roost worker`: 0 after a graceful stop, 1 on a runtime failure, 2 on bad usage.
 pub fn run(args: WorkerArgs) -> ExitCode {
     let _ = tracing_subscriber::fmt()
@@ -195,6 +231,37 @@ pub fn run(args: WorkerArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_args_round_trip_to_the_same_settings() {
+        use crate::config::model::NamedThreadPool;
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            cmd: Cmd,
+        }
+        #[derive(clap::Subcommand)]
+        enum Cmd {
+            Worker(WorkerArgs),
+        }
+        let w = WorkerSettings {
+            app: "demo".into(),
+            min_worker_threads: Some(3),
+            max_worker_threads: None,
+            io_threads: Some(1),
+            request_queue_limit: 10,
+            max_concurrent_requests_per_cpu: 4,
+            max_concurrent_threads_per_cpu: 2,
+            pools: [("slow".to_string(), NamedThreadPool { min: 1, max: 2 })].into(),
+            routes: [("/slow".to_string(), "slow".to_string())].into(),
+        };
+        let mut argv = vec!["roost".to_string()];
+        argv.extend(command_args(&w));
+        let Cmd::Worker(args) = Cli::try_parse_from(argv).unwrap().cmd;
+        assert_eq!(args.app, "demo");
+        assert_eq!(args.settings(), Settings::from(&w));
+    }
 
     #[test]
     fn pool_and_route_specs() {

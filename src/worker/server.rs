@@ -300,13 +300,9 @@ impl Worker {
 
     fn internal(&self, path: &str) -> Response {
         match path {
+            // A stopping worker is not healthy: nothing new should be sent to it.
             "/.roost/ping" if self.inner.stopping.load(Ordering::SeqCst) => {
-                let mut r = app::status(StatusCode::SERVICE_UNAVAILABLE, "stopping");
-                r.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-                r
+                app::status(StatusCode::SERVICE_UNAVAILABLE, "stopping")
             }
             "/.roost/ping" => app::text("pong\n"),
             "/.roost/counters" => app::json(&self.counters()),
