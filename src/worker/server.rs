@@ -16,7 +16,7 @@ use super::app::{self, Handler, IoHandle, Request, Response, Router, WorkerBuild
 use super::gate::{Gate, GateLimits, Kind, Permit};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
-use super::threadpool::{ThreadPool, ThreadPoolConfig};
+use super::threadpool::{RunError, ThreadPool, ThreadPoolConfig};
 use crate::body::{self, Body};
 use futures_util::FutureExt;
 use http::StatusCode;
@@ -266,7 +266,10 @@ impl Worker {
                 match AssertUnwindSafe(f(req)).catch_unwind().await {
                     Ok(resp) => hold_until_sent(resp, permit),
                     // The permit drops here: a panicking handler ends its request.
-                    Err(_) => handler_panicked(),
+                    Err(_) => {
+                        tracing::error!("async handler panicked");
+                        handler_panicked()
+                    }
                 }
             }
             Handler::Sync(f) => {
@@ -283,7 +286,13 @@ impl Worker {
                 };
                 match pool.run(job).await {
                     Ok((resp, permit)) => hold_until_sent(resp, permit),
-                    Err(_) => handler_panicked(),
+                    Err(RunError::Panicked(msg)) => {
+                        tracing::error!(panic = %msg, "sync handler panicked");
+                        handler_panicked()
+                    }
+                    Err(RunError::ShutDown) => {
+                        app::status(StatusCode::SERVICE_UNAVAILABLE, "stopping")
+                    }
                 }
             }
         }
