@@ -211,6 +211,18 @@ async fn ping_and_counters_over_a_unix_socket() {
     assert_eq!(n(&c, "/gate/request_queue_limit"), 5000);
     assert_eq!(n(&c, "/gate/rejected"), 0);
     assert!(c["uptime_seconds"].as_f64().unwrap() >= 0.0);
+    let m = w.get("/.roost/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("roost_worker_requests_rejected_total{"),
+        "{text}"
+    );
+    assert!(text.contains("kind=\"io\",thread_pool=\"io\"} 2"), "{text}");
+    assert!(
+        text.contains("roost_worker_thread_injections_total{"),
+        "{text}"
+    );
     // /.roost/ is the worker's own; anything else under it is 404.
     assert_eq!(w.get("/.roost/nope").await.status, StatusCode::NOT_FOUND);
 }

@@ -315,6 +315,14 @@ impl Worker {
             }
             "/.roost/ping" => app::text("pong\n"),
             "/.roost/counters" => app::json(&self.counters()),
+            "/.roost/metrics" => {
+                let mut r = app::text(self.prometheus());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
             _ => app::status(StatusCode::NOT_FOUND, "not found"),
         }
     }
@@ -342,6 +350,19 @@ impl Worker {
             "io_threads": i.settings.io_threads,
             "worker_pools": pools,
             "gate": i.gate.counters(),
+        })
+    }
+
+    /// The `/.roost/metrics` text.
+    pub fn prometheus(&self) -> String {
+        let i = &self.inner;
+        let pool = std::env::var("ROOST_POOL").unwrap_or_else(|_| i.name.clone());
+        super::metrics::render(&super::metrics::Snapshot {
+            pool: &pool,
+            pid: std::process::id(),
+            io_threads: i.settings.io_threads,
+            gate: i.gate.counters(),
+            thread_pools: i.pools.values().map(|p| p.counters()).collect(),
         })
     }
 
