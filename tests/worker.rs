@@ -378,6 +378,31 @@ async fn executing_cap_queues_requests_in_fifo_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_cap_queues_sync_requests_while_async_ones_go_on() {
+    // One worker-pool thread may execute requests (1 per CPU, 1 CPU).
+    let w = Worker::unix(&["--cpus", "1", "--max-concurrent-threads-per-cpu", "1"]);
+    let addr = w.addr.clone();
+    let blocks: Vec<_> = ["/block?ms=2000", "/block?ms=1"]
+        .into_iter()
+        .map(|p| {
+            let a = addr.clone();
+            tokio::spawn(async move { send(&a, get_req(p)).await })
+        })
+        .collect();
+    w.wait_counters("one sync request executing, one queued", |c| {
+        n(c, "/gate/executing_threads") == 1 && n(c, "/gate/queued") == 1
+    })
+    .await;
+    // An async request needs no thread: it is not held behind the queued sync one.
+    assert_eq!(w.get("/sleep?ms=1").await.status, StatusCode::OK);
+    let c = w.counters().await;
+    assert_eq!(n(&c, "/gate/queued"), 1, "the sync request still waits");
+    for b in blocks {
+        assert_eq!(b.await.unwrap().status, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_request_whose_client_leaves_is_dropped_from_the_queue() {
     let w = Worker::unix(&["--cpus", "1", "--max-concurrent-requests-per-cpu", "1"]);
     let Addr::Unix(sock) = w.addr.clone() else {
