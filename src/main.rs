@@ -28,6 +28,8 @@ enum Command {
         #[arg(short, long, default_value = "proxy.yaml")]
         config: PathBuf,
     },
+    /// Run a built-in worker (the w3wp/Kestrel role).
+    Worker(roost::worker::cli::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,5 +71,6 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Worker(a) => roost::worker::cli::run(a),
     }
 }
