@@ -11,3 +11,4 @@ pub mod config;
 pub mod error;
 pub mod front;
 pub mod upstream;
+pub mod supervisor;

@@ -1,0 +1,459 @@
+//! One worker process: the command line, the handshake environment, the private
+//! runtime directory, spawning (own process group, optional identity switch), the task
+//! that owns the child and reports its exit, output logging, health probes and memory.
+
+use crate::body;
+use crate::config::model::{self, ProcessModel, WorkerSettings};
+use crate::upstream::{Client, Endpoint};
+use http_body_util::BodyExt;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+/// What the supervisor asks of a running child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sig {
+    /// SIGTERM to the process group: please finish and exit.
+    Term,
+    /// SIGKILL to the process group.
+    Kill,
+}
+
+/// Where one worker listens, decided before it is spawned.
+#[derive(Debug, Clone)]
+pub(crate) enum Listen {
+    Unix(PathBuf),
+    Tcp(u16),
+}
+
+impl Listen {
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        match self {
+            Listen::Unix(p) => Endpoint::Unix(p.clone()),
+            Listen::Tcp(port) => Endpoint::Tcp {
+                host: "127.0.0.1".to_string(),
+                port: *port,
+            },
+        }
+    }
+
+    /// The `ROOST_LISTEN` value of the handshake.
+    pub(crate) fn env_value(&self) -> String {
+        match self {
+            Listen::Unix(p) => format!("unix:{}", p.display()),
+            Listen::Tcp(port) => format!("tcp:127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// Built-in workers answer here; other commands use `pingPath` or a plain connect.
+pub(crate) const BUILTIN_PING_PATH: &str = "/.roost/ping";
+
+/// The readiness/health path of a pool's workers (`None` = a connect is enough).
+pub(crate) fn ping_path(pm: &ProcessModel) -> Option<String> {
+    match (&pm.ping_path, &pm.command) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => Some(BUILTIN_PING_PATH.to_string()),
+        (None, Some(_)) => None,
+    }
+}
+
+/// `roost worker` flags for a pool's `worker` settings (the built-in command line).
+pub(crate) fn worker_cli_args(ws: &WorkerSettings) -> Vec<String> {
+    let mut a = vec!["worker".to_string(), "--app".to_string(), ws.app.clone()];
+    let mut opt = |flag: &str, v: Option<usize>| {
+        if let Some(v) = v {
+            a.push(flag.to_string());
+            a.push(v.to_string());
+        }
+    };
+    opt("--min-worker-threads", ws.min_worker_threads);
+    opt("--max-worker-threads", ws.max_worker_threads);
+    opt("--io-threads", ws.io_threads);
+    opt("--request-queue-limit", Some(ws.request_queue_limit));
+    opt(
+        "--max-concurrent-requests-per-cpu",
+        Some(ws.max_concurrent_requests_per_cpu),
+    );
+    opt(
+        "--max-concurrent-threads-per-cpu",
+        Some(ws.max_concurrent_threads_per_cpu),
+    );
+    for (name, p) in &ws.pools {
+        a.push("--thread-pool".to_string());
+        a.push(format!("{name}={}:{}", p.min, p.max));
+    }
+    for (prefix, pool) in &ws.routes {
+        a.push("--route".to_string());
+        a.push(format!("{prefix}={pool}"));
+    }
+    a
+}
+
+/// The full command of one worker: program, arguments, environment, directory.
+#[derive(Debug, Clone)]
+pub(crate) struct SpawnSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+}
+
+pub(crate) fn spawn_spec(
+    cfg: &model::Pool,
+    pm: &ProcessModel,
+    roost_exe: &Path,
+    listen: &Listen,
+    worker_id: u64,
+) -> SpawnSpec {
+    let (program, mut args) = match &pm.command {
+        Some(c) => (PathBuf::from(c), Vec::new()),
+        None => (roost_exe.to_path_buf(), worker_cli_args(&pm.worker)),
+    };
+    args.extend(pm.args.iter().cloned());
+    let mut env: Vec<(String, String)> = pm
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // The handshake comes last so a configured `env` cannot break it.
+    env.push(("ROOST_LISTEN".to_string(), listen.env_value()));
+    env.push(("ROOST_POOL".to_string(), cfg.name.clone()));
+    env.push(("ROOST_WORKER_ID".to_string(), worker_id.to_string()));
+    if let Listen::Tcp(port) = listen {
+        env.push(("PORT".to_string(), port.to_string()));
+    }
+    SpawnSpec {
+        program,
+        args,
+        env,
+        cwd: pm.working_directory.clone(),
+    }
+}
+
+/// A free loopback port: bind port 0, read it, close. Another process could take it in
+/// between; the worker then fails to start and is retried like any failed start.
+pub(crate) fn free_tcp_port() -> io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// uid/gid to run a pool's workers as, resolved from `user`/`group` names (or numbers).
+/// Only root can switch; otherwise the names are ignored with a warning by the caller.
+pub(crate) fn resolve_identity(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<(u32, u32)>, String> {
+    if user.is_none() && group.is_none() {
+        return Ok(None);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not running as root".to_string());
+    }
+    let mut uid = nix::unistd::getuid().as_raw();
+    let mut gid = nix::unistd::getgid().as_raw();
+    if let Some(u) = user {
+        let found = match u.parse::<u32>() {
+            Ok(n) => nix::unistd::User::from_uid(n.into()),
+            Err(_) => nix::unistd::User::from_name(u),
+        }
+        .map_err(|e| format!("user {u}: {e}"))?
+        .ok_or_else(|| format!("user {u}: no such user"))?;
+        uid = found.uid.as_raw();
+        gid = found.gid.as_raw();
+    }
+    if let Some(g) = group {
+        let found = match g.parse::<u32>() {
+            Ok(n) => nix::unistd::Group::from_gid(n.into()),
+            Err(_) => nix::unistd::Group::from_name(g),
+        }
+        .map_err(|e| format!("group {g}: {e}"))?
+        .ok_or_else(|| format!("group {g}: no such group"))?;
+        gid = found.gid.as_raw();
+    }
+    Ok(Some((uid, gid)))
+}
+
+/// Create (or adopt) a private directory: mode 0700 (0711 when another uid must reach a
+/// subdirectory), owned by us, never through a symlink. Refusing a directory someone
+/// else owns matters in /tmp, where another user could plant one to catch our sockets.
+pub(crate) fn ensure_private_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+    match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::DirBuilder::new().mode(mode).create(path)?;
+        }
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Err(io::Error::other(format!("{} is not a directory", path.display())));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    let expected_uid = owner.map(|o| o.0).unwrap_or(euid);
+    if meta.uid() != euid && meta.uid() != expected_uid {
+        return Err(io::Error::other(format!(
+            "{} is owned by uid {}, not us",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// A child that was spawned: its pid and the handle to signal it.
+pub(crate) struct Spawned {
+    pub pid: u32,
+    pub ctl: mpsc::UnboundedSender<Sig>,
+    /// Becomes `Some(how it ended)` when the child has been reaped.
+    pub exited: watch::Receiver<Option<String>>,
+}
+
+/// Spawn a worker in its own process group (so a signal reaches anything it forked),
+/// with kill-on-drop as the last line of defence, and start the task that owns it.
+/// `on_exit` runs once, from that task, when the child has been reaped.
+pub(crate) fn spawn(
+    spec: &SpawnSpec,
+    identity: Option<(u32, u32)>,
+    pool: &str,
+    on_exit: impl FnOnce(String) + Send + 'static,
+) -> io::Result<Spawned> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    if let Some((uid, gid)) = identity {
+        // std sets the gid first, drops supplementary groups, then sets the uid.
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(log_lines(out, pool.to_string(), pid, "stdout"));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(log_lines(err, pool.to_string(), pid, "stderr"));
+    }
+    let (ctl, mut ctl_rx) = mpsc::unbounded_channel::<Sig>();
+    let (exited_tx, exited) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut ctl_open = true;
+        let how = loop {
+            tokio::select! {
+                st = child.wait() => {
+                    break match st {
+                        Ok(st) => st.to_string(),
+                        Err(e) => format!("wait failed: {e}"),
+                    };
+                }
+                sig = ctl_rx.recv(), if ctl_open => match sig {
+                    // The child is not reaped yet (its wait did not complete), so its pid,
+                    // which is also its process group id, cannot have been reused.
+                    Some(s) => signal_group(pid, s),
+                    None => ctl_open = false,
+                },
+            }
+        };
+        // Whatever the worker forked and left behind goes with it. The group id stays
+        // reserved while any member lives, so this cannot hit an unrelated process.
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = exited_tx.send(Some(how.clone()));
+        on_exit(how);
+    });
+    Ok(Spawned { pid, ctl, exited })
+}
+
+fn signal_group(pid: u32, s: Sig) {
+    let sig = match s {
+        Sig::Term => Signal::SIGTERM,
+        Sig::Kill => Signal::SIGKILL,
+    };
+    if let Err(e) = killpg(Pid::from_raw(pid as i32), sig) {
+        tracing::debug!(pid, error = %e, "signal to worker group failed");
+    }
+}
+
+/// Forward a child's output to the log, one line per event, tagged with pool and pid.
+async fn log_lines(stream: impl AsyncRead + Unpin, pool: String, pid: u32, which: &'static str) {
+    let mut lines = BufReader::new(stream).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                tracing::info!(target: "roost::worker_output", pool = %pool, pid, stream = which, "{line}")
+            }
+            Ok(None) => break,
+            Err(e) => {
+                // Not UTF-8 or a read error: note it and stop forwarding this stream.
+                tracing::debug!(pool = %pool, pid, stream = which, error = %e, "worker output unreadable");
+                break;
+            }
+        }
+    }
+}
+
+/// One health probe: `GET path` answered 2xx (or, with `any_status`, answered at all),
+/// or a plain connect when there is no path. Bounded by `limit`.
+pub(crate) async fn probe(
+    client: &Client,
+    path: Option<&str>,
+    limit: Duration,
+    any_status: bool,
+) -> Result<(), String> {
+    let work = async {
+        match path {
+            None => connect(client.endpoint()).await,
+            Some(p) => {
+                let status = get(client, p).await?;
+                if status.is_success() || any_status {
+                    Ok(())
+                } else {
+                    Err(format!("{p} answered {status}"))
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {}", humantime::format_duration(limit))),
+    }
+}
+
+/// `GET path` on a worker, reading the whole (small) body so the connection is reused.
+pub(crate) async fn get(client: &Client, path: &str) -> Result<http::StatusCode, String> {
+    let req = http::Request::get(path)
+        .header(http::header::HOST, "localhost")
+        .header(http::header::USER_AGENT, "roost-supervisor")
+        .body(body::empty())
+        .map_err(|e| format!("bad path {path:?}: {e}"))?;
+    let resp = client.send(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading {path}: {e}"))?;
+    Ok(status)
+}
+
+async fn connect(endpoint: &Endpoint) -> Result<(), String> {
+    match endpoint {
+        Endpoint::Unix(p) => tokio::net::UnixStream::connect(p).await.map(drop),
+        Endpoint::Tcp { host, port } | Endpoint::Tls { host, port, .. } => {
+            tokio::net::TcpStream::connect((host.as_str(), *port)).await.map(drop)
+        }
+    }
+    .map_err(|e| format!("connect {endpoint}: {e}"))
+}
+
+/// Private memory of a process in KiB (IIS "private bytes"): Private_Clean +
+/// Private_Dirty from smaps_rollup, or VmRSS where smaps_rollup is missing.
+pub(crate) async fn private_memory_kib(pid: u32) -> Option<u64> {
+    if let Ok(s) = tokio::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).await {
+        let v = sum_fields(&s, &["Private_Clean:", "Private_Dirty:"]);
+        if v.is_some() {
+            return v;
+        }
+    }
+    let s = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await.ok()?;
+    sum_fields(&s, &["VmRSS:"])
+}
+
+/// Sum `Name:   123 kB` lines of a /proc file; `None` when none is present.
+pub(crate) fn sum_fields(text: &str, names: &[&str]) -> Option<u64> {
+    let mut total = None;
+    for line in text.lines() {
+        for n in names {
+            if let Some(rest) = line.strip_prefix(n) {
+                if let Some(v) = rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+                    *total.get_or_insert(0) += v;
+                }
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::NamedThreadPool;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn builtin_worker_flags_follow_the_settings() {
+        let mut pools = BTreeMap::new();
+        pools.insert("slow".to_string(), NamedThreadPool { min: 2, max: 8 });
+        let mut routes = BTreeMap::new();
+        routes.insert("/reports".to_string(), "slow".to_string());
+        let ws = WorkerSettings {
+            app: "demo".into(),
+            min_worker_threads: Some(4),
+            max_worker_threads: None,
+            io_threads: Some(2),
+            request_queue_limit: 5000,
+            max_concurrent_requests_per_cpu: 5000,
+            max_concurrent_threads_per_cpu: 0,
+            pools,
+            routes,
+        };
+        let a = worker_cli_args(&ws);
+        let s = a.join(" ");
+        assert!(s.starts_with("worker --app demo --min-worker-threads 4 --io-threads 2"), "{s}");
+        assert!(!s.contains("--max-worker-threads"));
+        assert!(s.contains("--request-queue-limit 5000"));
+        assert!(s.contains("--max-concurrent-requests-per-cpu 5000"));
+        assert!(s.contains("--max-concurrent-threads-per-cpu 0"));
+        assert!(s.contains("--thread-pool slow=2:8"));
+        assert!(s.contains("--route /reports=slow"));
+    }
+
+    #[test]
+    fn proc_fields_are_summed() {
+        let text = "Rss:  100 kB\nPrivate_Clean:   12 kB\nPrivate_Dirty:  30 kB\n";
+        assert_eq!(sum_fields(text, &["Private_Clean:", "Private_Dirty:"]), Some(42));
+        assert_eq!(sum_fields(text, &["VmRSS:"]), None);
+    }
+
+    #[tokio::test]
+    async fn own_memory_is_readable() {
+        let kib = private_memory_kib(std::process::id()).await.unwrap();
+        assert!(kib > 0);
+    }
+
+    #[test]
+    fn private_dir_is_0700_and_refuses_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rt/pool");
+        ensure_private_dir(&p, 0o700, None).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Adopting an existing directory fixes its mode.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&p, 0o700, None).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+        let f = d.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(ensure_private_dir(&f, 0o700, None).is_err());
+    }
+}
