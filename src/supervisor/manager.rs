@@ -10,7 +10,9 @@
 use super::policy::{self, Backoff, RapidFail};
 use super::process::{self, Listen, Sig};
 use super::{FailureRecord, PoolStatus, RecycleRecord, WorkerStatus, HISTORY};
-use crate::config::model::{self, Backend, ProcessModel, StartMode, UpstreamTimeouts, WorkerListen};
+use crate::config::model::{
+    self, Backend, ProcessModel, StartMode, UpstreamTimeouts, WorkerListen,
+};
 use crate::pool::{Member, Pool, PoolState};
 use crate::upstream::Client;
 use parking_lot::Mutex;
@@ -46,12 +48,30 @@ pub(crate) enum Event {
         socket: Option<PathBuf>,
     },
     /// No child was created (bad command, runtime directory, identity...).
-    NotSpawned { id: u64, detail: String },
-    Ready { id: u64, member: Arc<Member> },
-    StartFailed { id: u64, detail: String },
-    Exited { id: u64, detail: String },
-    PingFailed { id: u64, detail: String },
-    Memory { id: u64, kib: u64 },
+    NotSpawned {
+        id: u64,
+        detail: String,
+    },
+    Ready {
+        id: u64,
+        member: Arc<Member>,
+    },
+    StartFailed {
+        id: u64,
+        detail: String,
+    },
+    Exited {
+        id: u64,
+        detail: String,
+    },
+    PingFailed {
+        id: u64,
+        detail: String,
+    },
+    Memory {
+        id: u64,
+        kib: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +314,13 @@ fn dir_name(pool: &str) -> String {
     let s: String = pool
         .chars()
         .take(32)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.starts_with('.') {
         format!("p{s}")
@@ -311,7 +337,12 @@ impl State {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Cmd(c) => self.command(c),
-            Event::Spawned { id, pid, ctl, socket } => {
+            Event::Spawned {
+                id,
+                pid,
+                ctl,
+                socket,
+            } => {
                 let Some(w) = self.workers.get_mut(&id) else {
                     let _ = ctl.send(Sig::Kill);
                     return;
@@ -334,7 +365,9 @@ impl State {
             }
             Event::Ready { id, member } => self.on_ready(id, member),
             Event::StartFailed { id, detail } => {
-                let Some(w) = self.workers.get_mut(&id) else { return };
+                let Some(w) = self.workers.get_mut(&id) else {
+                    return;
+                };
                 if w.stopping() || w.failed {
                     return;
                 }
@@ -344,7 +377,9 @@ impl State {
                 self.record_failure("startup", detail);
             }
             Event::PingFailed { id, detail } => {
-                let Some(w) = self.workers.get_mut(&id) else { return };
+                let Some(w) = self.workers.get_mut(&id) else {
+                    return;
+                };
                 if w.stopping() || w.failed {
                     return;
                 }
@@ -391,7 +426,9 @@ impl State {
             }
             Command::Shutdown(reply) => {
                 self.wanted = false;
-                self.shutdown_waiters.get_or_insert_with(Vec::new).push(reply);
+                self.shutdown_waiters
+                    .get_or_insert_with(Vec::new)
+                    .push(reply);
                 self.stop_all();
             }
         }
@@ -425,13 +462,17 @@ impl State {
             self.backoff.reset();
             self.next_start_at = None;
         }
-        if self.cfg.start_mode == StartMode::AlwaysRunning && self.pool.state() == PoolState::Started {
+        if self.cfg.start_mode == StartMode::AlwaysRunning
+            && self.pool.state() == PoolState::Started
+        {
             self.wanted = true;
         }
     }
 
     fn on_ready(&mut self, id: u64, member: Arc<Member>) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         if w.phase != Phase::Starting {
             return;
         }
@@ -454,7 +495,8 @@ impl State {
             let h = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(interval).await;
-                    if let Err(detail) = process::probe(&client, path.as_deref(), limit, true).await {
+                    if let Err(detail) = process::probe(&client, path.as_deref(), limit, true).await
+                    {
                         let _ = tx.send(Event::PingFailed { id, detail });
                         return;
                     }
@@ -475,7 +517,9 @@ impl State {
     }
 
     fn on_exit(&mut self, id: u64, detail: String) {
-        let Some(w) = self.workers.remove(&id) else { return };
+        let Some(w) = self.workers.remove(&id) else {
+            return;
+        };
         if let Some(m) = &w.member {
             w.pool.remove_member(m);
         }
@@ -490,7 +534,11 @@ impl State {
         if w.stopping() || w.failed {
             tracing::info!(pool = %self.name, worker = id, pid = ?w.pid, how = %detail, "worker stopped");
         } else {
-            let kind = if w.phase == Phase::Starting { "startup" } else { "crash" };
+            let kind = if w.phase == Phase::Starting {
+                "startup"
+            } else {
+                "crash"
+            };
             tracing::warn!(pool = %self.name, worker = id, pid = ?w.pid, how = %detail, kind, "worker exited unexpectedly");
             self.record_failure(kind, format!("pid {}: {detail}", w.pid.unwrap_or(0)));
         }
@@ -532,7 +580,11 @@ impl State {
         self.next_start_at = Some(now + delay);
         let f = &self.cfg.failure;
         if f.rapid_fail_protection
-            && self.rapid.on_failure(now, f.rapid_fail_protection_interval, f.rapid_fail_protection_max_crashes)
+            && self.rapid.on_failure(
+                now,
+                f.rapid_fail_protection_interval,
+                f.rapid_fail_protection_max_crashes,
+            )
             && self.pool.state() == PoolState::Started
         {
             tracing::error!(
@@ -571,7 +623,9 @@ impl State {
     /// wait for its requests (up to shutdownTimeLimit), SIGTERM, SIGKILL after a grace.
     fn begin_stop(&mut self, id: u64, kill: bool) {
         let pm = process_model(&self.cfg).clone();
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         if w.stopping() {
             if kill {
                 if let Some(ctl) = &w.ctl {
@@ -648,9 +702,11 @@ impl State {
         let rec = self.cfg.recycling.clone();
         // Schedule: times of day, local clock.
         let sod = policy::local_seconds_of_day(SystemTime::now());
-        let scheduled = self
-            .last_schedule_check
-            .is_some_and(|prev| rec.schedule.iter().any(|&at| policy::schedule_crossed(prev, sod, at)));
+        let scheduled = self.last_schedule_check.is_some_and(|prev| {
+            rec.schedule
+                .iter()
+                .any(|&at| policy::schedule_crossed(prev, sod, at))
+        });
         self.last_schedule_check = Some(sod);
         for w in self.workers.values_mut() {
             if w.phase != Phase::Running || w.retiring || w.recycle.is_some() {
@@ -664,7 +720,9 @@ impl State {
                 Some("time")
             } else if rec.requests > 0 && served >= rec.requests {
                 Some("requests")
-            } else if rec.private_memory_kib > 0 && w.memory_kib.is_some_and(|k| k > rec.private_memory_kib) {
+            } else if rec.private_memory_kib > 0
+                && w.memory_kib.is_some_and(|k| k > rec.private_memory_kib)
+            {
                 Some("privateMemory")
             } else {
                 None
@@ -676,7 +734,12 @@ impl State {
             && !pm.idle_timeout.is_zero()
             && self.workers.values().any(|w| !w.stopping())
             && self.pool.idle_for() >= pm.idle_timeout
-            && self.workers.values().all(|w| w.member.as_ref().is_none_or(|m| m.active() == 0))
+            // A worker counts as idle only once it has been up for the whole timeout:
+            // one that was just started for a request has not been idle yet.
+            && self.workers.values().filter(|w| !w.stopping()).all(|w| {
+                w.ready_at.is_some_and(|t| t.elapsed() >= pm.idle_timeout)
+                    && w.member.as_ref().is_none_or(|m| m.active() == 0)
+            })
         {
             tracing::info!(pool = %self.name, idle = %humantime::format_duration(pm.idle_timeout), "idle timeout: stopping workers");
             self.wanted = false;
@@ -699,7 +762,9 @@ impl State {
     fn begin_rotation(&mut self, id: u64, reason: &'static str) {
         let overlapped = !self.cfg.recycling.disallow_overlapping_rotation;
         self.record_recycle(id, reason);
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         tracing::info!(pool = %self.name, worker = id, pid = ?w.pid, reason, overlapped, "recycling worker");
         self.rotation = Some(Rotation {
             old: id,
@@ -716,7 +781,10 @@ impl State {
 
     /// Start workers until the pool has its `maxProcesses`, when it should run at all.
     fn reconcile(&mut self) {
-        if self.shutdown_waiters.is_some() || !self.wanted || self.pool.state() != PoolState::Started {
+        if self.shutdown_waiters.is_some()
+            || !self.wanted
+            || self.pool.state() != PoolState::Started
+        {
             return;
         }
         let max = self.pm().max_processes.max(1);
@@ -808,7 +876,14 @@ struct StartCtx {
 /// Start one worker: identity, listen address, spawn, wait for its ping, run the
 /// initialization pages, then hand the manager a member to add.
 async fn startup(ctx: StartCtx) {
-    let StartCtx { id, pool_name, cfg, roost_exe, runtime_dir, tx } = ctx;
+    let StartCtx {
+        id,
+        pool_name,
+        cfg,
+        roost_exe,
+        runtime_dir,
+        tx,
+    } = ctx;
     let pm = process_model(&cfg).clone();
     let not_spawned = |detail: String| {
         let _ = tx.send(Event::NotSpawned { id, detail });
@@ -865,7 +940,12 @@ async fn startup(ctx: StartCtx) {
         Listen::Unix(p) => Some(p.clone()),
         Listen::Tcp(_) => None,
     };
-    let _ = tx.send(Event::Spawned { id, pid: sp.pid, ctl: sp.ctl.clone(), socket });
+    let _ = tx.send(Event::Spawned {
+        id,
+        pid: sp.pid,
+        ctl: sp.ctl.clone(),
+        socket,
+    });
 
     // Ready when the ping answers 2xx (or a connect succeeds) within startupTimeLimit.
     let started = Instant::now();

@@ -185,7 +185,10 @@ impl Supervisor {
         let m = self.pools.lock().remove(name);
         if let Some(m) = m {
             let (tx, rx) = oneshot::channel();
-            if m.tx.send(manager::Event::Cmd(Command::Shutdown(tx))).is_ok() {
+            if m.tx
+                .send(manager::Event::Cmd(Command::Shutdown(tx)))
+                .is_ok()
+            {
                 let _ = rx.await;
             }
             let _ = m.task.await;

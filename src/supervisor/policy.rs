@@ -51,7 +51,12 @@ impl RapidFail {
     /// Record a failure; true when the pool must go offline. The count that trips it is
     /// `max_crashes` itself ("the pool stops when the counter reaches the limit within
     /// the window", as WAS does).
-    pub(crate) fn on_failure(&mut self, now: Instant, interval: Duration, max_crashes: u32) -> bool {
+    pub(crate) fn on_failure(
+        &mut self,
+        now: Instant,
+        interval: Duration,
+        max_crashes: u32,
+    ) -> bool {
         self.window.push_back(now);
         while let Some(&first) = self.window.front() {
             if now.saturating_duration_since(first) > interval {
@@ -117,7 +122,10 @@ mod tests {
         }
         assert_eq!(b.on_failure(t + Duration::from_secs(1)), BACKOFF_MAX);
         // Quiet for longer than the reset period: back to the minimum.
-        assert_eq!(b.on_failure(t + BACKOFF_RESET + Duration::from_secs(2)), BACKOFF_MIN);
+        assert_eq!(
+            b.on_failure(t + BACKOFF_RESET + Duration::from_secs(2)),
+            BACKOFF_MIN
+        );
         b.reset();
         assert_eq!(b.on_failure(t), BACKOFF_MIN);
     }

@@ -118,11 +118,8 @@ pub(crate) fn spawn_spec(
         None => (roost_exe.to_path_buf(), worker_cli_args(&pm.worker)),
     };
     args.extend(pm.args.iter().cloned());
-    let mut env: Vec<(String, String)> = pm
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut env: Vec<(String, String)> =
+        pm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     // The handshake comes last so a configured `env` cannot break it.
     env.push(("ROOST_LISTEN".to_string(), listen.env_value()));
     env.push(("ROOST_POOL".to_string(), cfg.name.clone()));
@@ -184,7 +181,11 @@ pub(crate) fn resolve_identity(
 /// Create (or adopt) a private directory: mode 0700 (0711 when another uid must reach a
 /// subdirectory), owned by us, never through a symlink. Refusing a directory someone
 /// else owns matters in /tmp, where another user could plant one to catch our sockets.
-pub(crate) fn ensure_private_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+pub(crate) fn ensure_private_dir(
+    path: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -198,7 +199,10 @@ pub(crate) fn ensure_private_dir(path: &Path, mode: u32, owner: Option<(u32, u32
     }
     let meta = std::fs::symlink_metadata(path)?;
     if !meta.is_dir() {
-        return Err(io::Error::other(format!("{} is not a directory", path.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            path.display()
+        )));
     }
     let euid = nix::unistd::geteuid().as_raw();
     let expected_uid = owner.map(|o| o.0).unwrap_or(euid);
@@ -249,7 +253,9 @@ pub(crate) fn spawn(
         cmd.uid(uid).gid(gid);
     }
     let mut child = cmd.spawn()?;
-    let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(log_lines(out, pool.to_string(), pid, "stdout"));
     }
@@ -336,7 +342,10 @@ pub(crate) async fn probe(
     };
     match tokio::time::timeout(limit, work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no answer within {}", humantime::format_duration(limit))),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(limit)
+        )),
     }
 }
 
@@ -360,7 +369,9 @@ async fn connect(endpoint: &Endpoint) -> Result<(), String> {
     match endpoint {
         Endpoint::Unix(p) => tokio::net::UnixStream::connect(p).await.map(drop),
         Endpoint::Tcp { host, port } | Endpoint::Tls { host, port, .. } => {
-            tokio::net::TcpStream::connect((host.as_str(), *port)).await.map(drop)
+            tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map(drop)
         }
     }
     .map_err(|e| format!("connect {endpoint}: {e}"))
@@ -375,7 +386,9 @@ pub(crate) async fn private_memory_kib(pid: u32) -> Option<u64> {
             return v;
         }
     }
-    let s = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await.ok()?;
+    let s = tokio::fs::read_to_string(format!("/proc/{pid}/status"))
+        .await
+        .ok()?;
     sum_fields(&s, &["VmRSS:"])
 }
 
@@ -385,7 +398,11 @@ pub(crate) fn sum_fields(text: &str, names: &[&str]) -> Option<u64> {
     for line in text.lines() {
         for n in names {
             if let Some(rest) = line.strip_prefix(n) {
-                if let Some(v) = rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+                if let Some(v) = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
                     *total.get_or_insert(0) += v;
                 }
             }
@@ -419,7 +436,10 @@ mod tests {
         };
         let a = worker_cli_args(&ws);
         let s = a.join(" ");
-        assert!(s.starts_with("worker --app demo --min-worker-threads 4 --io-threads 2"), "{s}");
+        assert!(
+            s.starts_with("worker --app demo --min-worker-threads 4 --io-threads 2"),
+            "{s}"
+        );
         assert!(!s.contains("--max-worker-threads"));
         assert!(s.contains("--request-queue-limit 5000"));
         assert!(s.contains("--max-concurrent-requests-per-cpu 5000"));
@@ -431,7 +451,10 @@ mod tests {
     #[test]
     fn proc_fields_are_summed() {
         let text = "Rss:  100 kB\nPrivate_Clean:   12 kB\nPrivate_Dirty:  30 kB\n";
-        assert_eq!(sum_fields(text, &["Private_Clean:", "Private_Dirty:"]), Some(42));
+        assert_eq!(
+            sum_fields(text, &["Private_Clean:", "Private_Dirty:"]),
+            Some(42)
+        );
         assert_eq!(sum_fields(text, &["VmRSS:"]), None);
     }
 
@@ -451,7 +474,10 @@ mod tests {
         // Adopting an existing directory fixes its mode.
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         ensure_private_dir(&p, 0o700, None).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let f = d.path().join("file");
         std::fs::write(&f, b"x").unwrap();
         assert!(ensure_private_dir(&f, 0o700, None).is_err());
