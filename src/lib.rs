@@ -15,3 +15,4 @@ pub mod pool;
 pub mod serve;
 pub mod upstream;
 pub mod supervisor;
+pub mod worker;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "roost", version, about = "The IIS request-processing model on Linux")]
+#[command(
+    name = "roost",
+    version,
+    about = "The IIS request-processing model on Linux"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -24,6 +28,8 @@ enum Command {
         #[arg(short, long, default_value = "proxy.yaml")]
         config: PathBuf,
     },
+    /// Run a built-in worker (the w3wp/Kestrel role).
+    Worker(roost::worker::cli::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +64,6 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Worker(a) => roost::worker::cli::run(a),
     }
 }

@@ -1,0 +1,251 @@
+//! The application API: handlers, routes and the [`WorkerBuilder`].
+//!
+//! A Rust app runs on the same machinery as the built-in ones:
+//!
+//! ```no_run
+//! use roost::worker::{Listen, Settings, WorkerBuilder, text};
+//!
+//! WorkerBuilder::new(Settings::default())
+//!     .route_async("/api", |_req| async { text("async, on the I/O pool\n") })
+//!     .route_sync("/report", |_req| text("sync, on a worker pool thread\n"))
+//!     .thread_pool("reports", 1, 4)
+//!     .route_pool("/report", "reports")
+//!     .run("unix:/tmp/app.sock".parse::<Listen>().unwrap())
+//!     .unwrap();
+//! ```
+//!
+//! Async handlers run on the I/O pool and must never block it; sync handlers run on a
+//! worker pool thread (the default pool, or a dedicated one chosen by [`route_pool`]), and
+//! may block (wrap known blocking calls in [`blocking`](super::threadpool::blocking) so the
+//! pool can add a thread at once).
+//!
+//! A route matches its path and everything below it on a segment boundary (`/api` matches
+//! `/api` and `/api/x`, not `/apix`); the longest match wins, and `/` is the fallback.
+//!
+//! [`route_pool`]: WorkerBuilder::route_pool
+
+use super::settings::{PoolLimits, Settings};
+use crate::body::{Body, BoxError};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{header, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The request a handler gets: its body streams (it is not read before the handler runs).
+pub type Request = http::Request<Body>;
+/// The response a handler returns; its body may stream.
+pub type Response = http::Response<Body>;
+
+type AsyncFn = dyn Fn(Request) -> BoxFuture<'static, Response> + Send + Sync;
+type SyncFn = dyn Fn(Request) -> Response + Send + Sync;
+
+/// A registered handler.
+#[derive(Clone)]
+pub enum Handler {
+    Async(Arc<AsyncFn>),
+    Sync(Arc<SyncFn>),
+}
+
+/// Path prefix → handler, longest prefix first.
+#[derive(Clone, Default)]
+pub(crate) struct Router {
+    routes: Vec<(String, Handler)>,
+}
+
+impl Router {
+    fn add(&mut self, path: &str, h: Handler) {
+        let path = normalize(path);
+        self.routes.retain(|(p, _)| *p != path);
+        self.routes.push((path, h));
+        self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+    }
+
+    pub(crate) fn find(&self, path: &str) -> Option<&Handler> {
+        self.routes
+            .iter()
+            .find(|(p, _)| prefix_matches(p, path))
+            .map(|(_, h)| h)
+    }
+}
+
+fn normalize(path: &str) -> String {
+    let p = path.trim_end_matches('/');
+    if p.is_empty() {
+        "/".to_string()
+    } else if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    }
+}
+
+/// `prefix` (normalized, no trailing slash unless it is `/`) covers `path`.
+pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || path == prefix
+        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+/// Builds a worker: routes, dedicated pools, settings. See the module docs.
+pub struct WorkerBuilder {
+    pub(crate) name: String,
+    pub(crate) settings: Settings,
+    pub(crate) router: Router,
+}
+
+impl WorkerBuilder {
+    pub fn new(settings: Settings) -> Self {
+        WorkerBuilder {
+            name: "app".to_string(),
+            settings,
+            router: Router::default(),
+        }
+    }
+
+    /// The app's name, for logs and `/.roost/counters`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// An async handler: runs on the I/O pool, must not block.
+    pub fn route_async<F, Fut>(mut self, path: &str, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        let h: Arc<AsyncFn> = Arc::new(move |req| Box::pin(f(req)));
+        self.router.add(path, Handler::Async(h));
+        self
+    }
+
+    /// A sync handler: runs on a worker pool thread, may block.
+    pub fn route_sync<F>(mut self, path: &str, f: F) -> Self
+    where
+        F: Fn(Request) -> Response + Send + Sync + 'static,
+    {
+        self.router.add(path, Handler::Sync(Arc::new(f)));
+        self
+    }
+
+    /// Declare a dedicated worker pool (`--thread-pool NAME=MIN:MAX`).
+    pub fn thread_pool(mut self, name: &str, min: usize, max: usize) -> Self {
+        self.settings
+            .thread_pools
+            .insert(name.to_string(), PoolLimits { min, max });
+        self
+    }
+
+    /// Run the sync handlers under `prefix` on the dedicated pool `pool` (`--route`).
+    pub fn route_pool(mut self, prefix: &str, pool: &str) -> Self {
+        self.settings
+            .routes
+            .insert(normalize(prefix), pool.to_string());
+        self
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+}
+
+// --- Small helpers handlers use ----------------------------------------------------------
+
+/// A `text/plain` 200 response.
+pub fn text(s: impl Into<Bytes>) -> Response {
+    with_type(StatusCode::OK, "text/plain; charset=utf-8", s.into())
+}
+
+/// An `application/json` 200 response.
+pub fn json(v: &serde_json::Value) -> Response {
+    with_type(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from(v.to_string()),
+    )
+}
+
+/// A plain response with `status` and a short text body.
+pub fn status(status: StatusCode, msg: &str) -> Response {
+    let mut r = text(format!("{msg}\n"));
+    *r.status_mut() = status;
+    r
+}
+
+fn with_type(status: StatusCode, ctype: &'static str, body: Bytes) -> Response {
+    let mut r = Response::new(crate::body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+/// The value of query parameter `name`, if present.
+pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// The I/O pool's handle, put in every request's extensions so sync handlers can wait on
+/// async work (such as reading the body) from a worker thread.
+#[derive(Clone, Debug)]
+pub struct IoHandle(pub tokio::runtime::Handle);
+
+/// Read the whole request body from a sync handler (on a worker thread), at most `limit`
+/// bytes. Blocks the calling worker thread, never an I/O thread.
+pub fn read_body_blocking(req: &mut Request, limit: usize) -> Result<Bytes, BoxError> {
+    let handle = req
+        .extensions()
+        .get::<IoHandle>()
+        .ok_or("no I/O handle in the request")?
+        .0
+        .clone();
+    let body = std::mem::replace(req.body_mut(), crate::body::empty());
+    let limited = http_body_util::Limited::new(body, limit);
+    handle.block_on(async move { Ok(limited.collect().await?.to_bytes()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_segment_prefix_wins_and_root_is_the_fallback() {
+        let mut r = Router::default();
+        r.add("/", Handler::Sync(Arc::new(|_| text("root"))));
+        r.add("/api", Handler::Sync(Arc::new(|_| text("api"))));
+        r.add("/api/v2/", Handler::Sync(Arc::new(|_| text("v2"))));
+        let which = |p: &str| match r.find(p) {
+            Some(Handler::Sync(f)) => {
+                let resp = f(http::Request::new(crate::body::empty()));
+                format!("{:?}", resp.body().size_hint().exact())
+            }
+            _ => "none".into(),
+        };
+        use http_body::Body as _;
+        assert_eq!(which("/api"), "Some(3)");
+        assert_eq!(which("/api/x"), "Some(3)");
+        assert_eq!(which("/api/v2/x"), "Some(2)");
+        assert_eq!(which("/apix"), "Some(4)");
+        assert!(prefix_matches("/slow", "/slow/1"));
+        assert!(!prefix_matches("/slow", "/slower"));
+    }
+
+    #[test]
+    fn query_params() {
+        let req = http::Request::builder()
+            .uri("/cpu?x=1&ms=20")
+            .body(crate::body::empty())
+            .unwrap();
+        assert_eq!(query_param(&req, "ms"), Some("20"));
+        assert_eq!(query_param(&req, "nope"), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! The worker process: the w3wp + Kestrel role (`roost worker`, or a Rust app built on
+//! this library).
+//!
+//! One process has an I/O pool (a tokio runtime, `ioThreads`) that runs connections and
+//! async handlers, worker pools (`threadpool`, the default one plus dedicated named ones)
+//! that run sync handlers, and a [`gate`] that applies ASP.NET's integrated-mode limits
+//! (`requestQueueLimit`, `maxConcurrentRequestsPerCPU`, `maxConcurrentThreadsPerCPU`) in
+//! front of both. [`app`] is the API apps are written against; [`apps`] holds the built-in
+//! ones; [`server`] wires it all to HTTP/1.1 and h2c; [`cli`] is `roost worker`.
+
+pub mod app;
+pub mod apps;
+pub mod cli;
+pub mod gate;
+pub mod listen;
+pub mod server;
+pub mod settings;
+pub mod threadpool;
+
+pub use app::{
+    json, query_param, read_body_blocking, status, text, Request, Response, WorkerBuilder,
+};
+pub use listen::{Listen, Listener};
+pub use server::{Worker, WorkerError};
+pub use settings::Settings;
+pub use threadpool::blocking;

@@ -1,0 +1,395 @@
+//! The running worker: the I/O pool (tokio runtime), the worker pools, the gate, and the
+//! HTTP/1.1 + h2c server that ties them to the app's routes.
+//!
+//! Path of a request: connection (hyper-util auto: h1 or h2c) → `/.roost/` endpoints
+//! (ping, counters; never gated) → route lookup → gate (reject, queue, or start) → async
+//! handler on the I/O pool, or sync handler on its worker pool → response body streams out
+//! while the gate permit is held.
+//!
+//! Graceful stop (SIGTERM/SIGINT, or the `shutdown` future of [`Worker::serve`]):
+//! 1. stop accepting and remove the Unix socket file; `/.roost/ping` answers 503;
+//! 2. ask every connection to finish (HTTP/1 closes after the in-flight response, h2 sends
+//!    GOAWAY) and wait for them, at most `shutdown_timeout`;
+//! 3. stop the worker pools' idle threads; the process exits 0.
+
+use super::app::{self, Handler, IoHandle, Request, Response, Router, WorkerBuilder};
+use super::gate::{Gate, GateLimits, Kind, Permit};
+use super::listen::{Listen, Listener, Stream};
+use super::settings::{Settings, DEFAULT_POOL};
+use super::threadpool::{ThreadPool, ThreadPoolConfig};
+use crate::body::{self, Body};
+use futures_util::FutureExt;
+use http::StatusCode;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{self, Write};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What a 503 ServerTooBusy tells the client to wait.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Why a worker could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("route {prefix} names thread pool {pool:?}, which is not declared (--thread-pool {pool}=MIN:MAX)")]
+    UnknownPool { prefix: String, pool: String },
+    #[error("thread pool {name:?}: min {min} > max {max}")]
+    PoolLimits {
+        name: String,
+        min: usize,
+        max: usize,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A built worker. Cheap to clone; every clone is the same worker.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    settings: Settings,
+    router: Router,
+    pools: BTreeMap<String, Arc<ThreadPool>>,
+    /// Dedicated-pool routes, longest prefix first.
+    pool_routes: Vec<(String, Arc<ThreadPool>)>,
+    default_pool: Arc<ThreadPool>,
+    gate: Arc<Gate>,
+    started: Instant,
+    stopping: AtomicBool,
+}
+
+impl WorkerBuilder {
+    /// Create the worker pools and the gate. Must run where a tokio runtime is current only
+    /// if you then call [`Worker::serve`] on it; the pools are plain threads.
+    pub fn build(self) -> Result<Worker, WorkerError> {
+        let s = self.settings;
+        let mut pools = BTreeMap::new();
+        let default_pool = ThreadPool::new(ThreadPoolConfig::new(
+            DEFAULT_POOL,
+            s.min_worker_threads,
+            s.max_worker_threads.max(1),
+        ));
+        pools.insert(DEFAULT_POOL.to_string(), default_pool.clone());
+        for (name, l) in &s.thread_pools {
+            if l.min > l.max {
+                return Err(WorkerError::PoolLimits {
+                    name: name.clone(),
+                    min: l.min,
+                    max: l.max,
+                });
+            }
+            pools.insert(
+                name.clone(),
+                ThreadPool::new(ThreadPoolConfig::new(name.clone(), l.min, l.max.max(1))),
+            );
+        }
+        let mut pool_routes = Vec::new();
+        for (prefix, pool) in &s.routes {
+            let p = pools.get(pool).ok_or_else(|| WorkerError::UnknownPool {
+                prefix: prefix.clone(),
+                pool: pool.clone(),
+            })?;
+            pool_routes.push((prefix.clone(), p.clone()));
+        }
+        pool_routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        let gate = Gate::new(GateLimits {
+            request_queue_limit: s.request_queue_limit,
+            max_executing: s.max_executing(),
+            max_executing_threads: s.max_executing_threads(),
+        });
+        Ok(Worker {
+            inner: Arc::new(Inner {
+                name: self.name,
+                settings: s,
+                router: self.router,
+                pools,
+                pool_routes,
+                default_pool,
+                gate,
+                started: Instant::now(),
+                stopping: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Run the worker as a process does: build the I/O pool with `ioThreads` threads, bind
+    /// `listen`, print `listening on ADDR` on stdout, serve until SIGTERM or SIGINT, then
+    /// stop gracefully. Blocks the calling thread.
+    pub fn run(self, listen: Listen) -> Result<(), WorkerError> {
+        let io_threads = self.settings.io_threads.max(1);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(io_threads)
+            .thread_name("roost-io")
+            .enable_all()
+            .build()
+            .map_err(|source| WorkerError::Io {
+                what: "starting the I/O pool".into(),
+                source,
+            })?;
+        let worker = self.build()?;
+        let served = rt.block_on(async {
+            let listener = Listener::bind(&listen)
+                .await
+                .map_err(|source| WorkerError::Io {
+                    what: format!("binding {listen}"),
+                    source,
+                })?;
+            let local = listener.local().map_err(|source| WorkerError::Io {
+                what: "reading the bound address".into(),
+                source,
+            })?;
+            tracing::info!(app = %worker.inner.name, listen = %local, io_threads, "worker listening");
+            // The one line on stdout: lets a person or a test learn the real port of tcp:…:0.
+            // A closed stdout must not kill the worker, so no println!.
+            let _ = writeln!(io::stdout(), "listening on {local}");
+            let signals = shutdown_signal().map_err(|source| WorkerError::Io {
+                what: "installing signal handlers".into(),
+                source,
+            })?;
+            worker.serve(listener, signals).await;
+            Ok::<(), WorkerError>(())
+        });
+        worker.shutdown_pools();
+        // Handlers stuck past the shutdown timeout (such as /hang) must not keep us alive.
+        rt.shutdown_timeout(Duration::from_millis(100));
+        served
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping gracefully"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping gracefully"),
+        }
+    })
+}
+
+impl Worker {
+    /// Accept and serve connections until `shutdown` resolves, then stop gracefully (see
+    /// the module docs). The listener is dropped (its socket file removed) before waiting.
+    pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper's HTTP/1 header read timeout needs a timer, or it panics.
+        builder.http1().timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(Stream::Tcp(s)) => self.spawn_conn(&builder, &graceful, s),
+                    Ok(Stream::Unix(s)) => self.spawn_conn(&builder, &graceful, s),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+            }
+        }
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        drop(listener);
+        let in_flight = graceful.count();
+        tracing::info!(connections = in_flight, "draining connections");
+        let limit = self.inner.settings.shutdown_timeout;
+        if tokio::time::timeout(limit, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?limit, "connections still open after the shutdown timeout");
+        }
+    }
+
+    fn spawn_conn<I>(&self, builder: &auto::Builder<TokioExecutor>, g: &GracefulShutdown, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let worker = self.clone();
+        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let worker = worker.clone();
+            async move { Ok::<_, Infallible>(worker.handle(req.map(body::boxed)).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
+        let conn = g.watcher().watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    /// Serve one request (the whole path after the connection). Public so an app can be
+    /// tested in-process without sockets.
+    pub async fn handle(&self, mut req: Request) -> Response {
+        let path = req.uri().path();
+        if path.starts_with("/.roost/") {
+            return self.internal(path);
+        }
+        let Some(handler) = self.inner.router.find(path).cloned() else {
+            return app::status(StatusCode::NOT_FOUND, "not found");
+        };
+        let kind = match handler {
+            Handler::Async(_) => Kind::Async,
+            Handler::Sync(_) => Kind::Thread,
+        };
+        let mut permit = match self.inner.gate.enter(kind).await {
+            Ok(p) => p,
+            Err(reason) => return reason.response(RETRY_AFTER),
+        };
+        match handler {
+            Handler::Async(f) => {
+                match AssertUnwindSafe(f(req)).catch_unwind().await {
+                    Ok(resp) => hold_until_sent(resp, permit),
+                    // The permit drops here: a panicking handler ends its request.
+                    Err(_) => handler_panicked(),
+                }
+            }
+            Handler::Sync(f) => {
+                req.extensions_mut()
+                    .insert(IoHandle(tokio::runtime::Handle::current()));
+                let pool = self.pool_for(req.uri().path()).clone();
+                let thread = permit.take_thread_slot();
+                // The permit travels with the job, so a request whose client left still
+                // counts until its thread is really done with it.
+                let job = move || {
+                    let resp = f(req);
+                    drop(thread);
+                    (resp, permit)
+                };
+                match pool.run(job).await {
+                    Ok((resp, permit)) => hold_until_sent(resp, permit),
+                    Err(_) => handler_panicked(),
+                }
+            }
+        }
+    }
+
+    fn pool_for(&self, path: &str) -> &Arc<ThreadPool> {
+        self.inner
+            .pool_routes
+            .iter()
+            .find(|(prefix, _)| app::prefix_matches(prefix, path))
+            .map(|(_, p)| p)
+            .unwrap_or(&self.inner.default_pool)
+    }
+
+    fn internal(&self, path: &str) -> Response {
+        match path {
+            // A stopping worker is not healthy: nothing new should be sent to it.
+            "/.roost/ping" if self.inner.stopping.load(Ordering::SeqCst) => {
+                app::status(StatusCode::SERVICE_UNAVAILABLE, "stopping")
+            }
+            "/.roost/ping" => app::text("pong\n"),
+            "/.roost/counters" => app::json(&self.counters()),
+            _ => app::status(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    /// The `/.roost/counters` document.
+    pub fn counters(&self) -> serde_json::Value {
+        let i = &self.inner;
+        let pools: serde_json::Map<String, serde_json::Value> = i
+            .pools
+            .iter()
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    serde_json::to_value(p.counters()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "pid": std::process::id(),
+            "app": i.name,
+            "pool": std::env::var("ROOST_POOL").ok(),
+            "worker_id": std::env::var("ROOST_WORKER_ID").ok(),
+            "uptime_seconds": i.started.elapsed().as_secs_f64(),
+            "cpus": i.settings.cpus,
+            "io_threads": i.settings.io_threads,
+            "worker_pools": pools,
+            "gate": i.gate.counters(),
+        })
+    }
+
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.inner.gate
+    }
+
+    pub fn thread_pool(&self, name: &str) -> Option<&Arc<ThreadPool>> {
+        self.inner.pools.get(name)
+    }
+
+    /// Let the worker pools' threads exit once their queues are empty.
+    pub fn shutdown_pools(&self) {
+        for p in self.inner.pools.values() {
+            p.shutdown();
+        }
+    }
+}
+
+fn handler_panicked() -> Response {
+    app::status(StatusCode::INTERNAL_SERVER_ERROR, "handler panicked")
+}
+
+/// Keep the request's gate permit until its response body is finished or dropped.
+fn hold_until_sent(resp: Response, permit: Permit) -> Response {
+    resp.map(|b| {
+        body::boxed(PermitBody {
+            inner: b,
+            _permit: permit,
+        })
+    })
+}
+
+pin_project_lite::pin_project! {
+    struct PermitBody {
+        #[pin]
+        inner: Body,
+        _permit: Permit,
+    }
+}
+
+impl http_body::Body for PermitBody {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,959 @@
+//! The worker thread pool: where a worker runs synchronous (blocking) handlers.
+//!
+//! It copies the .NET CLR worker pool (see `shared/reference/threadpool.md`):
+//! - a global FIFO queue of work items and a thread-count **goal** that bounds how many items
+//!   run at once; `min` threads start at once, more are created up to `max` when the goal
+//!   rises, and threads idle for `idle_timeout` (20 s) retire, never below `min`;
+//! - **hill climbing** ([`hill_climbing`]) moves the goal from completion samples;
+//! - a **gate thread** wakes every 500 ms, samples CPU, and when work is queued but nothing has
+//!   been dequeued for a tick (goal × 1 s when CPU >= 80 %) adds one thread (**starvation**);
+//! - **blocking hints** ([`blocking`]): a handler that is about to block tells the pool, which
+//!   raises the goal to `min + blocked` at once up to `min + cores`, then in bounded delay steps
+//!   (25 ms per step, at most 250 ms), and takes the increase back when the blocking ends.
+//!
+//! Idle threads wait LIFO (each on its own condition variable, the most recent idle thread is
+//! woken first), like .NET's LIFO semaphore: under light load the same few threads do the work
+//! and the surplus really does go idle long enough to retire.
+//!
+//! Deviation from .NET, on purpose: a hill-climbing sample is only fed to the controller when
+//! the pool was saturated during it (work had to wait); otherwise throughput measures the
+//! arrival rate, not what threads can do, and the controller's wave would only add noise.
+
+pub mod hill_climbing;
+
+mod cpu;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use serde::Serialize;
+
+pub use hill_climbing::{HillClimbing, HillClimbingConfig, LogEntry, Transition};
+
+/// Tuning of one pool. [`ThreadPoolConfig::new`] fills the .NET defaults.
+#[derive(Debug, Clone)]
+pub struct ThreadPoolConfig {
+    /// Used for thread names, logs and counters.
+    pub name: String,
+    pub min_threads: usize,
+    pub max_threads: usize,
+    /// Idle threads above `min` exit after this long; `None` = never (.NET: 20 s, −1 = never).
+    pub idle_timeout: Option<Duration>,
+    /// Gate thread period (.NET `GateActivitiesPeriodMs` = 500 ms).
+    pub gate_interval: Duration,
+    /// A tick counts as "nothing dequeued" when the last dequeue is at least
+    /// `gate_interval - gate_tolerance` old: the thread the previous tick injected dequeues
+    /// a moment after that tick, and without the slack every other tick would be skipped
+    /// (native .NET uses 50 ms timer tolerance).
+    pub gate_tolerance: Duration,
+    pub starvation_detection: bool,
+    /// At or above this machine CPU percentage starvation needs goal × 2 ticks without a
+    /// dequeue instead of one (.NET: 80 %).
+    pub starvation_cpu_percent: u32,
+    pub hill_climbing: bool,
+    pub hill_climbing_config: HillClimbingConfig,
+    pub cooperative_blocking: bool,
+    /// Above `min`, this many threads are added for blocked threads without delay (cores).
+    pub blocking_threads_without_delay: usize,
+    /// Then the delay grows by one step every this many threads (cores).
+    pub blocking_threads_per_delay_step: usize,
+    pub blocking_delay_step: Duration,
+    pub blocking_max_delay: Duration,
+    /// Stack size of pool threads; `None` = Rust's default (2 MiB).
+    pub stack_size: Option<usize>,
+    /// How long [`ThreadPool::shutdown`] waits for running items before detaching threads.
+    pub shutdown_timeout: Duration,
+}
+
+impl ThreadPoolConfig {
+    pub fn new(name: impl Into<String>, min_threads: usize, max_threads: usize) -> Self {
+        let cores = cores();
+        ThreadPoolConfig {
+            name: name.into(),
+            min_threads,
+            max_threads,
+            idle_timeout: Some(Duration::from_secs(20)),
+            gate_interval: Duration::from_millis(500),
+            gate_tolerance: Duration::from_millis(50),
+            starvation_detection: true,
+            starvation_cpu_percent: 80,
+            hill_climbing: true,
+            hill_climbing_config: HillClimbingConfig::default(),
+            cooperative_blocking: true,
+            blocking_threads_without_delay: cores,
+            blocking_threads_per_delay_step: cores,
+            blocking_delay_step: Duration::from_millis(25),
+            blocking_max_delay: Duration::from_millis(250),
+            stack_size: None,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// `min` 0 becomes 1 and `max` is raised to `min`, as .NET does.
+    fn normalized_limits(min: usize, max: usize) -> (usize, usize) {
+        let min = min.max(1);
+        (min, max.max(min))
+    }
+}
+
+/// Number of CPUs this process may run on.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Why a [`ThreadPool::run`] produced no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    /// The closure panicked; the pool thread caught it and lives on.
+    #[error("task panicked: {0}")]
+    Panicked(String),
+    /// The pool was shut down before the closure ran.
+    #[error("thread pool is shut down")]
+    ShutDown,
+}
+
+/// Thread-count increases by cause, in threads of goal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Injections {
+    pub hill_climbing: u64,
+    pub starvation: u64,
+    pub blocking: u64,
+}
+
+/// A goal change with its wall-clock time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TransitionRecord {
+    pub transition: Transition,
+    pub goal: usize,
+    /// Milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Mean throughput (items/s) at the previous goal.
+    pub throughput: f64,
+}
+
+/// A snapshot of a pool (served as JSON on `/.roost/counters`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadPoolCounters {
+    pub name: String,
+    /// Threads alive.
+    pub threads: usize,
+    /// Threads running a work item (including blocked ones).
+    pub busy: usize,
+    /// Threads waiting for work.
+    pub idle: usize,
+    /// Work items waiting in the queue.
+    pub queued: usize,
+    /// Threads currently inside [`blocking`].
+    pub blocked: usize,
+    pub goal: usize,
+    pub min: usize,
+    pub max: usize,
+    pub completed: u64,
+    pub panicked: u64,
+    pub injections: Injections,
+    pub retirements: u64,
+    /// Latest machine CPU utilisation seen by the gate thread (percent).
+    pub cpu_percent: u32,
+    pub last_transition: Option<TransitionRecord>,
+}
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// One idle thread's wake-up slot (LIFO stack of these in the state).
+struct IdleSlot {
+    cv: Condvar,
+    /// Set (under the state lock) when a dispatcher popped this slot to hand it work.
+    woken: AtomicBool,
+}
+
+struct State {
+    queue: VecDeque<Job>,
+    threads: usize,
+    busy: usize,
+    /// Threads woken or just created to take queued work that have not dequeued yet; counted
+    /// so one enqueue does not wake several threads.
+    starting: usize,
+    idle_stack: Vec<Arc<IdleSlot>>,
+    goal: usize,
+    min: usize,
+    max: usize,
+    blocked: usize,
+    /// How much of the goal blocking added (taken back when threads unblock).
+    added_for_blocking: usize,
+    last_blocking_raise: Option<Instant>,
+    /// When the gate should next retry a delayed blocking adjustment.
+    blocking_retry_at: Option<Instant>,
+    last_dequeue: Instant,
+    shutdown: bool,
+    hc: HillClimbing,
+    sample_start: Instant,
+    sample_completions: u64,
+    sample_interval: Duration,
+    /// Work had to wait during the current sample (see the module docs).
+    sample_saturated: bool,
+    gate_parked: bool,
+    cpu: u32,
+    next_thread_id: u64,
+    handles: HashMap<u64, JoinHandle<()>>,
+    completed: u64,
+    panicked: u64,
+    injections: Injections,
+    retirements: u64,
+    transitions: VecDeque<TransitionRecord>,
+    /// `seq` of the last controller log entry already copied into `transitions`.
+    next_log_seq: u64,
+}
+
+struct Inner {
+    cfg: ThreadPoolConfig,
+    state: Mutex<State>,
+    /// The gate thread sleeps on this; enqueues after a park and block notifications wake it.
+    gate_cv: Condvar,
+    /// Signalled when a thread exits (shutdown waits on it).
+    exit_cv: Condvar,
+}
+
+/// A .NET-style worker thread pool. Create with [`ThreadPool::new`]; dropping the last handle
+/// starts a shutdown without waiting (call [`ThreadPool::shutdown`] to wait).
+pub struct ThreadPool {
+    inner: Arc<Inner>,
+}
+
+thread_local! {
+    /// The pool this thread belongs to (set for the life of a pool thread).
+    static CURRENT: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
+    /// Inside a [`blocking`] call already (nested calls count once).
+    static BLOCKED: Cell<bool> = const { Cell::new(false) };
+}
+
+impl ThreadPool {
+    /// Start a pool: its `min` threads and its gate thread start at once.
+    pub fn new(cfg: ThreadPoolConfig) -> Arc<ThreadPool> {
+        let (min, max) = ThreadPoolConfig::normalized_limits(cfg.min_threads, cfg.max_threads);
+        let mut hc = HillClimbing::new(cfg.hill_climbing_config.clone(), min, max);
+        hc.force_change(min, Transition::Initializing);
+        let now = Instant::now();
+        let state = State {
+            queue: VecDeque::new(),
+            threads: 0,
+            busy: 0,
+            starting: 0,
+            idle_stack: Vec::new(),
+            goal: min,
+            min,
+            max,
+            blocked: 0,
+            added_for_blocking: 0,
+            last_blocking_raise: None,
+            blocking_retry_at: None,
+            last_dequeue: now,
+            shutdown: false,
+            sample_interval: Duration::from_millis(hc.sample_interval_ms()),
+            hc,
+            sample_start: now,
+            sample_completions: 0,
+            sample_saturated: false,
+            gate_parked: false,
+            cpu: 0,
+            next_thread_id: 0,
+            handles: HashMap::new(),
+            completed: 0,
+            panicked: 0,
+            injections: Injections::default(),
+            retirements: 0,
+            transitions: VecDeque::new(),
+            next_log_seq: 0,
+        };
+        let inner = Arc::new(Inner {
+            cfg,
+            state: Mutex::new(state),
+            gate_cv: Condvar::new(),
+            exit_cv: Condvar::new(),
+        });
+        {
+            let mut st = inner.state.lock();
+            inner.sync_log(&mut st);
+            for _ in 0..min {
+                inner.spawn_thread(&mut st, false);
+            }
+        }
+        let gate = Arc::clone(&inner);
+        let gate_name = format!("{}-gate", inner.cfg.name);
+        std::thread::Builder::new()
+            .name(gate_name)
+            .spawn(move || gate.gate_main())
+            .expect("spawn the thread pool gate thread");
+        tracing::debug!(pool = %inner.cfg.name, min, max, "thread pool started");
+        Arc::new(ThreadPool { inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.cfg.name
+    }
+
+    /// Queue `f` (FIFO). Fire and forget: a panic in `f` is caught and counted. After
+    /// shutdown the item is dropped unrun.
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.inner.enqueue(Box::new(f));
+    }
+
+    /// Run `f` on the pool and await its value. A panic in `f` is caught (the thread
+    /// survives) and returned as [`RunError::Panicked`]. Dropping the future does not cancel
+    /// `f` once queued.
+    pub async fn run<F, R>(&self, f: F) -> Result<R, RunError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.enqueue(Box::new(move || {
+            match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(v) => {
+                    let _ = tx.send(Ok(v));
+                }
+                Err(payload) => {
+                    let _ = tx.send(Err(RunError::Panicked(panic_message(&*payload))));
+                    // Let the worker loop see it too, so it is counted.
+                    resume_unwind(payload);
+                }
+            }
+        }));
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(RunError::ShutDown),
+        }
+    }
+
+    /// Change min and max at run time (min 0 → 1; max below min → min). Raising min starts
+    /// threads at once; lowering max lets surplus idle threads exit.
+    pub fn set_limits(&self, min: usize, max: usize) {
+        let (min, max) = ThreadPoolConfig::normalized_limits(min, max);
+        let inner = &self.inner;
+        let mut st = inner.state.lock();
+        st.min = min;
+        st.max = max;
+        st.hc.set_limits(min, max);
+        let goal = st.goal.clamp(min, max);
+        if goal != st.goal {
+            st.goal = goal;
+            st.hc.force_change(goal, Transition::Initializing);
+            inner.sync_log(&mut st);
+        }
+        while st.threads < min && !st.shutdown {
+            inner.spawn_thread(&mut st, false);
+        }
+        // Surplus idle threads re-check the limits and exit.
+        if st.threads > max {
+            let slots: Vec<_> = st.idle_stack.drain(..).collect();
+            for slot in slots {
+                slot.woken.store(true, Ordering::Relaxed);
+                st.starting += 1;
+                slot.cv.notify_one();
+            }
+        }
+        inner.release_workers(&mut st);
+    }
+
+    pub fn counters(&self) -> ThreadPoolCounters {
+        let st = self.inner.state.lock();
+        ThreadPoolCounters {
+            name: self.inner.cfg.name.clone(),
+            threads: st.threads,
+            busy: st.busy,
+            idle: st.idle_stack.len(),
+            queued: st.queue.len(),
+            blocked: st.blocked,
+            goal: st.goal,
+            min: st.min,
+            max: st.max,
+            completed: st.completed,
+            panicked: st.panicked,
+            injections: st.injections,
+            retirements: st.retirements,
+            cpu_percent: st.cpu,
+            last_transition: st.transitions.back().copied(),
+        }
+    }
+
+    /// The recent goal changes, oldest first (at most 200).
+    pub fn transitions(&self) -> Vec<TransitionRecord> {
+        self.inner
+            .state
+            .lock()
+            .transitions
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Stop taking work, let queued and running items finish, and join the threads, waiting
+    /// at most `shutdown_timeout` (threads still busy then are detached). Blocks the caller:
+    /// from async code call it through `spawn_blocking`. Idempotent.
+    pub fn shutdown(&self) {
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.cfg.shutdown_timeout;
+        let mut st = inner.state.lock();
+        inner.begin_shutdown(&mut st);
+        while st.threads > 0 {
+            if inner.exit_cv.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        let handles: Vec<_> = st.handles.drain().map(|(_, h)| h).collect();
+        let left = st.threads;
+        drop(st);
+        for h in handles {
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+        if left > 0 {
+            tracing::warn!(pool = %inner.cfg.name, left, "thread pool shutdown timed out; threads detached");
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        let mut st = self.inner.state.lock();
+        self.inner.begin_shutdown(&mut st);
+    }
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("name", &self.inner.cfg.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run `f`, telling the pool that this thread is about to block (a sleep, a blocking socket or
+/// file call, waiting on a lock or a channel) so it can add a thread quickly instead of waiting
+/// for starvation detection. On a thread that is not a pool thread it just runs `f`. Nested
+/// calls count once.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let pool = CURRENT.with(|c| c.borrow().clone());
+    let Some(inner) = pool else { return f() };
+    if BLOCKED.with(|b| b.get()) || !inner.cfg.cooperative_blocking {
+        return f();
+    }
+    struct Unblock(Arc<Inner>);
+    impl Drop for Unblock {
+        fn drop(&mut self) {
+            BLOCKED.with(|b| b.set(false));
+            self.0.notify_unblocked();
+        }
+    }
+    BLOCKED.with(|b| b.set(true));
+    inner.notify_blocked();
+    let _unblock = Unblock(inner);
+    f()
+}
+
+/// Whether the calling thread is a pool thread (of any pool).
+pub fn is_pool_thread() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Inner {
+    fn enqueue(self: &Arc<Self>, job: Job) {
+        let mut st = self.state.lock();
+        if st.shutdown {
+            drop(st);
+            tracing::debug!(pool = %self.cfg.name, "work item dropped: pool is shut down");
+            return;
+        }
+        st.queue.push_back(job);
+        if st.busy + st.starting >= st.goal {
+            st.sample_saturated = true;
+        }
+        self.release_workers(&mut st);
+        if st.gate_parked {
+            st.gate_parked = false;
+            self.gate_cv.notify_one();
+        }
+    }
+
+    /// Wake idle threads (most recent first) or create threads, so that queued work runs up to
+    /// the goal, never beyond `max` threads.
+    fn release_workers(self: &Arc<Self>, st: &mut State) {
+        let runnable = st.goal.saturating_sub(st.busy).min(st.queue.len());
+        while st.starting < runnable {
+            if let Some(slot) = st.idle_stack.pop() {
+                slot.woken.store(true, Ordering::Relaxed);
+                st.starting += 1;
+                slot.cv.notify_one();
+            } else if st.threads < st.max && !st.shutdown {
+                self.spawn_thread(st, true);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Create one thread. `for_work`: it counts as starting (it will dequeue at once).
+    fn spawn_thread(self: &Arc<Self>, st: &mut State, for_work: bool) {
+        let id = st.next_thread_id;
+        st.next_thread_id += 1;
+        let inner = Arc::clone(self);
+        let mut b = std::thread::Builder::new().name(format!("{}-{}", self.cfg.name, id));
+        if let Some(size) = self.cfg.stack_size {
+            b = b.stack_size(size);
+        }
+        match b.spawn(move || inner.worker_main(id, for_work)) {
+            Ok(h) => {
+                st.threads += 1;
+                if for_work {
+                    st.starting += 1;
+                }
+                st.handles.insert(id, h);
+            }
+            Err(e) => {
+                tracing::error!(pool = %self.cfg.name, error = %e, "cannot create a pool thread");
+            }
+        }
+    }
+
+    fn worker_main(self: Arc<Self>, id: u64, mut starting: bool) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(&self)));
+        let mut st = self.state.lock();
+        let mut idle_deadline: Option<Instant> = None;
+        loop {
+            if starting {
+                st.starting -= 1;
+                starting = false;
+            }
+            if st.threads > st.max && st.busy < st.threads {
+                // Max was lowered: surplus threads leave as they come by here.
+                break;
+            }
+            if st.busy < st.goal {
+                if let Some(job) = st.queue.pop_front() {
+                    idle_deadline = None;
+                    st.busy += 1;
+                    st.last_dequeue = Instant::now();
+                    // The panic hook has already reported a panic; the thread carries on.
+                    let panicked = MutexGuard::unlocked(&mut st, || {
+                        catch_unwind(AssertUnwindSafe(job)).is_err()
+                    });
+                    st.busy -= 1;
+                    st.completed += 1;
+                    if panicked {
+                        st.panicked += 1;
+                    }
+                    st.sample_completions += 1;
+                    if !st.queue.is_empty() {
+                        st.sample_saturated = true;
+                    }
+                    self.maybe_hill_climb(&mut st);
+                    continue;
+                }
+            }
+            if st.shutdown {
+                break;
+            }
+            // Nothing to do: wait on our own slot at the top of the idle stack.
+            let deadline = match (idle_deadline, self.cfg.idle_timeout) {
+                (Some(d), _) => Some(d),
+                (None, Some(t)) => Some(Instant::now() + t),
+                (None, None) => None,
+            };
+            idle_deadline = deadline;
+            let slot = Arc::new(IdleSlot {
+                cv: Condvar::new(),
+                woken: AtomicBool::new(false),
+            });
+            st.idle_stack.push(Arc::clone(&slot));
+            let timed_out = match deadline {
+                Some(d) => slot.cv.wait_until(&mut st, d).timed_out(),
+                None => {
+                    slot.cv.wait(&mut st);
+                    false
+                }
+            };
+            if slot.woken.load(Ordering::Relaxed) {
+                // A dispatcher popped us and counted us as starting.
+                starting = true;
+                continue;
+            }
+            // Spurious wake or timeout: we are still on the stack; take ourselves off.
+            if let Some(pos) = st.idle_stack.iter().position(|s| Arc::ptr_eq(s, &slot)) {
+                st.idle_stack.remove(pos);
+            }
+            if timed_out && !st.shutdown && st.threads > st.min && st.queue.is_empty() {
+                self.retire(&mut st, id);
+                return;
+            }
+            if timed_out {
+                // Kept alive (at min): start a fresh idle period.
+                idle_deadline = None;
+            }
+        }
+        self.exit_thread(&mut st, id);
+    }
+
+    fn retire(&self, st: &mut MutexGuard<'_, State>, id: u64) {
+        st.retirements += 1;
+        // .NET: goal = max(min, min(existing - 1, goal)), so the goal follows the threads down.
+        let threads_after = st.threads - 1;
+        let goal = st.goal.min(threads_after).max(st.min);
+        if goal != st.goal {
+            st.goal = goal;
+            st.hc.force_change(goal, Transition::ThreadTimedOut);
+            self.sync_log(st);
+        }
+        tracing::debug!(pool = %self.cfg.name, thread = id, threads = threads_after, "idle thread retired");
+        self.exit_thread(st, id);
+    }
+
+    fn exit_thread(&self, st: &mut MutexGuard<'_, State>, id: u64) {
+        st.threads -= 1;
+        // Dropping our own handle detaches it; shutdown joins the ones it still holds.
+        if !st.shutdown {
+            st.handles.remove(&id);
+        }
+        CURRENT.with(|c| c.borrow_mut().take());
+        self.exit_cv.notify_all();
+    }
+
+    fn begin_shutdown(&self, st: &mut State) {
+        if st.shutdown {
+            return;
+        }
+        st.shutdown = true;
+        let slots: Vec<_> = st.idle_stack.drain(..).collect();
+        for slot in slots {
+            slot.woken.store(true, Ordering::Relaxed);
+            st.starting += 1;
+            slot.cv.notify_one();
+        }
+        st.gate_parked = false;
+        self.gate_cv.notify_all();
+    }
+
+    fn maybe_hill_climb(self: &Arc<Self>, st: &mut State) {
+        if !self.cfg.hill_climbing {
+            return;
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(st.sample_start);
+        if elapsed < st.sample_interval {
+            return;
+        }
+        // A previous decrease has not taken effect yet, or blocking owns the goal right now.
+        if st.busy > st.goal || self.blocking_pending(st) {
+            return;
+        }
+        let completions = std::mem::take(&mut st.sample_completions);
+        st.sample_start = now;
+        if !std::mem::take(&mut st.sample_saturated) {
+            return;
+        }
+        let cpu = st.cpu;
+        st.hc.set_cpu_utilization(cpu);
+        let old = st.goal;
+        let (new_goal, next_ms) = st.hc.update(old, elapsed.as_secs_f64(), completions);
+        st.sample_interval = Duration::from_millis(next_ms);
+        if new_goal != old {
+            if new_goal > old {
+                st.injections.hill_climbing += (new_goal - old) as u64;
+            }
+            st.goal = new_goal;
+            self.sync_log(st);
+            self.release_workers(st);
+        }
+    }
+
+    fn blocking_target(&self, st: &State) -> usize {
+        (st.min + st.blocked).min(st.max)
+    }
+
+    fn blocking_pending(&self, st: &State) -> bool {
+        let target = self.blocking_target(st);
+        st.goal < target || (st.goal > target && st.added_for_blocking > 0)
+    }
+
+    fn notify_blocked(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        st.blocked += 1;
+        self.blocking_adjust(&mut st, Instant::now());
+    }
+
+    fn notify_unblocked(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        st.blocked -= 1;
+        self.blocking_adjust(&mut st, Instant::now());
+    }
+
+    /// Move the goal towards `min + blocked` (.NET `PerformBlockingAdjustment`). Up to
+    /// `min + blocking_threads_without_delay` at once; beyond, one thread per delay step,
+    /// the gate thread being told when to come back. Going down, only what blocking added is
+    /// taken back, so hill-climbing and starvation increases stay.
+    fn blocking_adjust(self: &Arc<Self>, st: &mut State, now: Instant) {
+        st.blocking_retry_at = None;
+        let target = self.blocking_target(st);
+        let old = st.goal;
+        if st.goal > target {
+            let remove = (st.goal - target).min(st.added_for_blocking);
+            st.goal -= remove;
+            st.added_for_blocking -= remove;
+        } else {
+            let without_delay = (st.min + self.cfg.blocking_threads_without_delay).min(st.max);
+            let per_step = self.cfg.blocking_threads_per_delay_step.max(1);
+            let mut idle_available = st.idle_stack.len();
+            while st.goal < target {
+                // Releasing an already existing idle thread never waits.
+                let needs_new_thread = idle_available == 0;
+                idle_available = idle_available.saturating_sub(1);
+                if st.goal >= without_delay && needs_new_thread {
+                    let steps = 1 + (st.goal - without_delay) / per_step;
+                    let delay = (self.cfg.blocking_delay_step * steps as u32)
+                        .min(self.cfg.blocking_max_delay);
+                    let since = st
+                        .last_blocking_raise
+                        .map_or(Duration::MAX, |t| now.duration_since(t));
+                    if since < delay {
+                        st.blocking_retry_at = Some(now + (delay - since));
+                        break;
+                    }
+                }
+                st.goal += 1;
+                st.added_for_blocking += 1;
+                st.injections.blocking += 1;
+                st.last_blocking_raise = Some(now);
+            }
+        }
+        if st.goal != old {
+            st.hc.force_change(st.goal, Transition::CooperativeBlocking);
+            self.sync_log(st);
+            self.release_workers(st);
+        }
+        if st.blocking_retry_at.is_some() {
+            st.gate_parked = false;
+            self.gate_cv.notify_one();
+        }
+    }
+
+    /// Copy new controller log entries into the pool's timestamped transition log.
+    fn sync_log(&self, st: &mut State) {
+        let next = st.next_log_seq;
+        let fresh: Vec<LogEntry> = st.hc.log().filter(|e| e.seq >= next).copied().collect();
+        for e in fresh {
+            st.next_log_seq = e.seq + 1;
+            if st.transitions.len() == hill_climbing::LOG_CAPACITY {
+                st.transitions.pop_front();
+            }
+            st.transitions.push_back(TransitionRecord {
+                transition: e.transition,
+                goal: e.new_goal,
+                at_unix_ms: unix_ms(),
+                throughput: e.throughput,
+            });
+            tracing::debug!(pool = %self.cfg.name, transition = e.transition.as_str(), goal = e.new_goal, "thread pool transition");
+        }
+    }
+
+    /// The gate thread: CPU sampling, starvation detection, delayed blocking adjustments.
+    fn gate_main(self: Arc<Self>) {
+        let mut cpu = cpu::CpuSampler::default();
+        let mut quiet_ticks = 0;
+        let mut next_tick = Instant::now() + self.cfg.gate_interval;
+        let mut st = self.state.lock();
+        loop {
+            if st.shutdown {
+                break;
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + self.cfg.gate_interval;
+                if let Some(p) = MutexGuard::unlocked(&mut st, || cpu.sample()) {
+                    st.cpu = p;
+                }
+                if st.shutdown {
+                    break;
+                }
+                self.starvation_check(&mut st, Instant::now());
+                if st.queue.is_empty() && st.busy == 0 {
+                    quiet_ticks += 1;
+                } else {
+                    quiet_ticks = 0;
+                }
+            }
+            if st.blocking_retry_at.is_some_and(|t| t <= Instant::now()) {
+                self.blocking_adjust(&mut st, Instant::now());
+            }
+            // .NET keeps the gate running for 2 periods after demand stops, then parks it.
+            if quiet_ticks > 2 && st.blocking_retry_at.is_none() {
+                st.gate_parked = true;
+                while st.gate_parked && !st.shutdown {
+                    self.gate_cv.wait(&mut st);
+                }
+                quiet_ticks = 0;
+                next_tick = Instant::now() + self.cfg.gate_interval;
+                continue;
+            }
+            let wake = match st.blocking_retry_at {
+                Some(t) => t.min(next_tick),
+                None => next_tick,
+            };
+            self.gate_cv.wait_until(&mut st, wake);
+        }
+    }
+
+    fn starvation_check(self: &Arc<Self>, st: &mut State, now: Instant) {
+        if !self.cfg.starvation_detection || self.blocking_pending(st) || st.queue.is_empty() {
+            return;
+        }
+        if st.busy < st.goal || st.busy >= st.max {
+            return;
+        }
+        let tick = self.cfg.gate_interval;
+        let threshold = if st.cpu < self.cfg.starvation_cpu_percent {
+            tick
+        } else {
+            // .NET: goal × DequeueDelayThresholdMs (2 × 500 ms).
+            tick * 2 * st.goal as u32
+        };
+        let threshold = threshold.saturating_sub(self.cfg.gate_tolerance);
+        if now.duration_since(st.last_dequeue) < threshold {
+            return;
+        }
+        let new_goal = st.busy + 1;
+        st.injections.starvation += (new_goal - st.goal) as u64;
+        st.goal = new_goal;
+        st.hc.force_change(new_goal, Transition::Starvation);
+        self.sync_log(st);
+        tracing::debug!(pool = %self.cfg.name, goal = new_goal, "starvation: thread injected");
+        self.release_workers(st);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        f()
+    }
+
+    #[test]
+    fn min_threads_start_at_once() {
+        let pool = ThreadPool::new(ThreadPoolConfig::new("t-min", 3, 8));
+        assert_eq!(pool.counters().threads, 3);
+        assert!(wait_until(Duration::from_secs(5), || pool.counters().idle == 3));
+        pool.shutdown();
+        assert_eq!(pool.counters().threads, 0);
+    }
+
+    #[test]
+    fn runs_items_in_fifo_order_on_one_thread() {
+        let pool = ThreadPool::new(ThreadPoolConfig::new("t-fifo", 1, 1));
+        let (tx, rx) = mpsc::channel();
+        for i in 0..100 {
+            let tx = tx.clone();
+            pool.spawn(move || tx.send(i).unwrap());
+        }
+        let got: Vec<i32> = (0..100).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+        pool.shutdown();
+    }
+
+    #[test]
+    fn panics_are_contained() {
+        let pool = ThreadPool::new(ThreadPoolConfig::new("t-panic", 1, 1));
+        pool.spawn(|| panic!("boom"));
+        let (tx, rx) = mpsc::channel();
+        pool.spawn(move || tx.send(7).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 7);
+        assert!(wait_until(Duration::from_secs(5), || pool
+            .counters()
+            .completed
+            == 2));
+        let c = pool.counters();
+        assert_eq!(c.panicked, 1);
+        assert_eq!(c.completed, 2);
+        assert_eq!(c.threads, 1);
+        pool.shutdown();
+    }
+
+    #[test]
+    fn blocking_outside_a_pool_just_runs() {
+        assert!(!is_pool_thread());
+        assert_eq!(blocking(|| 41 + 1), 42);
+    }
+
+    #[test]
+    fn set_limits_raises_min_at_once_and_normalizes() {
+        let pool = ThreadPool::new(ThreadPoolConfig::new("t-limits", 0, 0));
+        let c = pool.counters();
+        assert_eq!((c.min, c.max, c.threads), (1, 1, 1));
+        pool.set_limits(4, 2);
+        let c = pool.counters();
+        assert_eq!((c.min, c.max, c.goal, c.threads), (4, 4, 4, 4));
+        pool.set_limits(1, 2);
+        assert!(wait_until(Duration::from_secs(5), || pool
+            .counters()
+            .threads
+            <= 2));
+        pool.shutdown();
+    }
+
+    #[test]
+    fn shutdown_finishes_queued_items_and_rejects_new_ones() {
+        let pool = ThreadPool::new(ThreadPoolConfig::new("t-shut", 2, 2));
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..10 {
+            let done = Arc::clone(&done);
+            pool.spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        pool.shutdown();
+        assert_eq!(done.load(Ordering::SeqCst), 10);
+        let late = Arc::clone(&done);
+        pool.spawn(move || {
+            late.fetch_add(1, Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(done.load(Ordering::SeqCst), 10);
+    }
+}

@@ -1,0 +1,632 @@
+//! `roost worker` end to end: the real binary on a Unix socket or `127.0.0.1:0`, driven by
+//! a hyper client. Readiness comes from the `listening on ADDR` line and polling; waits on
+//! server state poll `/.roost/counters` instead of sleeping.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UnixStream};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Where a worker listens.
+#[derive(Clone, Debug)]
+enum Addr {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+/// A running `roost worker`; killed on drop.
+struct Worker {
+    child: Child,
+    addr: Addr,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    /// Start with `--listen unix:<tmp>/w.sock` and `args`.
+    fn unix(args: &[&str]) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("w.sock");
+        let listen = format!("unix:{}", sock.display());
+        let mut full = vec!["--listen", listen.as_str()];
+        full.extend_from_slice(args);
+        Worker::start(&full, &[], dir)
+    }
+
+    fn start(args: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Worker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roost"));
+        cmd.arg("worker")
+            .args(args)
+            .env_remove("ROOST_LISTEN")
+            .env_remove("PORT")
+            .env("ROOST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn roost worker");
+        let stdout = child.stdout.take().unwrap();
+        // The first stdout line names the bound address (the real port for tcp:…:0).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(DEADLINE).expect("worker did not start");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let addr = match addr.strip_prefix("unix:") {
+            Some(p) => Addr::Unix(PathBuf::from(p)),
+            None => Addr::Tcp(addr.strip_prefix("tcp:").unwrap().to_string()),
+        };
+        Worker {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Wait for the process to exit (without blocking the runtime).
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < end, "worker did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        send(&self.addr, get_req(path)).await
+    }
+
+    async fn counters(&self) -> Value {
+        let r = self.get("/.roost/counters").await;
+        assert_eq!(r.status, StatusCode::OK);
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// Poll the counters until `pred` holds.
+    async fn wait_counters(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let c = self.counters().await;
+            if pred(&c) {
+                return c;
+            }
+            assert!(Instant::now() < end, "timed out waiting for {what}: {c}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+fn get_req(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "worker")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// One request on its own HTTP/1.1 connection.
+async fn send<B>(addr: &Addr, req: Request<B>) -> Resp
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let resp = send_head(addr, req).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Send a request and return as soon as the response head arrives.
+async fn send_head<B>(addr: &Addr, req: Request<B>) -> http::Response<Incoming>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut sender = match addr {
+        Addr::Unix(p) => handshake(UnixStream::connect(p).await.unwrap()).await,
+        Addr::Tcp(a) => handshake(TcpStream::connect(a).await.unwrap()).await,
+    };
+    sender.send_request(req).await.unwrap()
+}
+
+async fn handshake<I, B>(io: I) -> hyper::client::conn::http1::SendRequest<B>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+fn n(v: &Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_and_counters_over_a_unix_socket() {
+    let w = Worker::unix(&["--io-threads", "2", "--min-worker-threads", "3"]);
+    let r = w.get("/.roost/ping").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let c = w.counters().await;
+    assert_eq!(n(&c, "/pid"), w.child.id() as u64);
+    assert_eq!(n(&c, "/io_threads"), 2);
+    assert_eq!(n(&c, "/worker_pools/default/min"), 3);
+    assert!(n(&c, "/worker_pools/default/threads") >= 3);
+    assert!(c.pointer("/worker_pools/default/injections").is_some());
+    assert_eq!(n(&c, "/gate/request_queue_limit"), 5000);
+    assert_eq!(n(&c, "/gate/rejected"), 0);
+    assert!(c["uptime_seconds"].as_f64().unwrap() >= 0.0);
+    // /.roost/ is the worker's own; anything else under it is 404.
+    assert_eq!(w.get("/.roost/nope").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_over_tcp_and_h2c() {
+    let w = Worker::start(
+        &["--listen", "tcp:127.0.0.1:0"],
+        &[],
+        tempfile::tempdir().unwrap(),
+    );
+    let Addr::Tcp(a) = &w.addr else {
+        panic!("tcp expected")
+    };
+    assert!(!a.ends_with(":0"), "the real port is printed: {a}");
+    assert_eq!(w.get("/.roost/ping").await.status, StatusCode::OK);
+    assert_eq!(&w.get("/").await.body[..], b"hello");
+
+    // The same port speaks h2c with prior knowledge.
+    let io = TokioIo::new(TcpStream::connect(a).await.unwrap());
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{a}/.roost/ping"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = h2.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_address_and_identity_come_from_the_environment() {
+    // ROOST_LISTEN, as the supervisor passes it.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("env.sock");
+    let listen = format!("unix:{}", sock.display());
+    let w = Worker::start(
+        &["--app", "hello"],
+        &[
+            ("ROOST_LISTEN", &listen),
+            ("ROOST_POOL", "shop"),
+            ("ROOST_WORKER_ID", "7"),
+        ],
+        dir,
+    );
+    assert!(matches!(&w.addr, Addr::Unix(p) if p == &sock));
+    assert_eq!(&w.get("/anything").await.body[..], b"hello");
+    let c = w.counters().await;
+    assert_eq!(c["pool"], "shop");
+    assert_eq!(c["worker_id"], "7");
+    assert_eq!(c["app"], "hello");
+
+    // PORT alone means tcp:127.0.0.1:PORT (0 lets the kernel pick; the line says which).
+    let w = Worker::start(&[], &[("PORT", "0")], tempfile::tempdir().unwrap());
+    let Addr::Tcp(a) = &w.addr else {
+        panic!("tcp expected")
+    };
+    assert!(a.starts_with("127.0.0.1:"));
+    assert_eq!(w.get("/.roost/ping").await.status, StatusCode::OK);
+
+    // Neither: a usage error, not a default address.
+    let out = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("worker")
+        .env_remove("ROOST_LISTEN")
+        .env_remove("PORT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_queue_limit_rejects_with_server_too_busy() {
+    let w = Worker::unix(&["--request-queue-limit", "2"]);
+    let addr = w.addr.clone();
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let a = addr.clone();
+            tokio::spawn(async move { send(&a, get_req("/sleep?ms=1500")).await })
+        })
+        .collect();
+    w.wait_counters("2 requests in the worker", |c| n(c, "/gate/current") == 2)
+        .await;
+    // Three more while two are in: every one is refused at once.
+    let extra: Vec<_> = (0..3)
+        .map(|_| {
+            let a = addr.clone();
+            tokio::spawn(async move { send(&a, get_req("/sleep?ms=1500")).await })
+        })
+        .collect();
+    for e in extra {
+        let r = e.await.unwrap();
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers["x-roost-reason"], "ServerTooBusy");
+        assert!(r.headers.contains_key("retry-after"));
+    }
+    for s in slow {
+        assert_eq!(s.await.unwrap().status, StatusCode::OK);
+    }
+    let c = w
+        .wait_counters("the gate to empty", |c| n(c, "/gate/current") == 0)
+        .await;
+    assert_eq!(n(&c, "/gate/rejected"), 3);
+    assert_eq!(n(&c, "/gate/completed"), 2);
+    // /.roost/ping is never gated.
+    assert_eq!(w.get("/.roost/ping").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executing_cap_queues_requests_in_fifo_order() {
+    // One executing request at a time: 1 per CPU, 1 CPU.
+    let w = Worker::unix(&["--cpus", "1", "--max-concurrent-requests-per-cpu", "1"]);
+    let addr = w.addr.clone();
+    let first = {
+        let a = addr.clone();
+        tokio::spawn(async move { send(&a, get_req("/sleep?ms=2000")).await })
+    };
+    w.wait_counters("the first request executing", |c| {
+        n(c, "/gate/executing") == 1
+    })
+    .await;
+    let start = Instant::now();
+    let mut queued = Vec::new();
+    for i in 0..3u64 {
+        let a = addr.clone();
+        queued.push(tokio::spawn(async move {
+            let r = send(&a, get_req("/sleep?ms=250")).await;
+            assert_eq!(r.status, StatusCode::OK);
+            (i, start.elapsed())
+        }));
+        // Each is in line before the next is sent, so arrival order is known.
+        w.wait_counters("the request to queue", |c| n(c, "/gate/queued") == i + 1)
+            .await;
+    }
+    let c = w.counters().await;
+    assert_eq!(n(&c, "/gate/executing"), 1);
+    assert_eq!(n(&c, "/gate/current"), 4);
+    assert_eq!(first.await.unwrap().status, StatusCode::OK);
+    let mut done = Vec::new();
+    for q in queued {
+        done.push(q.await.unwrap());
+    }
+    // They ran one after another (250 ms apart), in arrival order.
+    done.sort_by_key(|(_, t)| *t);
+    let order: Vec<u64> = done.iter().map(|(i, _)| *i).collect();
+    assert_eq!(order, vec![0, 1, 2]);
+    let c = w
+        .wait_counters("the gate to empty", |c| n(c, "/gate/current") == 0)
+        .await;
+    assert_eq!(n(&c, "/gate/completed"), 4);
+    assert_eq!(n(&c, "/gate/rejected"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_whose_client_leaves_is_dropped_from_the_queue() {
+    let w = Worker::unix(&["--cpus", "1", "--max-concurrent-requests-per-cpu", "1"]);
+    let Addr::Unix(sock) = w.addr.clone() else {
+        unreachable!()
+    };
+    let addr = w.addr.clone();
+    let first = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=2000")).await });
+    w.wait_counters("one executing", |c| n(c, "/gate/executing") == 1)
+        .await;
+    // A raw client sends a request, waits until it is queued, and hangs up.
+    let mut raw = UnixStream::connect(&sock).await.unwrap();
+    raw.write_all(b"GET /pid HTTP/1.1\r\nhost: w\r\n\r\n")
+        .await
+        .unwrap();
+    w.wait_counters("the request to queue", |c| n(c, "/gate/queued") == 1)
+        .await;
+    drop(raw);
+    let c = w
+        .wait_counters("the request to leave the queue", |c| {
+            n(c, "/gate/queued") == 0
+        })
+        .await;
+    assert_eq!(n(&c, "/gate/disconnected"), 1);
+    assert_eq!(n(&c, "/gate/current"), 1, "only the executing one is left");
+    assert_eq!(first.await.unwrap().status, StatusCode::OK);
+    let c = w
+        .wait_counters("the gate to empty", |c| n(c, "/gate/current") == 0)
+        .await;
+    assert_eq!(n(&c, "/gate/completed"), 1, "the dropped request never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedicated_pool_blocks_only_its_own_routes() {
+    let w = Worker::unix(&["--thread-pool", "slow=1:1", "--route", "/block=slow"]);
+    let addr = w.addr.clone();
+    let blocked: Vec<_> = (0..2)
+        .map(|_| {
+            let a = addr.clone();
+            tokio::spawn(async move { send(&a, get_req("/block?ms=2500")).await })
+        })
+        .collect();
+    // The one-thread pool runs one /block and queues the other.
+    w.wait_counters("the slow pool saturated", |c| {
+        n(c, "/worker_pools/slow/busy") == 1 && n(c, "/worker_pools/slow/queued") == 1
+    })
+    .await;
+    // Sync work on the default pool and async work still answer meanwhile.
+    let r = w.get("/cpu?ms=5").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&w.get("/").await.body[..], b"hello");
+    let c = w.counters().await;
+    assert_eq!(
+        n(&c, "/worker_pools/slow/queued"),
+        1,
+        "answered while the slow pool was still saturated"
+    );
+    assert_eq!(n(&c, "/worker_pools/slow/threads"), 1);
+    // The pool counts a completion just after handing the result back, hence the wait.
+    w.wait_counters("the /cpu work item counted", |c| {
+        n(c, "/worker_pools/default/completed") >= 1
+    })
+    .await;
+    for b in blocked {
+        assert_eq!(b.await.unwrap().status, StatusCode::OK);
+    }
+    let c = w
+        .wait_counters("both /block items counted", |c| {
+            n(c, "/worker_pools/slow/completed") == 2
+        })
+        .await;
+    assert_eq!(n(&c, "/worker_pools/slow/threads"), 1, "never above max");
+}
+
+/// A request body fed chunk by chunk from the test.
+struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChanBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_streams_a_large_body_back_while_it_is_still_being_sent() {
+    let w = Worker::unix(&[]);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let req = Request::post("/echo")
+        .header("host", "w")
+        .body(ChanBody(rx))
+        .unwrap();
+    let chunk = Bytes::from((0..64 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    tx.send(chunk.clone()).await.unwrap();
+    let resp = send_head(&w.addr, req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    // The first chunk comes back before the rest of the request exists: the worker streams.
+    let mut got = 0usize;
+    while got < chunk.len() {
+        let f = body.frame().await.unwrap().unwrap();
+        got += f.into_data().map(|d| d.len()).unwrap_or(0);
+    }
+    const CHUNKS: usize = 256; // 16 MiB in all
+    let sender = tokio::spawn(async move {
+        for _ in 1..CHUNKS {
+            tx.send(chunk.clone()).await.unwrap();
+        }
+    });
+    while let Some(f) = body.frame().await {
+        got += f.unwrap().into_data().map(|d| d.len()).unwrap_or(0);
+    }
+    sender.await.unwrap();
+    assert_eq!(got, CHUNKS * 64 * 1024);
+
+    let r = w.get("/bytes?n=5000000").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), 5_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_endpoints() {
+    let w = Worker::unix(&[]);
+    assert_eq!(
+        String::from_utf8_lossy(&w.get("/pid").await.body).trim(),
+        w.child.id().to_string()
+    );
+    assert_eq!(w.get("/status/418").await.status.as_u16(), 418);
+    assert_eq!(w.get("/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(w.get("/pidx").await.status, StatusCode::NOT_FOUND);
+    let h: Value = serde_json::from_slice(&w.get("/headers").await.body).unwrap();
+    assert_eq!(h["host"], "worker");
+    for p in [
+        "/cpu?ms=5",
+        "/block?ms=5",
+        "/block-hinted?ms=5",
+        "/sleep?ms=5",
+    ] {
+        assert_eq!(w.get(p).await.status, StatusCode::OK, "{p}");
+    }
+    let c = w
+        .wait_counters("the sync items counted", |c| {
+            n(c, "/worker_pools/default/completed") >= 3
+        })
+        .await;
+    // /block-hinted told the pool it blocks.
+    assert!(n(&c, "/worker_pools/default/injections/blocking") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_answers_then_exits_with_code_1() {
+    let mut w = Worker::unix(&[]);
+    let r = w.get("/crash").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(w.wait_exit().await.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_in_flight_request_then_exits_0() {
+    let mut w = Worker::unix(&[]);
+    let Addr::Unix(sock) = w.addr.clone() else {
+        unreachable!()
+    };
+    let addr = w.addr.clone();
+    let in_flight = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=700")).await });
+    w.wait_counters("the request executing", |c| n(c, "/gate/executing") == 1)
+        .await;
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.body[..], b"slept 700 ms\n");
+    assert_eq!(w.wait_exit().await.code(), Some(0));
+    assert!(!Path::new(&sock).exists(), "socket file removed on exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_socket_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("w.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let listen = format!("unix:{}", sock.display());
+    let w = Worker::start(&["--listen", &listen], &[], dir);
+    assert_eq!(w.get("/.roost/ping").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_app_runs_on_the_same_machinery_in_process() {
+    use roost::worker::{Listen, Listener, Settings, WorkerBuilder};
+    let mut settings = Settings::default();
+    settings.min_worker_threads = 1;
+    settings.max_worker_threads = 2;
+    let worker = WorkerBuilder::new(settings)
+        .name("inproc")
+        .route_async("/api", |req| async move {
+            roost::worker::text(format!("async {}", req.uri().path()))
+        })
+        .route_sync("/report", |mut req| {
+            // Sync handlers may read the whole body; this blocks a pool thread only.
+            let body = roost::worker::read_body_blocking(&mut req, 1 << 20).unwrap();
+            let on = std::thread::current().name().unwrap_or("").to_string();
+            roost::worker::text(format!("{} bytes on {on}", body.len()))
+        })
+        .route_sync("/panic", |_req| panic!("boom"))
+        .thread_pool("reports", 1, 1)
+        .route_pool("/report", "reports")
+        .build()
+        .unwrap();
+
+    // Directly, without a socket.
+    let req = Request::get("/api/x").body(roost::body::empty()).unwrap();
+    let resp = worker.handle(req).await;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"async /api/x");
+
+    // Over a real socket served by this runtime.
+    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse::<Listen>().unwrap())
+        .await
+        .unwrap();
+    let Listen::Tcp(a) = listener.local().unwrap() else {
+        unreachable!()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let w = worker.clone();
+        tokio::spawn(async move {
+            w.serve(listener, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    let addr = Addr::Tcp(a.to_string());
+    let req = Request::post("/report")
+        .header("host", "w")
+        .body(Full::new(Bytes::from_static(b"12345")))
+        .unwrap();
+    let r = send(&addr, req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(text.starts_with("5 bytes on "), "{text}");
+    assert_eq!(
+        send(&addr, get_req("/panic")).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let c = worker.counters();
+    assert_eq!(c["app"], "inproc");
+    assert!(c["worker_pools"]["reports"].is_object());
+    assert_eq!(
+        send(&addr, get_req("/nothing")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap();
+    worker.shutdown_pools();
+}
