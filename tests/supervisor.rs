@@ -179,7 +179,7 @@ async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 
 /// One request the way the front sends it: acquire a slot, send through the member.
 async fn get(pool: &Arc<Pool>, path: &str) -> Result<(u16, String), String> {
-    let lease = pool
+    let mut lease = pool
         .acquire(&PickKey::default())
         .await
         .map_err(|r| format!("{r:?}"))?;
@@ -200,6 +200,8 @@ async fn get(pool: &Arc<Pool>, path: &str) -> Result<(u16, String), String> {
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
+    // Counted as served (what request-based recycling reads) only when completed.
+    lease.complete();
     drop(lease);
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
