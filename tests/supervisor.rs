@@ -1,8 +1,9 @@
 //! Supervisor integration tests: real worker processes, real sockets, the real pool.
 //!
-//! Workers are a small Python HTTP app that speaks the worker handshake (`ROOST_LISTEN`
-//! unix or tcp) and serves the same endpoints as `roost worker` (`/.roost/ping`, `/pid`,
-//! `/sleep?ms=`, `/crash`), plus stock `python3 -m http.server` as "any HTTP app".
+//! Workers are the real `roost worker` (the default command), a small Python app that
+//! speaks the handshake and echoes its environment (for what only a custom command can
+//! show: `env`, a command that fails to start), and stock `python3 -m http.server` as
+//! "any HTTP app" on a TCP port.
 
 use http_body_util::BodyExt;
 use roost::config::model::{
@@ -73,7 +74,7 @@ fn init_tracing() {
         .try_init();
 }
 
-fn process_model() -> ProcessModel {
+fn standin() -> ProcessModel {
     ProcessModel {
         command: Some("python3".into()),
         args: vec!["-c".into(), APP.into()],
@@ -103,6 +104,15 @@ fn process_model() -> ProcessModel {
             routes: BTreeMap::new(),
         },
     }
+}
+
+/// The built-in `roost worker --app demo` (pingPath defaults to `/.roost/ping`).
+fn builtin() -> ProcessModel {
+    let mut pm = standin();
+    pm.command = None;
+    pm.args = vec![];
+    pm.ping_path = None;
+    pm
 }
 
 fn pool_cfg(name: &str, pm: ProcessModel) -> model::Pool {
@@ -203,7 +213,7 @@ async fn get(pool: &Arc<Pool>, path: &str) -> Result<(u16, String), String> {
     // Counted as served (what request-based recycling reads) only when completed.
     lease.complete();
     drop(lease);
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, String::from_utf8_lossy(&body).trim().to_string()))
 }
 
 fn alive(pid: u32) -> bool {
@@ -220,9 +230,8 @@ async fn with_timeout<F: Future>(f: F) -> F::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_running_starts_a_garden_whose_workers_become_members() {
     with_timeout(async {
-        let mut pm = process_model();
+        let mut pm = builtin();
         pm.max_processes = 2;
-        pm.env.insert("GREETING".into(), "hello".into());
         let cfg = pool_cfg("garden", pm);
         let h = Harness::new(&cfg);
         wait_for("2 members", Duration::from_secs(20), || {
@@ -240,13 +249,6 @@ async fn always_running_starts_a_garden_whose_workers_become_members() {
                 "{body} not in {pids:?}"
             );
         }
-        assert_eq!(get(&h.pool, "/env?name=GREETING").await.unwrap().1, "hello");
-        assert_eq!(
-            get(&h.pool, "/env?name=ROOST_POOL").await.unwrap().1,
-            "garden"
-        );
-        let listen = get(&h.pool, "/env?name=ROOST_LISTEN").await.unwrap().1;
-        assert!(listen.starts_with("unix:"), "{listen}");
         // The sockets live in a private directory.
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(h.sup.runtime_dir())
@@ -273,9 +275,41 @@ async fn always_running_starts_a_garden_whose_workers_become_members() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_environment_reaches_any_command() {
+    with_timeout(async {
+        let mut pm = standin();
+        pm.env.insert("GREETING".into(), "hello".into());
+        // A configured value cannot override the handshake.
+        pm.env.insert("ROOST_POOL".into(), "spoofed".into());
+        let h = Harness::new(&pool_cfg("envy", pm));
+        wait_for("a member", Duration::from_secs(20), || {
+            h.pool.members().len() == 1
+        })
+        .await;
+        let env = |name: &'static str| {
+            let pool = h.pool.clone();
+            async move { get(&pool, &format!("/env?name={name}")).await.unwrap().1 }
+        };
+        assert_eq!(env("GREETING").await, "hello");
+        assert_eq!(env("ROOST_POOL").await, "envy");
+        assert_eq!(env("ROOST_WORKER_ID").await, "1");
+        let listen = env("ROOST_LISTEN").await;
+        let path = listen.strip_prefix("unix:").expect(&listen).to_string();
+        assert!(
+            std::path::Path::new(&path).starts_with(h.sup.runtime_dir()),
+            "{path}"
+        );
+        assert_eq!(env("PORT").await, "");
+        h.sup.shutdown().await;
+        assert!(!std::path::Path::new(&path).exists(), "socket left behind");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_demand_starts_when_the_first_request_waits() {
     with_timeout(async {
-        let mut cfg = pool_cfg("lazy", process_model());
+        let mut cfg = pool_cfg("lazy", builtin());
         cfg.start_mode = StartMode::OnDemand;
         let h = Harness::new(&cfg);
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -294,7 +328,7 @@ async fn on_demand_starts_when_the_first_request_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_removed_and_replaced() {
     with_timeout(async {
-        let mut pm = process_model();
+        let mut pm = builtin();
         pm.max_processes = 2;
         let h = Harness::new(&pool_cfg("phoenix", pm));
         wait_for("2 members", Duration::from_secs(20), || {
@@ -325,7 +359,7 @@ async fn a_killed_worker_is_removed_and_replaced() {
         assert_eq!(st.last_failures.last().unwrap().kind, "crash");
         // A worker that exits after answering is detected the same way.
         let (_, body) = get(&h.pool, "/crash").await.unwrap();
-        assert_eq!(body, "bye");
+        assert_eq!(body, "crashing");
         wait_for("second crash counted", Duration::from_secs(5), || {
             h.sup
                 .status("phoenix")
@@ -349,7 +383,7 @@ async fn rapid_fail_takes_the_pool_offline_until_started() {
     with_timeout(async {
         let dir = tempfile::tempdir().unwrap();
         let flag = dir.path().join("healthy");
-        let mut pm = process_model();
+        let mut pm = standin();
         pm.env
             .insert("REQUIRE_FILE".into(), flag.display().to_string());
         let mut cfg = pool_cfg("fragile", pm);
@@ -429,7 +463,7 @@ async fn finish(stop: Arc<AtomicBool>, tasks: LoadTasks) -> (u64, u64, Vec<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapped_recycle_under_load_fails_no_request() {
     with_timeout(async {
-        let h = Harness::new(&pool_cfg("smooth", process_model()));
+        let h = Harness::new(&pool_cfg("smooth", builtin()));
         wait_for("a member", Duration::from_secs(20), || {
             h.pool.members().len() == 1
         })
@@ -475,7 +509,7 @@ async fn overlapped_recycle_under_load_fails_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_based_recycle_replaces_the_worker() {
     with_timeout(async {
-        let mut cfg = pool_cfg("counted", process_model());
+        let mut cfg = pool_cfg("counted", builtin());
         cfg.recycling.requests = 5;
         let h = Harness::new(&cfg);
         wait_for("a member", Duration::from_secs(20), || {
@@ -504,7 +538,7 @@ async fn requests_based_recycle_replaces_the_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_stops_workers_and_demand_restarts_them() {
     with_timeout(async {
-        let mut pm = process_model();
+        let mut pm = builtin();
         pm.idle_timeout = Duration::from_millis(600);
         let mut cfg = pool_cfg("sleepy", pm);
         cfg.start_mode = StartMode::OnDemand;
@@ -536,7 +570,7 @@ async fn any_tcp_app_with_a_ping_path() {
     with_timeout(async {
         let site = tempfile::tempdir().unwrap();
         std::fs::write(site.path().join("hello.txt"), b"hi from disk").unwrap();
-        let mut pm = process_model();
+        let mut pm = standin();
         // Stock Python static file server: knows nothing of roost beyond $PORT.
         pm.command = Some("sh".into());
         pm.args = vec![
@@ -574,7 +608,7 @@ async fn any_tcp_app_with_a_ping_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_stops_answering_pings_is_replaced() {
     with_timeout(async {
-        let mut pm = process_model();
+        let mut pm = builtin();
         pm.ping_response_time = Duration::from_millis(400);
         let h = Harness::new(&pool_cfg("frozen", pm));
         wait_for("a member", Duration::from_secs(20), || {
@@ -604,7 +638,7 @@ async fn a_worker_that_stops_answering_pings_is_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_pool_disables_it_and_start_pool_brings_workers_back() {
     with_timeout(async {
-        let h = Harness::new(&pool_cfg("switch", process_model()));
+        let h = Harness::new(&pool_cfg("switch", builtin()));
         wait_for("a member", Duration::from_secs(20), || {
             h.pool.members().len() == 1
         })
@@ -632,7 +666,7 @@ async fn stop_pool_disables_it_and_start_pool_brings_workers_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garden_recycles_one_worker_at_a_time_and_config_change_recycles() {
     with_timeout(async {
-        let mut pm = process_model();
+        let mut pm = standin();
         pm.max_processes = 2;
         let cfg = pool_cfg("staggered", pm);
         let h = Harness::new(&cfg);

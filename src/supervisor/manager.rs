@@ -45,7 +45,6 @@ pub(crate) enum Event {
         id: u64,
         pid: u32,
         ctl: mpsc::UnboundedSender<Sig>,
-        socket: Option<PathBuf>,
     },
     /// No child was created (bad command, runtime directory, identity...).
     NotSpawned {
@@ -88,7 +87,6 @@ struct Worker {
     pool: Arc<Pool>,
     pid: Option<u32>,
     ctl: Option<mpsc::UnboundedSender<Sig>>,
-    socket: Option<PathBuf>,
     phase: Phase,
     started: Instant,
     ready_at: Option<Instant>,
@@ -337,12 +335,7 @@ impl State {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Cmd(c) => self.command(c),
-            Event::Spawned {
-                id,
-                pid,
-                ctl,
-                socket,
-            } => {
+            Event::Spawned { id, pid, ctl } => {
                 let Some(w) = self.workers.get_mut(&id) else {
                     let _ = ctl.send(Sig::Kill);
                     return;
@@ -353,7 +346,6 @@ impl State {
                 }
                 w.pid = Some(pid);
                 w.ctl = Some(ctl);
-                w.socket = socket;
             }
             Event::NotSpawned { id, detail } => {
                 if let Some(w) = self.workers.remove(&id) {
@@ -525,11 +517,6 @@ impl State {
         }
         for h in [&w.startup, &w.pinger, &w.stopper].into_iter().flatten() {
             h.abort();
-        }
-        if let Some(sock) = w.socket.clone() {
-            tokio::spawn(async move {
-                let _ = tokio::fs::remove_file(sock).await;
-            });
         }
         if w.stopping() || w.failed {
             tracing::info!(pool = %self.name, worker = id, pid = ?w.pid, how = %detail, "worker stopped");
@@ -842,7 +829,6 @@ impl State {
                 pool: self.pool.clone(),
                 pid: None,
                 ctl: None,
-                socket: None,
                 phase: Phase::Starting,
                 started: Instant::now(),
                 ready_at: None,
@@ -928,23 +914,22 @@ async fn startup(ctx: StartCtx) {
         Err(e) => return not_spawned(format!("preparing worker: {e}")),
     };
     let spec = process::spawn_spec(&cfg, &pm, &roost_exe, &listen, id);
+    let socket = match &listen {
+        Listen::Unix(p) => Some(p.clone()),
+        Listen::Tcp(_) => None,
+    };
     let exit_tx = tx.clone();
-    let spawned = process::spawn(&spec, identity, &pool_name, move |how| {
+    let spawned = process::spawn(&spec, identity, &pool_name, socket, move |how| {
         let _ = exit_tx.send(Event::Exited { id, detail: how });
     });
     let sp = match spawned {
         Ok(sp) => sp,
         Err(e) => return not_spawned(format!("spawning {}: {e}", spec.program.display())),
     };
-    let socket = match &listen {
-        Listen::Unix(p) => Some(p.clone()),
-        Listen::Tcp(_) => None,
-    };
     let _ = tx.send(Event::Spawned {
         id,
         pid: sp.pid,
         ctl: sp.ctl.clone(),
-        socket,
     });
 
     // Ready when the ping answers 2xx (or a connect succeeds) within startupTimeLimit.

@@ -3,7 +3,7 @@
 //! that owns the child and reports its exit, output logging, health probes and memory.
 
 use crate::body;
-use crate::config::model::{self, ProcessModel, WorkerSettings};
+use crate::config::model::{self, ProcessModel};
 use crate::upstream::{Client, Endpoint};
 use http_body_util::BodyExt;
 use nix::sys::signal::{killpg, Signal};
@@ -65,38 +65,6 @@ pub(crate) fn ping_path(pm: &ProcessModel) -> Option<String> {
     }
 }
 
-/// `roost worker` flags for a pool's `worker` settings (the built-in command line).
-pub(crate) fn worker_cli_args(ws: &WorkerSettings) -> Vec<String> {
-    let mut a = vec!["worker".to_string(), "--app".to_string(), ws.app.clone()];
-    let mut opt = |flag: &str, v: Option<usize>| {
-        if let Some(v) = v {
-            a.push(flag.to_string());
-            a.push(v.to_string());
-        }
-    };
-    opt("--min-worker-threads", ws.min_worker_threads);
-    opt("--max-worker-threads", ws.max_worker_threads);
-    opt("--io-threads", ws.io_threads);
-    opt("--request-queue-limit", Some(ws.request_queue_limit));
-    opt(
-        "--max-concurrent-requests-per-cpu",
-        Some(ws.max_concurrent_requests_per_cpu),
-    );
-    opt(
-        "--max-concurrent-threads-per-cpu",
-        Some(ws.max_concurrent_threads_per_cpu),
-    );
-    for (name, p) in &ws.pools {
-        a.push("--thread-pool".to_string());
-        a.push(format!("{name}={}:{}", p.min, p.max));
-    }
-    for (prefix, pool) in &ws.routes {
-        a.push("--route".to_string());
-        a.push(format!("{prefix}={pool}"));
-    }
-    a
-}
-
 /// The full command of one worker: program, arguments, environment, directory.
 #[derive(Debug, Clone)]
 pub(crate) struct SpawnSpec {
@@ -115,7 +83,11 @@ pub(crate) fn spawn_spec(
 ) -> SpawnSpec {
     let (program, mut args) = match &pm.command {
         Some(c) => (PathBuf::from(c), Vec::new()),
-        None => (roost_exe.to_path_buf(), worker_cli_args(&pm.worker)),
+        // The worker module owns its flags (and tests that they parse back).
+        None => (
+            roost_exe.to_path_buf(),
+            crate::worker::cli::command_args(&pm.worker),
+        ),
     };
     args.extend(pm.args.iter().cloned());
     let mut env: Vec<(String, String)> =
@@ -230,11 +202,13 @@ pub(crate) struct Spawned {
 
 /// Spawn a worker in its own process group (so a signal reaches anything it forked),
 /// with kill-on-drop as the last line of defence, and start the task that owns it.
-/// `on_exit` runs once, from that task, when the child has been reaped.
+/// `on_exit` runs once, from that task, when the child has been reaped and its
+/// `socket` (if any) removed.
 pub(crate) fn spawn(
     spec: &SpawnSpec,
     identity: Option<(u32, u32)>,
     pool: &str,
+    socket: Option<PathBuf>,
     on_exit: impl FnOnce(String) + Send + 'static,
 ) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.program);
@@ -285,6 +259,9 @@ pub(crate) fn spawn(
         // Whatever the worker forked and left behind goes with it. The group id stays
         // reserved while any member lives, so this cannot hit an unrelated process.
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        if let Some(sock) = socket {
+            let _ = tokio::fs::remove_file(sock).await;
+        }
         let _ = exited_tx.send(Some(how.clone()));
         on_exit(how);
     });
@@ -414,39 +391,6 @@ pub(crate) fn sum_fields(text: &str, names: &[&str]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::NamedThreadPool;
-    use std::collections::BTreeMap;
-
-    #[test]
-    fn builtin_worker_flags_follow_the_settings() {
-        let mut pools = BTreeMap::new();
-        pools.insert("slow".to_string(), NamedThreadPool { min: 2, max: 8 });
-        let mut routes = BTreeMap::new();
-        routes.insert("/reports".to_string(), "slow".to_string());
-        let ws = WorkerSettings {
-            app: "demo".into(),
-            min_worker_threads: Some(4),
-            max_worker_threads: None,
-            io_threads: Some(2),
-            request_queue_limit: 5000,
-            max_concurrent_requests_per_cpu: 5000,
-            max_concurrent_threads_per_cpu: 0,
-            pools,
-            routes,
-        };
-        let a = worker_cli_args(&ws);
-        let s = a.join(" ");
-        assert!(
-            s.starts_with("worker --app demo --min-worker-threads 4 --io-threads 2"),
-            "{s}"
-        );
-        assert!(!s.contains("--max-worker-threads"));
-        assert!(s.contains("--request-queue-limit 5000"));
-        assert!(s.contains("--max-concurrent-requests-per-cpu 5000"));
-        assert!(s.contains("--max-concurrent-threads-per-cpu 0"));
-        assert!(s.contains("--thread-pool slow=2:8"));
-        assert!(s.contains("--route /reports=slow"));
-    }
 
     #[test]
     fn proc_fields_are_summed() {
