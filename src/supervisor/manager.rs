@@ -320,8 +320,9 @@ fn dir_name(pool: &str) -> String {
             }
         })
         .collect();
-    if s.is_empty() || s.starts_with('.') {
-        format!("p{s}")
+    // Dots never survive, so neither `.` nor `..` can name a directory.
+    if s.is_empty() {
+        "p".to_string()
     } else {
         s
     }
@@ -999,7 +1000,7 @@ mod tests {
     fn pool_names_become_safe_directory_names() {
         assert_eq!(dir_name("api"), "api");
         assert_eq!(dir_name("a/b c"), "a_b_c");
-        assert_eq!(dir_name(".."), "p__");
+        assert_eq!(dir_name(".."), "__");
         assert_eq!(dir_name(""), "p");
         assert_eq!(dir_name(&"x".repeat(100)).len(), 32);
     }
