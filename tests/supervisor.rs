@@ -717,3 +717,63 @@ async fn garden_recycles_one_worker_at_a_time_and_config_change_recycles() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_hooks_manage_readd_and_release_pools() {
+    use roost::front::PoolHooks;
+    with_timeout(async {
+        init_tracing();
+        let dir = tempfile::Builder::new()
+            .prefix("rs")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let sup = Supervisor::new(SupervisorOptions {
+            roost_exe: env!("CARGO_BIN_EXE_roost").into(),
+            runtime_dir: Some(dir.path().join("run")),
+        });
+        let hooks: Arc<dyn PoolHooks> = sup.clone();
+        let cfg = pool_cfg("hooked", builtin());
+        let pool = Pool::new(&cfg);
+        hooks.pool_added(&pool, &cfg, None);
+        wait_for("a member", Duration::from_secs(20), || {
+            pool.members().len() == 1
+        })
+        .await;
+        let first = pool.members()[0].pid.unwrap();
+
+        // Removed, then added again (a reload that drops and restores it) while the old
+        // worker may still be stopping: the new worker gets its own socket.
+        hooks.pool_removed(&pool);
+        assert!(sup.status("hooked").is_none());
+        let pool2 = Pool::new(&cfg);
+        hooks.pool_added(&pool2, &cfg, None);
+        wait_for("a new member", Duration::from_secs(20), || {
+            pool2.members().len() == 1
+        })
+        .await;
+        let (status, body) = get(&pool2, "/pid").await.unwrap();
+        assert_eq!(status, 200);
+        assert_ne!(body, first.to_string());
+        wait_for("old worker gone", Duration::from_secs(10), || !alive(first)).await;
+        assert!(pool.members().is_empty());
+        // Still served after the old worker's exit cleaned up after itself.
+        assert_eq!(get(&pool2, "/pid").await.unwrap().1, body);
+
+        // A pool that becomes a farm is let go.
+        let mut farm = cfg.clone();
+        farm.backend = Backend::Farm(model::Farm {
+            servers: vec![],
+            load_balancing: model::LoadBalancing::RoundRobin,
+            health_check: None,
+            affinity: None,
+        });
+        hooks.pool_added(&pool2, &farm, Some(&cfg));
+        assert!(sup.status("hooked").is_none());
+        let second: u32 = body.parse().unwrap();
+        // shutdown waits for released pools' workers too.
+        sup.shutdown().await;
+        assert!(!alive(second));
+        assert!(pool2.members().is_empty());
+    })
+    .await
+}

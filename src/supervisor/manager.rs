@@ -18,6 +18,7 @@ use crate::upstream::Client;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
@@ -127,7 +128,9 @@ pub(crate) struct State {
     runtime_dir: PathBuf,
     tx: mpsc::UnboundedSender<Event>,
     workers: BTreeMap<u64, Worker>,
-    next_id: u64,
+    /// Shared by every pool of the supervisor: ids (and so socket names) are never
+    /// reused, even by a pool that is re-added while its old workers still stop.
+    next_id: Arc<AtomicU64>,
     /// Workers should be running: always for alwaysRunning, after demand for onDemand.
     wanted: bool,
     shutdown_waiters: Option<Vec<oneshot::Sender<()>>>,
@@ -210,6 +213,7 @@ pub(crate) fn start(
     cfg: model::Pool,
     roost_exe: PathBuf,
     runtime_dir: PathBuf,
+    next_id: Arc<AtomicU64>,
 ) -> (Arc<PoolCtl>, mpsc::UnboundedSender<Event>, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     if let Backend::Garden(pm) = &cfg.backend {
@@ -228,7 +232,7 @@ pub(crate) fn start(
             runtime_dir,
             tx: tx.clone(),
             workers: BTreeMap::new(),
-            next_id: 1,
+            next_id,
             wanted,
             shutdown_waiters: None,
             rotation: None,
@@ -810,8 +814,7 @@ impl State {
     }
 
     fn start_worker(&mut self) {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.starts_total += 1;
         let ctx = StartCtx {
             id,

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -111,6 +112,10 @@ pub struct Supervisor {
     /// We picked the directory, so we remove it at shutdown.
     own_runtime_dir: bool,
     pools: Mutex<HashMap<String, Managed>>,
+    /// Managers told to stop (pool removed) whose workers may still be stopping;
+    /// `shutdown` waits for them too.
+    detached: Mutex<Vec<JoinHandle<()>>>,
+    next_worker_id: Arc<AtomicU64>,
 }
 
 impl Supervisor {
@@ -130,6 +135,8 @@ impl Supervisor {
             runtime_dir,
             own_runtime_dir,
             pools: Mutex::new(HashMap::new()),
+            detached: Mutex::new(Vec::new()),
+            next_worker_id: Arc::new(AtomicU64::new(1)),
         })
     }
 
@@ -160,6 +167,7 @@ impl Supervisor {
             cfg.clone(),
             self.roost_exe.clone(),
             self.runtime_dir.clone(),
+            self.next_worker_id.clone(),
         );
         pools.insert(cfg.name.clone(), Managed { ctl, tx, task });
     }
@@ -169,30 +177,29 @@ impl Supervisor {
     /// pages); queue settings alone restart nothing. A pool that rapid-fail protection
     /// took offline is started again when its config changed. A pool that became a farm
     /// is no longer supervised (its workers stop in the background).
-    pub fn reconfigure(self: &Arc<Self>, pool: Arc<Pool>, cfg: &model::Pool) {
+    pub fn reconfigure(&self, pool: Arc<Pool>, cfg: &model::Pool) {
         if matches!(cfg.backend, Backend::Garden(_)) {
             self.manage(pool, cfg);
-        } else {
-            let me = self.clone();
-            let name = cfg.name.clone();
-            tokio::spawn(async move { me.unmanage(&name).await });
+        } else if let Some(task) = self.detach(&cfg.name) {
+            self.detached.lock().push(task);
         }
     }
 
     /// Stop supervising a pool: its workers are drained and stopped (SIGTERM, then
     /// SIGKILL after shutdownTimeLimit); returns when they are gone.
     pub async fn unmanage(&self, name: &str) {
-        let m = self.pools.lock().remove(name);
-        if let Some(m) = m {
-            let (tx, rx) = oneshot::channel();
-            if m.tx
-                .send(manager::Event::Cmd(Command::Shutdown(tx)))
-                .is_ok()
-            {
-                let _ = rx.await;
-            }
-            let _ = m.task.await;
+        if let Some(task) = self.detach(name) {
+            let _ = task.await;
         }
+    }
+
+    /// Forget a pool and tell its manager to stop its workers; the returned task ends
+    /// when they are gone.
+    fn detach(&self, name: &str) -> Option<JoinHandle<()>> {
+        let m = self.pools.lock().remove(name)?;
+        let (tx, _rx) = oneshot::channel();
+        let _ = m.tx.send(manager::Event::Cmd(Command::Shutdown(tx)));
+        Some(m.task)
     }
 
     /// Recycle every worker of the pool (overlapped unless disallowOverlappingRotation,
@@ -242,9 +249,11 @@ impl Supervisor {
     /// Stop every worker of every pool (drain, SIGTERM, SIGKILL after
     /// shutdownTimeLimit) and remove the runtime directory if we created it.
     pub async fn shutdown(&self) {
-        let names = self.pools();
-        let waits: Vec<_> = names.iter().map(|n| self.unmanage(n)).collect();
-        futures_util::future::join_all(waits).await;
+        let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.detached.lock());
+        for name in self.pools() {
+            tasks.extend(self.detach(&name));
+        }
+        futures_util::future::join_all(tasks).await;
         if self.own_runtime_dir {
             let _ = tokio::fs::remove_dir_all(&self.runtime_dir).await;
         }
@@ -264,6 +273,20 @@ impl Supervisor {
             .get(name)
             .map(|m| m.ctl.clone())
             .ok_or_else(|| SupervisorError::UnknownPool(name.to_string()))
+    }
+}
+
+/// The front tells the supervisor about pools as configs load and reload: garden pools
+/// are managed (or reconfigured), farm pools and removed pools are let go.
+impl crate::front::PoolHooks for Supervisor {
+    fn pool_added(&self, pool: &Arc<Pool>, cfg: &model::Pool, _previous: Option<&model::Pool>) {
+        self.reconfigure(pool.clone(), cfg);
+    }
+
+    fn pool_removed(&self, pool: &Arc<Pool>) {
+        if let Some(task) = self.detach(pool.name()) {
+            self.detached.lock().push(task);
+        }
     }
 }
 
