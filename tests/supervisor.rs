@@ -262,6 +262,13 @@ async fn always_running_starts_a_garden_whose_workers_become_members() {
         assert_eq!(st.workers.len(), 2);
         assert!(st.workers.iter().all(|w| w.state == "running"));
         assert_eq!(st.worker_starts_total, 2);
+        wait_for("memory sampled", Duration::from_secs(10), || {
+            let st = h.sup.status("garden").unwrap();
+            st.workers
+                .iter()
+                .all(|w| w.memory_kib.is_some_and(|k| k > 100))
+        })
+        .await;
         assert!(serde_json::to_string(&st).unwrap().contains("\"workers\""));
 
         h.sup.shutdown().await;
@@ -774,6 +781,115 @@ async fn front_hooks_manage_readd_and_release_pools() {
         sup.shutdown().await;
         assert!(!alive(second));
         assert!(pool2.members().is_empty());
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_and_private_memory_limits_recycle() {
+    with_timeout(async {
+        let mut by_time = pool_cfg("aged", builtin());
+        by_time.recycling.time = Duration::from_millis(700);
+        let mut by_memory = pool_cfg("fat", builtin());
+        // Any real process has more than 1 KiB of private memory.
+        by_memory.recycling.private_memory_kib = 1;
+        let a = Harness::new(&by_time);
+        let b = Harness::new(&by_memory);
+        for (h, name, reason) in [(&a, "aged", "time"), (&b, "fat", "privateMemory")] {
+            wait_for("a member", Duration::from_secs(20), || {
+                h.pool.members().len() == 1
+            })
+            .await;
+            let first = h.pids()[0];
+            wait_for(reason, Duration::from_secs(20), || {
+                let st = h.sup.status(name).unwrap();
+                st.recycles_total.get(reason).is_some_and(|n| *n >= 1)
+                    && h.pids().first().is_some_and(|p| *p != first)
+            })
+            .await;
+            let st = h.sup.status(name).unwrap();
+            assert!(
+                st.worker_failures_total.is_empty(),
+                "{:?}",
+                st.worker_failures_total
+            );
+        }
+        a.sup.shutdown().await;
+        b.sup.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disallowed_overlap_stops_the_old_worker_before_starting_the_new() {
+    with_timeout(async {
+        let mut cfg = pool_cfg("serial", builtin());
+        cfg.recycling.disallow_overlapping_rotation = true;
+        let h = Harness::new(&cfg);
+        wait_for("a member", Duration::from_secs(20), || {
+            h.pool.members().len() == 1
+        })
+        .await;
+        let old = h.pids()[0];
+        h.sup.recycle("serial").unwrap();
+        let mut overlapped = false;
+        wait_for("replaced", Duration::from_secs(20), || {
+            let st = h.sup.status("serial").unwrap();
+            // Never a new worker while the old one is still there.
+            if st.workers.len() > 1 {
+                overlapped = true;
+            }
+            let p = h.pids();
+            p.len() == 1 && p[0] != old
+        })
+        .await;
+        assert!(!overlapped, "old and new worker ran at the same time");
+        assert!(!alive(old));
+        // Requests meanwhile waited in the queue instead of failing.
+        assert_eq!(get(&h.pool, "/.roost/ping").await.unwrap().0, 200);
+        h.sup.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_not_ready_within_the_startup_limit_is_killed_and_counted() {
+    with_timeout(async {
+        let mut pm = standin();
+        // Runs, but never listens.
+        pm.command = Some("sleep".into());
+        pm.args = vec!["30".into()];
+        pm.listen = WorkerListen::Tcp;
+        pm.ping_path = None;
+        pm.startup_time_limit = Duration::from_millis(400);
+        let mut cfg = pool_cfg("sluggish", pm);
+        cfg.failure.rapid_fail_protection_max_crashes = 2;
+        let h = Harness::new(&cfg);
+        let mut pids = std::collections::HashSet::new();
+        wait_for("AppOffline", Duration::from_secs(20), || {
+            if let Some(st) = h.sup.status("sluggish") {
+                pids.extend(st.workers.iter().filter_map(|w| w.pid));
+            }
+            h.pool.state() == PoolState::AppOffline
+        })
+        .await;
+        let st = h.sup.status("sluggish").unwrap();
+        assert_eq!(st.worker_failures_total.get("startup"), Some(&2));
+        assert!(
+            st.last_failures[0].detail.contains("startupTimeLimit"),
+            "{:?}",
+            st.last_failures
+        );
+        wait_for("workers gone", Duration::from_secs(10), || {
+            h.sup.status("sluggish").unwrap().workers.is_empty()
+        })
+        .await;
+        for p in pids {
+            assert!(!alive(p), "pid {p} still running");
+        }
+        // While offline, requests are refused at once.
+        assert!(get(&h.pool, "/").await.unwrap_err().contains("AppOffline"));
+        h.sup.shutdown().await;
     })
     .await
 }

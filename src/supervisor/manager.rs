@@ -412,7 +412,10 @@ impl State {
                 self.rapid.reset();
                 self.backoff.reset();
                 self.next_start_at = None;
-                self.wanted = self.cfg.start_mode == StartMode::AlwaysRunning;
+                // An onDemand pool waits for a request, unless it is already running
+                // (starting a started pool changes nothing).
+                self.wanted = self.cfg.start_mode == StartMode::AlwaysRunning
+                    || self.workers.values().any(|w| !w.stopping());
                 tracing::info!(pool = %self.name, "pool started");
             }
             Command::Stop => {
