@@ -344,6 +344,7 @@ async fn a_killed_worker_is_removed_and_replaced() {
         .await;
         let before = h.pids();
         let victim = before[0];
+        let killed_at = Instant::now();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(victim as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -353,10 +354,15 @@ async fn a_killed_worker_is_removed_and_replaced() {
             !h.pids().contains(&victim)
         })
         .await;
+        let removed_in = killed_at.elapsed();
         wait_for("replacement ready", Duration::from_secs(20), || {
             h.pool.members().len() == 2
         })
         .await;
+        eprintln!(
+            "SIGKILL → removed from the pool in {removed_in:?}, replacement ready in {:?}",
+            killed_at.elapsed()
+        );
         let after = h.pids();
         assert!(after.contains(&before[1]));
         assert!(!after.contains(&victim));
@@ -484,6 +490,16 @@ async fn overlapped_recycle_under_load_fails_no_request() {
             s >= 20
         })
         .await;
+        // A slow request in flight on the old worker must finish, not be cut off.
+        let old_member = h.pool.members()[0].clone();
+        let slow = {
+            let pool = h.pool.clone();
+            tokio::spawn(async move { get(&pool, "/sleep?ms=1500").await })
+        };
+        wait_for("slow request running", Duration::from_secs(10), || {
+            old_member.active() >= 1
+        })
+        .await;
         h.sup.recycle("smooth").unwrap();
         wait_for("new pid serving alone", Duration::from_secs(20), || {
             let p = h.pids();
@@ -499,6 +515,7 @@ async fn overlapped_recycle_under_load_fails_no_request() {
         .await;
         let (ok, failed, errors) = finish(stop, tasks).await;
         assert_eq!(failed, 0, "failed requests: {errors:?}");
+        assert_eq!(slow.await.unwrap().unwrap().0, 200);
         assert!(ok >= 40, "only {ok} requests");
         let st = h.sup.status("smooth").unwrap();
         assert_eq!(st.recycles_total.get("onDemand"), Some(&1));
