@@ -682,6 +682,19 @@ async fn stop_pool_disables_it_and_start_pool_brings_workers_back() {
         })
         .await;
         assert!(h.sup.start_pool("nope").is_err());
+        // The supervisor also follows a state set on the pool directly.
+        let pid = h.pids()[0];
+        h.pool.set_state(PoolState::Stopped);
+        wait_for("stopped by pool state", Duration::from_secs(10), || {
+            h.sup.status("switch").unwrap().workers.is_empty()
+        })
+        .await;
+        assert!(!alive(pid));
+        h.pool.set_state(PoolState::Started);
+        wait_for("started by pool state", Duration::from_secs(20), || {
+            h.pool.members().len() == 1
+        })
+        .await;
         h.sup.shutdown().await;
     })
     .await

@@ -691,8 +691,25 @@ impl State {
                 });
             }
         }
-        if self.shutdown_waiters.is_some() || self.pool.state() != PoolState::Started {
+        if self.shutdown_waiters.is_some() {
             return;
+        }
+        // Follow the pool's state when someone else changed it (the front stops a
+        // removed pool; an operator tool may set it directly).
+        if self.pool.state() != PoolState::Started {
+            if self.workers.values().any(|w| !w.stopping()) {
+                tracing::info!(pool = %self.name, state = ?self.pool.state(), "pool no longer started: stopping workers");
+                self.wanted = false;
+                self.stop_all();
+            }
+            return;
+        }
+        if !self.wanted && self.cfg.start_mode == StartMode::AlwaysRunning {
+            tracing::info!(pool = %self.name, "pool started again: starting workers");
+            self.wanted = true;
+            self.rapid.reset();
+            self.backoff.reset();
+            self.next_start_at = None;
         }
         let rec = self.cfg.recycling.clone();
         // Schedule: times of day, local clock.

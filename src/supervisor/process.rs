@@ -13,7 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -278,18 +278,30 @@ fn signal_group(pid: u32, s: Sig) {
     }
 }
 
-/// Forward a child's output to the log, one line per event, tagged with pool and pid.
+/// Longest piece of output logged as one line; longer lines are split.
+const MAX_LINE: u64 = 16 * 1024;
+
+/// Forward a child's output to the log, one event per line, tagged with pool and pid.
+/// It reads to the end whatever comes (long lines split, bytes that are not UTF-8
+/// replaced): a child whose pipe is no longer drained would block on its next write.
 async fn log_lines(stream: impl AsyncRead + Unpin, pool: String, pid: u32, which: &'static str) {
-    let mut lines = BufReader::new(stream).lines();
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::with_capacity(256);
     loop {
-        match lines.next_line().await {
-            Ok(Some(line)) => {
-                tracing::info!(target: "roost::worker_output", pool = %pool, pid, stream = which, "{line}")
+        buf.clear();
+        match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                let line = text.trim_end_matches(['\n', '\r']);
+                tracing::info!(target: "roost::worker_output", pool = %pool, pid, stream = which, "{line}");
             }
-            Ok(None) => break,
             Err(e) => {
-                // Not UTF-8 or a read error: note it and stop forwarding this stream.
-                tracing::debug!(pool = %pool, pid, stream = which, error = %e, "worker output unreadable");
+                tracing::debug!(pool = %pool, pid, stream = which, error = %e, "worker output closed");
                 break;
             }
         }
@@ -391,6 +403,25 @@ pub(crate) fn sum_fields(text: &str, names: &[&str]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn output_is_drained_whatever_it_contains() {
+        // Invalid UTF-8 and a line far longer than MAX_LINE, then more output: all of it
+        // must be read, or the writer would block.
+        let mut data = b"ok\n\xff\xfe bad utf8\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', (MAX_LINE * 3) as usize));
+        data.extend(b"\nlast\n");
+        let (mut w, r) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(log_lines(r, "p".into(), 1, "stdout"));
+        tokio::io::AsyncWriteExt::write_all(&mut w, &data)
+            .await
+            .unwrap();
+        drop(w);
+        tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("reader finished")
+            .unwrap();
+    }
 
     #[test]
     fn proc_fields_are_summed() {
