@@ -5,11 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "roost",
-    version,
-    about = "The IIS request-processing model on Linux"
-)]
+#[command(name = "roost", version, about = "The IIS request-processing model on Linux")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

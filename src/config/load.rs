@@ -131,18 +131,47 @@ where
             })
         }
     };
+    if let Some(r) = root
+        .as_ref()
+        .filter(|r| !matches!(r.node, tree::Node::Map(_)))
+    {
+        return Err(ConfigErrors {
+            problems: vec![Problem {
+                path: String::new(),
+                value: None,
+                message:
+                    "the document must be a map of sections (sites, pools, limits, admin, log)"
+                        .into(),
+                line_col: Some(r.pos),
+                file: origin.to_string(),
+            }],
+        });
+    }
     let mut problems = Vec::new();
     for u in tree::unknown_keys(root.as_ref(), &SCHEMA) {
         problems.push(Problem {
-            message: match u.suggestion {
-                Some(s) => format!("unknown key (did you mean `{s}`?)"),
-                None => "unknown key".to_string(),
-            },
+            message: u.message(),
             path: u.path,
             value: None,
             line_col: Some(u.pos),
             file: origin.to_string(),
         });
+    }
+    let duplicates = tree::duplicate_keys(root.as_ref());
+    for (path, pos, first_line) in &duplicates {
+        problems.push(Problem {
+            path: path.clone(),
+            value: None,
+            message: format!("duplicate key (first set on line {first_line})"),
+            line_col: Some(*pos),
+            file: origin.to_string(),
+        });
+    }
+    if !duplicates.is_empty() {
+        // The YAML deserializer rejects the whole document over a repeated key, so the
+        // values cannot be checked until it is fixed; report what the text alone shows.
+        problems.sort_by_key(|p| p.line_col);
+        return Err(ConfigErrors { problems });
     }
     let overrides = map_env(env, root.as_ref(), &mut problems);
 
@@ -152,13 +181,14 @@ where
     let raw: RawConfig = match figment.extract() {
         Ok(r) => r,
         Err(e) => {
-            // Only a document that is not a map at all gets here: every nested value is
-            // lenient (see raw.rs).
+            // Every nested value is lenient (see raw.rs), so only the YAML text can fail
+            // here: the YAML deserializer is stricter than the marker parser in a few
+            // corners (e.g. `{listen: :80}` in flow style). Its message has the position.
             problems.push(Problem {
                 path: String::new(),
                 value: None,
-                message: format!("the document must be a map of sections (sites, pools, limits, admin, log): {e}"),
-                line_col: root.as_ref().map(|r| r.pos),
+                message: format!("YAML: {e}"),
+                line_col: None,
                 file: origin.to_string(),
             });
             return Err(ConfigErrors { problems });
@@ -283,13 +313,19 @@ fn resolve_segments(segs: &[&str], root: Option<&Marked>) -> Result<Vec<String>,
             },
             Shape::Dict(sub) => {
                 shape = sub;
-                // Use the name as the file spells it; a new name is taken in lowercase,
-                // the way environment variable names are usually meant.
-                tree::keys(node)
+                // Use the name as the file spells it. A new name is taken in lowercase
+                // (pool names), except process environment variables, whose case matters.
+                let existing = tree::keys(node)
                     .into_iter()
                     .find(|k| k.eq_ignore_ascii_case(seg))
-                    .map(str::to_string)
-                    .unwrap_or_else(|| seg.to_ascii_lowercase())
+                    .map(str::to_string);
+                existing.unwrap_or_else(|| {
+                    if keys.last().is_some_and(|k| k == "env") {
+                        seg.to_string()
+                    } else {
+                        seg.to_ascii_lowercase()
+                    }
+                })
             }
             Shape::List(_) => return Err((
                 here,
@@ -347,6 +383,14 @@ mod tests {
         assert_eq!(err.0, "pools.MyPool.queuelenght");
         assert!(err.1.contains("queueLength"), "{}", err.1);
         assert!(resolve_segments(&["SITES", "0", "NAME"], root.as_ref()).is_err());
+        assert_eq!(
+            resolve_segments(
+                &["POOLS", "MYPOOL", "PROCESSMODEL", "ENV", "RUST_LOG"],
+                root.as_ref()
+            )
+            .unwrap(),
+            vec!["pools", "MyPool", "processModel", "env", "RUST_LOG"]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod error;
 mod load;
 pub mod model;
 pub mod raw;
+mod summary;
 pub mod tree;
 pub mod validate;
 
@@ -19,3 +20,4 @@ pub use load::{
     load_str_with_env, Source, EMBEDDED_DEFAULT, EMBEDDED_ORIGIN,
 };
 pub use model::Config;
+pub use summary::summary;

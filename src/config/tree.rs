@@ -126,7 +126,9 @@ pub fn parse(text: &str) -> Result<Option<Marked>, (String, Pos)> {
     Ok(b.root)
 }
 
-/// Where each key path sits: the key's position (map entries) and the value's.
+/// Where each key path sits: the key's position (map entries) and where a problem with
+/// the value is best shown (the value itself for scalars; the key for a map or list,
+/// whose own position would be its first inner key).
 #[derive(Debug, Default, Clone)]
 pub struct Positions {
     map: HashMap<String, (Option<Pos>, Pos)>,
@@ -155,8 +157,11 @@ impl Positions {
             Node::Map(entries) => {
                 for e in entries {
                     let child = join(&path, &e.key);
-                    self.map
-                        .insert(child.clone(), (Some(e.key_pos), e.value.pos));
+                    let shown = match e.value.node {
+                        Node::Map(_) | Node::Seq(_) => e.key_pos,
+                        _ => e.value.pos,
+                    };
+                    self.map.insert(child.clone(), (Some(e.key_pos), shown));
                     self.walk(&e.value, child);
                 }
             }
@@ -220,10 +225,32 @@ pub struct Unknown {
     pub path: String,
     pub pos: Pos,
     pub suggestion: Option<&'static str>,
+    /// When the key is valid one level down: the section it belongs in.
+    pub belongs_under: Option<&'static str>,
+}
+
+impl Unknown {
+    /// `unknown key (did you mean `x`?)` and friends.
+    pub fn message(&self) -> String {
+        match (self.suggestion, self.belongs_under) {
+            (Some(s), _) => format!("unknown key (did you mean `{s}`?)"),
+            (None, Some(section)) => format!("unknown key here (it belongs under `{section}`)"),
+            (None, None) => "unknown key".to_string(),
+        }
+    }
+}
+
+/// A section among `fields` whose own keys include `key` (e.g. `maxProcesses` is a key of
+/// `processModel`), for keys written one level too high.
+fn section_holding(key: &str, fields: &'static [(&'static str, Shape)]) -> Option<&'static str> {
+    fields.iter().find_map(|(name, sub)| match sub {
+        Shape::Map(inner) => inner.iter().any(|(k, _)| *k == key).then_some(*name),
+        _ => None,
+    })
 }
 
 /// Every key in the document that the schema does not know, in document order.
-pub fn unknown_keys(root: Option<&Marked>, schema: &Shape) -> Vec<Unknown> {
+pub fn unknown_keys(root: Option<&Marked>, schema: &'static Shape) -> Vec<Unknown> {
     let mut out = Vec::new();
     if let Some(r) = root {
         walk_unknown(r, schema, "", &mut out);
@@ -231,7 +258,7 @@ pub fn unknown_keys(root: Option<&Marked>, schema: &Shape) -> Vec<Unknown> {
     out
 }
 
-fn walk_unknown(m: &Marked, shape: &Shape, path: &str, out: &mut Vec<Unknown>) {
+fn walk_unknown(m: &Marked, shape: &'static Shape, path: &str, out: &mut Vec<Unknown>) {
     match (&m.node, shape) {
         (Node::Map(entries), Shape::Map(fields)) => {
             for e in entries {
@@ -242,6 +269,7 @@ fn walk_unknown(m: &Marked, shape: &Shape, path: &str, out: &mut Vec<Unknown>) {
                         path: child,
                         pos: e.key_pos,
                         suggestion: suggest(&e.key, fields.iter().map(|(n, _)| *n)),
+                        belongs_under: section_holding(&e.key, fields),
                     }),
                 }
             }
@@ -259,6 +287,34 @@ fn walk_unknown(m: &Marked, shape: &Shape, path: &str, out: &mut Vec<Unknown>) {
         // Wrong shapes (a list where a map belongs, ...) are reported by the validator.
         _ => {}
     }
+}
+
+/// A key written twice in one map: (path, position of the repeat, line of the first).
+pub fn duplicate_keys(root: Option<&Marked>) -> Vec<(String, Pos, usize)> {
+    fn walk(m: &Marked, path: &str, out: &mut Vec<(String, Pos, usize)>) {
+        match &m.node {
+            Node::Map(entries) => {
+                for (i, e) in entries.iter().enumerate() {
+                    let child = join(path, &e.key);
+                    if let Some(first) = entries[..i].iter().find(|f| f.key == e.key) {
+                        out.push((child.clone(), e.key_pos, first.key_pos.0));
+                    }
+                    walk(&e.value, &child, out);
+                }
+            }
+            Node::Seq(items) => {
+                for (i, it) in items.iter().enumerate() {
+                    walk(it, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(r) = root {
+        walk(r, "", &mut out);
+    }
+    out
 }
 
 /// Find the child map entry `key` of a node, if it is a map.
@@ -319,6 +375,7 @@ pools:
                 path: "pools.default.queueLenght".into(),
                 pos: (7, 5),
                 suggestion: Some("queueLength"),
+                belongs_under: None,
             }]
         );
     }
@@ -337,6 +394,15 @@ pools:
     fn syntax_error_has_position() {
         let err = parse("a: [1, 2\nb: c\n").unwrap_err();
         assert!(err.1 .0 >= 1);
+    }
+
+    #[test]
+    fn duplicate_keys_found() {
+        let root = parse("a: 1\nb:\n  c: 1\n  c: 2\na: 3\n").unwrap();
+        assert_eq!(
+            duplicate_keys(root.as_ref()),
+            vec![("b.c".to_string(), (4, 3), 3), ("a".to_string(), (5, 1), 1)]
+        );
     }
 
     #[test]

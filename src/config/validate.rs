@@ -5,7 +5,7 @@
 //! checks having to care. A bad value is reported and replaced by its default, so the
 //! checks that follow still run and the user sees everything wrong in one go.
 
-use super::error::{ConfigErrors, Problem};
+use super::error::Problem;
 use super::model::*;
 use super::raw::*;
 use super::tree::{suggest, Positions};
@@ -270,7 +270,9 @@ impl<'a> Ctx<'a> {
             Value::Null => return default,
             Value::Number(n) if n.as_u64() == Some(0) => Some(Duration::ZERO),
             Value::String(s) if s.trim() == "0" => Some(Duration::ZERO),
-            Value::String(s) => humantime::parse_duration(s.trim()).ok(),
+            Value::String(s) => humantime::parse_duration(s.trim())
+                .ok()
+                .or_else(|| parse_timespan(s)),
             _ => None,
         };
         match d {
@@ -432,6 +434,23 @@ pub fn parse_server_address(s: &str) -> Result<(String, u16, bool), String> {
     Ok((host.to_string(), port, tls))
 }
 
+/// IIS writes durations as .NET TimeSpans (`00:02:00`, `1.05:00:00` = 29h); accept them
+/// too, so settings copied from applicationHost.config keep working.
+pub fn parse_timespan(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (days, hms) = match s.split_once('.') {
+        Some((d, rest)) if rest.contains(':') => (d.parse::<u64>().ok()?, rest),
+        _ => (0, s),
+    };
+    let parts: Vec<&str> = hms.split(':').collect();
+    let [h, m, sec] = parts.as_slice() else {
+        return None;
+    };
+    let (h, m, sec): (u64, u64, u64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
+    (h < 24 && m < 60 && sec < 60)
+        .then(|| Duration::from_secs(((days * 24 + h) * 60 + m) * 60 + sec))
+}
+
 /// `HH:MM` → seconds since midnight.
 pub fn parse_time_of_day(s: &str) -> Option<u32> {
     let (h, m) = s.trim().split_once(':')?;
@@ -555,17 +574,6 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
     }
 }
 
-/// Validate and wrap: `Ok` only when no problem was found.
-pub fn finish(config: Config, ctx: Ctx<'_>) -> Result<Config, ConfigErrors> {
-    if ctx.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors {
-            problems: ctx.problems,
-        })
-    }
-}
-
 fn validate_sites(raw: &RawConfig, pools: &BTreeMap<String, Pool>, ctx: &mut Ctx<'_>) -> Vec<Site> {
     let site_items = ctx.items(&raw.sites, "sites", "a site (a map)");
     if site_items.is_empty() && !matches!(raw.sites, Some(Lenient::Bad(_))) {
@@ -631,6 +639,12 @@ fn validate_sites(raw: &RawConfig, pools: &BTreeMap<String, Pool>, ctx: &mut Ctx
                 .nested(&rb.tls, &format!("{bp}.tls"), "a map")
                 .and_then(|t| validate_tls(t, &format!("{bp}.tls"), ctx));
             let Some(listen) = listen else { continue };
+            if listen.port() == 0 {
+                // Port 0 asks the OS for a fresh port per binding (tests do this), so such
+                // bindings can never collide.
+                bindings.push(Binding { listen, tls });
+                continue;
+            }
             match tls_of.get(&listen) {
                 Some((was_tls, first)) if *was_tls != tls.is_some() => {
                     let msg = format!(
@@ -1613,6 +1627,18 @@ mod tests {
         assert_eq!(parse_status_range(&Value::from(204)), Some((204, 204)));
         assert_eq!(parse_status_range(&Value::from("399-200")), None);
         assert_eq!(parse_status_range(&Value::from("abc")), None);
+    }
+
+    #[test]
+    fn iis_timespans() {
+        assert_eq!(parse_timespan("00:02:00"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_timespan("1.05:00:00"),
+            Some(Duration::from_secs(29 * 3600))
+        );
+        assert_eq!(parse_timespan("00:20"), None);
+        assert_eq!(parse_timespan("10x"), None);
+        assert_eq!(parse_timespan("00:61:00"), None);
     }
 
     #[test]
