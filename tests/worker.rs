@@ -211,6 +211,18 @@ async fn ping_and_counters_over_a_unix_socket() {
     assert_eq!(n(&c, "/gate/request_queue_limit"), 5000);
     assert_eq!(n(&c, "/gate/rejected"), 0);
     assert!(c["uptime_seconds"].as_f64().unwrap() >= 0.0);
+    let m = w.get("/.roost/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("roost_worker_requests_rejected_total{"),
+        "{text}"
+    );
+    assert!(text.contains("kind=\"io\",thread_pool=\"io\"} 2"), "{text}");
+    assert!(
+        text.contains("roost_worker_thread_injections_total{"),
+        "{text}"
+    );
     // /.roost/ is the worker's own; anything else under it is 404.
     assert_eq!(w.get("/.roost/nope").await.status, StatusCode::NOT_FOUND);
 }
@@ -629,4 +641,72 @@ async fn a_rust_app_runs_on_the_same_machinery_in_process() {
         .expect("serve returns after shutdown")
         .unwrap();
     worker.shutdown_pools();
+}
+
+/// Rough numbers for the report, not a pass/fail test:
+/// `cargo test --release --test worker -- --ignored --nocapture load_numbers`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn load_numbers() {
+    async fn hammer(addr: &Addr, path: &'static str, conns: usize, dur: Duration) -> Vec<Duration> {
+        let end = Instant::now() + dur;
+        let tasks: Vec<_> = (0..conns)
+            .map(|_| {
+                let addr = addr.clone();
+                tokio::spawn(async move {
+                    let Addr::Unix(p) = &addr else { unreachable!() };
+                    let mut s = handshake(UnixStream::connect(p).await.unwrap()).await;
+                    let mut lat = Vec::new();
+                    while Instant::now() < end {
+                        let t = Instant::now();
+                        let r = s.send_request(get_req(path)).await.unwrap();
+                        let _ = r.into_body().collect().await.unwrap();
+                        lat.push(t.elapsed());
+                        s.ready().await.unwrap();
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort();
+        all
+    }
+    fn report(what: &str, lat: &[Duration], dur: Duration) {
+        let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+        println!(
+            "{what}: {:.0} req/s, p50 {:?}, p99 {:?}",
+            lat.len() as f64 / dur.as_secs_f64(),
+            p(0.5),
+            p(0.99)
+        );
+    }
+    let dur = Duration::from_secs(3);
+    let w = Worker::unix(&[]);
+    report(
+        "GET / (async), 16 conns",
+        &hammer(&w.addr, "/", 16, dur).await,
+        dur,
+    );
+    report(
+        "GET /cpu?ms=0 (sync), 16 conns",
+        &hammer(&w.addr, "/cpu?ms=0", 16, dur).await,
+        dur,
+    );
+    drop(w);
+
+    // ServerTooBusy: one /hang fills requestQueueLimit=1, everything else is refused.
+    let w = Worker::unix(&["--request-queue-limit", "1"]);
+    let a = w.addr.clone();
+    let _hang = tokio::spawn(async move { send(&a, get_req("/hang")).await });
+    w.wait_counters("the hang admitted", |c| n(c, "/gate/current") == 1)
+        .await;
+    report(
+        "503 ServerTooBusy, 16 conns",
+        &hammer(&w.addr, "/", 16, dur).await,
+        dur,
+    );
 }

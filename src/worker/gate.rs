@@ -7,8 +7,9 @@
 //! - `maxConcurrentThreadsPerCPU` × cores (0 = off) caps worker-pool threads executing
 //!   requests; it applies to sync handlers only (async ones hold no thread).
 //!
-//! The queue is strictly FIFO: a sync request at the head waiting for a thread slot holds
-//! back the async requests behind it, as one native queue does.
+//! Requests start in arrival order. One refinement over a single native queue: while sync
+//! requests wait only for a thread slot, async requests behind them (which need none) may
+//! start; among requests of one kind the order is always FIFO.
 //!
 //! A queued request is a small waiter record (id, kind, wake-up channel). If its future is
 //! dropped (hyper drops the service future when the client disconnects), the waiter leaves
@@ -61,6 +62,22 @@ pub struct GateCounters {
     pub max_executing_threads: usize,
 }
 
+impl State {
+    fn queued(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Async => self.queued_async,
+            Kind::Thread => self.queue.len() - self.queued_async,
+        }
+    }
+
+    /// A waiter of `kind` left the queue.
+    fn forget(&mut self, kind: Kind) {
+        if kind == Kind::Async {
+            self.queued_async -= 1;
+        }
+    }
+}
+
 struct Waiter {
     id: u64,
     kind: Kind,
@@ -73,6 +90,8 @@ struct State {
     executing: usize,
     threads: usize,
     queue: VecDeque<Waiter>,
+    /// Queued waiters of kind Async (the rest are Thread).
+    queued_async: usize,
     next_id: u64,
 }
 
@@ -120,7 +139,7 @@ impl Gate {
                 return Err(Reason::ServerTooBusy);
             }
             st.current += 1;
-            if st.queue.is_empty() && self.can_start(&st, kind) {
+            if self.can_start(&st, kind) && st.queued(kind) == 0 {
                 Self::start(&mut st, kind);
                 return Ok(Permit::new(self.clone(), kind));
             }
@@ -128,6 +147,9 @@ impl Gate {
             st.next_id += 1;
             let (wake, rx) = oneshot::channel();
             st.queue.push_back(Waiter { id, kind, wake });
+            if kind == Kind::Async {
+                st.queued_async += 1;
+            }
             (id, rx)
         };
         let mut waiting = Waiting {
@@ -175,17 +197,25 @@ impl Gate {
         }
     }
 
-    /// Start queued requests, in order, while the head can start.
+    /// Start queued requests in order. A sync waiter held back only by the thread cap is
+    /// passed over by async waiters; the executing cap stops everyone.
     fn dispatch(&self, st: &mut State) {
-        while let Some(head) = st.queue.front() {
-            if !self.can_start(st, head.kind) {
+        let mut i = 0;
+        while i < st.queue.len() {
+            let kind = st.queue[i].kind;
+            if self.can_start(st, kind) {
+                let w = st.queue.remove(i).expect("index in range");
+                st.forget(kind);
+                Self::start(st, w.kind);
+                // Cannot fail: the receiver lives in `Waiting`, whose drop removes the
+                // waiter from the queue under this same lock before the receiver goes away.
+                let _ = w.wake.send(());
+            } else if !self.can_start(st, Kind::Async) || st.queued_async == 0 {
+                // The executing cap is reached, or only thread-bound waiters are left.
                 break;
+            } else {
+                i += 1;
             }
-            let w = st.queue.pop_front().expect("front exists");
-            Self::start(st, w.kind);
-            // Cannot fail: the receiver lives in `Waiting`, whose drop removes the waiter
-            // from the queue under this same lock before the receiver goes away.
-            let _ = w.wake.send(());
         }
     }
 
@@ -224,6 +254,7 @@ impl Drop for Waiting {
         let mut st = self.gate.state.lock();
         if let Some(pos) = st.queue.iter().position(|w| w.id == self.id) {
             st.queue.remove(pos);
+            st.forget(self.kind);
             st.current -= 1;
             self.gate.disconnected.fetch_add(1, Ordering::Relaxed);
             // Removing a head that could not start may unblock the ones behind it.
@@ -369,5 +400,32 @@ mod tests {
         assert_eq!((c.executing, c.executing_threads), (2, 1));
         drop(p2);
         assert_eq!(gate.counters().current, 1);
+    }
+
+    #[tokio::test]
+    async fn async_requests_pass_sync_ones_waiting_for_a_thread_only() {
+        let gate = Gate::new(limits(10, 3, 1));
+        let mut t1 = gate.enter(Kind::Thread).await.unwrap();
+        let mut t2 = Box::pin(gate.enter(Kind::Thread));
+        assert!(poll_once(t2.as_mut()).is_pending());
+        // Needs no thread: starts although a sync request is queued before it.
+        let a1 = gate.enter(Kind::Async).await.unwrap();
+        assert_eq!(gate.counters().executing, 2);
+        // Now the executing cap (3) is the limit for everyone: strict order again.
+        let _a2 = gate.enter(Kind::Async).await.unwrap();
+        let mut a3 = Box::pin(gate.enter(Kind::Async));
+        assert!(poll_once(a3.as_mut()).is_pending());
+        drop(a1);
+        // The freed execution slot cannot go to t2 (no thread), so a3 gets it.
+        assert!(poll_once(t2.as_mut()).is_pending());
+        let _a3 = match poll_once(a3.as_mut()) {
+            Poll::Ready(r) => r.unwrap(),
+            Poll::Pending => panic!("async waiter stuck behind a thread-bound one"),
+        };
+        drop(t1.take_thread_slot());
+        // The thread slot is free but the executing cap is full (t1's body still streams).
+        assert!(poll_once(t2.as_mut()).is_pending());
+        drop(t1);
+        assert!(matches!(poll_once(t2.as_mut()), Poll::Ready(Ok(_))));
     }
 }

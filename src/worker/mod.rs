@@ -13,6 +13,7 @@ pub mod apps;
 pub mod cli;
 pub mod gate;
 pub mod listen;
+pub mod metrics;
 pub mod server;
 pub mod settings;
 pub mod threadpool;

@@ -16,7 +16,7 @@ use super::app::{self, Handler, IoHandle, Request, Response, Router, WorkerBuild
 use super::gate::{Gate, GateLimits, Kind, Permit};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
-use super::threadpool::{ThreadPool, ThreadPoolConfig};
+use super::threadpool::{RunError, ThreadPool, ThreadPoolConfig};
 use crate::body::{self, Body};
 use futures_util::FutureExt;
 use http::StatusCode;
@@ -266,7 +266,10 @@ impl Worker {
                 match AssertUnwindSafe(f(req)).catch_unwind().await {
                     Ok(resp) => hold_until_sent(resp, permit),
                     // The permit drops here: a panicking handler ends its request.
-                    Err(_) => handler_panicked(),
+                    Err(_) => {
+                        tracing::error!("async handler panicked");
+                        handler_panicked()
+                    }
                 }
             }
             Handler::Sync(f) => {
@@ -283,7 +286,13 @@ impl Worker {
                 };
                 match pool.run(job).await {
                     Ok((resp, permit)) => hold_until_sent(resp, permit),
-                    Err(_) => handler_panicked(),
+                    Err(RunError::Panicked(msg)) => {
+                        tracing::error!(panic = %msg, "sync handler panicked");
+                        handler_panicked()
+                    }
+                    Err(RunError::ShutDown) => {
+                        app::status(StatusCode::SERVICE_UNAVAILABLE, "stopping")
+                    }
                 }
             }
         }
@@ -306,6 +315,14 @@ impl Worker {
             }
             "/.roost/ping" => app::text("pong\n"),
             "/.roost/counters" => app::json(&self.counters()),
+            "/.roost/metrics" => {
+                let mut r = app::text(self.prometheus());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
             _ => app::status(StatusCode::NOT_FOUND, "not found"),
         }
     }
@@ -333,6 +350,19 @@ impl Worker {
             "io_threads": i.settings.io_threads,
             "worker_pools": pools,
             "gate": i.gate.counters(),
+        })
+    }
+
+    /// The `/.roost/metrics` text.
+    pub fn prometheus(&self) -> String {
+        let i = &self.inner;
+        let pool = std::env::var("ROOST_POOL").unwrap_or_else(|_| i.name.clone());
+        super::metrics::render(&super::metrics::Snapshot {
+            pool: &pool,
+            pid: std::process::id(),
+            io_threads: i.settings.io_threads,
+            gate: i.gate.counters(),
+            thread_pools: i.pools.values().map(|p| p.counters()).collect(),
         })
     }
 
