@@ -14,4 +14,5 @@ pub mod front;
 pub mod pool;
 pub mod serve;
 pub mod upstream;
+pub mod supervisor;
 pub mod worker;
