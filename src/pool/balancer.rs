@@ -19,7 +19,19 @@ pub(super) fn pick(
     rr: &mut usize,
 ) -> Option<usize> {
     let use_backups = !members.iter().any(|m| m.usable() && !m.is_backup());
-    let candidate = |m: &Member| m.usable() && m.is_backup() == use_backups && m.has_free_slot();
+    // A retry avoids the member it failed on, as long as another usable one exists (even
+    // if that one is busy right now: waiting for it beats failing on the same one again).
+    let avoid = key.avoid.as_deref().filter(|a| {
+        members
+            .iter()
+            .any(|m| m.label != *a && m.usable() && m.is_backup() == use_backups)
+    });
+    let candidate = |m: &Member| {
+        m.usable()
+            && m.is_backup() == use_backups
+            && m.has_free_slot()
+            && avoid != Some(m.label.as_str())
+    };
 
     // Affinity: the member the client was sent to before, while it can take the request.
     if let Some(label) = key.affinity.as_deref() {
