@@ -1401,8 +1401,7 @@ fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
     let sp = format!("{p}.servers");
     let items = ctx.items(&f.servers, &sp, "a server (a map with address)");
     // With discovery the servers come from DNS, so a static list is optional.
-    if items.is_empty() && !matches!(f.servers, Some(Lenient::Bad(_))) && f.discovery.is_none()
-    {
+    if items.is_empty() && !matches!(f.servers, Some(Lenient::Bad(_))) && f.discovery.is_none() {
         ctx.report(
             &sp,
             None,
@@ -1572,44 +1571,51 @@ fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
         Affinity { cookie }
     });
     let od_path = format!("{p}.outlierDetection");
-    let outlier_detection = ctx.nested(&f.outlier_detection, &od_path, "a map").map(|o| {
-        let base_ejection_time = ctx.duration(
-            &o.base_ejection_time,
-            &format!("{od_path}.baseEjectionTime"),
-            dur(30),
-            true,
-        );
-        let mp = format!("{od_path}.maxEjectionTime");
-        let mut max_ejection_time = ctx.duration(&o.max_ejection_time, &mp, dur(300), true);
-        if max_ejection_time < base_ejection_time {
-            if o.max_ejection_time.is_some() {
-                ctx.report(
-                    &mp,
-                    leaf_value(&o.max_ejection_time),
-                    "must not be shorter than baseEjectionTime",
-                );
+    let outlier_detection = ctx
+        .nested(&f.outlier_detection, &od_path, "a map")
+        .map(|o| {
+            let base_ejection_time = ctx.duration(
+                &o.base_ejection_time,
+                &format!("{od_path}.baseEjectionTime"),
+                dur(30),
+                true,
+            );
+            let mp = format!("{od_path}.maxEjectionTime");
+            let mut max_ejection_time = ctx.duration(&o.max_ejection_time, &mp, dur(300), true);
+            if max_ejection_time < base_ejection_time {
+                if o.max_ejection_time.is_some() {
+                    ctx.report(
+                        &mp,
+                        leaf_value(&o.max_ejection_time),
+                        "must not be shorter than baseEjectionTime",
+                    );
+                }
+                max_ejection_time = base_ejection_time;
             }
-            max_ejection_time = base_ejection_time;
-        }
-        let pp = format!("{od_path}.maxEjectionPercent");
-        let mut max_ejection_percent = ctx.u32(&o.max_ejection_percent, &pp, 50, 0);
-        if max_ejection_percent > 100 {
-            ctx.report(&pp, leaf_value(&o.max_ejection_percent), "at most 100");
-            max_ejection_percent = 50;
-        }
-        OutlierDetection {
-            consecutive_failures: ctx.u32(
-                &o.consecutive_failures,
-                &format!("{od_path}.consecutiveFailures"),
-                5,
-                1,
-            ),
-            base_ejection_time,
-            max_ejection_time,
-            max_ejection_percent,
-        }
-    });
-    let slow_start = ctx.duration(&f.slow_start, &format!("{p}.slowStart"), Duration::ZERO, false);
+            let pp = format!("{od_path}.maxEjectionPercent");
+            let mut max_ejection_percent = ctx.u32(&o.max_ejection_percent, &pp, 50, 0);
+            if max_ejection_percent > 100 {
+                ctx.report(&pp, leaf_value(&o.max_ejection_percent), "at most 100");
+                max_ejection_percent = 50;
+            }
+            OutlierDetection {
+                consecutive_failures: ctx.u32(
+                    &o.consecutive_failures,
+                    &format!("{od_path}.consecutiveFailures"),
+                    5,
+                    1,
+                ),
+                base_ejection_time,
+                max_ejection_time,
+                max_ejection_percent,
+            }
+        });
+    let slow_start = ctx.duration(
+        &f.slow_start,
+        &format!("{p}.slowStart"),
+        Duration::ZERO,
+        false,
+    );
 
     let rp = format!("{p}.retries");
     let r = ctx.nested(&f.retries, &rp, "a map");
@@ -1703,15 +1709,16 @@ fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> FarmTls {
                 leaf_value(&t.ca_file),
                 format!("cannot read {}: {e}", ca.display()),
             ),
-            Ok(bytes) => match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>()
-            {
-                Ok(c) if !c.is_empty() => {}
-                _ => ctx.report(
-                    &cap,
-                    leaf_value(&t.ca_file),
-                    format!("{} holds no PEM CERTIFICATE block", ca.display()),
-                ),
-            },
+            Ok(bytes) => {
+                match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
+                    Ok(c) if !c.is_empty() => {}
+                    _ => ctx.report(
+                        &cap,
+                        leaf_value(&t.ca_file),
+                        format!("{} holds no PEM CERTIFICATE block", ca.display()),
+                    ),
+                }
+            }
         }
     }
     let ccp = format!("{tp}.clientCert");
@@ -1738,7 +1745,11 @@ fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> FarmTls {
         match rustls_pki_types::ServerName::try_from(n.as_str()) {
             Ok(_) => Some(n),
             Err(_) => {
-                ctx.report(&snp, leaf_value(&t.server_name), "not a DNS name or IP address");
+                ctx.report(
+                    &snp,
+                    leaf_value(&t.server_name),
+                    "not a DNS name or IP address",
+                );
                 None
             }
         }
