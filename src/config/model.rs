@@ -240,6 +240,16 @@ pub struct Retries {
     pub min_retries: u32,
 }
 
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            idempotent: true,
+            budget_percent: 20,
+            min_retries: 3,
+        }
+    }
+}
+
 /// `tls`: how `https://` servers are verified and what the front presents to them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FarmTls {

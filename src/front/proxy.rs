@@ -168,10 +168,7 @@ pub(super) async fn handle(
     let body = body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout));
     let mut upstream_req = Request::from_parts(parts, body);
 
-    let mut key = plan
-        .as_ref()
-        .map(|p| p.key.clone())
-        .unwrap_or_else(PickKey::default);
+    let mut key: PickKey = plan.as_ref().map(|p| p.key.clone()).unwrap_or_default();
     let mut tried_retry = false;
     let mut tried_status_retry = false;
     loop {
