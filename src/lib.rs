@@ -9,6 +9,9 @@
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod farm;
 pub mod front;
+pub mod pool;
+pub mod serve;
 pub mod upstream;
 pub mod worker;

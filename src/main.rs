@@ -34,13 +34,32 @@ fn main() -> ExitCode {
         config: PathBuf::from("proxy.yaml"),
     }) {
         Command::Serve { config } => {
-            let _ = config;
-            ExitCode::SUCCESS
+            roost::serve::init_logging();
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("roost: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            rt.block_on(roost::serve::run(&config))
         }
-        Command::Check { config } => {
-            let _ = config;
-            ExitCode::SUCCESS
-        }
+        Command::Check { config } => match roost::config::check_file(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} sites, {} pools)",
+                    config.display(),
+                    cfg.sites.len(),
+                    cfg.pools.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} problem(s) in {}", errors.problems.len(), config.display());
+                ExitCode::from(2)
+            }
+        },
         Command::Worker(a) => roost::worker::cli::run(a),
     }
 }

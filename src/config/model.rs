@@ -102,6 +102,8 @@ pub enum StartMode {
 }
 
 /// Where a pool's requests go: worker processes it supervises, or remote servers.
+// Built once per (re)load and never moved on the request path, so size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
     Garden(ProcessModel),

@@ -115,10 +115,8 @@ pub async fn serve<I, S>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
 {
     let io = TokioIo::new(Stalled::new(io, limits.connection_timeout));
@@ -234,13 +232,21 @@ impl<I> Stalled<I> {
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Stalled<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Stalled<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write(cx, buf);
         self.check(cx, r)
     }

@@ -59,7 +59,9 @@ pub struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         let id = self.entry.id;
-        self.registry.shards[id as usize % SHARDS].lock().remove(&id);
+        self.registry.shards[id as usize % SHARDS]
+            .lock()
+            .remove(&id);
     }
 }
 

@@ -1,7 +1,17 @@
 //! The front (HTTP.sys role): listeners, TLS, connections, routing, and the proxy step
 //! that hands a request to its pool.
+//!
+//! A request's path through this module: [`server`] (accept, connection cap, TLS) →
+//! [`connection`] (protocol, timers) → [`proxy`] (validate, [`router`], pool queue,
+//! forward with [`headers`] rules) → [`access_log`].
 
+pub mod access_log;
 pub mod connection;
 pub mod headers;
+pub mod inflight;
+pub mod proxy;
 pub mod router;
+pub mod server;
 pub mod tls;
+
+pub use server::{Front, PoolHooks, StartError, State};

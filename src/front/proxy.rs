@@ -11,11 +11,12 @@ use super::Front;
 use crate::body::{self, Body, BoxError};
 use crate::error::{Reason, REASON_HEADER};
 use crate::pool::{Lease, PickKey, Pool};
-use crate::upstream::{UpstreamBody, UpstreamError};
+use crate::upstream::UpstreamBody;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// What the front knows about the connection a request arrived on.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct ConnInfo {
     /// The configured listen address (the router's key).
     pub listen: SocketAddr,
@@ -56,6 +57,26 @@ pub struct RequestRecord {
 #[error("connection closed: pool is {0}")]
 pub struct CloseConnection(pub Reason);
 
+/// The per-connection hyper service: every request goes through [`handle`].
+#[derive(Clone)]
+pub struct Service {
+    pub(super) front: Arc<Front>,
+    pub(super) conn: Arc<ConnInfo>,
+    pub(super) activity: Arc<super::connection::Activity>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let in_flight = self.activity.begin();
+        Box::pin(handle(self.front.clone(), *self.conn, in_flight, req))
+    }
+}
+
 pub(super) async fn handle(
     front: Arc<Front>,
     conn: ConnInfo,
@@ -85,7 +106,7 @@ pub(super) async fn handle(
 
     if let Err(why) = headers::validate(&req) {
         tracing::debug!(?why, peer = %conn.peer, "bad request");
-        return Ok(front.reject(rec, started, Reason::BadRequest, Duration::ZERO));
+        return Ok(front.reject(rec, started, Reason::BadRequest, None));
     }
     let state = front.state();
     let host = headers::request_host(&req).map(str::to_string);
@@ -94,12 +115,11 @@ pub(super) async fn handle(
         .get(&conn.listen)
         .and_then(|r| r.route(host.as_deref(), req.uri().path()))
     else {
-        return Ok(front.reject(rec, started, Reason::NoRoute, Duration::ZERO));
+        return Ok(front.reject(rec, started, Reason::NoRoute, None));
     };
     let pool: Arc<Pool> = route.target.clone();
     drop(state);
     rec.pool = Some(pool.name().to_string());
-    let retry_after = front.retry_after(&pool);
 
     let url = req
         .uri()
@@ -116,48 +136,76 @@ pub(super) async fn handle(
     let (mut parts, incoming) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::drop_underscore_headers(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, host.as_deref(), conn.peer.ip(), conn.tls);
+    headers::add_forwarded(
+        &mut parts.headers,
+        host.as_deref(),
+        conn.peer.ip(),
+        conn.tls,
+    );
+    // HTTP/2 clients send `:authority`, not `Host`; the HTTP/1.1 upstream needs `Host`.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(h) = host.as_deref().and_then(|h| http::HeaderValue::from_str(h).ok()) {
+            parts.headers.insert(header::HOST, h);
+        }
+    }
     parts.version = Version::HTTP_11;
     parts.uri = url.parse().map_err(|e| Box::new(e) as BoxError)?;
     let body = body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout));
     let mut upstream_req = Request::from_parts(parts, body);
 
-    let key = PickKey::default();
+    let mut key = PickKey::default();
     let mut tried_retry = false;
     loop {
         let lease = match pool.acquire(&key).await {
             Ok(l) => l,
             Err(reason) => {
-                if front.closes_connection(&pool, reason) {
+                if pool.closes_connection(reason) {
                     return Err(Box::new(CloseConnection(reason)));
                 }
-                return Ok(front.reject(rec, started, reason, retry_after));
+                return Ok(front.reject(rec, started, reason, Some(&pool)));
             }
         };
         rec.queue_wait = Some(lease.queue_wait());
         rec.worker_pid = lease.member().pid;
         registered.entry.set_executing(lease.member().pid);
         let client = lease.member().client.clone();
-        let sent = tokio::time::timeout(client.first_byte_timeout(), client.send(upstream_req)).await;
+        let sent_at = Instant::now();
+        let sent =
+            tokio::time::timeout(client.first_byte_timeout(), client.send(upstream_req)).await;
         match sent {
             Err(_) => {
                 tracing::warn!(pool = pool.name(), member = %lease.member().label, "first-byte timeout");
-                return Ok(front.reject(rec, started, Reason::BackendTimeout, retry_after));
+                return Ok(front.reject(rec, started, Reason::BackendTimeout, Some(&pool)));
             }
             Ok(Ok(resp)) => {
-                return Ok(finish(front, rec, started, lease, registered, in_flight, resp, client_upgrade));
+                lease
+                    .member()
+                    .observe_latency(sent_at.elapsed().as_micros() as u64);
+                return Ok(finish(
+                    front,
+                    rec,
+                    started,
+                    pool,
+                    lease,
+                    registered,
+                    in_flight,
+                    resp,
+                    client_upgrade,
+                ));
             }
             Ok(Err(e)) => {
                 tracing::warn!(pool = pool.name(), member = %lease.member().label, error = %e, "upstream request failed");
+                lease.member().note_failure();
                 match e.into_request() {
                     // Never sent: one retry, on whichever member has a slot next.
                     Some(r) if !tried_retry => {
                         tried_retry = true;
                         upstream_req = r;
+                        key.avoid = Some(lease.member().label.clone());
                         drop(lease);
                         continue;
                     }
-                    _ => return Ok(front.reject(rec, started, Reason::ConnectFailed, retry_after)),
+                    _ => return Ok(front.reject(rec, started, Reason::ConnectFailed, Some(&pool))),
                 }
             }
         }
@@ -169,6 +217,7 @@ fn finish(
     front: Arc<Front>,
     mut rec: RequestRecord,
     started: Instant,
+    pool: Arc<Pool>,
     lease: Lease,
     registered: Registered,
     in_flight: InFlight,
@@ -190,7 +239,8 @@ fn finish(
         front: front.clone(),
         rec: Some(rec),
         started,
-        _lease: Some(lease),
+        pool,
+        lease: Some(lease),
         _registered: Some(registered),
         _in_flight: Some(in_flight),
     };
@@ -227,7 +277,8 @@ struct Done {
     front: Arc<Front>,
     rec: Option<RequestRecord>,
     started: Instant,
-    _lease: Option<Lease>,
+    pool: Arc<Pool>,
+    lease: Option<Lease>,
     _registered: Option<Registered>,
     _in_flight: Option<InFlight>,
 }
@@ -239,7 +290,12 @@ impl Done {
             if client_gone && rec.reason.is_none() {
                 rec.reason = Some(Reason::ClientGone);
             }
-            self.front.record(&rec);
+            if !client_gone {
+                if let Some(l) = self.lease.as_mut() {
+                    l.complete();
+                }
+            }
+            self.front.record(&rec, Some(&self.pool));
         }
     }
 }
@@ -263,7 +319,10 @@ impl http_body::Body for Tracked {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.project();
         let r = this.inner.poll_frame(cx);
         if let Poll::Ready(None) = r {
@@ -313,7 +372,10 @@ impl http_body::Body for BodyTimeout {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(r) => {
@@ -341,12 +403,21 @@ impl http_body::Body for BodyTimeout {
 
 impl Front {
     /// Answer a request roost refuses itself, and record it.
-    pub(super) fn reject(&self, mut rec: RequestRecord, started: Instant, reason: Reason, retry_after: Duration) -> Response<Body> {
+    pub(super) fn reject(
+        &self,
+        mut rec: RequestRecord,
+        started: Instant,
+        reason: Reason,
+        pool: Option<&Arc<Pool>>,
+    ) -> Response<Body> {
+        let retry_after = pool
+            .map(|p| p.retry_after())
+            .unwrap_or(Duration::from_secs(5));
         let resp = reason.response(retry_after);
         rec.status = resp.status().as_u16();
         rec.reason = Some(reason);
         rec.elapsed = started.elapsed();
-        self.record(&rec);
+        self.record(&rec, pool);
         resp
     }
 }

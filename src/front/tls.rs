@@ -102,7 +102,7 @@ pub fn server_config(tls: &Tls) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         path: String::new(),
         reason: "a TLS binding needs at least one certificate".into(),
     })?;
-    wildcard.sort_by(|a: &(String, _), b| b.0.len().cmp(&a.0.len()));
+    wildcard.sort_by_key(|b: &(String, _)| std::cmp::Reverse(b.0.len()));
     let resolver = SniResolver {
         exact,
         wildcard,

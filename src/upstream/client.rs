@@ -146,12 +146,7 @@ impl Client {
         .await
         {
             Ok(r) => r?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connect timed out",
-                ))
-            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
         };
         let (tx, conn) = http1::Builder::new()
             .handshake(io)

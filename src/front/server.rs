@@ -1,0 +1,487 @@
+//! The front as a whole: listeners, the accept loop with its connection cap, the routing
+//! state that a reload swaps atomically, and graceful shutdown.
+//!
+//! Accept path: a listener accepts → the connection cap admits (or closes at once) →
+//! TLS handshake under `tlsHandshakeTimeout` (or the h2c sniff under `headerWaitTimeout`)
+//! → [`super::connection::serve`] → per request [`super::proxy::handle`].
+
+use super::connection::{self, Activity, Protocol};
+use super::inflight::Registry;
+use super::proxy::{self, ConnInfo, RequestRecord};
+use super::router::HostRouter;
+use super::tls;
+use crate::config::model::{Backend, Config, Limits};
+use crate::farm;
+use crate::pool::Pool;
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+/// Something that runs alongside the pools and must follow them through reloads: the
+/// supervisor (web gardens) and the farm health checker.
+pub trait PoolHooks: Send + Sync {
+    /// A pool appeared (start) or its config changed (`previous` is the old one).
+    fn pool_added(
+        &self,
+        pool: &Arc<Pool>,
+        cfg: &crate::config::model::Pool,
+        previous: Option<&crate::config::model::Pool>,
+    );
+    /// A pool left the configuration.
+    fn pool_removed(&self, pool: &Arc<Pool>);
+}
+
+/// What a reload replaces in one atomic swap.
+pub struct State {
+    pub config: Arc<Config>,
+    pub pools: BTreeMap<String, Arc<Pool>>,
+    /// By configured listen address.
+    pub routes: HashMap<SocketAddr, HostRouter<Arc<Pool>>>,
+    tls: HashMap<SocketAddr, TlsAcceptor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("TLS on {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: tls::TlsError,
+    },
+    #[error("{addr} is bound both with and without TLS; a listen address is one or the other")]
+    MixedTls { addr: SocketAddr },
+}
+
+struct ListenerHandle {
+    bound: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+pub struct Front {
+    state: ArcSwap<State>,
+    pub inflight: Arc<Registry>,
+    connections: Arc<Semaphore>,
+    max_connections: usize,
+    shutdown: watch::Sender<bool>,
+    listeners: Mutex<BTreeMap<SocketAddr, ListenerHandle>>,
+    hooks: Mutex<Vec<Arc<dyn PoolHooks>>>,
+    access_log: Option<super::access_log::AccessLogger>,
+    /// Serializes reloads (SIGHUP and the admin API may race).
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Front {
+    /// Build pools and routes from `config` and bind every listener. Nothing is served
+    /// until [`Front::start`] returns; on error nothing stays bound.
+    pub async fn start(
+        config: Config,
+        hooks: Vec<Arc<dyn PoolHooks>>,
+    ) -> Result<Arc<Front>, StartError> {
+        let config = Arc::new(config);
+        let pools = build_pools(&config, &BTreeMap::new());
+        let state = build_state(config.clone(), pools)?;
+        let access_log = config
+            .log
+            .access
+            .as_ref()
+            .map(super::access_log::AccessLogger::start);
+        let (shutdown, _) = watch::channel(false);
+        let front = Arc::new(Front {
+            state: ArcSwap::from_pointee(state),
+            inflight: Arc::new(Registry::default()),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            max_connections: config.limits.max_connections,
+            shutdown,
+            listeners: Mutex::new(BTreeMap::new()),
+            hooks: Mutex::new(hooks),
+            access_log,
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let bound = bind_all(&config)?;
+        for (addr, listener) in bound {
+            front.spawn_listener(addr, listener);
+        }
+        let state = front.state();
+        for (name, pool) in &state.pools {
+            for h in front.hooks.lock().iter() {
+                h.pool_added(pool, &state.config.pools[name], None);
+            }
+        }
+        Ok(front)
+    }
+
+    /// Register a hook after start (it is told about every current pool at once).
+    pub fn add_hook(&self, hook: Arc<dyn PoolHooks>) {
+        let state = self.state();
+        for (name, pool) in &state.pools {
+            hook.pool_added(pool, &state.config.pools[name], None);
+        }
+        self.hooks.lock().push(hook);
+    }
+
+    pub fn state(&self) -> arc_swap::Guard<Arc<State>> {
+        self.state.load()
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.state.load().config.clone()
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.state.load().config.limits.clone()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.state.load().pools.get(name).cloned()
+    }
+
+    /// `(configured, bound)` listen addresses; they differ when the config says port 0.
+    pub fn bound_addresses(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.listeners
+            .lock()
+            .iter()
+            .map(|(a, h)| (*a, h.bound))
+            .collect()
+    }
+
+    /// Open client connections.
+    pub fn open_connections(&self) -> usize {
+        self.max_connections - self.connections.available_permits()
+    }
+
+    /// Apply a new configuration without dropping connections: pools are kept by name
+    /// (their queues and members survive), routes and certificates swap atomically,
+    /// listeners are added and removed. On error the running configuration stays.
+    pub async fn reload(self: &Arc<Self>, config: Config) -> Result<(), StartError> {
+        let _serial = self.reload_lock.lock().await;
+        let old = self.state.load_full();
+        let config = Arc::new(config);
+        let pools = build_pools(&config, &old.pools);
+        let state = build_state(config.clone(), pools)?;
+        // Bind new addresses before swapping, so a bind failure changes nothing.
+        let current: Vec<SocketAddr> = self.listeners.lock().keys().copied().collect();
+        let wanted = listen_addresses(&config);
+        let mut new_listeners = Vec::new();
+        for addr in wanted.iter().filter(|a| !current.contains(a)) {
+            new_listeners.push((*addr, bind(*addr)?));
+        }
+        self.state.store(Arc::new(state));
+        for (addr, l) in new_listeners {
+            self.spawn_listener(addr, l);
+        }
+        let removed: Vec<SocketAddr> = current
+            .into_iter()
+            .filter(|a| !wanted.contains(a))
+            .collect();
+        for addr in removed {
+            if let Some(h) = self.listeners.lock().remove(&addr) {
+                let _ = h.stop.send(true);
+                tracing::info!(listen = %addr, "listener removed");
+            }
+        }
+        let new = self.state.load_full();
+        let hooks = self.hooks.lock().clone();
+        for (name, pool) in &new.pools {
+            let prev = old.config.pools.get(name);
+            if prev != Some(&new.config.pools[name]) {
+                for h in &hooks {
+                    h.pool_added(pool, &new.config.pools[name], prev);
+                }
+            }
+        }
+        for (name, pool) in &old.pools {
+            if !new.pools.contains_key(name) {
+                pool.set_state(crate::pool::PoolState::Stopped);
+                for h in &hooks {
+                    h.pool_removed(pool);
+                }
+            }
+        }
+        tracing::info!(pools = new.pools.len(), "configuration reloaded");
+        Ok(())
+    }
+
+    fn spawn_listener(self: &Arc<Self>, addr: SocketAddr, listener: TcpListener) {
+        let bound = listener.local_addr().unwrap_or(addr);
+        let (stop, stop_rx) = watch::channel(false);
+        tracing::info!(listen = %addr, bound = %bound, "listening");
+        self.listeners
+            .lock()
+            .insert(addr, ListenerHandle { bound, stop });
+        let front = self.clone();
+        tokio::spawn(async move { front.accept_loop(addr, listener, stop_rx).await });
+    }
+
+    async fn accept_loop(
+        self: Arc<Self>,
+        listen: SocketAddr,
+        listener: TcpListener,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = stop.changed() => return,
+                _ = shutdown.changed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Out of file descriptors or memory: back off instead of spinning;
+                    // the pending connections wait in the kernel backlog.
+                    tracing::warn!(listen = %listen, error = %e, "accept failed, backing off");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(listen = %listen, error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                // At `maxConnections`: close at once, as HTTP.sys does, rather than let
+                // the process run out of descriptors.
+                tracing::debug!(peer = %peer, "connection refused: at maxConnections");
+                drop(stream);
+                continue;
+            };
+            let front = self.clone();
+            tokio::spawn(async move {
+                front.connection(listen, stream, peer).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn connection(self: Arc<Self>, listen: SocketAddr, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(listen);
+        let limits = self.limits();
+        let acceptor = self.state().tls.get(&listen).cloned();
+        let activity = Activity::new();
+        let shutdown = self.shutdown.subscribe();
+        match acceptor {
+            Some(acceptor) => {
+                let hs =
+                    tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
+                        .await;
+                let tls_stream = match hs {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = %peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let protocol = match tls_stream.get_ref().1.alpn_protocol() {
+                    Some(p) if p == tls::ALPN_H2 => Protocol::Http2,
+                    _ => Protocol::Http1,
+                };
+                let conn = ConnInfo {
+                    listen,
+                    local,
+                    peer,
+                    tls: true,
+                };
+                let svc = self.service(conn, activity.clone());
+                connection::serve(tls_stream, protocol, &limits, activity, svc, shutdown).await;
+            }
+            None => {
+                let Some(protocol) = connection::sniff(&stream, limits.header_wait_timeout).await
+                else {
+                    tracing::debug!(peer = %peer, "connection closed before a request");
+                    return;
+                };
+                let conn = ConnInfo {
+                    listen,
+                    local,
+                    peer,
+                    tls: false,
+                };
+                let svc = self.service(conn, activity.clone());
+                connection::serve(stream, protocol, &limits, activity, svc, shutdown).await;
+            }
+        }
+    }
+
+    fn service(self: &Arc<Self>, conn: ConnInfo, activity: Arc<Activity>) -> proxy::Service {
+        proxy::Service {
+            front: self.clone(),
+            conn: Arc::new(conn),
+            activity,
+        }
+    }
+
+    /// Count and log a finished request.
+    pub(super) fn record(&self, rec: &RequestRecord, pool: Option<&Arc<Pool>>) {
+        if let Some(p) = pool {
+            p.counters().observe_response(rec.status, rec.elapsed);
+        }
+        if let Some(log) = &self.access_log {
+            log.write(rec);
+        }
+    }
+
+    /// Stop accepting, let in-flight requests finish within `grace`, then return.
+    /// Keep-alive connections close after their current response; HTTP/2 ones get GOAWAY.
+    pub async fn shutdown(&self, grace: Duration) {
+        tracing::info!(grace = ?grace, open = self.open_connections(), "shutting down");
+        let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + grace;
+        while self.open_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.open_connections();
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                "grace period over; closing remaining connections"
+            );
+        }
+        let hooks = self.hooks.lock().clone();
+        for pool in self.state().pools.values() {
+            for h in &hooks {
+                h.pool_removed(pool);
+            }
+        }
+        if let Some(log) = &self.access_log {
+            log.flush();
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// Pools for `config`, keeping the existing pool object (queue, members, counters) for
+/// every name that survives a reload.
+fn build_pools(config: &Config, old: &BTreeMap<String, Arc<Pool>>) -> BTreeMap<String, Arc<Pool>> {
+    let mut pools = BTreeMap::new();
+    for (name, cfg) in &config.pools {
+        let pool = match old.get(name) {
+            Some(p) => {
+                p.reconfigure(cfg);
+                p.clone()
+            }
+            None => Pool::new(cfg),
+        };
+        if let Backend::Farm(f) = &cfg.backend {
+            farm::sync_members(&pool, f, &cfg.timeouts);
+        }
+        pools.insert(name.clone(), pool);
+    }
+    pools
+}
+
+fn listen_addresses(config: &Config) -> Vec<SocketAddr> {
+    let mut v: Vec<SocketAddr> = config
+        .sites
+        .iter()
+        .flat_map(|s| s.bindings.iter().map(|b| b.listen))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn build_state(
+    config: Arc<Config>,
+    pools: BTreeMap<String, Arc<Pool>>,
+) -> Result<State, StartError> {
+    let mut routes = HashMap::new();
+    let mut tls_map = HashMap::new();
+    for addr in listen_addresses(&config) {
+        let sites: Vec<&crate::config::model::Site> = config
+            .sites
+            .iter()
+            .filter(|s| s.bindings.iter().any(|b| b.listen == addr))
+            .collect();
+        let router = HostRouter::new(sites.iter().copied(), |name| {
+            pools
+                .get(name)
+                .cloned()
+                .expect("validated: every application names a pool")
+        });
+        routes.insert(addr, router);
+        // Every certificate of every binding on this address, for SNI.
+        let bindings: Vec<_> = config
+            .sites
+            .iter()
+            .flat_map(|s| s.bindings.iter())
+            .filter(|b| b.listen == addr)
+            .collect();
+        let with_tls = bindings.iter().filter(|b| b.tls.is_some()).count();
+        if with_tls > 0 && with_tls < bindings.len() {
+            return Err(StartError::MixedTls { addr });
+        }
+        if with_tls > 0 {
+            let merged = crate::config::model::Tls {
+                certificates: bindings
+                    .iter()
+                    .flat_map(|b| {
+                        b.tls
+                            .as_ref()
+                            .map(|t| t.certificates.clone())
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            };
+            let cfg =
+                tls::server_config(&merged).map_err(|source| StartError::Tls { addr, source })?;
+            tls_map.insert(addr, TlsAcceptor::from(cfg));
+        }
+    }
+    Ok(State {
+        config,
+        pools,
+        routes,
+        tls: tls_map,
+    })
+}
+
+fn bind_all(config: &Config) -> Result<Vec<(SocketAddr, TcpListener)>, StartError> {
+    listen_addresses(config)
+        .into_iter()
+        .map(|a| Ok((a, bind(a)?)))
+        .collect()
+}
+
+/// Bind with SO_REUSEADDR (restart without TIME_WAIT trouble) and a deep backlog.
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let mk = || -> io::Result<TcpListener> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(4096)?;
+        TcpListener::from_std(socket.into())
+    };
+    mk().map_err(|source| StartError::Bind { addr, source })
+}

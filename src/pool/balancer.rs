@@ -1,0 +1,179 @@
+//! Picking a member with a free slot: the pool's load-balancing algorithms.
+//!
+//! Called under the pool lock with the pool's members; returns the index of the member
+//! that gets the request, or `None` when no usable member has a free slot (the request
+//! then waits in the queue). Backup members count only when no primary is usable.
+
+use super::member::Member;
+use super::PickKey;
+use crate::config::model::LoadBalancing;
+use rand::Rng;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub(super) fn pick(
+    algo: &LoadBalancing,
+    members: &[Arc<Member>],
+    key: &PickKey,
+    rr: &mut usize,
+) -> Option<usize> {
+    let use_backups = !members.iter().any(|m| m.usable() && !m.is_backup());
+    let candidate = |m: &Member| m.usable() && m.is_backup() == use_backups && m.has_free_slot();
+
+    // Affinity: the member the client was sent to before, while it can take the request.
+    if let Some(label) = key.affinity.as_deref() {
+        if let Some(i) = members
+            .iter()
+            .position(|m| m.label == label && candidate(m))
+        {
+            return Some(i);
+        }
+    }
+
+    match algo {
+        LoadBalancing::RoundRobin => smooth_weighted(members, candidate),
+        LoadBalancing::LeastRequests => least_by(members, candidate, rr, |m| {
+            m.active() as u64 * 1_000_000 / m.weight() as u64
+        }),
+        LoadBalancing::LeastResponseTime => least_by(members, candidate, rr, |m| {
+            // Latency times queue depth: a fast member with many requests can lose to a
+            // slower idle one. Members without a sample yet count as fastest.
+            m.latency_ewma_us().saturating_mul(m.active() as u64 + 1) / m.weight() as u64
+        }),
+        LoadBalancing::PowerOfTwoChoices => {
+            let c: Vec<usize> = (0..members.len())
+                .filter(|&i| candidate(&members[i]))
+                .collect();
+            match c.len() {
+                0 => None,
+                1 => Some(c[0]),
+                n => {
+                    let mut rng = rand::thread_rng();
+                    let a = c[rng.gen_range(0..n)];
+                    let mut b = c[rng.gen_range(0..n - 1)];
+                    if b == a {
+                        b = c[n - 1];
+                    }
+                    let load = |i: usize| {
+                        members[i].active() as u64 * 1_000_000 / members[i].weight() as u64
+                    };
+                    Some(if load(b) < load(a) { b } else { a })
+                }
+            }
+        }
+        LoadBalancing::Random => {
+            let total: u64 = members
+                .iter()
+                .filter(|m| candidate(m))
+                .map(|m| m.weight() as u64)
+                .sum();
+            if total == 0 {
+                return None;
+            }
+            let mut ticket = rand::thread_rng().gen_range(0..total);
+            for (i, m) in members.iter().enumerate() {
+                if candidate(m) {
+                    let w = m.weight() as u64;
+                    if ticket < w {
+                        return Some(i);
+                    }
+                    ticket -= w;
+                }
+            }
+            None
+        }
+        LoadBalancing::Hash(_) => match key.hash {
+            // Rendezvous (highest random weight) hashing: consistent, so adding a member
+            // moves only the keys that now score highest on it.
+            Some(h) => rendezvous(members, candidate, h),
+            None => smooth_weighted(members, candidate),
+        },
+    }
+}
+
+/// nginx's smooth weighted round robin: every candidate gains its weight, the highest
+/// wins and pays back the total. Spreads a 5:1:1 split as a,a,b,a,c,a,a, not a,a,a,a,a,b,c.
+fn smooth_weighted(members: &[Arc<Member>], candidate: impl Fn(&Member) -> bool) -> Option<usize> {
+    let mut total = 0i64;
+    let mut best: Option<usize> = None;
+    let mut best_w = i64::MIN;
+    for (i, m) in members.iter().enumerate() {
+        if !candidate(m) {
+            continue;
+        }
+        let w = m.weight() as i64;
+        let cw = m.current_weight.fetch_add(w, Ordering::Relaxed) + w;
+        total += w;
+        if cw > best_w {
+            best_w = cw;
+            best = Some(i);
+        }
+    }
+    if let Some(i) = best {
+        members[i]
+            .current_weight
+            .fetch_sub(total, Ordering::Relaxed);
+    }
+    best
+}
+
+/// The candidate with the lowest `cost`, ties broken by rotating the starting point so
+/// equal members share the load.
+fn least_by(
+    members: &[Arc<Member>],
+    candidate: impl Fn(&Member) -> bool,
+    rr: &mut usize,
+    cost: impl Fn(&Member) -> u64,
+) -> Option<usize> {
+    let n = members.len();
+    if n == 0 {
+        return None;
+    }
+    *rr = rr.wrapping_add(1);
+    let start = *rr % n;
+    let mut best: Option<(usize, u64)> = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        let m = &members[i];
+        if !candidate(m) {
+            continue;
+        }
+        let c = cost(m);
+        if best.is_none_or(|(_, bc)| c < bc) {
+            best = Some((i, c));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+fn rendezvous(
+    members: &[Arc<Member>],
+    candidate: impl Fn(&Member) -> bool,
+    key: u64,
+) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, m) in members.iter().enumerate() {
+        if !candidate(m) {
+            continue;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        m.label.hash(&mut h);
+        // Weighted rendezvous: score = -w / ln(u), u uniform in (0, 1).
+        let u = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = u.clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON);
+        let score = -(m.weight() as f64) / u.ln();
+        if best.is_none_or(|(_, s)| score > s) {
+            best = Some((i, score));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Hash a request key (header value, cookie, client address) for [`PickKey::hash`].
+pub fn hash_key(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}

@@ -1,0 +1,131 @@
+//! Per-pool counters (the IIS "HTTP Service Request Queues" and "W3SVC_W3WP" counters):
+//! plain atomics, updated on the request path without locks, read by the metrics
+//! exporter, the admin API and `roost ctl`.
+
+use crate::error::Reason;
+use serde::Serialize;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets; the last bucket is +Inf.
+pub const BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+];
+
+/// A lock-free histogram with fixed buckets (Prometheus-compatible, cumulative on export).
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistogramSnapshot {
+    /// Per-bucket (not cumulative) counts; the last one is +Inf.
+    pub counts: Vec<u64>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        HistogramSnapshot {
+            count: counts.iter().sum(),
+            counts,
+            sum_seconds: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+impl HistogramSnapshot {
+    /// The bucket upper bound under which `q` (0..1) of the samples fall: a coarse
+    /// quantile for `roost ctl status` (exact enough to tell 1 ms from 1 s).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let target = (q * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= target {
+                return Some(BUCKETS.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        None
+    }
+
+    /// Samples that arrived between `earlier` and `self` (for per-interval rates).
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .zip(&earlier.counts)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        HistogramSnapshot {
+            count: counts.iter().sum(),
+            counts,
+            sum_seconds: (self.sum_seconds - earlier.sum_seconds).max(0.0),
+        }
+    }
+}
+
+/// The counters of one pool. Gauges that depend on the queue (length, oldest age) are
+/// kept by the pool itself; see [`super::Pool::snapshot`].
+#[derive(Default)]
+pub struct PoolCounters {
+    pub arrivals: AtomicU64,
+    rejected: [AtomicU64; Reason::ALL.len()],
+    /// Requests holding a slot right now.
+    pub active: AtomicI64,
+    pub completed: AtomicU64,
+    pub queue_wait: Histogram,
+    /// Whole request time as the client saw it, by status class 1xx..5xx (index 0..4).
+    pub duration_by_class: [Histogram; 5],
+    pub(super) queued: AtomicUsize,
+}
+
+impl PoolCounters {
+    pub fn reject(&self, reason: Reason) {
+        self.rejected[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, reason: Reason) -> u64 {
+        self.rejected[reason_index(reason)].load(Ordering::Relaxed)
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Record a finished request's status and duration.
+    pub fn observe_response(&self, status: u16, elapsed: Duration) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.duration_by_class[class].observe(elapsed);
+    }
+}
+
+fn reason_index(r: Reason) -> usize {
+    Reason::ALL.iter().position(|&x| x == r).unwrap_or(0)
+}

@@ -1,0 +1,161 @@
+//! A pool member: one place a request can run (a local worker process or a farm server),
+//! with its share of the pool's slots.
+
+use crate::upstream::Client;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One member of a pool. Slot accounting (`active`) changes only under the pool lock,
+/// so the balancer sees a consistent picture; the atomics let readers (admin API,
+/// supervisor) look without taking that lock.
+pub struct Member {
+    /// For logs and labels: `pid 1234` or `10.0.0.5:8080`.
+    pub label: String,
+    /// The worker's process id (local workers only).
+    pub pid: Option<u32>,
+    pub client: Client,
+    pub started: Instant,
+    slots: AtomicUsize,
+    weight: AtomicU32,
+    active: AtomicUsize,
+    served: AtomicU64,
+    failed: AtomicU64,
+    healthy: AtomicBool,
+    draining: AtomicBool,
+    backup: AtomicBool,
+    /// Smooth weighted round robin's running weight (nginx's algorithm); pool lock only.
+    pub(super) current_weight: AtomicI64,
+    /// EWMA of response-head latency in microseconds (leastResponseTime).
+    ewma_us: AtomicU64,
+}
+
+impl Member {
+    pub fn new(
+        label: impl Into<String>,
+        pid: Option<u32>,
+        client: Client,
+        slots: usize,
+        weight: u32,
+    ) -> Arc<Member> {
+        Arc::new(Member {
+            label: label.into(),
+            pid,
+            client,
+            started: Instant::now(),
+            slots: AtomicUsize::new(slots.max(1)),
+            weight: AtomicU32::new(weight.max(1)),
+            active: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            backup: AtomicBool::new(false),
+            current_weight: AtomicI64::new(0),
+            ewma_us: AtomicU64::new(0),
+        })
+    }
+
+    /// Requests holding one of this member's slots.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Requests this member has finished.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Requests that failed at the transport level on this member (connect, reset).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    pub fn note_failure(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots.load(Ordering::Relaxed)
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Change capacity (slow start, reconfigure). Call [`super::Pool::refresh`] after
+    /// growing it so waiting requests can use the new slots.
+    pub fn set_capacity(&self, slots: usize, weight: u32) {
+        self.slots.store(slots.max(1), Ordering::Relaxed);
+        self.weight.store(weight.max(1), Ordering::Relaxed);
+    }
+
+    /// Unhealthy members get no new requests (health checks, passive ejection).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// A backup member is used only when no primary member is usable.
+    pub fn set_backup(&self, backup: bool) {
+        self.backup.store(backup, Ordering::Relaxed);
+    }
+
+    pub fn is_backup(&self) -> bool {
+        self.backup.load(Ordering::Relaxed)
+    }
+
+    /// Takes new requests at all (ignoring whether a slot is free right now).
+    pub fn usable(&self) -> bool {
+        self.is_healthy() && !self.is_draining()
+    }
+
+    pub(super) fn has_free_slot(&self) -> bool {
+        self.active() < self.slots()
+    }
+
+    pub(super) fn take_slot(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn give_slot(&self, completed: bool) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        if completed {
+            self.served.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Response-head latency EWMA in microseconds (0 = no sample yet).
+    pub fn latency_ewma_us(&self) -> u64 {
+        self.ewma_us.load(Ordering::Relaxed)
+    }
+
+    /// Fold one latency sample into the EWMA (alpha = 1/8, as TCP's SRTT).
+    pub fn observe_latency(&self, us: u64) {
+        let old = self.ewma_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { old - old / 8 + us / 8 };
+        self.ewma_us.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("label", &self.label)
+            .field("pid", &self.pid)
+            .field("active", &self.active())
+            .field("slots", &self.slots())
+            .finish()
+    }
+}

@@ -1,0 +1,91 @@
+//! `roost serve`: load the configuration, start the front (and what runs beside it),
+//! then follow signals — SIGHUP reloads, SIGTERM/SIGINT drain and exit.
+
+use crate::config;
+use crate::front::{Front, PoolHooks};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Start logging: `RUST_LOG` filters (default `info`); `ROOST_LOG_FORMAT=json` for JSON lines.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if std::env::var("ROOST_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Everything `serve` started, for in-process callers (tests, embedding).
+pub struct Running {
+    pub front: Arc<Front>,
+    pub config_path: PathBuf,
+}
+
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartFailure {
+    /// The configuration is invalid (exit 2, like `roost check`).
+    #[error("invalid configuration:\n{0}")]
+    Config(config::ConfigErrors),
+    #[error("{0}")]
+    Front(#[from] crate::front::StartError),
+}
+
+/// Load `path` (or the embedded default when it does not exist) and start serving.
+pub async fn start(path: &Path) -> Result<Running, StartFailure> {
+    let (cfg, source) = config::load_default_or_file(path).map_err(StartFailure::Config)?;
+    tracing::info!(config = %source, "configuration loaded");
+    let hooks: Vec<Arc<dyn PoolHooks>> = Vec::new();
+    let front = Front::start(cfg, hooks).await?;
+    Ok(Running {
+        front,
+        config_path: path.to_path_buf(),
+    })
+}
+
+/// Reload from disk; a bad file is reported and the running configuration stays.
+pub async fn reload(running: &Running) -> Result<(), String> {
+    let (cfg, _) = config::load_default_or_file(&running.config_path).map_err(|e| e.to_string())?;
+    running.front.reload(cfg).await.map_err(|e| e.to_string())
+}
+
+/// The `serve` subcommand: exit 0 after a graceful stop, 2 on a bad config, 1 otherwise.
+pub async fn run(path: &Path) -> ExitCode {
+    let running = match start(path).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("roost: {e}");
+            return match e {
+                StartFailure::Config(_) => ExitCode::from(2),
+                StartFailure::Front(_) => ExitCode::from(1),
+            };
+        }
+    };
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("roost: cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match reload(&running).await {
+                Ok(()) => {}
+                Err(e) => tracing::error!("reload refused, keeping the running configuration:\n{e}"),
+            },
+        }
+    }
+    let grace = running.front.limits().shutdown_grace;
+    running.front.shutdown(grace).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
