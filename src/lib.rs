@@ -13,5 +13,6 @@ pub mod farm;
 pub mod front;
 pub mod pool;
 pub mod serve;
+pub mod supervisor;
 pub mod upstream;
 pub mod worker;

@@ -597,9 +597,11 @@ async fn a_stale_socket_file_is_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_app_runs_on_the_same_machinery_in_process() {
     use roost::worker::{Listen, Listener, Settings, WorkerBuilder};
-    let mut settings = Settings::default();
-    settings.min_worker_threads = 1;
-    settings.max_worker_threads = 2;
+    let settings = Settings {
+        min_worker_threads: 1,
+        max_worker_threads: 2,
+        ..Settings::default()
+    };
     let worker = WorkerBuilder::new(settings)
         .name("inproc")
         .route_async("/api", |req| async move {

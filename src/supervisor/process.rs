@@ -1,0 +1,460 @@
+//! One worker process: the command line, the handshake environment, the private
+//! runtime directory, spawning (own process group, optional identity switch), the task
+//! that owns the child and reports its exit, output logging, health probes and memory.
+
+use crate::body;
+use crate::config::model::{self, ProcessModel};
+use crate::upstream::{Client, Endpoint};
+use http_body_util::BodyExt;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+/// What the supervisor asks of a running child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sig {
+    /// SIGTERM to the process group: please finish and exit.
+    Term,
+    /// SIGKILL to the process group.
+    Kill,
+}
+
+/// Where one worker listens, decided before it is spawned.
+#[derive(Debug, Clone)]
+pub(crate) enum Listen {
+    Unix(PathBuf),
+    Tcp(u16),
+}
+
+impl Listen {
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        match self {
+            Listen::Unix(p) => Endpoint::Unix(p.clone()),
+            Listen::Tcp(port) => Endpoint::Tcp {
+                host: "127.0.0.1".to_string(),
+                port: *port,
+            },
+        }
+    }
+
+    /// The `ROOST_LISTEN` value of the handshake.
+    pub(crate) fn env_value(&self) -> String {
+        match self {
+            Listen::Unix(p) => format!("unix:{}", p.display()),
+            Listen::Tcp(port) => format!("tcp:127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// Built-in workers answer here; other commands use `pingPath` or a plain connect.
+pub(crate) const BUILTIN_PING_PATH: &str = "/.roost/ping";
+
+/// The readiness/health path of a pool's workers (`None` = a connect is enough).
+pub(crate) fn ping_path(pm: &ProcessModel) -> Option<String> {
+    match (&pm.ping_path, &pm.command) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => Some(BUILTIN_PING_PATH.to_string()),
+        (None, Some(_)) => None,
+    }
+}
+
+/// The full command of one worker: program, arguments, environment, directory.
+#[derive(Debug, Clone)]
+pub(crate) struct SpawnSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+}
+
+pub(crate) fn spawn_spec(
+    cfg: &model::Pool,
+    pm: &ProcessModel,
+    roost_exe: &Path,
+    listen: &Listen,
+    worker_id: u64,
+) -> SpawnSpec {
+    let (program, mut args) = match &pm.command {
+        Some(c) => (PathBuf::from(c), Vec::new()),
+        // The worker module owns its flags (and tests that they parse back).
+        None => (
+            roost_exe.to_path_buf(),
+            crate::worker::cli::command_args(&pm.worker),
+        ),
+    };
+    args.extend(pm.args.iter().cloned());
+    let mut env: Vec<(String, String)> =
+        pm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // The handshake comes last so a configured `env` cannot break it.
+    env.push(("ROOST_LISTEN".to_string(), listen.env_value()));
+    env.push(("ROOST_POOL".to_string(), cfg.name.clone()));
+    env.push(("ROOST_WORKER_ID".to_string(), worker_id.to_string()));
+    if let Listen::Tcp(port) = listen {
+        env.push(("PORT".to_string(), port.to_string()));
+    }
+    SpawnSpec {
+        program,
+        args,
+        env,
+        cwd: pm.working_directory.clone(),
+    }
+}
+
+/// A free loopback port: bind port 0, read it, close. Another process could take it in
+/// between; the worker then fails to start and is retried like any failed start.
+pub(crate) fn free_tcp_port() -> io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// uid/gid to run a pool's workers as, resolved from `user`/`group` names (or numbers).
+/// Only root can switch; otherwise the names are ignored with a warning by the caller.
+pub(crate) fn resolve_identity(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<(u32, u32)>, String> {
+    if user.is_none() && group.is_none() {
+        return Ok(None);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not running as root".to_string());
+    }
+    let mut uid = nix::unistd::getuid().as_raw();
+    let mut gid = nix::unistd::getgid().as_raw();
+    if let Some(u) = user {
+        let found = match u.parse::<u32>() {
+            Ok(n) => nix::unistd::User::from_uid(n.into()),
+            Err(_) => nix::unistd::User::from_name(u),
+        }
+        .map_err(|e| format!("user {u}: {e}"))?
+        .ok_or_else(|| format!("user {u}: no such user"))?;
+        uid = found.uid.as_raw();
+        gid = found.gid.as_raw();
+    }
+    if let Some(g) = group {
+        let found = match g.parse::<u32>() {
+            Ok(n) => nix::unistd::Group::from_gid(n.into()),
+            Err(_) => nix::unistd::Group::from_name(g),
+        }
+        .map_err(|e| format!("group {g}: {e}"))?
+        .ok_or_else(|| format!("group {g}: no such group"))?;
+        gid = found.gid.as_raw();
+    }
+    Ok(Some((uid, gid)))
+}
+
+/// Create (or adopt) a private directory: mode 0700 (0711 when another uid must reach a
+/// subdirectory), owned by us, never through a symlink. Refusing a directory someone
+/// else owns matters in /tmp, where another user could plant one to catch our sockets.
+pub(crate) fn ensure_private_dir(
+    path: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::DirBuilder::new().mode(mode).create(path)?;
+        }
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            path.display()
+        )));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    let expected_uid = owner.map(|o| o.0).unwrap_or(euid);
+    if meta.uid() != euid && meta.uid() != expected_uid {
+        return Err(io::Error::other(format!(
+            "{} is owned by uid {}, not us",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// A child that was spawned: its pid and the handle to signal it.
+pub(crate) struct Spawned {
+    pub pid: u32,
+    pub ctl: mpsc::UnboundedSender<Sig>,
+    /// Becomes `Some(how it ended)` when the child has been reaped.
+    pub exited: watch::Receiver<Option<String>>,
+}
+
+/// Spawn a worker in its own process group (so a signal reaches anything it forked),
+/// with kill-on-drop as the last line of defence, and start the task that owns it.
+/// `on_exit` runs once, from that task, when the child has been reaped and its
+/// `socket` (if any) removed.
+pub(crate) fn spawn(
+    spec: &SpawnSpec,
+    identity: Option<(u32, u32)>,
+    pool: &str,
+    socket: Option<PathBuf>,
+    on_exit: impl FnOnce(String) + Send + 'static,
+) -> io::Result<Spawned> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    if let Some((uid, gid)) = identity {
+        // std sets the gid first, drops supplementary groups, then sets the uid.
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(log_lines(out, pool.to_string(), pid, "stdout"));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(log_lines(err, pool.to_string(), pid, "stderr"));
+    }
+    let (ctl, mut ctl_rx) = mpsc::unbounded_channel::<Sig>();
+    let (exited_tx, exited) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut ctl_open = true;
+        let how = loop {
+            tokio::select! {
+                st = child.wait() => {
+                    break match st {
+                        Ok(st) => st.to_string(),
+                        Err(e) => format!("wait failed: {e}"),
+                    };
+                }
+                sig = ctl_rx.recv(), if ctl_open => match sig {
+                    // The child is not reaped yet (its wait did not complete), so its pid,
+                    // which is also its process group id, cannot have been reused.
+                    Some(s) => signal_group(pid, s),
+                    None => ctl_open = false,
+                },
+            }
+        };
+        // Whatever the worker forked and left behind goes with it. The group id stays
+        // reserved while any member lives, so this cannot hit an unrelated process.
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        if let Some(sock) = socket {
+            let _ = tokio::fs::remove_file(sock).await;
+        }
+        let _ = exited_tx.send(Some(how.clone()));
+        on_exit(how);
+    });
+    Ok(Spawned { pid, ctl, exited })
+}
+
+fn signal_group(pid: u32, s: Sig) {
+    let sig = match s {
+        Sig::Term => Signal::SIGTERM,
+        Sig::Kill => Signal::SIGKILL,
+    };
+    if let Err(e) = killpg(Pid::from_raw(pid as i32), sig) {
+        tracing::debug!(pid, error = %e, "signal to worker group failed");
+    }
+}
+
+/// Longest piece of output logged as one line; longer lines are split.
+const MAX_LINE: u64 = 16 * 1024;
+
+/// Forward a child's output to the log, one event per line, tagged with pool and pid.
+/// It reads to the end whatever comes (long lines split, bytes that are not UTF-8
+/// replaced): a child whose pipe is no longer drained would block on its next write.
+async fn log_lines(stream: impl AsyncRead + Unpin, pool: String, pid: u32, which: &'static str) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                let line = text.trim_end_matches(['\n', '\r']);
+                tracing::info!(target: "roost::worker_output", pool = %pool, pid, stream = which, "{line}");
+            }
+            Err(e) => {
+                tracing::debug!(pool = %pool, pid, stream = which, error = %e, "worker output closed");
+                break;
+            }
+        }
+    }
+}
+
+/// One health probe: `GET path` answered 2xx (or, with `any_status`, answered at all),
+/// or a plain connect when there is no path. Bounded by `limit`.
+pub(crate) async fn probe(
+    client: &Client,
+    path: Option<&str>,
+    limit: Duration,
+    any_status: bool,
+) -> Result<(), String> {
+    let work = async {
+        match path {
+            None => connect(client.endpoint()).await,
+            Some(p) => {
+                let status = get(client, p).await?;
+                if status.is_success() || any_status {
+                    Ok(())
+                } else {
+                    Err(format!("{p} answered {status}"))
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(limit)
+        )),
+    }
+}
+
+/// `GET path` on a worker, reading the whole (small) body so the connection is reused.
+pub(crate) async fn get(client: &Client, path: &str) -> Result<http::StatusCode, String> {
+    let req = http::Request::get(path)
+        .header(http::header::HOST, "localhost")
+        .header(http::header::USER_AGENT, "roost-supervisor")
+        .body(body::empty())
+        .map_err(|e| format!("bad path {path:?}: {e}"))?;
+    let resp = client.send(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading {path}: {e}"))?;
+    Ok(status)
+}
+
+async fn connect(endpoint: &Endpoint) -> Result<(), String> {
+    match endpoint {
+        Endpoint::Unix(p) => tokio::net::UnixStream::connect(p).await.map(drop),
+        Endpoint::Tcp { host, port } | Endpoint::Tls { host, port, .. } => {
+            tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map(drop)
+        }
+    }
+    .map_err(|e| format!("connect {endpoint}: {e}"))
+}
+
+/// Private memory of a process in KiB (IIS "private bytes"): Private_Clean +
+/// Private_Dirty from smaps_rollup, or VmRSS where smaps_rollup is missing.
+pub(crate) async fn private_memory_kib(pid: u32) -> Option<u64> {
+    if let Ok(s) = tokio::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).await {
+        let v = sum_fields(&s, &["Private_Clean:", "Private_Dirty:"]);
+        if v.is_some() {
+            return v;
+        }
+    }
+    let s = tokio::fs::read_to_string(format!("/proc/{pid}/status"))
+        .await
+        .ok()?;
+    sum_fields(&s, &["VmRSS:"])
+}
+
+/// Sum `Name:   123 kB` lines of a /proc file; `None` when none is present.
+pub(crate) fn sum_fields(text: &str, names: &[&str]) -> Option<u64> {
+    let mut total = None;
+    for line in text.lines() {
+        for n in names {
+            if let Some(rest) = line.strip_prefix(n) {
+                if let Some(v) = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    *total.get_or_insert(0) += v;
+                }
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_is_drained_whatever_it_contains() {
+        // Invalid UTF-8 and a line far longer than MAX_LINE, then more output: all of it
+        // must be read, or the writer would block.
+        let mut data = b"ok\n\xff\xfe bad utf8\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', (MAX_LINE * 3) as usize));
+        data.extend(b"\nlast\n");
+        let (mut w, r) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(log_lines(r, "p".into(), 1, "stdout"));
+        tokio::io::AsyncWriteExt::write_all(&mut w, &data)
+            .await
+            .unwrap();
+        drop(w);
+        tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("reader finished")
+            .unwrap();
+    }
+
+    #[test]
+    fn proc_fields_are_summed() {
+        let text = "Rss:  100 kB\nPrivate_Clean:   12 kB\nPrivate_Dirty:  30 kB\n";
+        assert_eq!(
+            sum_fields(text, &["Private_Clean:", "Private_Dirty:"]),
+            Some(42)
+        );
+        assert_eq!(sum_fields(text, &["VmRSS:"]), None);
+    }
+
+    #[tokio::test]
+    async fn own_memory_is_readable() {
+        let kib = private_memory_kib(std::process::id()).await.unwrap();
+        assert!(kib > 0);
+    }
+
+    #[test]
+    fn private_dir_is_0700_and_refuses_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rt/pool");
+        ensure_private_dir(&p, 0o700, None).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Adopting an existing directory fixes its mode.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&p, 0o700, None).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let f = d.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(ensure_private_dir(&f, 0o700, None).is_err());
+    }
+}
