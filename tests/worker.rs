@@ -412,26 +412,38 @@ async fn a_queued_request_whose_client_leaves_is_dropped_from_the_queue() {
     let first = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=2000")).await });
     w.wait_counters("one executing", |c| n(c, "/gate/executing") == 1)
         .await;
-    // A raw client sends a request, waits until it is queued, and hangs up.
-    let mut raw = UnixStream::connect(&sock).await.unwrap();
-    raw.write_all(b"GET /pid HTTP/1.1\r\nhost: w\r\n\r\n")
+    // Raw clients send requests (one with a body it never finishes sending), wait until
+    // they are queued, and hang up.
+    let mut get = UnixStream::connect(&sock).await.unwrap();
+    get.write_all(b"GET /pid HTTP/1.1\r\nhost: w\r\n\r\n")
         .await
         .unwrap();
-    w.wait_counters("the request to queue", |c| n(c, "/gate/queued") == 1)
+    w.wait_counters("the GET to queue", |c| n(c, "/gate/queued") == 1)
         .await;
-    drop(raw);
+    let mut post = UnixStream::connect(&sock).await.unwrap();
+    post.write_all(b"POST /echo HTTP/1.1\r\nhost: w\r\ncontent-length: 100000\r\n\r\npartial")
+        .await
+        .unwrap();
+    w.wait_counters("the POST to queue", |c| n(c, "/gate/queued") == 2)
+        .await;
+    drop(get);
+    drop(post);
     let c = w
-        .wait_counters("the request to leave the queue", |c| {
+        .wait_counters("the requests to leave the queue", |c| {
             n(c, "/gate/queued") == 0
         })
         .await;
-    assert_eq!(n(&c, "/gate/disconnected"), 1);
+    assert_eq!(n(&c, "/gate/disconnected"), 2);
     assert_eq!(n(&c, "/gate/current"), 1, "only the executing one is left");
     assert_eq!(first.await.unwrap().status, StatusCode::OK);
     let c = w
         .wait_counters("the gate to empty", |c| n(c, "/gate/current") == 0)
         .await;
-    assert_eq!(n(&c, "/gate/completed"), 1, "the dropped request never ran");
+    assert_eq!(
+        n(&c, "/gate/completed"),
+        1,
+        "the dropped requests never ran"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
