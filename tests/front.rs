@@ -612,3 +612,45 @@ async fn counters_follow_requests() {
     assert!(eventually(Duration::from_secs(5), || pool.snapshot().completed == 3).await);
     assert_eq!(pool.counters().duration_by_class[1].snapshot().count, 3);
 }
+
+#[tokio::test]
+async fn stalled_request_body_is_cut_off_and_frees_the_slot() {
+    let be = Backend::start("a").await;
+    let f = TestFront::start(&one_pool(
+        &be.addr.to_string(),
+        "",
+        "limits: {bodyTimeout: 300ms}",
+    ))
+    .await;
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    // Promise 1000 bytes, send 10, then go quiet.
+    s.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let pool = f.front.pool("p").unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || pool
+            .counters()
+            .arrivals
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    // The slot comes back although the client never finishes its body.
+    assert!(
+        eventually(Duration::from_secs(10), || pool.snapshot().active == 0
+            && be.active.load(std::sync::atomic::Ordering::SeqCst) == 0)
+        .await
+    );
+    // The echo had started answering; the client sees its response cut short and the
+    // connection closed, never a complete 1000-byte body.
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(closed.is_ok(), "connection left open");
+    let text = String::from_utf8_lossy(&got);
+    let body_len = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.len())
+        .unwrap_or(0);
+    assert!(body_len < 1000, "{text}");
+}
