@@ -33,6 +33,7 @@ struct Srv {
     status: Arc<AtomicU16>,
     health: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
+    max_active: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -55,6 +56,8 @@ struct Behaviour {
     status: Arc<AtomicU16>,
     health: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
+    active: Arc<AtomicUsize>,
+    max_active: Arc<AtomicUsize>,
 }
 
 async fn respond(b: Behaviour, req: Request<Incoming>) -> http::Response<BoxBody> {
@@ -70,9 +73,12 @@ async fn respond(b: Behaviour, req: Request<Incoming>) -> http::Response<BoxBody
     if req.uri().path() == "/slow" {
         delay = delay.max(1500);
     }
+    let now = b.active.fetch_add(1, Ordering::SeqCst) + 1;
+    b.max_active.fetch_max(now, Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    b.active.fetch_sub(1, Ordering::SeqCst);
     http::Response::builder()
         .status(b.status.load(Ordering::SeqCst))
         .body(full(b.name.clone()))
@@ -93,6 +99,8 @@ impl Srv {
             status: Arc::new(AtomicU16::new(200)),
             health: Arc::new(AtomicU16::new(200)),
             delay_ms: Arc::new(AtomicU64::new(0)),
+            active: Arc::new(AtomicUsize::new(0)),
+            max_active: Arc::new(AtomicUsize::new(0)),
         };
         let srv_b = b.clone();
         let task = tokio::spawn(async move {
@@ -129,6 +137,7 @@ impl Srv {
             status: b.status,
             health: b.health,
             delay_ms: b.delay_ms,
+            max_active: b.max_active,
             task,
         }
     }
@@ -488,6 +497,32 @@ async fn hash_on_cookie_query_and_client_address() {
     assert_eq!(t.len(), 1, "{t:?}");
 }
 
+#[tokio::test]
+async fn servers_take_only_their_slots_and_the_rest_waits_in_the_queue() {
+    let (a, b) = (Srv::start("a").await, Srv::start("b").await);
+    a.delay_ms.store(200, Ordering::SeqCst);
+    b.delay_ms.store(200, Ordering::SeqCst);
+    let f = TestFarm::start(&servers_yaml(&[
+        (&a, "maxConcurrentRequests: 1"),
+        (&b, "maxConcurrentRequests: 2"),
+    ]))
+    .await;
+    let reqs: Vec<_> = (0..9)
+        .map(|_| {
+            let addr = f.addr;
+            tokio::spawn(async move { support::get(addr, "farm.test", "/").await.0 })
+        })
+        .collect();
+    for r in reqs {
+        assert_eq!(r.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(a.hits() + b.hits(), 9);
+    assert_eq!(a.max_active.load(Ordering::SeqCst), 1);
+    assert!(b.max_active.load(Ordering::SeqCst) <= 2);
+    // Six of the nine had to wait for a slot (about 200 ms or more each).
+    assert!(f.pool().counters().queue_wait.snapshot().sum_seconds >= 0.5);
+}
+
 // ---------------------------------------------------------------------------------------
 // Health
 
@@ -495,7 +530,7 @@ async fn hash_on_cookie_query_and_client_address() {
 async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
     let (a, b) = (Srv::start("a").await, Srv::start("b").await);
     let f = TestFarm::start(&format!(
-        "{}      healthCheck: {{path: /health, interval: 100ms, timeout: 1s, healthyThreshold: 2, unhealthyThreshold: 2, responseMatch: ok}}\n      slowStart: 3s\n",
+        "{}      healthCheck: {{path: /health, interval: 100ms, timeout: 1s, healthyThreshold: 2, unhealthyThreshold: 2, responseMatch: ok}}\n      slowStart: 5s\n",
         servers_yaml(&[(&a, "maxConcurrentRequests: 50"), (&b, "maxConcurrentRequests: 50")])
     ))
     .await;
@@ -532,7 +567,7 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
     assert!(t.get("b").copied().unwrap_or(0) < 10, "{t:?}");
     // ...growing to full.
     assert!(
-        eventually(Duration::from_secs(8), || {
+        eventually(Duration::from_secs(10), || {
             let s = f.server(&bname);
             s.effective_slots == 50 && s.effective_weight == 1.0
         })
@@ -1010,6 +1045,33 @@ async fn static_servers_and_discovery_together() {
 
 // ---------------------------------------------------------------------------------------
 // Configuration
+
+#[test]
+fn roost_check_prints_the_insecure_warning_and_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        config(
+            "      servers: [{address: \"https://127.0.0.1:9443\"}]\n      tls: {insecureSkipVerify: true}\n",
+            "",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("tls.insecureSkipVerify"),
+        "{stderr}"
+    );
+    // The warning points at the line of the key.
+    assert!(stderr.contains("proxy.yaml:12:"), "{stderr}");
+}
 
 #[test]
 fn farm_keys_are_validated_with_their_place() {

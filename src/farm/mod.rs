@@ -234,6 +234,12 @@ pub fn sync_members(pool: &Pool, farm: &Farm, timeouts: &UpstreamTimeouts) {
                 farm.servers.iter().any(|s| &s.address == label)
             }
         });
+        for rt in servers.values() {
+            // Without active checks nobody would ever bring a failed server back.
+            if farm.health_check.is_none() {
+                rt.clear_check();
+            }
+        }
         for s in &farm.servers {
             let spec = spec_of(s);
             match servers.get(&s.address) {
@@ -261,6 +267,7 @@ fn reconcile(pool: &Pool, fs: &FarmState, rebuild: bool) {
                 let (slots, weight) = rt.capacity(cfg.farm.slow_start);
                 m.set_capacity(slots, weight);
                 m.set_backup(spec.backup);
+                m.set_healthy(rt.healthy());
             }
             _ => {
                 pool.add_member(build_member(fs, &cfg, rt));
@@ -295,30 +302,26 @@ pub(crate) fn apply_health(pool: &Arc<Pool>, fs: &FarmState, label: &str, came_b
     };
     let healthy = rt.healthy();
     let was = m.is_healthy();
-    m.set_healthy(healthy);
     if healthy && !was {
         let slow_start = fs.config().farm.slow_start;
+        // The ramp's small capacity is in place before the member is seen healthy, so no
+        // request ever finds it back at full weight before the ramp starts.
         if came_back && !slow_start.is_zero() {
-            start_ramp(pool, fs, &rt, &m, slow_start);
+            start_ramp(pool, &rt, &m, slow_start);
         }
+        m.set_healthy(true);
         pool.refresh();
     } else if !healthy {
+        m.set_healthy(false);
         rt.stop_ramp();
     }
 }
 
-fn start_ramp(
-    pool: &Arc<Pool>,
-    fs: &FarmState,
-    rt: &Arc<ServerRt>,
-    m: &Arc<Member>,
-    slow_start: Duration,
-) {
+fn start_ramp(pool: &Arc<Pool>, rt: &Arc<ServerRt>, m: &Arc<Member>, slow_start: Duration) {
     let gen = rt.start_ramp();
     let (slots, weight) = rt.capacity(slow_start);
     m.set_capacity(slots, weight);
     tracing::info!(pool = pool.name(), server = %m.label, slow_start = ?slow_start, "server back; slow start");
-    let _ = fs;
     let weak: Weak<Pool> = Arc::downgrade(pool);
     let rt = rt.clone();
     let label = m.label.clone();

@@ -130,6 +130,11 @@ impl ServerRt {
         None
     }
 
+    /// Forget active-check results (the check was switched off).
+    pub fn clear_check(&self) {
+        *self.check.lock() = Check::default();
+    }
+
     pub fn is_ejected(&self) -> bool {
         self.ejection
             .lock()
@@ -224,5 +229,79 @@ impl ServerRt {
         let slots = ((spec.slots as f64 * share).ceil() as usize).clamp(1, spec.slots);
         let weight = ((full_w as f64 * share).ceil() as u32).clamp(1, full_w);
         (slots, weight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt(slots: usize, weight: u32) -> ServerRt {
+        ServerRt::new(Spec {
+            address: "h:1".into(),
+            host: "h".into(),
+            port: 1,
+            tls: false,
+            name: "h".into(),
+            slots,
+            weight,
+            backup: false,
+            discovered: false,
+        })
+    }
+
+    #[test]
+    fn checks_flip_only_past_their_thresholds() {
+        let r = rt(10, 1);
+        assert!(r.healthy());
+        assert_eq!(r.record_check(false, "500".into(), 2, 3), None);
+        assert_eq!(r.record_check(false, "500".into(), 2, 3), None);
+        assert_eq!(r.record_check(false, "500".into(), 2, 3), Some(false));
+        assert!(!r.healthy());
+        assert_eq!(r.record_check(true, "200".into(), 2, 3), None);
+        // A failure in between restarts the count.
+        assert_eq!(r.record_check(false, "500".into(), 2, 3), None);
+        assert_eq!(r.record_check(true, "200".into(), 2, 3), None);
+        assert_eq!(r.record_check(true, "200".into(), 2, 3), Some(true));
+        assert!(r.healthy());
+        assert_eq!(r.last_check().unwrap().detail, "200");
+    }
+
+    #[test]
+    fn ejections_grow_cap_and_end() {
+        let r = rt(10, 1);
+        let base = Duration::from_secs(10);
+        let max = Duration::from_secs(25);
+        assert_eq!(r.eject(base, max), base);
+        assert!(r.is_ejected() && !r.healthy());
+        let until = r.ejected_until().unwrap();
+        assert!(
+            !r.end_ejection(until + Duration::from_secs(1)),
+            "only the due one"
+        );
+        assert!(r.end_ejection(until));
+        assert!(r.healthy());
+        // Straight back out: twice as long, then capped.
+        assert_eq!(r.eject(base, max), base * 2);
+        assert!(r.end_ejection(r.ejected_until().unwrap()));
+        assert_eq!(r.eject(base, max), max);
+        assert_eq!(r.ejections(), 3);
+    }
+
+    #[test]
+    fn slow_start_ramps_capacity_from_a_floor_to_full() {
+        let r = rt(50, 2);
+        let slow = Duration::from_secs(3600);
+        assert_eq!(r.capacity(slow), (50, 2 * WEIGHT_SCALE));
+        r.start_ramp();
+        let (slots, weight) = r.capacity(slow);
+        assert_eq!((slots, weight), (5, 20), "10% floor");
+        // Zero slow start (switched off meanwhile) ends the ramp.
+        assert_eq!(r.capacity(Duration::ZERO), (50, 200));
+        assert_eq!(r.share(slow), 1.0);
+        // A tiny server never drops to zero slots.
+        let small = rt(1, 1);
+        small.start_ramp();
+        assert_eq!(small.capacity(slow), (1, 10));
     }
 }
