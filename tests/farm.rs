@@ -1021,7 +1021,7 @@ async fn dns_discovery_adds_and_removes_servers_without_a_reload_of_servers() {
 async fn static_servers_and_discovery_together() {
     let (a, b) = (Srv::start("a").await, Srv::start("b").await);
     let f = TestFarm::start(&format!(
-        "{}      discovery: {{dns: \"localhost:{}\", interval: 200ms, weight: 2}}\n",
+        "{}      discovery: {{dns: \"localhost:{}\", interval: 200ms, weight: 2, maxConcurrentRequests: 7}}\n",
         servers_yaml(&[(&a, "")]),
         b.addr.port()
     ))
@@ -1036,7 +1036,7 @@ async fn static_servers_and_discovery_together() {
         .await
     );
     let st = f.server(&want);
-    assert_eq!((st.weight, st.discovered), (2, true));
+    assert_eq!((st.weight, st.slots, st.discovered), (2, 7, true));
     assert!(!f.server(&a.addr.to_string()).discovered);
     let mut cl = f.client().await;
     let t = tally(&mut cl, 12, "/").await;

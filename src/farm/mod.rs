@@ -10,6 +10,32 @@
 //!   discovery tasks.
 //! - [`request`]: what the proxy asks per request (hash key, affinity, retries, outcomes).
 //! - [`server_states`], [`drain_server`]: for the admin API and metrics.
+//!
+//! The YAML surface (`pools.<name>.farm`, defaults in parentheses):
+//!
+//! ```yaml
+//! farm:
+//!   servers:                      # optional when `discovery` is set
+//!     - {address: "10.0.0.5:8080", weight: 1, maxConcurrentRequests: 100, backup: false}
+//!     - {address: "https://api.internal:8443"}
+//!   loadBalancing: roundRobin     # leastRequests, powerOfTwoChoices, leastResponseTime, random, hash
+//!   hashKey: {header: X-User}     # with hash: {header|cookie|query: NAME} or clientAddress
+//!   healthCheck: {path: /health, interval: 30s, timeout: 5s, expectedStatus: "200-399",
+//!                 responseMatch: ok, healthyThreshold: 2, unhealthyThreshold: 3}
+//!   outlierDetection: {consecutiveFailures: 5, baseEjectionTime: 30s, maxEjectionTime: 300s,
+//!                      maxEjectionPercent: 50}   # passive health; off unless present
+//!   slowStart: 0s                 # ramp a returning server from 10% to full over this long
+//!   affinity: {cookie: RoostAffinity}
+//!   retries: {idempotent: true, budgetPercent: 20, minRetries: 3}
+//!   tls: {caFile: ca.pem, clientCert: c.pem, clientKey: c.key, serverName: api.internal,
+//!         insecureSkipVerify: false}
+//!   discovery: {dns: "api.internal:8080", interval: 30s, weight: 1, maxConcurrentRequests: 100}
+//! ```
+//!
+//! Health of a server = its last active verdict is good AND it is not ejected; the
+//! member's `healthy` flag is derived from that and nothing else. A farm with no usable
+//! server queues requests until `queueTimeout` (as HAProxy's backend queue does), so a
+//! server that comes back within it serves them.
 
 mod discovery;
 mod health;
