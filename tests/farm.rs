@@ -1043,6 +1043,32 @@ async fn static_servers_and_discovery_together() {
     assert!(t["a"] > 0 && t["b"] > 0, "{t:?}");
 }
 
+#[tokio::test]
+async fn a_farm_that_becomes_a_garden_lets_its_servers_go() {
+    let a = Srv::start("a").await;
+    let f = TestFarm::start(&format!(
+        "{}      affinity: {{cookie: s}}\n",
+        servers_yaml(&[(&a, "")])
+    ))
+    .await;
+    assert_eq!(f.client().await.get("/").await.body, "a");
+    let garden = r#"
+sites:
+  - name: s
+    bindings: [{listen: "127.0.0.1:0"}]
+    applications: [{path: /, pool: farm}]
+pools:
+  farm:
+    processModel: {command: /bin/true}
+"#;
+    let cfg = roost::config::load_str(garden, "g.yaml").unwrap();
+    f.front.reload(cfg).await.unwrap();
+    let pool = f.pool();
+    assert!(pool.members().is_empty(), "{:?}", pool.members());
+    assert!(farm::server_states(&pool).is_empty());
+    assert!(farm::state(&pool).is_none());
+}
+
 // ---------------------------------------------------------------------------------------
 // Configuration
 

@@ -39,6 +39,7 @@ impl crate::front::PoolHooks for FarmHooks {
     fn pool_added(&self, pool: &Arc<Pool>, cfg: &model::Pool, _previous: Option<&model::Pool>) {
         self.stop(pool.name());
         let Backend::Farm(farm) = &cfg.backend else {
+            super::release(pool);
             return;
         };
         let mut tasks = Vec::new();

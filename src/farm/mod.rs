@@ -78,6 +78,9 @@ pub struct FarmState {
     tls_cache: Mutex<Option<(FarmTls, Arc<rustls::ClientConfig>)>>,
     /// Serializes ejection decisions so `maxEjectionPercent` holds under races.
     eject_lock: Mutex<()>,
+    /// False once the pool stopped being a farm (a reload made it a garden); the state
+    /// stays attached to the pool but is no longer consulted.
+    active: std::sync::atomic::AtomicBool,
 }
 
 impl FarmState {
@@ -89,6 +92,7 @@ impl FarmState {
             budget: request::RetryBudget::default(),
             tls_cache: Mutex::new(None),
             eject_lock: Mutex::new(()),
+            active: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -153,6 +157,25 @@ impl FarmState {
 /// The farm state of a pool, if it is a farm.
 pub fn state(pool: &Pool) -> Option<&FarmState> {
     pool.extension::<FarmState>()
+        .filter(|fs| fs.active.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The pool is no longer a farm (a reload turned it into a web garden): its farm
+/// servers drain and leave, and its farm state is no longer consulted.
+pub fn release(pool: &Pool) {
+    let Some(fs) = pool.extension::<FarmState>() else {
+        return;
+    };
+    if !fs.active.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let labels: Vec<String> = fs.servers.lock().drain().map(|(l, _)| l).collect();
+    for m in pool.members() {
+        if labels.contains(&m.label) {
+            pool.remove_member(&m);
+        }
+    }
+    fs.rebuild_cookies();
 }
 
 /// The opaque, stable affinity cookie value naming a server: 64-bit FNV-1a of its
@@ -242,6 +265,7 @@ pub fn sync_members(pool: &Pool, farm: &Farm, timeouts: &UpstreamTimeouts) {
         );
         return;
     };
+    fs.active.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(w) = &farm.tls.warning {
         tracing::warn!(pool = pool.name(), "{w}");
     }
