@@ -308,6 +308,7 @@ async fn round_robin_is_smooth_and_weighted() {
     // Smooth: the heavy server's turns are spread out, never three in a row.
     assert!(!order.contains("aaa"), "{order}");
     let t = tally(&mut cl, 40, "/").await;
+    eprintln!("roundRobin 2:1:1 over 40: {t:?}, first 8: {order}");
     assert_eq!((t["a"], t["b"], t["c"]), (20, 10, 10), "{t:?}");
 }
 
@@ -359,6 +360,7 @@ async fn power_of_two_choices_never_picks_the_busiest_and_spreads_the_rest() {
     let mut cl = f.client().await;
     let t = tally(&mut cl, 60, "/").await;
     assert_eq!(t.get(&busy), None, "{t:?}");
+    eprintln!("powerOfTwoChoices over 60 with {busy} busy: {t:?}");
     for (name, n) in &t {
         assert!(*n >= 10, "{name} got only {n}: {t:?}");
     }
@@ -377,6 +379,7 @@ async fn least_response_time_prefers_the_fast_server() {
     let mut cl = f.client().await;
     let t = tally(&mut cl, 40, "/").await;
     let s = t.get("slow").copied().unwrap_or(0);
+    eprintln!("leastResponseTime over 40 (40 ms vs fast): {t:?}");
     assert!(s <= 4, "slow server got {s} of 40: {t:?}");
     let st = f.server(&slow.addr.to_string());
     assert!(st.latency_ewma_ms >= 30.0, "{st:?}");
@@ -393,6 +396,7 @@ async fn random_follows_weights() {
     let mut cl = f.client().await;
     let t = tally(&mut cl, 400, "/").await;
     let share = t["a"] as f64 / 400.0;
+    eprintln!("random 3:1 over 400: {t:?} (share {share:.3})");
     // Expected 0.75; the bounds are > 6 standard deviations wide.
     assert!((0.6..0.9).contains(&share), "{t:?}");
 }
@@ -434,6 +438,10 @@ async fn hash_on_a_header_is_sticky_and_consistent_when_a_server_joins() {
     f.reload(&format!("{}{lb}", servers_yaml(&four))).await;
     let after = hash_map_of(&f, &keys).await;
     let moved: Vec<&String> = keys.iter().filter(|k| before[*k] != after[*k]).collect();
+    eprintln!(
+        "hash: adding a 4th server moved {} of 200 keys",
+        moved.len()
+    );
     // Only keys that now belong to the new server move, about a quarter of them.
     for k in &moved {
         assert_eq!(after[*k], "d", "{k} moved between old servers");
@@ -545,7 +553,12 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
     assert!(f.server(&bname).healthy);
 
     b.health.store(500, Ordering::SeqCst);
+    let t0 = std::time::Instant::now();
     assert!(eventually(Duration::from_secs(5), || !f.server(&bname).healthy).await);
+    eprintln!(
+        "health: out {:?} after its check started failing (interval 100ms, threshold 2)",
+        t0.elapsed()
+    );
     let st = f.server(&bname);
     assert_eq!(st.state, "unhealthy");
     assert!(st.last_check.unwrap().detail.contains("500"));
@@ -556,7 +569,12 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
     assert_eq!(b.hits(), before);
 
     b.health.store(200, Ordering::SeqCst);
+    let t0 = std::time::Instant::now();
     assert!(eventually(Duration::from_secs(5), || f.server(&bname).healthy).await);
+    eprintln!(
+        "health: back {:?} after its check passed again",
+        t0.elapsed()
+    );
     // Back, but ramping: a small share of its weight and slots at first...
     let st = f.server(&bname);
     assert!(
@@ -564,7 +582,9 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
         "not ramping: {st:?}"
     );
     let t = tally(&mut cl, 20, "/").await;
+    eprintln!("slow start: first 20 requests after return: {t:?}");
     assert!(t.get("b").copied().unwrap_or(0) < 10, "{t:?}");
+    let t0 = std::time::Instant::now();
     // ...growing to full.
     assert!(
         eventually(Duration::from_secs(10), || {
@@ -574,6 +594,10 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
         .await,
         "{:?}",
         f.server(&bname)
+    );
+    eprintln!(
+        "slow start: full capacity {:?} later (slowStart 5s)",
+        t0.elapsed()
     );
 }
 
@@ -757,6 +781,7 @@ async fn idempotent_requests_are_retried_on_503_within_the_budget() {
     let retries = farm::request::retries(&f.pool()) as usize;
     // Round robin sends half the first attempts to the bad server; each either was
     // retried (and succeeded on the good one) or came back as the server's 503.
+    eprintln!("retry budget 20% + 3: {n} requests, {retries} retries, {ok} ok, {unavailable} 503");
     assert_eq!(ok + unavailable, n);
     assert_eq!(ok, n / 2 + retries, "ok {ok}, retries {retries}");
     assert!(retries >= 3, "some retries happen: {retries}");
