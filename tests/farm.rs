@@ -1069,6 +1069,30 @@ async fn static_servers_and_discovery_together() {
 }
 
 #[tokio::test]
+async fn new_connection_settings_replace_members_but_keep_drain_and_health() {
+    let (a, b) = (Srv::start("a").await, Srv::start("b").await);
+    let servers = servers_yaml(&[(&a, ""), (&b, "")]);
+    let f = TestFarm::start(&servers).await;
+    let before = f.pool().members();
+    assert!(farm::drain_server(&f.pool(), &a.addr.to_string()));
+    let yaml = config(&servers, "    timeouts: {connect: 2s, firstByte: 3s}");
+    f.front
+        .reload(roost::config::load_str(&yaml, "t.yaml").unwrap())
+        .await
+        .unwrap();
+    let after = f.pool().members();
+    assert_eq!(after.len(), 2);
+    for m in &after {
+        assert!(!before.iter().any(|o| Arc::ptr_eq(o, m)), "member replaced");
+    }
+    assert_eq!(f.server(&a.addr.to_string()).state, "draining");
+    assert_eq!(f.server(&b.addr.to_string()).state, "healthy");
+    let mut cl = f.client().await;
+    let t = tally(&mut cl, 6, "/").await;
+    assert_eq!(t["b"], 6, "{t:?}");
+}
+
+#[tokio::test]
 async fn a_farm_that_becomes_a_garden_lets_its_servers_go() {
     let a = Srv::start("a").await;
     let f = TestFarm::start(&format!(

@@ -320,9 +320,18 @@ fn reconcile(pool: &Pool, fs: &FarmState, rebuild: bool) {
                 m.set_healthy(rt.healthy());
             }
             _ => {
-                pool.add_member(build_member(fs, &cfg, rt));
+                let m = build_member(fs, &cfg, rt);
                 if let Some(old) = current {
+                    // An operator's drain outlives the connection settings.
+                    if old.is_draining() {
+                        pool.add_member(m.clone());
+                        pool.drain_member(&m);
+                    } else {
+                        pool.add_member(m);
+                    }
                     pool.remove_member(old);
+                } else {
+                    pool.add_member(m);
                 }
             }
         }
