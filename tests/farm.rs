@@ -602,6 +602,54 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
 }
 
 #[tokio::test]
+async fn backup_servers_serve_only_while_no_primary_is_healthy() {
+    let (a, b, backup) = (
+        Srv::start("a").await,
+        Srv::start("b").await,
+        Srv::start("backup").await,
+    );
+    let f = TestFarm::start(&format!(
+        "{}      healthCheck: {{path: /health, interval: 100ms, unhealthyThreshold: 1, healthyThreshold: 1}}\n",
+        servers_yaml(&[(&a, ""), (&b, ""), (&backup, "backup: true")])
+    ))
+    .await;
+    let mut cl = f.client().await;
+    let t = tally(&mut cl, 10, "/").await;
+    assert_eq!(t.get("backup"), None, "{t:?}");
+    // One primary down: the other primary takes everything.
+    a.health.store(503, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || !f
+            .server(&a.addr.to_string())
+            .healthy)
+        .await
+    );
+    let t = tally(&mut cl, 10, "/").await;
+    assert_eq!(t["b"], 10, "{t:?}");
+    // Both down: the backup serves.
+    b.health.store(503, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || !f
+            .server(&b.addr.to_string())
+            .healthy)
+        .await
+    );
+    let t = tally(&mut cl, 10, "/").await;
+    assert_eq!(t["backup"], 10, "{t:?}");
+    assert!(f.server(&backup.addr.to_string()).backup);
+    // A primary returns: the backup is idle again.
+    a.health.store(200, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || f
+            .server(&a.addr.to_string())
+            .healthy)
+        .await
+    );
+    let t = tally(&mut cl, 10, "/").await;
+    assert_eq!(t["a"], 10, "{t:?}");
+}
+
+#[tokio::test]
 async fn health_check_response_match_and_status_range() {
     let a = Srv::start("a").await;
     let f = TestFarm::start(&format!(

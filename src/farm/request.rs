@@ -237,6 +237,14 @@ mod tests {
     }
 
     #[test]
+    fn configured_header_names_match_any_case() {
+        // `hashKey: {header: X-User}` must find a request's `x-user`.
+        let mut h = HeaderMap::new();
+        h.insert("x-user", HeaderValue::from_static("bob"));
+        assert_eq!(h.get("X-User").map(|v| v.as_bytes()), Some(&b"bob"[..]));
+    }
+
+    #[test]
     fn cookie_values_are_stable_and_distinct() {
         assert_eq!(cookie_value("10.0.0.1:80"), cookie_value("10.0.0.1:80"));
         assert_ne!(cookie_value("10.0.0.1:80"), cookie_value("10.0.0.2:80"));
