@@ -762,9 +762,13 @@ async fn affinity_sticks_and_fails_over_with_a_new_cookie() {
     assert_eq!(r.body, other.name);
     let new_cookie = r.set_cookie.expect("cookie reset on failover");
     assert_ne!(new_cookie.split(';').next().unwrap(), cookie);
-    assert_eq!(f.server(&home.addr.to_string()).state, "draining");
+    let st = f.server(&home.addr.to_string());
+    assert_eq!((st.state, st.healthy, st.usable), ("draining", true, false));
     assert!(farm::undrain_server(&f.pool(), &home.addr.to_string()));
-    assert!(f.server(&home.addr.to_string()).healthy);
+    assert!(f.server(&home.addr.to_string()).usable);
+    // Back home with the old cookie.
+    let r = cl.send(get_req("/", &[("cookie", &cookie)])).await;
+    assert_eq!((r.body.as_str(), r.set_cookie), (home.name.as_str(), None));
     assert!(!farm::drain_server(&f.pool(), "10.9.9.9:1"));
 }
 
@@ -804,6 +808,25 @@ async fn a_request_never_sent_is_retried_on_another_server() {
     assert_eq!(t["a"], 10);
     let st = f.server(&format!("127.0.0.1:{dead}"));
     assert!(st.failed >= 1, "{st:?}");
+}
+
+#[tokio::test]
+async fn connect_failures_eject_a_dead_server() {
+    let a = Srv::start("a").await;
+    let dead = dead_port().await;
+    let f = TestFarm::start(&format!(
+        "      servers:\n        - {{address: \"127.0.0.1:{dead}\"}}\n        - {{address: \"{}\"}}\n      outlierDetection: {{consecutiveFailures: 2, baseEjectionTime: 30s}}\n",
+        a.addr
+    ))
+    .await;
+    let mut cl = f.client().await;
+    let t = tally(&mut cl, 10, "/").await;
+    assert_eq!(t["a"], 10);
+    let st = f.server(&format!("127.0.0.1:{dead}"));
+    assert_eq!((st.state, st.failed), ("ejected", 2), "{st:?}");
+    // Ejected: not even tried any more.
+    tally(&mut cl, 10, "/").await;
+    assert_eq!(f.server(&format!("127.0.0.1:{dead}")).failed, 2);
 }
 
 #[tokio::test]

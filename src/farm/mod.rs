@@ -481,8 +481,10 @@ pub(crate) fn note_outcome(pool: &Arc<Pool>, member: &Member, ok: bool) {
 pub struct ServerState {
     pub pool: String,
     pub server: String,
-    /// Takes new requests: healthy, not ejected, not draining.
+    /// Health verdict (active check passing and not ejected): `farm_server_healthy`.
     pub healthy: bool,
+    /// Takes new requests: healthy and not draining.
+    pub usable: bool,
     /// `healthy`, `unhealthy` (active check), `ejected` (passive), `draining`.
     pub state: &'static str,
     pub backup: bool,
@@ -525,7 +527,8 @@ pub fn server_states(pool: &Pool) -> Vec<ServerState> {
             Some(ServerState {
                 pool: pool.name().to_string(),
                 server: m.label.clone(),
-                healthy: m.usable(),
+                healthy: m.is_healthy(),
+                usable: m.usable(),
                 state,
                 backup: spec.backup,
                 discovered: spec.discovered,
