@@ -178,15 +178,11 @@ pub fn release(pool: &Pool) {
     fs.rebuild_cookies();
 }
 
-/// The opaque, stable affinity cookie value naming a server: 64-bit FNV-1a of its
-/// address in hex (stable across restarts and builds, unlike std's hasher).
+/// The opaque, stable affinity cookie value naming a server: a 64-bit hash of its
+/// address in hex (stable across restarts, builds and instances, so any roost of a
+/// group maps a client's cookie back to the same server).
 pub fn cookie_value(address: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in address.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::pool::hash_key(address.as_bytes()))
 }
 
 fn spec_of(server: &Server) -> Spec {
