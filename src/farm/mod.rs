@@ -363,6 +363,10 @@ pub(crate) fn apply_health(pool: &Arc<Pool>, fs: &FarmState, label: &str, came_b
         // request ever finds it back at full weight before the ramp starts.
         if came_back && !slow_start.is_zero() {
             start_ramp(pool, &rt, &m, slow_start);
+        } else {
+            // An interrupted ramp may have left a partial capacity behind.
+            let (slots, weight) = rt.capacity(slow_start);
+            m.set_capacity(slots, weight);
         }
         m.set_healthy(true);
         pool.refresh();
