@@ -1164,6 +1164,44 @@ async fn new_connection_settings_replace_members_but_keep_drain_and_health() {
 }
 
 #[tokio::test]
+async fn roost_serve_runs_the_farm_health_checks() {
+    let a = Srv::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        config(
+            &format!(
+                "{}      healthCheck: {{path: /health, interval: 100ms, unhealthyThreshold: 1}}\n",
+                servers_yaml(&[(&a, "")])
+            ),
+            "",
+        ),
+    )
+    .unwrap();
+    let running = roost::serve::start(&path).await.unwrap();
+    let pool = running.front.pool("farm").unwrap();
+    let name = a.addr.to_string();
+    let checked = || {
+        farm::server_states(&pool)
+            .iter()
+            .any(|s| s.server == name && s.last_check.is_some())
+    };
+    assert!(eventually(Duration::from_secs(5), checked).await);
+    a.health.store(500, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            farm::server_states(&pool)
+                .iter()
+                .any(|s| s.server == name && !s.healthy)
+        })
+        .await
+    );
+    running.front.shutdown(Duration::from_secs(1)).await;
+    running.supervisor.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_farm_that_becomes_a_garden_lets_its_servers_go() {
     let a = Srv::start("a").await;
     let f = TestFarm::start(&format!(
