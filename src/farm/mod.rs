@@ -78,6 +78,7 @@ pub struct FarmState {
     tls_cache: Mutex<Option<(FarmTls, Arc<rustls::ClientConfig>)>>,
     /// Serializes ejection decisions so `maxEjectionPercent` holds under races.
     eject_lock: Mutex<()>,
+    reconcile_lock: Mutex<()>,
     /// False once the pool stopped being a farm (a reload made it a garden); the state
     /// stays attached to the pool but is no longer consulted.
     active: std::sync::atomic::AtomicBool,
@@ -92,6 +93,7 @@ impl FarmState {
             budget: request::RetryBudget::default(),
             tls_cache: Mutex::new(None),
             eject_lock: Mutex::new(()),
+            reconcile_lock: Mutex::new(()),
             active: std::sync::atomic::AtomicBool::new(true),
         }
     }
@@ -302,6 +304,9 @@ pub fn sync_members(pool: &Pool, farm: &Farm, timeouts: &UpstreamTimeouts) {
 /// Bring members in line with the runtime server list: add missing, remove stale,
 /// refresh capacity; with `rebuild`, replace every member.
 fn reconcile(pool: &Pool, fs: &FarmState, rebuild: bool) {
+    // A reload and the discovery task may both reconcile; one at a time, or both could
+    // add the same new server.
+    let _one = fs.reconcile_lock.lock();
     let cfg = fs.config();
     let servers = fs.all_servers();
     let existing = pool.members();
@@ -319,12 +324,11 @@ fn reconcile(pool: &Pool, fs: &FarmState, rebuild: bool) {
                 let m = build_member(fs, &cfg, rt);
                 if let Some(old) = current {
                     // An operator's drain outlives the connection settings.
+                    // (Marked before it joins, so no request slips onto it.)
                     if old.is_draining() {
-                        pool.add_member(m.clone());
                         pool.drain_member(&m);
-                    } else {
-                        pool.add_member(m);
                     }
+                    pool.add_member(m);
                     pool.remove_member(old);
                 } else {
                     pool.add_member(m);
