@@ -185,6 +185,9 @@ impl ServerRt {
         if e.until == Some(until) {
             e.until = None;
             e.returned_at = Some(Instant::now());
+            // Failures of requests still in flight when it went out do not count against
+            // its return.
+            self.failures.store(0, Ordering::Relaxed);
             return true;
         }
         false
