@@ -923,3 +923,68 @@ async fn a_worker_not_ready_within_the_startup_limit_is_killed_and_counted() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_run_as_the_configured_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    with_timeout(async {
+        init_tracing();
+        let nobody = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .expect("user nobody");
+        let dir = tempfile::Builder::new()
+            .prefix("rs")
+            .tempdir_in("/tmp")
+            .unwrap();
+        // The worker's user must be able to pass through to its socket directory.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sup = Supervisor::new(SupervisorOptions {
+            roost_exe: env!("CARGO_BIN_EXE_roost").into(),
+            runtime_dir: Some(dir.path().join("run")),
+        });
+        let mut pm = builtin();
+        pm.user = Some("nobody".into());
+        let cfg = pool_cfg("lowly", pm);
+        let pool = Pool::new(&cfg);
+        sup.manage(pool.clone(), &cfg);
+        wait_for("a member", Duration::from_secs(20), || {
+            pool.members().len() == 1
+        })
+        .await;
+        let pid = pool.members()[0].pid.unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        let uids: Vec<u32> = uid_line
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(uids.iter().all(|u| *u == nobody.uid.as_raw()), "{uid_line}");
+        let gid_line = status.lines().find(|l| l.starts_with("Gid:")).unwrap();
+        assert!(
+            gid_line.contains(&nobody.gid.as_raw().to_string()),
+            "{gid_line}"
+        );
+        let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+        assert!(
+            !groups.split_whitespace().any(|g| g == "0"),
+            "kept root's groups: {groups}"
+        );
+        // Its socket directory is its own; the top directory only lets it through.
+        let run = dir.path().join("run");
+        assert_eq!(
+            std::fs::metadata(&run).unwrap().permissions().mode() & 0o777,
+            0o711
+        );
+        let pool_dir = std::fs::metadata(run.join("lowly")).unwrap();
+        assert_eq!(pool_dir.uid(), nobody.uid.as_raw());
+        assert_eq!(get(&pool, "/pid").await.unwrap().1, pid.to_string());
+        sup.shutdown().await;
+        assert!(!alive(pid));
+    })
+    .await
+}

@@ -914,6 +914,9 @@ async fn startup(ctx: StartCtx) {
                     let top_mode = if identity.is_some() { 0o711 } else { 0o700 };
                     process::ensure_private_dir(&runtime_dir, top_mode, None)
                         .map_err(|e| format!("runtime dir {}: {e}", runtime_dir.display()))?;
+                    if let Some((uid, _)) = identity {
+                        process::check_reachable(&runtime_dir, uid)?;
+                    }
                     let dir = runtime_dir.join(dir_name(&pool_name));
                     process::ensure_private_dir(&dir, 0o700, identity)
                         .map_err(|e| format!("runtime dir {}: {e}", dir.display()))?;

@@ -32,8 +32,10 @@ pub struct SupervisorOptions {
     /// The `roost` executable, launched as `roost worker ...` for pools without a
     /// `command` (normally `std::env::current_exe()`).
     pub roost_exe: PathBuf,
-    /// Where the workers' sockets live; `None` = `$XDG_RUNTIME_DIR/roost-<pid>` or
-    /// `<tmp>/roost-<pid>`. Created with mode 0700 on first use.
+    /// Where the workers' sockets live; `None` = `/run/roost-<pid>` as root, else
+    /// `$XDG_RUNTIME_DIR/roost-<pid>`, else `<tmp>/roost-<pid>`. Created with mode 0700
+    /// on first use (0711 when a pool runs its workers as another user, whose own pool
+    /// directory inside is then owned by that user; its parents must be traversable).
     pub runtime_dir: Option<PathBuf>,
 }
 
@@ -123,10 +125,17 @@ impl Supervisor {
         let (runtime_dir, own_runtime_dir) = match opts.runtime_dir {
             Some(d) => (d, false),
             None => {
-                let base = std::env::var_os("XDG_RUNTIME_DIR")
-                    .map(PathBuf::from)
-                    .filter(|p| p.is_absolute())
-                    .unwrap_or_else(std::env::temp_dir);
+                // root's XDG_RUNTIME_DIR (/run/user/0) is closed to the users that
+                // workers may run as; /run is not.
+                let run = PathBuf::from("/run");
+                let base = if nix::unistd::geteuid().is_root() && run.is_dir() {
+                    run
+                } else {
+                    std::env::var_os("XDG_RUNTIME_DIR")
+                        .map(PathBuf::from)
+                        .filter(|p| p.is_absolute())
+                        .unwrap_or_else(std::env::temp_dir)
+                };
                 (base.join(format!("roost-{}", std::process::id())), true)
             }
         };

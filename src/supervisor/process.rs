@@ -192,6 +192,30 @@ pub(crate) fn ensure_private_dir(
     Ok(())
 }
 
+/// Can `uid` pass through every directory down to `dir`? Checked up front because the
+/// alternative is a worker failing to bind its socket with a bare "permission denied".
+/// (Group permissions are not considered: a directory must be world-traversable or
+/// owned by the uid.)
+pub(crate) fn check_reachable(dir: &Path, uid: u32) -> Result<(), String> {
+    for d in dir.ancestors() {
+        if d.as_os_str().is_empty() {
+            continue;
+        }
+        let meta = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let mode = meta.permissions().mode();
+        let ok = mode & 0o001 != 0 || (meta.uid() == uid && mode & 0o100 != 0);
+        if !ok {
+            return Err(format!(
+                "workers run as uid {uid} cannot reach their sockets: {} has mode {:o}; \
+                 choose a runtime directory under a traversable path",
+                d.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A child that was spawned: its pid and the handle to signal it.
 pub(crate) struct Spawned {
     pub pid: u32,
