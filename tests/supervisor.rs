@@ -216,6 +216,17 @@ async fn get(pool: &Arc<Pool>, path: &str) -> Result<(u16, String), String> {
     Ok((status, String::from_utf8_lossy(&body).trim().to_string()))
 }
 
+fn local_seconds_of_day() -> u32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as libc::time_t;
+    // SAFETY: localtime_r only writes the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    assert!(!unsafe { libc::localtime_r(&now, &mut tm) }.is_null());
+    (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec.min(59)) as u32
+}
+
 fn alive(pid: u32) -> bool {
     // Signal 0: does the process exist (and is it not a reaped zombie)?
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
@@ -717,6 +728,7 @@ async fn garden_recycles_one_worker_at_a_time_and_config_change_recycles() {
         if let Backend::Garden(pm) = &mut cfg2.backend {
             pm.env.insert("VERSION".into(), "2".into());
         }
+        let (stop, tasks) = load(h.pool.clone(), 3, "/pid");
         h.sup.reconfigure(h.pool.clone(), &cfg2);
         let mut max_out = 0;
         wait_for("both replaced", Duration::from_secs(30), || {
@@ -734,6 +746,9 @@ async fn garden_recycles_one_worker_at_a_time_and_config_change_recycles() {
         })
         .await;
         assert!(max_out <= 1, "{max_out} workers rotating at once");
+        let (ok, failed, errors) = finish(stop, tasks).await;
+        assert_eq!(failed, 0, "failed requests: {errors:?}");
+        eprintln!("garden config-change rotation: {ok} requests, 0 failed");
         assert_eq!(get(&h.pool, "/env?name=VERSION").await.unwrap().1, "2");
         let st = h.sup.status("staggered").unwrap();
         assert_eq!(st.recycles_total.get("configChange"), Some(&2));
@@ -816,7 +831,7 @@ async fn front_hooks_manage_readd_and_release_pools() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn time_and_private_memory_limits_recycle() {
+async fn time_private_memory_and_schedule_recycle() {
     with_timeout(async {
         let mut by_time = pool_cfg("aged", builtin());
         by_time.recycling.time = Duration::from_millis(700);
@@ -825,7 +840,21 @@ async fn time_and_private_memory_limits_recycle() {
         by_memory.recycling.private_memory_kib = 1;
         let a = Harness::new(&by_time);
         let b = Harness::new(&by_memory);
-        for (h, name, reason) in [(&a, "aged", "time"), (&b, "fat", "privateMemory")] {
+        let mut by_schedule = pool_cfg("nightly", builtin());
+        let c = Harness::new(&by_schedule);
+        wait_for("a member", Duration::from_secs(20), || {
+            c.pool.members().len() == 1
+        })
+        .await;
+        // Once it runs: recycle at a time of day two seconds from now (local clock, as
+        // the schedule is). A recycling change alone restarts nothing by itself.
+        by_schedule.recycling.schedule = vec![(local_seconds_of_day() + 2) % 86_400];
+        c.sup.reconfigure(c.pool.clone(), &by_schedule);
+        for (h, name, reason) in [
+            (&a, "aged", "time"),
+            (&b, "fat", "privateMemory"),
+            (&c, "nightly", "schedule"),
+        ] {
             wait_for("a member", Duration::from_secs(20), || {
                 h.pool.members().len() == 1
             })
@@ -846,6 +875,7 @@ async fn time_and_private_memory_limits_recycle() {
         }
         a.sup.shutdown().await;
         b.sup.shutdown().await;
+        c.sup.shutdown().await;
     })
     .await
 }
