@@ -946,18 +946,22 @@ async fn startup(ctx: StartCtx) {
         Listen::Tcp(_) => None,
     };
     let exit_tx = tx.clone();
-    let spawned = process::spawn(&spec, identity, &pool_name, socket, move |how| {
-        let _ = exit_tx.send(Event::Exited { id, detail: how });
-    });
+    let spawned = process::spawn(
+        &spec,
+        identity,
+        &pool_name,
+        socket,
+        |pid, ctl| {
+            let _ = tx.send(Event::Spawned { id, pid, ctl });
+        },
+        move |how| {
+            let _ = exit_tx.send(Event::Exited { id, detail: how });
+        },
+    );
     let sp = match spawned {
         Ok(sp) => sp,
         Err(e) => return not_spawned(format!("spawning {}: {e}", spec.program.display())),
     };
-    let _ = tx.send(Event::Spawned {
-        id,
-        pid: sp.pid,
-        ctl: sp.ctl.clone(),
-    });
 
     // Ready when the ping answers 2xx (or a connect succeeds) within startupTimeLimit.
     let started = Instant::now();

@@ -216,23 +216,23 @@ pub(crate) fn check_reachable(dir: &Path, uid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// A child that was spawned: its pid and the handle to signal it.
+/// A child that was spawned (its signal handle went to `on_spawn`).
 pub(crate) struct Spawned {
     pub pid: u32,
-    pub ctl: mpsc::UnboundedSender<Sig>,
     /// Becomes `Some(how it ended)` when the child has been reaped.
     pub exited: watch::Receiver<Option<String>>,
 }
 
 /// Spawn a worker in its own process group (so a signal reaches anything it forked),
 /// with kill-on-drop as the last line of defence, and start the task that owns it.
-/// `on_exit` runs once, from that task, when the child has been reaped and its
-/// `socket` (if any) removed.
+/// `on_spawn` runs once the child exists; `on_exit` runs once, from that task, when
+/// the child has been reaped and its `socket` (if any) removed.
 pub(crate) fn spawn(
     spec: &SpawnSpec,
     identity: Option<(u32, u32)>,
     pool: &str,
     socket: Option<PathBuf>,
+    on_spawn: impl FnOnce(u32, mpsc::UnboundedSender<Sig>),
     on_exit: impl FnOnce(String) + Send + 'static,
 ) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.program);
@@ -262,6 +262,9 @@ pub(crate) fn spawn(
     }
     let (ctl, mut ctl_rx) = mpsc::unbounded_channel::<Sig>();
     let (exited_tx, exited) = watch::channel(None);
+    // Told before the task that reports the exit exists, so "spawned" always comes
+    // before "exited" to whoever listens.
+    on_spawn(pid, ctl);
     tokio::spawn(async move {
         let mut ctl_open = true;
         let how = loop {
@@ -289,7 +292,7 @@ pub(crate) fn spawn(
         let _ = exited_tx.send(Some(how.clone()));
         on_exit(how);
     });
-    Ok(Spawned { pid, ctl, exited })
+    Ok(Spawned { pid, exited })
 }
 
 fn signal_group(pid: u32, s: Sig) {
