@@ -9,6 +9,37 @@
 //! workers (time, requests, private memory, schedule, config change, on demand) with an
 //! overlapped rotation, and stops idle ones. Everything is tokio tasks; no call here
 //! blocks a runtime thread.
+//!
+//! A worker's life: `starting` (spawned in its own process group, polled until its
+//! ping answers 2xx — or, for a command without `pingPath`, until a connect succeeds —
+//! within `startupTimeLimit`, then warmed up with the initialization pages) →
+//! `running` (a pool member with `maxConcurrentRequestsPerProcess` slots, pinged every
+//! `pingInterval`) → `retiring` (its replacement is starting) → `draining` (no new
+//! requests; in-flight ones finish, up to `shutdownTimeLimit`) → `stopping` (SIGTERM to
+//! its group, SIGKILL after a grace of at most 10 s) → gone (reaped, removed from the
+//! pool, socket deleted).
+//!
+//! Choices worth knowing:
+//! - Failures are of three kinds: `startup` (exited or not ready in time), `crash`
+//!   (exited while running) and `ping` (no answer within `pingResponseTime`; the worker
+//!   is killed at once). All three count toward rapid-fail protection, which takes the
+//!   pool `AppOffline` when `rapidFailProtectionMaxCrashes` failures fall within
+//!   `rapidFailProtectionInterval`; `start_pool` (or a changed config) brings it back.
+//! - Restarts after a failure wait 0.1 s, doubling to 10 s while failures keep coming;
+//!   30 s without one resets it. A recycle is not a failure and waits for nothing.
+//! - Recycles run one worker at a time per pool, so a garden never loses all its
+//!   members; with `disallowOverlappingRotation` the old worker is gone before the new
+//!   one starts (requests wait in the pool queue meanwhile).
+//! - A config change recycles workers only when what they run changed (process model,
+//!   upstream timeouts, initialization pages); queue and recycling settings apply live.
+//! - `onDemand` pools start all `maxProcesses` workers on the first waiting request and
+//!   stop them after `idleTimeout` (counted from when each became ready, so a worker
+//!   just started for a request is never idle-stopped). `alwaysRunning` pools ignore
+//!   `idleTimeout`: they would be restarted at once.
+//! - A health ping that gets any HTTP answer counts as alive (a busy worker may answer
+//!   503); readiness needs a 2xx.
+//! - The supervisor follows the pool's state: a pool stopped by anyone loses its
+//!   workers; an `alwaysRunning` pool started by anyone gets them back.
 
 mod manager;
 mod policy;
