@@ -1018,3 +1018,121 @@ async fn workers_run_as_the_configured_user() {
     })
     .await
 }
+
+/// Through the whole front: YAML config, listener, router, pool queue, supervised
+/// `roost worker` garden; a recycle under steady client load fails no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_through_the_front_with_a_recycle_under_load() {
+    use hyper_util::rt::TokioIo;
+    with_timeout(async {
+        init_tracing();
+        let yaml = r#"
+sites:
+  - name: main
+    bindings:
+      - listen: 127.0.0.1:0
+    applications:
+      - {path: /, pool: app}
+pools:
+  app:
+    startMode: alwaysRunning
+    processModel:
+      maxProcesses: 2
+      maxConcurrentRequestsPerProcess: 8
+      pingInterval: 1s
+      shutdownTimeLimit: 5s
+    worker:
+      app: demo
+"#;
+        let cfg = roost::config::load_str(yaml, "test").expect("valid config");
+        let dir = tempfile::Builder::new()
+            .prefix("rs")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let sup = Supervisor::new(SupervisorOptions {
+            roost_exe: env!("CARGO_BIN_EXE_roost").into(),
+            runtime_dir: Some(dir.path().join("run")),
+        });
+        let front = roost::front::Front::start(cfg, vec![sup.clone()])
+            .await
+            .expect("front starts");
+        let addr = front.bound_addresses()[0].1;
+        let pool = front.pool("app").unwrap();
+        wait_for("2 members", Duration::from_secs(20), || {
+            pool.members().len() == 2
+        })
+        .await;
+        let before: Vec<u32> = pool.members().iter().filter_map(|m| m.pid).collect();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    let (mut tx, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                            .await
+                            .unwrap();
+                    tokio::spawn(conn);
+                    let (mut ok, mut bad) = (0u64, Vec::new());
+                    let mut pids = std::collections::HashSet::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        tx.ready().await.unwrap();
+                        let req = http::Request::get("/pid")
+                            .header("host", "localhost")
+                            .body(roost::body::empty())
+                            .unwrap();
+                        let resp = tx.send_request(req).await.unwrap();
+                        let status = resp.status();
+                        let body = resp.into_body().collect().await.unwrap().to_bytes();
+                        let body = String::from_utf8_lossy(&body).trim().to_string();
+                        if status == 200 {
+                            ok += 1;
+                            pids.insert(body);
+                        } else {
+                            bad.push(format!("{status} {body}"));
+                        }
+                    }
+                    (ok, bad, pids)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sup.recycle("app").unwrap();
+        wait_for("both workers replaced", Duration::from_secs(30), || {
+            let now: Vec<u32> = pool.members().iter().filter_map(|m| m.pid).collect();
+            now.len() == 2 && now.iter().all(|p| !before.contains(p))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (mut ok, mut bad, mut seen) = (0, Vec::new(), std::collections::HashSet::new());
+        for c in clients {
+            let (o, b, p) = c.await.unwrap();
+            ok += o;
+            bad.extend(b);
+            seen.extend(p);
+        }
+        assert!(
+            bad.is_empty(),
+            "{} failed: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+        // Served by the old workers and by their replacements.
+        assert!(seen.len() >= 3, "pids seen: {seen:?}");
+        eprintln!(
+            "through the front: {ok} requests over a garden recycle, 0 failed, {} worker pids",
+            seen.len()
+        );
+        let st = sup.status("app").unwrap();
+        assert_eq!(st.recycles_total.get("onDemand"), Some(&2));
+        front.shutdown(Duration::from_secs(2)).await;
+        sup.shutdown().await;
+        for p in before {
+            assert!(!alive(p));
+        }
+    })
+    .await
+}
