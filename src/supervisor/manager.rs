@@ -26,8 +26,11 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 /// How often recycle triggers and the idle timeout are checked.
 const TICK: Duration = Duration::from_millis(250);
-/// Memory is sampled every this many ticks.
+/// Memory is sampled every this many ticks when a privateMemory limit needs it (1 s),
+/// else every [`MEMORY_EVERY_IDLE`] (5 s) for the status. Walking a big process's page
+/// tables for smaps_rollup is not free.
 const MEMORY_EVERY: u64 = 4;
+const MEMORY_EVERY_IDLE: u64 = 20;
 /// Between SIGTERM and SIGKILL (never longer than shutdownTimeLimit).
 const TERM_GRACE: Duration = Duration::from_secs(10);
 
@@ -674,7 +677,13 @@ impl State {
     }
 
     fn on_tick(&mut self, ticks: u64) {
-        if ticks % MEMORY_EVERY == 0 {
+        let every = if self.cfg.recycling.private_memory_kib > 0 {
+            MEMORY_EVERY
+        } else {
+            MEMORY_EVERY_IDLE
+        };
+        // The first sample comes soon after a start, whatever the cadence.
+        if ticks % every == 0 || ticks == MEMORY_EVERY {
             let pids: Vec<(u64, u32)> = self
                 .workers
                 .values()
@@ -713,13 +722,19 @@ impl State {
         }
         let rec = self.cfg.recycling.clone();
         // Schedule: times of day, local clock.
-        let sod = policy::local_seconds_of_day(SystemTime::now());
-        let scheduled = self.last_schedule_check.is_some_and(|prev| {
-            rec.schedule
-                .iter()
-                .any(|&at| policy::schedule_crossed(prev, sod, at))
-        });
-        self.last_schedule_check = Some(sod);
+        let scheduled = if rec.schedule.is_empty() {
+            self.last_schedule_check = None;
+            false
+        } else {
+            let sod = policy::local_seconds_of_day(SystemTime::now());
+            let crossed = self.last_schedule_check.is_some_and(|prev| {
+                rec.schedule
+                    .iter()
+                    .any(|&at| policy::schedule_crossed(prev, sod, at))
+            });
+            self.last_schedule_check = Some(sod);
+            crossed
+        };
         for w in self.workers.values_mut() {
             if w.phase != Phase::Running || w.retiring || w.recycle.is_some() {
                 continue;
