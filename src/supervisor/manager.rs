@@ -495,11 +495,19 @@ impl State {
             let client = Client::new(member.client.endpoint().clone(), &timeouts);
             let path = process::ping_path(pm);
             let (interval, limit, tx) = (pm.ping_interval, pm.ping_response_time, self.tx.clone());
+            let pid = w.pid;
             let h = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(interval).await;
                     if let Err(detail) = process::probe(&client, path.as_deref(), limit, true).await
                     {
+                        // A worker that died is not a ping failure: its exit is reported
+                        // (as a crash) once it is reaped.
+                        if let Some(pid) = pid {
+                            if process::is_dead(pid).await {
+                                return;
+                            }
+                        }
                         let _ = tx.send(Event::PingFailed { id, detail });
                         return;
                     }

@@ -393,6 +393,21 @@ async fn connect(endpoint: &Endpoint) -> Result<(), String> {
     .map_err(|e| format!("connect {endpoint}: {e}"))
 }
 
+/// Has the process exited (a zombie not yet reaped, or gone)? Only the process task
+/// reaps our children, so until it has, the pid cannot belong to anyone else.
+pub(crate) async fn is_dead(pid: u32) -> bool {
+    match tokio::fs::read_to_string(format!("/proc/{pid}/stat")).await {
+        Ok(stat) => matches!(stat_state(&stat), Some('Z') | Some('X') | None),
+        Err(_) => true,
+    }
+}
+
+/// The state letter of a /proc/PID/stat line (after the command name, which may itself
+/// contain spaces and parentheses).
+fn stat_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 /// Private memory of a process in KiB (IIS "private bytes"): Private_Clean +
 /// Private_Dirty from smaps_rollup, or VmRSS where smaps_rollup is missing.
 pub(crate) async fn private_memory_kib(pid: u32) -> Option<u64> {
@@ -448,6 +463,23 @@ mod tests {
             .await
             .expect("reader finished")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn dead_and_live_processes_are_told_apart() {
+        assert_eq!(stat_state("42 (a) b) Z 1 2"), Some('Z'));
+        assert_eq!(stat_state("42 (x) S 1"), Some('S'));
+        assert!(!is_dead(std::process::id()).await);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: a zombie, and so already dead.
+        let start = std::time::Instant::now();
+        while !is_dead(pid).await {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child.wait().unwrap();
+        assert!(is_dead(pid).await);
     }
 
     #[test]
