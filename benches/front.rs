@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A small hyper backend on its own runtime threads: `/` answers 13 bytes, `/slow`
@@ -46,7 +49,9 @@ fn start_backend() -> SocketAddr {
                         if req.uri().path() == "/slow" {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello, world\n"))))
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                            b"hello, world\n",
+                        ))))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(s), svc)
@@ -59,7 +64,11 @@ fn start_backend() -> SocketAddr {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Roost {
@@ -102,7 +111,11 @@ fn start_roost(backend: SocketAddr, slots: usize, queue: usize) -> Roost {
         assert!(Instant::now() < deadline, "roost did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    Roost { child, addr, _dir: dir }
+    Roost {
+        child,
+        addr,
+        _dir: dir,
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -125,7 +138,13 @@ struct Run {
 
 /// `conns` keep-alive HTTP/1.1 connections sending `path` back to back for `secs`.
 /// With `pace`, each connection waits that long between requests (an open-ish load).
-async fn load(addr: SocketAddr, path: &'static str, conns: usize, secs: u64, pace: Option<Duration>) -> Run {
+async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    conns: usize,
+    secs: u64,
+    pace: Option<Duration>,
+) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..conns {
@@ -135,12 +154,19 @@ async fn load(addr: SocketAddr, path: &'static str, conns: usize, secs: u64, pac
             let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
             let s = TcpStream::connect(addr).await.unwrap();
             let _ = s.set_nodelay(true);
-            let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+            let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+                .await
+                .unwrap();
             tokio::spawn(conn);
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let req = Request::get(path).header("host", "bench").body(Empty::<Bytes>::new()).unwrap();
-                let Ok(resp) = tx.send_request(req).await else { break };
+                let req = Request::get(path)
+                    .header("host", "bench")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let Ok(resp) = tx.send_request(req).await else {
+                    break;
+                };
                 let status = resp.status().as_u16();
                 let _ = resp.into_body().collect().await;
                 lat.push(t.elapsed());
@@ -166,7 +192,11 @@ async fn load(addr: SocketAddr, path: &'static str, conns: usize, secs: u64, pac
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    let q = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
+    let q = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
     Run {
         rps: all.len() as f64 / elapsed,
         p50_ms: q(0.5),
@@ -189,11 +219,15 @@ fn main() {
     let conns = env_or("BENCH_CONNS", 64) as usize;
     let reps = env_or("BENCH_REPS", 3);
     let backend = start_backend();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     println!("## Small keep-alive responses, {conns} connections, {secs}s x {reps} interleaved");
     let roost = start_roost(backend, 10_000, 1000);
-    let (mut d_rps, mut r_rps, mut d_p99, mut r_p99, mut d_p50, mut r_p50) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut d_rps, mut r_rps, mut d_p99, mut r_p99, mut d_p50, mut r_p50) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     rt.block_on(async {
         for _ in 0..reps {
             let d = load(backend, "/", conns, secs, None).await;
@@ -212,8 +246,16 @@ fn main() {
     });
     let (dr, rr) = (median(d_rps), median(r_rps));
     println!("| path | req/s (median) | p50 ms | p99 ms |\n|---|---|---|---|");
-    println!("| direct | {dr:.0} | {:.2} | {:.2} |", median(d_p50), median(d_p99));
-    println!("| through roost | {rr:.0} | {:.2} | {:.2} |", median(r_p50), median(r_p99));
+    println!(
+        "| direct | {dr:.0} | {:.2} | {:.2} |",
+        median(d_p50),
+        median(d_p99)
+    );
+    println!(
+        "| through roost | {rr:.0} | {:.2} | {:.2} |",
+        median(r_p50),
+        median(r_p99)
+    );
     println!("ratio roost/direct: {:.2}", rr / dr);
     drop(roost);
 
@@ -225,10 +267,20 @@ fn main() {
         let _ = load(roost.addr, "/", 4, 1, None).await;
         let before = rss_kib(pid);
         // 40 connections each pacing 200 ms ≈ 200 req/s offered against 20 req/s capacity.
-        let r = load(roost.addr, "/slow", 40, secs, Some(Duration::from_millis(200))).await;
+        let r = load(
+            roost.addr,
+            "/slow",
+            40,
+            secs,
+            Some(Duration::from_millis(200)),
+        )
+        .await;
         let after = rss_kib(pid);
         println!("statuses {:?}", r.statuses);
-        println!("all responses: p50 {:.3} ms p99 {:.3} ms", r.p50_ms, r.p99_ms);
+        println!(
+            "all responses: p50 {:.3} ms p99 {:.3} ms",
+            r.p50_ms, r.p99_ms
+        );
         // The 503s alone: measure them directly with the queue kept full.
         let filler = tokio::spawn(load(roost.addr, "/slow", 12, secs + 1, None));
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -238,6 +290,9 @@ fn main() {
             "QueueFull responses while the queue is full: {:.0}/s, p50 {:.3} ms, p99 {:.3} ms {:?}",
             rej.rps, rej.p50_ms, rej.p99_ms, rej.statuses
         );
-        println!("roost RSS before {before} KiB, after {after} KiB ({:+} KiB)", after as i64 - before as i64);
+        println!(
+            "roost RSS before {before} KiB, after {after} KiB ({:+} KiB)",
+            after as i64 - before as i64
+        );
     });
 }

@@ -31,7 +31,11 @@ fn routing(c: &mut Criterion) {
         let router: HostRouter<u32> = HostRouter::new([&s], |_| 1);
         let path = format!("/app{}/v{}/orders/42", n - 1, (n - 1) % 7);
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter(|| router.route(black_box(Some("www.example.com")), black_box(&path)).is_some())
+            b.iter(|| {
+                router
+                    .route(black_box(Some("www.example.com")), black_box(&path))
+                    .is_some()
+            })
         });
     }
     g.finish();
@@ -44,7 +48,11 @@ fn pool_cfg() -> roost::config::model::Pool {
 
 fn queue(c: &mut Criterion) {
     let cfg = pool_cfg();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let pool = Pool::new(&cfg);
     let timeouts = cfg.timeouts.clone();
     let client = roost::upstream::Client::new(
@@ -57,7 +65,8 @@ fn queue(c: &mut Criterion) {
     pool.add_member(Member::new("m", None, client, 1_000_000, 1));
     let key = PickKey::default();
     c.bench_function("queue/admit_release", |b| {
-        b.to_async(&rt).iter(|| async { drop(pool.acquire(&key).await.unwrap()) })
+        b.to_async(&rt)
+            .iter(|| async { drop(pool.acquire(&key).await.unwrap()) })
     });
     // Contention: 8 tasks admit/release concurrently; time per operation.
     c.bench_function("queue/admit_release_8_tasks", |b| {
@@ -90,7 +99,10 @@ fn header_rewrite(c: &mut Criterion) {
     let mut base = HeaderMap::new();
     for (k, v) in [
         ("host", "www.example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
         ("accept", "text/html,application/xhtml+xml"),
         ("accept-encoding", "gzip, deflate, br"),
         ("accept-language", "en-US,en;q=0.9"),

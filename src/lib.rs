@@ -13,6 +13,6 @@ pub mod farm;
 pub mod front;
 pub mod pool;
 pub mod serve;
-pub mod upstream;
 pub mod supervisor;
+pub mod upstream;
 pub mod worker;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "roost", version, about = "The IIS request-processing model on Linux")]
+#[command(
+    name = "roost",
+    version,
+    about = "The IIS request-processing model on Linux"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -35,7 +39,10 @@ fn main() -> ExitCode {
     }) {
         Command::Serve { config } => {
             roost::serve::init_logging();
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("roost: cannot start the runtime: {e}");
@@ -56,7 +63,11 @@ fn main() -> ExitCode {
             }
             Err(errors) => {
                 eprintln!("{errors}");
-                eprintln!("{} problem(s) in {}", errors.problems.len(), config.display());
+                eprintln!(
+                    "{} problem(s) in {}",
+                    errors.problems.len(),
+                    config.display()
+                );
                 ExitCode::from(2)
             }
         },

@@ -3,6 +3,7 @@
 
 use crate::config;
 use crate::front::{Front, PoolHooks};
+use crate::supervisor::{Supervisor, SupervisorOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use tokio::signal::unix::{signal, SignalKind};
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if std::env::var("ROOST_LOG_FORMAT").is_ok_and(|v| v == "json") {
         let _ = builder.json().try_init();
     } else {
@@ -23,6 +26,7 @@ pub fn init_logging() {
 /// Everything `serve` started, for in-process callers (tests, embedding).
 pub struct Running {
     pub front: Arc<Front>,
+    pub supervisor: Arc<Supervisor>,
     pub config_path: PathBuf,
 }
 
@@ -40,10 +44,16 @@ pub enum StartFailure {
 pub async fn start(path: &Path) -> Result<Running, StartFailure> {
     let (cfg, source) = config::load_default_or_file(path).map_err(StartFailure::Config)?;
     tracing::info!(config = %source, "configuration loaded");
-    let hooks: Vec<Arc<dyn PoolHooks>> = Vec::new();
+    let roost_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("roost"));
+    let supervisor = Supervisor::new(SupervisorOptions {
+        roost_exe,
+        runtime_dir: None,
+    });
+    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone()];
     let front = Front::start(cfg, hooks).await?;
     Ok(Running {
         front,
+        supervisor,
         config_path: path.to_path_buf(),
     })
 }
@@ -86,6 +96,7 @@ pub async fn run(path: &Path) -> ExitCode {
     }
     let grace = running.front.limits().shutdown_grace;
     running.front.shutdown(grace).await;
+    running.supervisor.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

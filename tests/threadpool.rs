@@ -360,3 +360,38 @@ fn hill_climbing_adds_threads_for_latency_bound_work() {
     pool.set_limits(1, 1); // let the backlog drain quickly-ish, then stop
     pool.shutdown();
 }
+
+#[test]
+fn cpu_bound_flood_keeps_the_goal_near_the_core_count() {
+    // Reference scenario 1 with the real defaults (CPU veto at 95 %, starvation on): 1 ms
+    // spinning items keep every core busy, so extra threads cannot raise throughput.
+    let cores = roost::worker::threadpool::cores();
+    let pool = ThreadPool::new(ThreadPoolConfig::new("it-cpu", cores, 64));
+    let spin = || {
+        let end = Instant::now() + Duration::from_millis(1);
+        let mut x = 0u64;
+        while Instant::now() < end {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    };
+    let start = Instant::now();
+    let mut goals = Vec::new();
+    while start.elapsed() < Duration::from_secs(4) {
+        while pool.counters().queued < 50 {
+            pool.spawn(spin);
+        }
+        if start.elapsed() > Duration::from_secs(2) {
+            goals.push(pool.counters().goal);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mean = goals.iter().sum::<usize>() as f64 / goals.len() as f64;
+    let c = pool.counters();
+    eprintln!("cpu-bound: cores {cores}, mean goal {mean:.2} over the last 2 s; {c:?}");
+    assert!(
+        mean <= cores as f64 + 3.0,
+        "mean goal {mean} with {cores} cores"
+    );
+    pool.set_limits(1, 1);
+    pool.shutdown();
+}

@@ -26,7 +26,7 @@ fn pki(names: &[&str]) -> Pki {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     for n in names {
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![n.to_string()])
+        let cert = CertificateParams::new(vec![n.to_string(), format!("*.{n}")])
             .unwrap()
             .signed_by(&key, &ca, &ca_key)
             .unwrap();
@@ -39,11 +39,13 @@ fn pki(names: &[&str]) -> Pki {
 }
 
 fn client_config(roots: &rustls::RootCertStore, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots.clone())
+    .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(cfg)
 }
@@ -56,7 +58,10 @@ async fn tls_connect(
     let tcp = TcpStream::connect(addr).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(cfg);
     connector
-        .connect(rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .connect(
+            rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap(),
+            tcp,
+        )
         .await
         .unwrap()
 }
@@ -91,20 +96,32 @@ async fn sni_picks_the_certificate_and_alpn_picks_the_protocol() {
     // h2 over TLS for a.test: the handshake only verifies if a.test's certificate is served.
     let s = tls_connect(f.addr, "a.test", client_config(&pki.roots, &[b"h2"])).await;
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-        .await
-        .unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let resp = tx
-        .send_request(Request::get("https://a.test/over-h2").body(empty()).unwrap())
+        .send_request(
+            Request::get("https://a.test/over-h2")
+                .body(empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let (st, _, body) = read(resp).await;
     assert_eq!((st, body.as_str()), (StatusCode::OK, "be /over-h2"));
 
     // HTTP/1.1 over TLS for a wildcard name on the second certificate.
-    let s = tls_connect(f.addr, "www.b.test", client_config(&pki.roots, &[b"http/1.1"])).await;
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+    let s = tls_connect(
+        f.addr,
+        "www.b.test",
+        client_config(&pki.roots, &[b"http/1.1"]),
+    )
+    .await;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = tx
         .send_request(
@@ -120,10 +137,17 @@ async fn sni_picks_the_certificate_and_alpn_picks_the_protocol() {
 
     // The forwarded proto says https.
     let s = tls_connect(f.addr, "b.test", client_config(&pki.roots, &[])).await;
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = tx
-        .send_request(Request::get("/headers").header("host", "b.test").body(empty()).unwrap())
+        .send_request(
+            Request::get("/headers")
+                .header("host", "b.test")
+                .body(empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let (_, _, body) = read(resp).await;
@@ -134,11 +158,18 @@ async fn sni_picks_the_certificate_and_alpn_picks_the_protocol() {
 async fn stalled_tls_handshake_is_cut_off() {
     let pki = pki(&["a.test", "b.test"]);
     let be = Backend::start("be").await;
-    let f = TestFront::start(&yaml(pki.dir.path(), &be.addr.to_string(), "limits: {tlsHandshakeTimeout: 300ms}")).await;
+    let f = TestFront::start(&yaml(
+        pki.dir.path(),
+        &be.addr.to_string(),
+        "limits: {tlsHandshakeTimeout: 300ms}",
+    ))
+    .await;
     let mut s = TcpStream::connect(f.addr).await.unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 16];
-    let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("closed in time");
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("closed in time");
     assert!(matches!(r, Ok(0) | Err(_)));
     assert!(started.elapsed() >= Duration::from_millis(250));
 }

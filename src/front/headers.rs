@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn host_rules() {
         assert_eq!(validate(&req(&[])), Err(Invalid::MissingHost));
-        assert_eq!(validate(&req(&[("host", "a"), ("host", "b")])), Err(Invalid::DuplicateHost));
+        assert_eq!(
+            validate(&req(&[("host", "a"), ("host", "b")])),
+            Err(Invalid::DuplicateHost)
+        );
         assert_eq!(validate(&req(&[("host", "a")])), Ok(()));
         let mut r10 = req(&[]);
         *r10.version_mut() = Version::HTTP_10;
@@ -170,18 +173,29 @@ mod tests {
         let ok = req(&[("host", "a"), ("transfer-encoding", "chunked")]);
         assert_eq!(validate(&ok), Ok(()));
         for bad in [
-            &[("host", "a"), ("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")][..],
+            &[
+                ("host", "a"),
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ][..],
             &[("host", "a"), ("transfer-encoding", ",chunked")][..],
             &[("host", "a"), ("transfer-encoding", "gzip, chunked")][..],
         ] {
-            assert_eq!(validate(&req(bad)), Err(Invalid::BadTransferEncoding), "{bad:?}");
+            assert_eq!(
+                validate(&req(bad)),
+                Err(Invalid::BadTransferEncoding),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn hop_by_hop_removed_and_connection_listed_too() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
@@ -206,7 +220,12 @@ mod tests {
     fn forwarded_headers_appended() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded(&mut h, Some("example.com"), "127.0.0.1".parse().unwrap(), true);
+        add_forwarded(
+            &mut h,
+            Some("example.com"),
+            "127.0.0.1".parse().unwrap(),
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "example.com");

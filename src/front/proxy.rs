@@ -144,7 +144,10 @@ pub(super) async fn handle(
     );
     // HTTP/2 clients send `:authority`, not `Host`; the HTTP/1.1 upstream needs `Host`.
     if !parts.headers.contains_key(header::HOST) {
-        if let Some(h) = host.as_deref().and_then(|h| http::HeaderValue::from_str(h).ok()) {
+        if let Some(h) = host
+            .as_deref()
+            .and_then(|h| http::HeaderValue::from_str(h).ok())
+        {
             parts.headers.insert(header::HOST, h);
         }
     }
@@ -323,9 +326,15 @@ impl http_body::Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let r = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = r {
+        let mut this = self.project();
+        let r = this.inner.as_mut().poll_frame(cx);
+        // hyper stops polling after the frame that makes `is_end_stream()` true.
+        let ended = match &r {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
             if let Some(mut d) = this.done.take() {
                 d.complete(false);
             }

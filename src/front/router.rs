@@ -38,7 +38,10 @@ pub struct Route<'a, T> {
 
 impl<T> HostRouter<T> {
     /// Build from the sites bound to one address; `resolve` maps a pool name to `T`.
-    pub fn new<'a>(sites: impl IntoIterator<Item = &'a Site>, mut resolve: impl FnMut(&str) -> T) -> Self {
+    pub fn new<'a>(
+        sites: impl IntoIterator<Item = &'a Site>,
+        mut resolve: impl FnMut(&str) -> T,
+    ) -> Self {
         let mut r = HostRouter {
             sites: Vec::new(),
             exact: HashMap::new(),
@@ -159,9 +162,17 @@ mod tests {
 
     fn router() -> HostRouter<String> {
         let sites = [
-            site("api", &["api.example.com"], &[("/", "api-root"), ("/v2", "api-v2")]),
+            site(
+                "api",
+                &["api.example.com"],
+                &[("/", "api-root"), ("/v2", "api-v2")],
+            ),
             site("wild", &["*.example.com"], &[("/", "wild")]),
-            site("default", &[], &[("/", "web"), ("/app", "app"), ("/app/admin", "admin")]),
+            site(
+                "default",
+                &[],
+                &[("/", "web"), ("/app", "app"), ("/app/admin", "admin")],
+            ),
         ];
         HostRouter::new(sites.iter(), |p| p.to_string())
     }
@@ -173,14 +184,35 @@ mod tests {
     #[test]
     fn host_then_longest_prefix() {
         let r = router();
-        assert_eq!(pool(&r, Some("api.example.com"), "/v2/x").as_deref(), Some("api-v2"));
-        assert_eq!(pool(&r, Some("API.Example.com:8443"), "/v2").as_deref(), Some("api-v2"));
-        assert_eq!(pool(&r, Some("api.example.com"), "/v20").as_deref(), Some("api-root"));
-        assert_eq!(pool(&r, Some("x.example.com"), "/").as_deref(), Some("wild"));
+        assert_eq!(
+            pool(&r, Some("api.example.com"), "/v2/x").as_deref(),
+            Some("api-v2")
+        );
+        assert_eq!(
+            pool(&r, Some("API.Example.com:8443"), "/v2").as_deref(),
+            Some("api-v2")
+        );
+        assert_eq!(
+            pool(&r, Some("api.example.com"), "/v20").as_deref(),
+            Some("api-root")
+        );
+        assert_eq!(
+            pool(&r, Some("x.example.com"), "/").as_deref(),
+            Some("wild")
+        );
         assert_eq!(pool(&r, Some("example.com"), "/").as_deref(), Some("web"));
-        assert_eq!(pool(&r, Some("other.org"), "/app/admin/users").as_deref(), Some("admin"));
-        assert_eq!(pool(&r, Some("other.org"), "/app/x").as_deref(), Some("app"));
-        assert_eq!(pool(&r, Some("other.org"), "/apple").as_deref(), Some("web"));
+        assert_eq!(
+            pool(&r, Some("other.org"), "/app/admin/users").as_deref(),
+            Some("admin")
+        );
+        assert_eq!(
+            pool(&r, Some("other.org"), "/app/x").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            pool(&r, Some("other.org"), "/apple").as_deref(),
+            Some("web")
+        );
         assert_eq!(pool(&r, None, "/app").as_deref(), Some("app"));
         assert_eq!(pool(&r, Some("[::1]:80"), "/").as_deref(), Some("web"));
     }

@@ -303,6 +303,7 @@ async fn hash_is_consistent_when_a_member_joins() {
         let key = PickKey {
             hash: Some(hash_key(&k.to_le_bytes())),
             affinity: None,
+            avoid: None,
         };
         before.push(pool.acquire(&key).await.unwrap().member().label.clone());
     }
@@ -312,6 +313,7 @@ async fn hash_is_consistent_when_a_member_joins() {
         let key = PickKey {
             hash: Some(hash_key(&k.to_le_bytes())),
             affinity: None,
+            avoid: None,
         };
         let now = pool.acquire(&key).await.unwrap().member().label.clone();
         if now != before[k as usize] {

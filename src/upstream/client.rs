@@ -146,12 +146,7 @@ impl Client {
         .await
         {
             Ok(r) => r?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connect timed out",
-                ))
-            }
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
         };
         let (tx, conn) = http1::Builder::new()
             .handshake(io)
@@ -214,9 +209,16 @@ impl http_body::Body for UpstreamBody {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let r = this.body.poll_frame(cx);
-        if let std::task::Poll::Ready(None) = r {
+        let mut this = self.project();
+        let r = this.body.as_mut().poll_frame(cx);
+        // The server side stops polling once `is_end_stream()` says so (a sized body's
+        // last frame), so the end is noticed here too, not only at `Ready(None)`.
+        let ended = match &r {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            _ => false,
+        };
+        if ended {
             if let Some((client, tx)) = this.back.take() {
                 client.put_back(tx);
             }

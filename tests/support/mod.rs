@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
-pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type BoxBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// A real HTTP/1.1 backend with a few behaviours chosen by path:
 /// `/slow?ms=N&id=X` waits, `/echo` streams the body back, `/big?n=N` streams N bytes,
@@ -46,7 +47,9 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
 }
 
 fn full(s: impl Into<Bytes>) -> BoxBody {
-    Full::new(s.into()).map_err(|e: Infallible| match e {}).boxed()
+    Full::new(s.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
 }
 
 impl Backend {
@@ -57,14 +60,24 @@ impl Backend {
         let active = Arc::new(AtomicUsize::new(0));
         let max_active = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (n, a, act, mx, rq) = (name.to_string(), arrivals.clone(), active.clone(), max_active.clone(), requests.clone());
+        let (n, a, act, mx, rq) = (
+            name.to_string(),
+            arrivals.clone(),
+            active.clone(),
+            max_active.clone(),
+            requests.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (n, a, act, mx, rq) = (n.clone(), a.clone(), act.clone(), mx.clone(), rq.clone());
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (n, a, act, mx, rq) =
+                    (n.clone(), a.clone(), act.clone(), mx.clone(), rq.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (n, a, act, mx, rq) = (n.clone(), a.clone(), act.clone(), mx.clone(), rq.clone());
+                        let (n, a, act, mx, rq) =
+                            (n.clone(), a.clone(), act.clone(), mx.clone(), rq.clone());
                         async move {
                             rq.fetch_add(1, Ordering::SeqCst);
                             if let Some(id) = query(&req, "id") {
@@ -100,16 +113,23 @@ async fn backend_handle(name: &str, mut req: Request<Incoming>) -> Response<BoxB
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/slow" => {
-            let ms: u64 = query(&req, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+            let ms: u64 = query(&req, "ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            Response::new(full(format!("{name} slow {}", query(&req, "id").unwrap_or_default())))
+            Response::new(full(format!(
+                "{name} slow {}",
+                query(&req, "id").unwrap_or_default()
+            )))
         }
         "/echo" => {
             let (_, body) = req.into_parts();
             Response::new(body.map_err(|e| Box::new(e) as _).boxed())
         }
         "/big" => {
-            let n: usize = query(&req, "n").and_then(|v| v.parse().ok()).unwrap_or(1 << 20);
+            let n: usize = query(&req, "n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1 << 20);
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
             let stream = futures_util::stream::unfold(n, move |left| {
                 let chunk = chunk.clone();
@@ -118,7 +138,12 @@ async fn backend_handle(name: &str, mut req: Request<Incoming>) -> Response<BoxB
                         return None;
                     }
                     let take = left.min(chunk.len());
-                    Some((Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(chunk.slice(..take))), left - take))
+                    Some((
+                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(
+                            chunk.slice(..take),
+                        )),
+                        left - take,
+                    ))
                 }
             });
             Response::new(BodyExt::boxed(StreamBody::new(stream)))
@@ -164,8 +189,11 @@ pub struct TestFront {
 
 impl TestFront {
     pub async fn start(yaml: &str) -> TestFront {
-        let cfg = roost::config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("config: {e}"));
-        let front = roost::front::Front::start(cfg, vec![]).await.expect("front starts");
+        let cfg =
+            roost::config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("config: {e}"));
+        let front = roost::front::Front::start(cfg, vec![])
+            .await
+            .expect("front starts");
         let addr = front.bound_addresses()[0].1;
         TestFront { front, addr }
     }
@@ -185,7 +213,9 @@ pub fn init_tracing() {
 /// One HTTP/1.1 connection to `addr`.
 pub async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<BoxBody> {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
@@ -195,7 +225,10 @@ pub async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Box
 /// GET over a fresh HTTP/1.1 connection; returns status, the reason header and the body.
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (StatusCode, Option<String>, String) {
     let mut tx = h1(addr).await;
-    let req = Request::get(path).header("host", host).body(full("")).unwrap();
+    let req = Request::get(path)
+        .header("host", host)
+        .body(full(""))
+        .unwrap();
     let resp = tx.send_request(req).await.unwrap();
     read(resp).await
 }
@@ -206,7 +239,12 @@ pub async fn read(resp: Response<Incoming>) -> (StatusCode, Option<String>, Stri
         .headers()
         .get("x-roost-reason")
         .map(|v| v.to_str().unwrap().to_string());
-    let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     (status, reason, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -221,9 +259,10 @@ pub fn body(s: impl Into<Bytes>) -> BoxBody {
 /// h2c (prior knowledge) client.
 pub async fn h2c(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<BoxBody> {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     tx
 }

@@ -632,10 +632,38 @@ mod tests {
                 first_14 >= 1.0,
                 "seed {seed}: reached 14 at {first_14:.2} s"
             );
+            // With ~7 completions per sample at the start, quantisation noise keeps the
+            // confidence low, so this climbs at well under the 4/s ceiling (about 0.6/s).
+            assert!(
+                first_14 <= 40.0,
+                "seed {seed}: reached 14 only at {first_14:.2} s"
+            );
             assert!(sim
                 .hc
                 .log()
                 .any(|e| e.transition == Transition::ClimbingMove));
+        }
+    }
+
+    #[test]
+    fn concurrency_limited_work_settles_at_the_optimum() {
+        // 1 ms items behind a downstream that serves 20 at a time: throughput grows with
+        // threads up to 20, then is flat. Many completions per sample = little noise, so the
+        // controller climbs near its rate limit and then holds at the knee.
+        for seed in 1..=5 {
+            let cfg = HillClimbingConfig {
+                seed,
+                ..Default::default()
+            };
+            let mut sim = Sim::new(cfg, CORES, 100, 0.02);
+            sim.run(40.0, |t| (t as f64 * 1000.0).min(20_000.0), |_| 20);
+            let first_18 = sim.goals.iter().find(|(_, g)| *g >= 18).unwrap().0;
+            assert!(
+                (4.0..=25.0).contains(&first_18),
+                "seed {seed}: reached 18 at {first_18:.2} s"
+            );
+            let mean = sim.mean_goal_last(10.0);
+            assert!((17.0..=25.0).contains(&mean), "seed {seed}: mean {mean}");
         }
     }
 

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde::Serialize;
 
+pub use cpu::CpuSource;
 pub use hill_climbing::{HillClimbing, HillClimbingConfig, LogEntry, Transition};
 
 /// Tuning of one pool. [`ThreadPoolConfig::new`] fills the .NET defaults.
@@ -56,6 +57,8 @@ pub struct ThreadPoolConfig {
     /// At or above this machine CPU percentage starvation needs goal × 2 ticks without a
     /// dequeue instead of one (.NET: 80 %).
     pub starvation_cpu_percent: u32,
+    /// Where CPU utilisation is read (machine-wide by default; see [`CpuSource`]).
+    pub cpu_source: CpuSource,
     pub hill_climbing: bool,
     pub hill_climbing_config: HillClimbingConfig,
     pub cooperative_blocking: bool,
@@ -83,6 +86,7 @@ impl ThreadPoolConfig {
             gate_tolerance: Duration::from_millis(50),
             starvation_detection: true,
             starvation_cpu_percent: 80,
+            cpu_source: CpuSource::Machine,
             hill_climbing: true,
             hill_climbing_config: HillClimbingConfig::default(),
             cooperative_blocking: true,
@@ -403,8 +407,14 @@ impl ThreadPool {
     pub fn shutdown(&self) {
         let inner = &self.inner;
         let deadline = Instant::now() + inner.cfg.shutdown_timeout;
+        // Called from one of our own threads: that thread can never exit while it waits.
+        let own_thread =
+            CURRENT.with(|c| c.borrow().as_ref().is_some_and(|i| Arc::ptr_eq(i, inner)));
         let mut st = inner.state.lock();
         inner.begin_shutdown(&mut st);
+        if own_thread {
+            return;
+        }
         while st.threads > 0 {
             if inner.exit_cv.wait_until(&mut st, deadline).timed_out() {
                 break;
@@ -467,6 +477,21 @@ pub fn is_pool_thread() -> bool {
     CURRENT.with(|c| c.borrow().is_some())
 }
 
+/// Delay before blocking may raise the goal from `goal` by one more thread (.NET
+/// `PortableThreadPool.Blocking`): one `step` per `per_step` threads above `without_delay`,
+/// capped at `max` (itself kept within the gate period by the caller's config).
+fn blocking_delay(
+    goal: usize,
+    without_delay: usize,
+    per_step: usize,
+    step: Duration,
+    max: Duration,
+) -> Duration {
+    let steps = 1 + goal.saturating_sub(without_delay) / per_step.max(1);
+    step.saturating_mul(steps.min(u32::MAX as usize) as u32)
+        .min(max)
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
@@ -491,6 +516,13 @@ impl Inner {
             drop(st);
             tracing::debug!(pool = %self.cfg.name, "work item dropped: pool is shut down");
             return;
+        }
+        if st.busy == 0 && st.queue.is_empty() {
+            // The pool was idle: start a fresh hill-climbing sample so the idle time does not
+            // count as time in which threads could have completed work.
+            st.sample_start = Instant::now();
+            st.sample_completions = 0;
+            st.sample_saturated = false;
         }
         st.queue.push_back(job);
         if st.busy + st.starting >= st.goal {
@@ -547,6 +579,10 @@ impl Inner {
         CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(&self)));
         let mut st = self.state.lock();
         let mut idle_deadline: Option<Instant> = None;
+        let slot = Arc::new(IdleSlot {
+            cv: Condvar::new(),
+            woken: AtomicBool::new(false),
+        });
         loop {
             if starting {
                 st.starting -= 1;
@@ -588,10 +624,9 @@ impl Inner {
                 (None, None) => None,
             };
             idle_deadline = deadline;
-            let slot = Arc::new(IdleSlot {
-                cv: Condvar::new(),
-                woken: AtomicBool::new(false),
-            });
+            // Our slot is never on the stack here (popped by a dispatcher or removed below),
+            // so it can be reused without a new allocation per wait.
+            slot.woken.store(false, Ordering::Relaxed);
             st.idle_stack.push(Arc::clone(&slot));
             let timed_out = match deadline {
                 Some(d) => slot.cv.wait_until(&mut st, d).timed_out(),
@@ -619,6 +654,11 @@ impl Inner {
             }
         }
         self.exit_thread(&mut st, id);
+        // Leaving because max was lowered: if we had been counted on for queued work, let
+        // another (idle) thread take it.
+        if !st.shutdown {
+            self.release_workers(&mut st);
+        }
     }
 
     fn retire(&self, st: &mut MutexGuard<'_, State>, id: u64) {
@@ -728,16 +768,20 @@ impl Inner {
             st.added_for_blocking -= remove;
         } else {
             let without_delay = (st.min + self.cfg.blocking_threads_without_delay).min(st.max);
-            let per_step = self.cfg.blocking_threads_per_delay_step.max(1);
+            let per_step = self.cfg.blocking_threads_per_delay_step;
             let mut idle_available = st.idle_stack.len();
             while st.goal < target {
                 // Releasing an already existing idle thread never waits.
                 let needs_new_thread = idle_available == 0;
                 idle_available = idle_available.saturating_sub(1);
                 if st.goal >= without_delay && needs_new_thread {
-                    let steps = 1 + (st.goal - without_delay) / per_step;
-                    let delay = (self.cfg.blocking_delay_step * steps as u32)
-                        .min(self.cfg.blocking_max_delay);
+                    let delay = blocking_delay(
+                        st.goal,
+                        without_delay,
+                        per_step,
+                        self.cfg.blocking_delay_step,
+                        self.cfg.blocking_max_delay,
+                    );
                     let since = st
                         .last_blocking_raise
                         .map_or(Duration::MAX, |t| now.duration_since(t));
@@ -784,7 +828,7 @@ impl Inner {
 
     /// The gate thread: CPU sampling, starvation detection, delayed blocking adjustments.
     fn gate_main(self: Arc<Self>) {
-        let mut cpu = cpu::CpuSampler::default();
+        let mut cpu = cpu::CpuSampler::new(self.cfg.cpu_source);
         let mut quiet_ticks = 0;
         let mut next_tick = Instant::now() + self.cfg.gate_interval;
         let mut st = self.state.lock();
@@ -933,6 +977,134 @@ mod tests {
             .counters()
             .threads
             <= 2));
+        pool.shutdown();
+    }
+
+    #[test]
+    fn blocking_delay_steps_match_the_reference() {
+        let (step, max) = (Duration::from_millis(25), Duration::from_millis(250));
+        // 8 cores, min 8: 16 at once, then 25 ms for goals 16..=23, 50 ms for 24..=31, ...
+        let d = |g| blocking_delay(g, 16, 8, step, max).as_millis();
+        assert_eq!((d(16), d(23), d(24), d(31), d(32)), (25, 25, 50, 50, 75));
+        assert_eq!(d(200), 250);
+        // Reference §2.4 (derived): reaching 128 threads takes about 19 s.
+        let total: u128 = (16..128).map(d).sum();
+        assert_eq!(total, 19_000);
+    }
+
+    #[test]
+    fn high_cpu_slows_starvation_injection() {
+        // Reference scenario 6: at CPU >= threshold the gate needs goal x 2 ticks without a
+        // dequeue. A threshold of 0 % makes every tick "high CPU"; 101 % none.
+        let run = |cpu_percent: u32| {
+            let mut c = ThreadPoolConfig::new("t-cpu", 2, 64);
+            c.gate_interval = Duration::from_millis(40);
+            c.gate_tolerance = Duration::from_millis(5);
+            c.starvation_cpu_percent = cpu_percent;
+            c.hill_climbing = false;
+            let pool = ThreadPool::new(c);
+            let release = Arc::new((parking_lot::Mutex::new(false), Condvar::new()));
+            for _ in 0..40 {
+                let release = Arc::clone(&release);
+                pool.spawn(move || {
+                    let mut open = release.0.lock();
+                    while !*open {
+                        release.1.wait(&mut open);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1200));
+            let injected = pool.counters().injections.starvation;
+            *release.0.lock() = true;
+            release.1.notify_all();
+            pool.shutdown();
+            injected
+        };
+        let low = run(101);
+        let high = run(0);
+        // Low CPU: ~1 per 40 ms tick (~30); high CPU: 2 -> 3 after 160 ms, 3 -> 4 after 240 ms,
+        // ... (~5). Loose: high must be clearly slower and still make progress.
+        assert!(high >= 1, "high-CPU starvation made no progress");
+        assert!(low >= 2 * high, "low {low} vs high {high}");
+    }
+
+    #[test]
+    fn unblocking_takes_back_only_what_blocking_added() {
+        // Reference §2.4 / scenario 8: an increase made by starvation (or hill climbing)
+        // survives a blocking episode.
+        let mut c = ThreadPoolConfig::new("t-unblock", 2, 20);
+        c.blocking_threads_without_delay = 2;
+        c.blocking_threads_per_delay_step = 2;
+        let pool = ThreadPool::new(c);
+        let inner = &pool.inner;
+        // The two min threads must be parked on the idle stack for "no delay" to apply.
+        assert!(wait_until(Duration::from_secs(5), || pool.counters().idle == 2));
+        {
+            let mut st = inner.state.lock();
+            st.goal = 5; // as if starvation had added 3
+            st.hc.force_change(5, Transition::Starvation);
+        }
+        for _ in 0..3 {
+            inner.notify_blocked(); // target min + 3 = 5: nothing to add
+        }
+        assert_eq!(pool.counters().goal, 5);
+        assert_eq!(pool.counters().injections.blocking, 0);
+        inner.notify_blocked();
+        inner.notify_blocked(); // target 7; two idle threads exist, so no delay applies
+        let c = pool.counters();
+        assert_eq!((c.goal, c.blocked, c.injections.blocking), (7, 5, 2));
+        for _ in 0..5 {
+            inner.notify_unblocked();
+        }
+        let c = pool.counters();
+        assert_eq!(
+            (c.goal, c.blocked),
+            (5, 0),
+            "starvation's increase must stay"
+        );
+        assert_eq!(
+            c.last_transition.map(|t| t.transition),
+            Some(Transition::CooperativeBlocking)
+        );
+        pool.shutdown();
+    }
+
+    #[test]
+    fn blocking_beyond_the_free_threads_waits_for_delay_steps() {
+        let mut c = ThreadPoolConfig::new("t-steps", 1, 50);
+        c.blocking_threads_without_delay = 1;
+        c.blocking_threads_per_delay_step = 1;
+        c.blocking_delay_step = Duration::from_millis(40);
+        c.blocking_max_delay = Duration::from_millis(200);
+        let pool = ThreadPool::new(c);
+        let inner = &pool.inner;
+        for _ in 0..10 {
+            inner.notify_blocked();
+        }
+        // min 1 + 1 without delay = 2 at once (one idle thread can be released at once too,
+        // so up to 3); the rest must wait for the gate's delayed steps.
+        let first = pool.counters().goal;
+        assert!((2..=3).contains(&first), "goal {first}");
+        assert!(wait_until(Duration::from_secs(10), || pool.counters().goal == 11));
+        for _ in 0..10 {
+            inner.notify_unblocked();
+        }
+        assert_eq!(pool.counters().goal, 1);
+        pool.shutdown();
+    }
+
+    #[test]
+    fn shutdown_from_a_pool_thread_does_not_wait_for_itself() {
+        let pool = ThreadPool::new(ThreadPoolConfig::new("t-self", 1, 1));
+        let (tx, rx) = mpsc::channel();
+        let p = Arc::clone(&pool);
+        let started = Instant::now();
+        pool.spawn(move || {
+            p.shutdown();
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(3)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3));
         pool.shutdown();
     }
 
