@@ -1145,3 +1145,43 @@ pools:
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garden_shrinks_and_grows_with_max_processes() {
+    with_timeout(async {
+        let mut pm = builtin();
+        pm.max_processes = 2;
+        let cfg = pool_cfg("elastic", pm);
+        let h = Harness::new(&cfg);
+        wait_for("2 members", Duration::from_secs(20), || {
+            h.pool.members().len() == 2
+        })
+        .await;
+        let with = |n: usize| {
+            let mut c = cfg.clone();
+            if let Backend::Garden(pm) = &mut c.backend {
+                pm.max_processes = n;
+            }
+            c
+        };
+        for n in [1, 3] {
+            h.sup.reconfigure(h.pool.clone(), &with(n));
+            wait_for("settled", Duration::from_secs(30), || {
+                let st = h.sup.status("elastic").unwrap();
+                h.pool.members().len() == n
+                    && st.workers.len() == n
+                    && st.workers.iter().all(|w| w.state == "running")
+            })
+            .await;
+            assert_eq!(get(&h.pool, "/.roost/ping").await.unwrap().0, 200);
+        }
+        let st = h.sup.status("elastic").unwrap();
+        assert!(
+            st.worker_failures_total.is_empty(),
+            "{:?}",
+            st.worker_failures_total
+        );
+        h.sup.shutdown().await;
+    })
+    .await
+}

@@ -185,11 +185,14 @@ impl Supervisor {
         &self.runtime_dir
     }
 
-    /// Start supervising a pool (a no-op for farm pools, whose members are remote).
-    /// Must be called inside a tokio runtime. Managing a pool that is already managed
-    /// is a reconfigure.
+    /// Start supervising a pool. Must be called inside a tokio runtime. Managing a
+    /// pool that is already managed is a reconfigure; a farm pool (its members are
+    /// remote) is not supervised, and a garden that became a farm is let go.
     pub fn manage(&self, pool: Arc<Pool>, cfg: &model::Pool) {
         if !matches!(cfg.backend, Backend::Garden(_)) {
+            if let Some(task) = self.detach(&cfg.name) {
+                self.detached.lock().push(task);
+            }
             return;
         }
         let mut pools = self.pools.lock();
@@ -218,11 +221,7 @@ impl Supervisor {
     /// took offline is started again when its config changed. A pool that became a farm
     /// is no longer supervised (its workers stop in the background).
     pub fn reconfigure(&self, pool: Arc<Pool>, cfg: &model::Pool) {
-        if matches!(cfg.backend, Backend::Garden(_)) {
-            self.manage(pool, cfg);
-        } else if let Some(task) = self.detach(&cfg.name) {
-            self.detached.lock().push(task);
-        }
+        self.manage(pool, cfg);
     }
 
     /// Stop supervising a pool: its workers are drained and stopped (SIGTERM, then
