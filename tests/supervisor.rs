@@ -1022,8 +1022,37 @@ async fn workers_run_as_the_configured_user() {
         let pool_dir = std::fs::metadata(run.join("lowly")).unwrap();
         assert_eq!(pool_dir.uid(), nobody.uid.as_raw());
         assert_eq!(get(&pool, "/pid").await.unwrap().1, pid.to_string());
+
+        // Back to running as ourselves: the pool directory is taken back.
+        let mut cfg2 = cfg.clone();
+        if let Backend::Garden(pm) = &mut cfg2.backend {
+            pm.user = None;
+        }
+        sup.reconfigure(pool.clone(), &cfg2);
+        wait_for(
+            "replaced by a worker running as root",
+            Duration::from_secs(20),
+            || {
+                let m = pool.members();
+                m.len() == 1 && m[0].pid != Some(pid)
+            },
+        )
+        .await;
+        let pid2 = pool.members()[0].pid.unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid2}/status")).unwrap();
+        assert!(
+            status.lines().any(|l| l.starts_with("Uid:\t0\t")),
+            "{status}"
+        );
+        assert_eq!(std::fs::metadata(run.join("lowly")).unwrap().uid(), 0);
+        assert!(sup
+            .status("lowly")
+            .unwrap()
+            .worker_failures_total
+            .is_empty());
         sup.shutdown().await;
         assert!(!alive(pid));
+        assert!(!alive(pid2));
     })
     .await
 }

@@ -935,13 +935,13 @@ async fn startup(ctx: StartCtx) {
                     // Another uid must be able to pass through the top directory to
                     // reach its own pool directory, but not list it.
                     let top_mode = if identity.is_some() { 0o711 } else { 0o700 };
-                    process::ensure_private_dir(&runtime_dir, top_mode, None)
+                    process::ensure_private_dir(&runtime_dir, top_mode, None, false)
                         .map_err(|e| format!("runtime dir {}: {e}", runtime_dir.display()))?;
                     if let Some((uid, _)) = identity {
                         process::check_reachable(&runtime_dir, uid)?;
                     }
                     let dir = runtime_dir.join(dir_name(&pool_name));
-                    process::ensure_private_dir(&dir, 0o700, identity)
+                    process::ensure_private_dir(&dir, 0o700, identity, true)
                         .map_err(|e| format!("runtime dir {}: {e}", dir.display()))?;
                     let path = dir.join(format!("w{id}.sock"));
                     if path.as_os_str().len() >= 100 {

@@ -153,10 +153,14 @@ pub(crate) fn resolve_identity(
 /// Create (or adopt) a private directory: mode 0700 (0711 when another uid must reach a
 /// subdirectory), owned by us, never through a symlink. Refusing a directory someone
 /// else owns matters in /tmp, where another user could plant one to catch our sockets.
+///
+/// `inside_own_dir`: the directory sits in one we made private, so if another uid owns
+/// it, that is our own doing (a pool once ran as that user) and it is taken back.
 pub(crate) fn ensure_private_dir(
     path: &Path,
     mode: u32,
     owner: Option<(u32, u32)>,
+    inside_own_dir: bool,
 ) -> io::Result<()> {
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {}
@@ -177,16 +181,16 @@ pub(crate) fn ensure_private_dir(
         )));
     }
     let euid = nix::unistd::geteuid().as_raw();
-    let expected_uid = owner.map(|o| o.0).unwrap_or(euid);
-    if meta.uid() != euid && meta.uid() != expected_uid {
+    let want = owner.unwrap_or((euid, nix::unistd::getegid().as_raw()));
+    if meta.uid() != euid && meta.uid() != want.0 && !inside_own_dir {
         return Err(io::Error::other(format!(
             "{} is owned by uid {}, not us",
             path.display(),
             meta.uid()
         )));
     }
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    if owner.is_some() || meta.uid() != want.0 {
+        std::os::unix::fs::chown(path, Some(want.0), Some(want.1))?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
@@ -502,18 +506,18 @@ mod tests {
     fn private_dir_is_0700_and_refuses_a_file() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("rt/pool");
-        ensure_private_dir(&p, 0o700, None).unwrap();
+        ensure_private_dir(&p, 0o700, None, false).unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         // Adopting an existing directory fixes its mode.
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        ensure_private_dir(&p, 0o700, None).unwrap();
+        ensure_private_dir(&p, 0o700, None, false).unwrap();
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o700
         );
         let f = d.path().join("file");
         std::fs::write(&f, b"x").unwrap();
-        assert!(ensure_private_dir(&f, 0o700, None).is_err());
+        assert!(ensure_private_dir(&f, 0o700, None, false).is_err());
     }
 }
