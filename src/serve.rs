@@ -49,7 +49,7 @@ pub async fn start(path: &Path) -> Result<Running, StartFailure> {
         roost_exe,
         runtime_dir: None,
     });
-    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone()];
+    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone(), crate::farm::FarmHooks::new()];
     let front = Front::start(cfg, hooks).await?;
     Ok(Running {
         front,
