@@ -694,6 +694,17 @@ async fn demo_hello_and_async_endpoints() {
     // Waiting on the I/O pool used no worker-pool thread.
     let c = w.counters().await;
     assert_eq!(n(&c, "/worker_pools/default/completed"), 0);
+    // A typo is a 400, not a silent 0.
+    for p in [
+        "/async?ms=1s",
+        "/cpu?ms=-1",
+        "/block?ms=99999999999",
+        "/bytes?n=x",
+    ] {
+        let r = w.get(p).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{p}");
+        assert!(String::from_utf8_lossy(&r.body).contains("expected a whole number"));
+    }
 }
 
 /// A directory for `--app static:DIR`.

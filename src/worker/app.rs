@@ -343,6 +343,38 @@ mod tests {
         assert!(!prefix_matches("/slow", "/slower"));
     }
 
+    #[tokio::test]
+    async fn a_tower_service_with_a_non_sync_body_is_a_route_and_its_errors_are_500s() {
+        // axum's body is an UnsyncBoxBody: Send, not Sync.
+        let svc = tower::service_fn(|req: Request| async move {
+            let body =
+                http_body_util::Full::new(Bytes::from(format!("svc {}", req.uri()))).boxed_unsync();
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        });
+        let failing = tower::service_fn(|_req: Request| async { Err::<Response, _>("down") });
+        let settings = Settings {
+            min_worker_threads: 1,
+            max_worker_threads: 1,
+            ..Settings::default()
+        };
+        let w = WorkerBuilder::new(settings)
+            .route_service("/svc", svc)
+            .route_service("/bad", failing)
+            .build()
+            .unwrap();
+        let get = |p: &str| http::Request::get(p).body(crate::body::empty()).unwrap();
+        let resp = w.handle(get("/svc/x?y=1")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"svc /svc/x?y=1");
+        assert_eq!(
+            w.handle(get("/bad")).await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(w.gate().counters().completed, 2);
+        w.shutdown_pools();
+    }
+
     #[test]
     fn query_params() {
         let req = http::Request::builder()

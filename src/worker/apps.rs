@@ -82,7 +82,10 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
         .route_async("/async", wait_async)
         .route_async("/sleep", wait_async)
         .route_sync("/cpu", |req| {
-            let ms = millis(&req);
+            let ms = match millis(&req) {
+                Ok(ms) => ms,
+                Err(resp) => return resp,
+            };
             let end = Instant::now() + Duration::from_millis(ms);
             let mut spins: u64 = 0;
             while Instant::now() < end {
@@ -91,12 +94,18 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
             text(format!("spun {ms} ms\n"))
         })
         .route_sync("/block-hinted", |req| {
-            let ms = millis(&req);
+            let ms = match millis(&req) {
+                Ok(ms) => ms,
+                Err(resp) => return resp,
+            };
             blocking(|| std::thread::sleep(Duration::from_millis(ms)));
             text(format!("blocked {ms} ms (hinted)\n"))
         })
         .route_sync("/block", |req| {
-            let ms = millis(&req);
+            let ms = match millis(&req) {
+                Ok(ms) => ms,
+                Err(resp) => return resp,
+            };
             std::thread::sleep(Duration::from_millis(ms));
             text(format!("blocked {ms} ms\n"))
         })
@@ -111,9 +120,10 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
             resp
         })
         .route_async("/bytes", |req: Request| async move {
-            let n = query_param(&req, "n")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0u64);
+            let n = match number(&req, "n", MAX_BYTES) {
+                Ok(n) => n,
+                Err(resp) => return resp,
+            };
             let mut resp = Response::new(crate::body::boxed(Filler::new(n)));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -166,15 +176,37 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
 
 /// `/async?ms=N` (alias `/sleep`): wait on the I/O pool, holding no thread.
 async fn wait_async(req: Request) -> Response {
-    let ms = millis(&req);
+    let ms = match millis(&req) {
+        Ok(ms) => ms,
+        Err(resp) => return resp,
+    };
     tokio::time::sleep(Duration::from_millis(ms)).await;
     text(format!("slept {ms} ms\n"))
 }
 
-fn millis(req: &Request) -> u64 {
-    query_param(req, "ms")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// Longest `ms=` the demo accepts (an hour): a typo must not hold a thread for ever.
+const MAX_MS: u64 = 3_600_000;
+/// Largest `/bytes?n=` (1 TiB: streams, never buffered, but bounded).
+const MAX_BYTES: u64 = 1 << 40;
+
+/// `?ms=N` (absent = 0), or a 400 that says what is wrong.
+fn millis(req: &Request) -> Result<u64, Response> {
+    number(req, "ms", MAX_MS)
+}
+
+/// Query parameter `name` as a number in `0..=max` (absent = 0); else a 400 response, so a
+/// typo (`?ms=1s`) is not silently taken as 0.
+fn number(req: &Request, name: &str, max: u64) -> Result<u64, Response> {
+    match query_param(req, name) {
+        None => Ok(0),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(app::status(
+                StatusCode::BAD_REQUEST,
+                &format!("{name}={v:?}: expected a whole number from 0 to {max}"),
+            )),
+        },
+    }
 }
 
 /// A body of `n` filler bytes, produced 64 KiB at a time as the client reads.
