@@ -5,6 +5,10 @@
 //!   threads/s) and hill climbing can add threads;
 //! - `roost + blocking hints`: the same pool, each job blocks inside
 //!   `roost::worker::blocking`, so the pool adds threads at once, then in bounded steps;
+//! - `roost hill climbing, process CPU`: the same, but the CPU guards (hill climbing never
+//!   adds threads at >= 95 % CPU, starvation slows at >= 80 %) read this process's CPU, as
+//!   .NET does on Linux, instead of the whole machine's (roost's default); on a machine
+//!   busy with other work this is the difference that matters;
 //! - `roost fixed (min=max=cores)`: a pool that never grows (the seeds' fixed pool);
 //! - `tokio spawn_blocking`: tokio's blocking pool (a thread per waiting job, up to 512).
 //!
@@ -13,7 +17,8 @@
 //! - `steady`: 40 jobs/s for 5 s (needs 4 threads busy on average).
 //!
 //! Reported per pool and workload: completion time (first submission to last completion),
-//! p50 / p99 / max latency (submission to completion of each job), peak threads.
+//! p50 / p99 / max latency (submission to completion of each job), peak threads, and for
+//! roost's pools the goal increases by cause (hill climbing / starvation / blocking).
 //!
 //! Run: `cargo bench --bench worker_burst` (optionally followed by `burst` or `steady` to
 //! run one workload). Without the `--bench` argument cargo passes to benchmarks (under
@@ -22,7 +27,7 @@
 use parking_lot::Mutex;
 use roost::worker::blocking;
 use roost::worker::settings::default_max_worker_threads;
-use roost::worker::threadpool::{cores, ThreadPool, ThreadPoolConfig};
+use roost::worker::threadpool::{cores, CpuSource, ThreadPool, ThreadPoolConfig};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +72,7 @@ impl Workload {
 #[derive(Clone, Copy, PartialEq)]
 enum Runner {
     HillClimbing,
+    HillClimbingProcessCpu,
     Hints,
     Fixed,
     Tokio,
@@ -76,6 +82,7 @@ impl Runner {
     fn name(self) -> &'static str {
         match self {
             Runner::HillClimbing => "roost hill climbing (no hints)",
+            Runner::HillClimbingProcessCpu => "roost hill climbing, process CPU",
             Runner::Hints => "roost + blocking hints",
             Runner::Fixed => "roost fixed (min=max=cores)",
             Runner::Tokio => "tokio spawn_blocking",
@@ -89,6 +96,8 @@ struct Outcome {
     completion: Duration,
     latencies: Vec<Duration>,
     peak_threads: usize,
+    /// hill climbing / starvation / blocking, for roost's pools.
+    injections: Option<(u64, u64, u64)>,
 }
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -98,6 +107,9 @@ trait Executor: Send + Sync {
     fn submit(&self, job: Job);
     fn threads(&self) -> usize;
     fn peak(&self) -> Option<usize> {
+        None
+    }
+    fn injections(&self) -> Option<(u64, u64, u64)> {
         None
     }
     fn stop(self: Box<Self>);
@@ -111,6 +123,10 @@ impl Executor for Roost {
     }
     fn threads(&self) -> usize {
         self.0.counters().threads
+    }
+    fn injections(&self) -> Option<(u64, u64, u64)> {
+        let i = self.0.counters().injections;
+        Some((i.hill_climbing, i.starvation, i.blocking))
     }
     fn stop(self: Box<Self>) {
         self.0.shutdown();
@@ -143,6 +159,12 @@ fn executor(r: Runner, cores: usize) -> Box<dyn Executor> {
         Runner::HillClimbing | Runner::Hints => Box::new(Roost(ThreadPool::new(
             ThreadPoolConfig::new("burst", cores, default_max_worker_threads(cores, cores)),
         ))),
+        Runner::HillClimbingProcessCpu => {
+            let mut cfg =
+                ThreadPoolConfig::new("burst", cores, default_max_worker_threads(cores, cores));
+            cfg.cpu_source = CpuSource::Process;
+            Box::new(Roost(ThreadPool::new(cfg)))
+        }
         Runner::Fixed => Box::new(Roost(ThreadPool::new(ThreadPoolConfig::new(
             "fixed", cores, cores,
         )))),
@@ -214,12 +236,14 @@ fn run(w: Workload, r: Runner, cores: usize) -> Outcome {
     let mut latencies = std::mem::take(&mut *latencies.lock());
     latencies.sort();
     let completion = last_done.lock().map_or(GIVE_UP, |t| t - start);
+    let injections = exec.injections();
     exec.stop();
     Outcome {
         done: latencies.len(),
         completion,
         latencies,
         peak_threads,
+        injections,
     }
 }
 
@@ -248,8 +272,8 @@ fn main() {
         default_max_worker_threads(cores, cores)
     );
     let mut table = String::from(
-        "| workload | pool | done | completion (ms) | p50 (ms) | p99 (ms) | max (ms) | peak threads |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| workload | pool | done | completion (ms) | p50 (ms) | p99 (ms) | max (ms) | peak threads | injections hc/starv/block |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for w in [Workload::Burst, Workload::Steady] {
         let key = if w == Workload::Burst {
@@ -262,13 +286,14 @@ fn main() {
         }
         for r in [
             Runner::HillClimbing,
+            Runner::HillClimbingProcessCpu,
             Runner::Hints,
             Runner::Fixed,
             Runner::Tokio,
         ] {
             let o = run(w, r, cores);
             let row = format!(
-                "| {} | {} | {}/{} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} |\n",
                 w.name(),
                 r.name(),
                 o.done,
@@ -277,7 +302,9 @@ fn main() {
                 ms(pct(&o.latencies, 0.50)),
                 ms(pct(&o.latencies, 0.99)),
                 ms(o.latencies.last().copied().unwrap_or_default()),
-                o.peak_threads
+                o.peak_threads,
+                o.injections
+                    .map_or_else(|| "-".to_string(), |(h, s, b)| format!("{h}/{s}/{b}"))
             );
             eprint!("{row}");
             table.push_str(&row);
