@@ -84,7 +84,7 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
         .route_sync("/cpu", |req| {
             let ms = match millis(&req) {
                 Ok(ms) => ms,
-                Err(resp) => return resp,
+                Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
             };
             let end = Instant::now() + Duration::from_millis(ms);
             let mut spins: u64 = 0;
@@ -96,7 +96,7 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
         .route_sync("/block-hinted", |req| {
             let ms = match millis(&req) {
                 Ok(ms) => ms,
-                Err(resp) => return resp,
+                Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
             };
             blocking(|| std::thread::sleep(Duration::from_millis(ms)));
             text(format!("blocked {ms} ms (hinted)\n"))
@@ -104,7 +104,7 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
         .route_sync("/block", |req| {
             let ms = match millis(&req) {
                 Ok(ms) => ms,
-                Err(resp) => return resp,
+                Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
             };
             std::thread::sleep(Duration::from_millis(ms));
             text(format!("blocked {ms} ms\n"))
@@ -122,7 +122,7 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
         .route_async("/bytes", |req: Request| async move {
             let n = match number(&req, "n", MAX_BYTES) {
                 Ok(n) => n,
-                Err(resp) => return resp,
+                Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
             };
             let mut resp = Response::new(crate::body::boxed(Filler::new(n)));
             resp.headers_mut().insert(
@@ -178,7 +178,7 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
 async fn wait_async(req: Request) -> Response {
     let ms = match millis(&req) {
         Ok(ms) => ms,
-        Err(resp) => return resp,
+        Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
     };
     tokio::time::sleep(Duration::from_millis(ms)).await;
     text(format!("slept {ms} ms\n"))
@@ -189,21 +189,20 @@ const MAX_MS: u64 = 3_600_000;
 /// Largest `/bytes?n=` (1 TiB: streams, never buffered, but bounded).
 const MAX_BYTES: u64 = 1 << 40;
 
-/// `?ms=N` (absent = 0), or a 400 that says what is wrong.
-fn millis(req: &Request) -> Result<u64, Response> {
+/// `?ms=N` (absent = 0), or what is wrong with it (for a 400).
+fn millis(req: &Request) -> Result<u64, String> {
     number(req, "ms", MAX_MS)
 }
 
-/// Query parameter `name` as a number in `0..=max` (absent = 0); else a 400 response, so a
-/// typo (`?ms=1s`) is not silently taken as 0.
-fn number(req: &Request, name: &str, max: u64) -> Result<u64, Response> {
+/// Query parameter `name` as a number in `0..=max` (absent = 0); else the message of a 400,
+/// so a typo (`?ms=1s`) is not silently taken as 0.
+fn number(req: &Request, name: &str, max: u64) -> Result<u64, String> {
     match query_param(req, name) {
         None => Ok(0),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if n <= max => Ok(n),
-            _ => Err(app::status(
-                StatusCode::BAD_REQUEST,
-                &format!("{name}={v:?}: expected a whole number from 0 to {max}"),
+            _ => Err(format!(
+                "{name}={v:?}: expected a whole number from 0 to {max}"
             )),
         },
     }
