@@ -15,7 +15,9 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        // Colours only on a terminal: a log file or journald gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     if std::env::var("ROOST_LOG_FORMAT").is_ok_and(|v| v == "json") {
         let _ = builder.json().try_init();
     } else {
@@ -49,7 +51,7 @@ pub async fn start(path: &Path) -> Result<Running, StartFailure> {
         roost_exe,
         runtime_dir: None,
     });
-    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone()];
+    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone(), crate::farm::FarmHooks::new()];
     let front = Front::start(cfg, hooks).await?;
     Ok(Running {
         front,
