@@ -1,0 +1,228 @@
+//! The JSON documents of `/api/v1/...`: pools (with their workers or servers),
+//! in-flight requests, and the dashboard's time series.
+
+use super::metrics::latency_quantiles;
+use super::sampler::{Sample, Sampler};
+use crate::config::model::Backend;
+use crate::front::inflight::RequestInfo;
+use crate::pool::Pool;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One pool as `GET /api/v1/pools/{name}` shows it.
+pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
+    let front = sampler.front();
+    let cfg = front.config();
+    let pcfg = cfg.pools.get(name);
+    let garden = matches!(pcfg.map(|c| &c.backend), Some(Backend::Garden(_)));
+    let s = pool.snapshot();
+    let (p50, p99) = latency_quantiles(pool);
+    let status = sampler.supervisor().and_then(|sup| sup.status(name));
+    let cached = sampler.workers();
+    let workers: Vec<Value> = match &status {
+        Some(st) => st
+            .workers
+            .iter()
+            .map(|w| {
+                let mut v = serde_json::to_value(w).unwrap_or_default();
+                // Thread and gate counters from the worker itself (built-in workers).
+                if let Some(c) = w.pid.and_then(|pid| cached.iter().find(|c| c.pid == pid)) {
+                    v["counters"] = serde_json::to_value(&c.counters).unwrap_or_default();
+                    v["cpu_percent"] = json!(c.cpu_percent);
+                }
+                v
+            })
+            .collect(),
+        None if garden => pool
+            .members()
+            .iter()
+            .map(|m| {
+                json!({
+                    "pid": m.pid,
+                    "uptime_s": m.started.elapsed().as_secs_f64(),
+                    "requests": m.served(),
+                    "active": m.active(),
+                    "state": if m.is_draining() { "draining" } else { "running" },
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let servers: Vec<Value> = if garden {
+        Vec::new()
+    } else {
+        pool.members()
+            .iter()
+            .map(|m| {
+                json!({
+                    "server": m.label,
+                    "healthy": m.is_healthy(),
+                    "draining": m.is_draining(),
+                    "backup": m.is_backup(),
+                    "active": m.active(),
+                    "slots": m.slots(),
+                    "weight": m.weight(),
+                    "requests": m.served(),
+                    "failed": m.failed(),
+                    "latency_ewma_ms": m.latency_ewma_us() as f64 / 1000.0,
+                })
+            })
+            .collect()
+    };
+    json!({
+        "name": name,
+        "kind": if garden { "garden" } else { "farm" },
+        "state": s.state.as_str(),
+        "queue": {
+            "length": s.queue_length,
+            "limit": s.queue_limit,
+            "oldest_seconds": s.queue_oldest_seconds,
+            "timeout_seconds": pool.queue_timeout().as_secs_f64(),
+        },
+        "capacity": s.capacity,
+        "active": s.active,
+        "members": s.members,
+        "usable_members": s.usable_members,
+        "arrivals": s.arrivals,
+        "completed": s.completed,
+        "rejected": s.rejected,
+        "rejected_total": pool.counters().rejected_total(),
+        "latency": { "p50_seconds": p50, "p99_seconds": p99 },
+        "workers": workers,
+        "servers": servers,
+        "last_failures": status.as_ref().map(|s| json!(s.last_failures)).unwrap_or(json!([])),
+        "recycle_history": status.as_ref().map(|s| json!(s.recycle_history)).unwrap_or(json!([])),
+        "worker_starts_total": status.as_ref().map(|s| s.worker_starts_total).unwrap_or(0),
+        "worker_failures_total": status.as_ref().map(|s| json!(s.worker_failures_total)).unwrap_or(json!({})),
+        "recycles_total": status.as_ref().map(|s| json!(s.recycles_total)).unwrap_or(json!({})),
+    })
+}
+
+pub fn pools_json(sampler: &Sampler) -> Value {
+    let state = sampler.front().state();
+    let pools: Vec<Value> = state
+        .pools
+        .iter()
+        .map(|(n, p)| pool_json(sampler, n, p))
+        .collect();
+    json!({ "pools": pools })
+}
+
+/// `GET /api/v1/requests` filters.
+#[derive(Debug, Default)]
+pub struct RequestFilter {
+    pub pool: Option<String>,
+    pub min_elapsed_ms: u64,
+}
+
+pub fn requests_json(rows: Vec<RequestInfo>, f: &RequestFilter) -> Value {
+    let rows: Vec<RequestInfo> = rows
+        .into_iter()
+        .filter(|r| f.pool.as_ref().is_none_or(|p| &r.pool == p))
+        .filter(|r| r.elapsed_ms >= f.min_elapsed_ms)
+        .collect();
+    json!({ "count": rows.len(), "requests": rows })
+}
+
+/// One point of a pool's dashboard chart.
+#[derive(Debug, Serialize)]
+struct PoolPoint {
+    t: u64,
+    queue: usize,
+    active: usize,
+    capacity: usize,
+    arrivals_per_s: f64,
+    rejected_per_s: f64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerPoint {
+    t: u64,
+    threads: usize,
+    goal: usize,
+    busy: usize,
+    max: usize,
+    queued: usize,
+    injections: u64,
+    starvation: u64,
+    cpu_percent: Option<f64>,
+}
+
+/// `GET /api/v1/stats`: the sampler's history as per-pool and per-worker series (rates
+/// between consecutive samples), the dashboard's one data source.
+pub fn stats_json(history: &[Arc<Sample>]) -> Value {
+    let mut pools: BTreeMap<String, Vec<PoolPoint>> = BTreeMap::new();
+    let mut workers: BTreeMap<String, (String, Vec<WorkerPoint>)> = BTreeMap::new();
+    for (i, s) in history.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| &history[j]);
+        for p in &s.pools {
+            let before = prev.and_then(|x| x.pool(&p.name));
+            let secs = prev
+                .map(|x| s.at_unix_ms.saturating_sub(x.at_unix_ms) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            let rate = |now: u64, then: Option<u64>| match then {
+                Some(t) if secs > 0.0 => now.saturating_sub(t) as f64 / secs,
+                _ => 0.0,
+            };
+            let window = match before {
+                Some(b) => p.duration.since(&b.duration),
+                None => p.duration.clone(),
+            };
+            let ms = |q: f64| window.quantile(q).map(|v| v * 1000.0);
+            pools.entry(p.name.clone()).or_default().push(PoolPoint {
+                t: s.at_unix_ms,
+                queue: p.queue_length,
+                active: p.active,
+                capacity: p.capacity,
+                arrivals_per_s: rate(p.arrivals, before.map(|b| b.arrivals)),
+                rejected_per_s: rate(p.rejected_total(), before.map(|b| b.rejected_total())),
+                p50_ms: ms(0.5),
+                p99_ms: ms(0.99),
+            });
+        }
+        for w in &s.workers {
+            let (mut threads, mut goal, mut busy, mut max, mut queued, mut inj, mut starv) =
+                (0, 0, 0, 0, 0, 0, 0);
+            for t in w.counters.worker_pools.values() {
+                threads += t.threads;
+                goal += t.goal;
+                busy += t.busy;
+                max += t.max;
+                queued += t.queued;
+                inj += t.injections.hill_climbing + t.injections.starvation + t.injections.blocking;
+                starv += t.injections.starvation;
+            }
+            workers
+                .entry(w.pid.to_string())
+                .or_insert_with(|| (w.pool.clone(), Vec::new()))
+                .1
+                .push(WorkerPoint {
+                    t: s.at_unix_ms,
+                    threads,
+                    goal,
+                    busy,
+                    max,
+                    queued: queued + w.counters.gate.queued,
+                    injections: inj,
+                    starvation: starv,
+                    cpu_percent: w.cpu_percent,
+                });
+        }
+    }
+    let last = history.last();
+    json!({
+        "at_unix_ms": last.map(|s| s.at_unix_ms),
+        "pools": pools.into_iter().map(|(name, points)| {
+            let state = last.and_then(|s| s.pool(&name)).map(|p| p.state.clone());
+            let kind = last.and_then(|s| s.pool(&name)).map(|p| p.kind);
+            json!({"name": name, "state": state, "kind": kind, "points": points})
+        }).collect::<Vec<_>>(),
+        "workers": workers.into_iter().map(|(pid, (pool, points))| {
+            json!({"pid": pid.parse::<u32>().unwrap_or(0), "pool": pool, "points": points})
+        }).collect::<Vec<_>>(),
+    })
+}
