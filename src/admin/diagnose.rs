@@ -6,7 +6,7 @@
 //! The rules are pure functions of a window of [`Sample`]s, so they are unit-tested
 //! with synthetic snapshots. Each [`Finding`] carries the numbers it was based on.
 
-use super::sampler::{PoolSample, Sample, WorkerSample};
+use super::sampler::{PoolSample, Sample, ThreadPoolView, WorkerSample};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -18,6 +18,9 @@ pub const WINDOW_MS: u64 = 10_000;
 const LOW_CPU: f64 = 0.5;
 /// CPU above this share of the cores is "CPU-bound".
 const HIGH_CPU: f64 = 0.85;
+/// A thread pool whose every thread stayed busy with work waiting for this long is
+/// starved (a healthy pool adds a thread or finishes work well within it).
+const STUCK_MS: u64 = 1500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +72,7 @@ pub fn diagnose(history: &[Arc<Sample>]) -> Report {
             pool: p,
             before,
             secs,
+            window: &window,
             workers: last.workers_of(&p.name).collect(),
             workers_before: first.workers_of(&p.name).collect(),
             peak_queue: window
@@ -92,6 +96,7 @@ struct Ctx<'a> {
     pool: &'a PoolSample,
     before: &'a PoolSample,
     secs: f64,
+    window: &'a [&'a Arc<Sample>],
     workers: Vec<&'a WorkerSample>,
     workers_before: Vec<&'a WorkerSample>,
     peak_queue: usize,
@@ -109,6 +114,34 @@ impl Ctx<'_> {
         let p = self.pool;
         p.queue_length > 0
             && (p.queue_length >= self.before.queue_length || p.queue_oldest_seconds >= 1.0)
+    }
+
+    /// Every thread of `pid`'s pool `tp` busy with work queued, in every sample of the
+    /// last [`STUCK_MS`] (and the samples span at least a second).
+    fn stuck(&self, pid: u32, tp: &str) -> bool {
+        let Some(last) = self.window.last() else {
+            return false;
+        };
+        let recent: Vec<&ThreadPoolView> = self
+            .window
+            .iter()
+            .filter(|s| last.at_unix_ms.saturating_sub(s.at_unix_ms) <= STUCK_MS)
+            .filter_map(|s| s.workers.iter().find(|w| w.pid == pid))
+            .filter_map(|w| w.counters.worker_pools.get(tp))
+            .collect();
+        let span = self
+            .window
+            .iter()
+            .filter(|s| last.at_unix_ms.saturating_sub(s.at_unix_ms) <= STUCK_MS)
+            .filter(|s| s.workers.iter().any(|w| w.pid == pid))
+            .map(|s| last.at_unix_ms - s.at_unix_ms)
+            .max()
+            .unwrap_or(0);
+        span >= 1000
+            && recent.len() >= 2
+            && recent
+                .iter()
+                .all(|t| t.threads > 0 && t.busy >= t.threads && t.queued > 0)
     }
 
     fn worker_before(&self, pid: u32) -> Option<&WorkerSample> {
@@ -284,15 +317,42 @@ fn rules(c: &Ctx, out: &mut Vec<Finding>) {
                 );
                 continue;
             }
-            let before = c
+            let tp_before = c
                 .worker_before(w.pid)
-                .and_then(|b| b.counters.worker_pools.get(tp))
-                .map(|b| b.injections.starvation)
-                .unwrap_or(t.injections.starvation);
-            let starved = t.injections.starvation.saturating_sub(before);
+                .and_then(|b| b.counters.worker_pools.get(tp));
+            let starved = t.injections.starvation.saturating_sub(
+                tp_before
+                    .map(|b| b.injections.starvation)
+                    .unwrap_or(t.injections.starvation),
+            );
+            let threads_before = tp_before.map(|b| b.threads).unwrap_or(t.threads);
             let low_cpu = cpu.map(|s| s < LOW_CPU).unwrap_or(t.cpu_percent < 80);
-            if starved >= 2 && low_cpu && t.busy >= t.threads.saturating_sub(1) {
+            // Threads climbing at the starvation rate, or every thread held with work
+            // waiting, while the process barely uses the CPU: the handlers block.
+            let climbing = starved >= 2 && t.busy >= t.threads.saturating_sub(1);
+            if low_cpu && (climbing || c.stuck(w.pid, tp)) {
                 threadpool_finding = true;
+                let mut evidence = vec![
+                    format!(
+                        "threads {threads_before} -> {} in {:.0} s, all busy ({}), max {}",
+                        t.threads, c.secs, t.busy, t.max
+                    ),
+                    format!("work items queued {}", t.queued),
+                    format!(
+                        "{starved} starvation injections ({:.1}/s)",
+                        starved as f64 / c.secs.max(1.0)
+                    ),
+                    c.cpu_text(),
+                ];
+                if t.cpu_percent >= 80 {
+                    // .NET's rule, which the worker pool copies: with the machine's CPU at
+                    // 80 % or more, starvation injection waits goal x 1 s per thread.
+                    evidence.push(format!(
+                        "machine CPU {}%: starvation injection slows to one thread per {} s",
+                        t.cpu_percent,
+                        t.goal.max(1)
+                    ));
+                }
                 push(
                     Severity::Critical,
                     "threadpool_starvation",
@@ -300,16 +360,7 @@ fn rules(c: &Ctx, out: &mut Vec<Finding>) {
                         "synchronous blocking in handlers (thread-pool starvation) in worker {}",
                         w.pid
                     ),
-                    vec![
-                        format!(
-                            "{starved} starvation injections in {:.0} s ({:.1}/s)",
-                            c.secs,
-                            starved as f64 / c.secs.max(1.0)
-                        ),
-                        format!("threads {} busy {} (max {})", t.threads, t.busy, t.max),
-                        format!("work items queued {}", t.queued),
-                        c.cpu_text(),
-                    ],
+                    evidence,
                     "handlers block their threads while the CPU idles: make them async, or \
                      wrap the blocking calls in roost::worker::blocking so threads are added \
                      at once; raise minWorkerThreads to absorb bursts",
@@ -503,7 +554,29 @@ mod tests {
         let r = diagnose(&h);
         assert_eq!(rules_of(&r), vec!["threadpool_starvation"]);
         assert!(r.findings[0].title.contains("synchronous blocking"));
-        assert!(r.findings[0].evidence[0].contains("5 starvation injections"));
+        assert!(r.findings[0].evidence[2].contains("5 starvation injections"));
+    }
+
+    #[test]
+    fn every_thread_held_with_work_waiting_is_starvation() {
+        // Injection stalls (the machine's CPU is busy elsewhere) yet the worker idles.
+        let mut w = worker(2, 2, 100, 1, 1.0);
+        w.counters
+            .worker_pools
+            .get_mut("default")
+            .unwrap()
+            .cpu_percent = 100;
+        let h: Vec<Arc<Sample>> = (0..8)
+            .map(|i| sample(i * 250, pool(0, 20, 50), vec![w.clone()]))
+            .collect();
+        let r = diagnose(&h);
+        assert_eq!(rules_of(&r), vec!["threadpool_starvation"]);
+        assert!(r.findings[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("machine CPU 100%")));
+        // Less than a second of it is not enough to call it.
+        assert!(diagnose(&h[..3]).findings.is_empty());
     }
 
     #[test]
