@@ -9,7 +9,7 @@
   const SVGNS = "http://www.w3.org/2000/svg";
 
   // A test hook: how many updates were drawn, how many points each chart got, last error.
-  const hook = { updates: 0, points: {}, lastError: null, actions: [] };
+  const hook = { updates: 0, points: {}, lastError: null, actions: [], last: null };
   window.roostDashboard = hook;
 
   function el(tag, attrs, text) {
@@ -179,6 +179,7 @@
       for (const p of d.pools) poolCard(p);
       for (const w of d.workers) workerCard(w, d.at_unix_ms);
       requests(d.requests || []);
+      hook.last = d;
       hook.updates++;
       status.textContent = "live";
       status.className = "status ok";
