@@ -172,7 +172,7 @@ pub fn stats_json(history: &[Arc<Sample>]) -> Value {
                 Some(b) => p.duration.since(&b.duration),
                 None => p.duration.clone(),
             };
-            let ms = |q: f64| window.quantile(q).map(|v| v * 1000.0);
+            let ms = |q: f64| interpolated_quantile(&window, q).map(|v| v * 1000.0);
             pools.entry(p.name.clone()).or_default().push(PoolPoint {
                 t: s.at_unix_ms,
                 queue: p.queue_length,
@@ -225,4 +225,53 @@ pub fn stats_json(history: &[Arc<Sample>]) -> Value {
             json!({"pid": pid.parse::<u32>().unwrap_or(0), "pool": pool, "points": points})
         }).collect::<Vec<_>>(),
     })
+}
+
+/// The `q` quantile with linear interpolation inside its bucket (as Prometheus's
+/// `histogram_quantile` does), so charts move smoothly instead of jumping between bucket
+/// bounds. `None` without samples; the +Inf bucket reports the last finite bound.
+pub fn interpolated_quantile(h: &crate::pool::HistogramSnapshot, q: f64) -> Option<f64> {
+    use crate::pool::counters::BUCKETS;
+    if h.count == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * h.count as f64;
+    let mut seen = 0.0;
+    for (i, &c) in h.counts.iter().enumerate() {
+        let c = c as f64;
+        if c > 0.0 && seen + c >= rank {
+            let Some(&upper) = BUCKETS.get(i) else {
+                return BUCKETS.last().copied();
+            };
+            let lower = if i == 0 { 0.0 } else { BUCKETS[i - 1] };
+            return Some(lower + (upper - lower) * ((rank - seen) / c).clamp(0.0, 1.0));
+        }
+        seen += c;
+    }
+    BUCKETS.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Histogram;
+    use std::time::Duration;
+
+    #[test]
+    fn quantiles_interpolate_within_a_bucket() {
+        let h = Histogram::default();
+        assert_eq!(interpolated_quantile(&h.snapshot(), 0.5), None);
+        // Ten samples in the (0.25, 0.5] bucket.
+        for _ in 0..10 {
+            h.observe(Duration::from_millis(300));
+        }
+        let s = h.snapshot();
+        let p50 = interpolated_quantile(&s, 0.5).unwrap();
+        assert!((p50 - 0.375).abs() < 1e-9, "{p50}");
+        let p99 = interpolated_quantile(&s, 0.99).unwrap();
+        assert!(p99 > 0.49 && p99 <= 0.5, "{p99}");
+        // One slow outlier past the last bound.
+        h.observe(Duration::from_secs(500));
+        assert_eq!(interpolated_quantile(&h.snapshot(), 1.0), Some(120.0));
+    }
 }

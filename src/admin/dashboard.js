@@ -46,6 +46,7 @@
     const span = Math.max(tmax - tmin, 1);
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     lg.textContent = "";
+    box.querySelector(".name").textContent = title + " (max " + fmt(n ? max : null, unit) + ")";
     for (const s of series) {
       const pts = s.points.filter(p => p[1] != null)
         .map(([t, v]) => ((t - tmin) / span * 300).toFixed(1) + "," + (68 - v / max * 64).toFixed(1));

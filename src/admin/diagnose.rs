@@ -116,7 +116,7 @@ impl Ctx<'_> {
             && (p.queue_length >= self.before.queue_length || p.queue_oldest_seconds >= 1.0)
     }
 
-    /// Every thread of `pid`'s pool `tp` busy with work queued, in every sample of the
+    /// Every thread of `pid`'s pool `tp` that the goal lets run busy, with work queued, in every sample of the
     /// last [`STUCK_MS`] (and the samples span at least a second).
     fn stuck(&self, pid: u32, tp: &str) -> bool {
         let Some(last) = self.window.last() else {
@@ -141,7 +141,7 @@ impl Ctx<'_> {
             && recent.len() >= 2
             && recent
                 .iter()
-                .all(|t| t.threads > 0 && t.busy >= t.threads && t.queued > 0)
+                .all(|t| t.threads > 0 && t.busy >= t.threads.min(t.goal).max(1) && t.queued > 0)
     }
 
     fn worker_before(&self, pid: u32) -> Option<&WorkerSample> {

@@ -399,5 +399,8 @@ impl Collector for RoostCollector {
 /// p50/p99 of a pool's response time over its lifetime (for the API and `roost ctl`).
 pub fn latency_quantiles(pool: &crate::pool::Pool) -> (Option<f64>, Option<f64>) {
     let h = merged_duration(pool);
-    (h.quantile(0.5), h.quantile(0.99))
+    (
+        super::api::interpolated_quantile(&h, 0.5),
+        super::api::interpolated_quantile(&h, 0.99),
+    )
 }
