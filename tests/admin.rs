@@ -746,3 +746,84 @@ async fn access_log_records_each_request() {
     assert!(text.contains("farm"), "{text}");
     st.stop().await;
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `roost serve` starts the admin listener beside the front; `roost ctl reload` reloads
+/// the file it was started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_admin_listener_and_ctl_reloads_it() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let file = dir.path().join("proxy.yaml");
+    let write = |queue: usize| {
+        std::fs::write(
+            &file,
+            format!(
+                "sites:\n  - name: s\n    bindings: [{{listen: \"127.0.0.1:{port}\"}}]\n    applications: [{{path: /, pool: p}}]\n\
+                 pools:\n  p: {{queueLength: {queue}, farm: {{servers: [{{address: \"{}\"}}]}}}}\n\
+                 admin: {{listen: \"127.0.0.1:{admin_port}\"}}\n",
+                backend.addr
+            ),
+        )
+        .unwrap()
+    };
+    write(10);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["serve", "-c"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    wait_until(
+        "the admin listener",
+        Duration::from_secs(10),
+        || async move { tokio::net::TcpStream::connect(admin).await.is_ok() },
+    )
+    .await;
+    let v = get_json(admin, "/api/v1/pools/p").await;
+    assert_eq!(v["queue"]["limit"], 10);
+    write(20);
+    let out = tokio::task::spawn_blocking(move || ctl(admin, &["reload"]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configuration reloaded"
+    );
+    let v = get_json(admin, "/api/v1/pools/p").await;
+    assert_eq!(v["queue"]["limit"], 20);
+    // A bad file: ctl says why and exits 1; the running configuration stays.
+    std::fs::write(&file, "pools: {p: {queueLength: -1}}\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || ctl(admin, &["reload"]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reload refused"));
+    let v = get_json(admin, "/api/v1/pools/p").await;
+    assert_eq!(v["queue"]["limit"], 20);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
