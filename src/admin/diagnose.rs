@@ -287,6 +287,43 @@ fn rules(c: &Ctx, out: &mut Vec<Finding>) {
         );
     }
 
+    // The worker's concurrency gate holds requests back while its threads idle (the
+    // IIS 7 "12 per CPU" trap): maxConcurrentRequestsPerCPU / maxConcurrentThreadsPerCPU.
+    for w in &c.workers {
+        let g = &w.counters.gate;
+        let req_cap = g.max_executing > 0 && g.executing >= g.max_executing;
+        let thr_cap = g.max_executing_threads > 0 && g.executing_threads >= g.max_executing_threads;
+        let idle_threads = w
+            .counters
+            .worker_pools
+            .values()
+            .all(|t| t.busy < t.threads || t.threads < t.max);
+        if g.queued > 0 && (req_cap || thr_cap) && idle_threads {
+            let which = if thr_cap {
+                format!(
+                    "maxConcurrentThreadsPerCPU: {}/{} requests on threads",
+                    g.executing_threads, g.max_executing_threads
+                )
+            } else {
+                format!(
+                    "maxConcurrentRequestsPerCPU: {}/{} requests executing",
+                    g.executing, g.max_executing
+                )
+            };
+            push(
+                Severity::Warning,
+                "gate_bound",
+                format!(
+                    "worker {}'s concurrency gate is full while it has room",
+                    w.pid
+                ),
+                vec![which, format!("gate queued {}", g.queued), c.cpu_text()],
+                "the per-CPU limits of the worker hold requests back: raise \
+                 maxConcurrentRequestsPerCPU / maxConcurrentThreadsPerCPU (0 = off)",
+            );
+        }
+    }
+
     // Thread-pool findings, per worker.
     let cpu = c.cpu_share();
     let pressure = c.queue_pressure() || c.workers.iter().any(|w| w.counters.gate.queued > 0);
@@ -613,6 +650,29 @@ mod tests {
         let r = diagnose(&h);
         assert_eq!(rules_of(&r), vec!["request_queue_limit"]);
         assert!(r.findings[0].evidence[0].contains("15 rejected"));
+    }
+
+    #[test]
+    fn a_full_gate_with_idle_threads_is_gate_bound() {
+        let mut w = worker(4, 1, 100, 0, 5.0);
+        w.counters.worker_pools.get_mut("default").unwrap().queued = 0;
+        w.counters.gate = GateView {
+            current: 12,
+            queued: 10,
+            executing: 2,
+            executing_threads: 2,
+            max_executing: 100,
+            max_executing_threads: 2,
+            request_queue_limit: 5000,
+            ..Default::default()
+        };
+        let h = vec![
+            sample(0, pool(0, 12, 50), vec![w.clone()]),
+            sample(2000, pool(0, 12, 50), vec![w]),
+        ];
+        let r = diagnose(&h);
+        assert_eq!(rules_of(&r), vec!["gate_bound"]);
+        assert!(r.findings[0].evidence[0].contains("maxConcurrentThreadsPerCPU: 2/2"));
     }
 
     #[test]
