@@ -407,6 +407,14 @@ async fn pools_requests_and_actions() {
     let v = get_json(admin, "/api/v1/stats").await;
     assert_eq!(v["pools"][0]["name"], "farm");
     assert!(!v["pools"][0]["points"].as_array().unwrap().is_empty());
+    // `since` sends only newer points.
+    let at = v["at_unix_ms"].as_u64().unwrap();
+    st.admin.sampler().sample_once().await;
+    let v = get_json(admin, &format!("/api/v1/stats?since={at}")).await;
+    assert_eq!(v["pools"][0]["name"], "farm");
+    let points = v["pools"][0]["points"].as_array().unwrap();
+    assert!(!points.is_empty(), "{v}");
+    assert!(points.iter().all(|p| p["t"].as_u64().unwrap() > at), "{v}");
     let (s, ctype, html) = call(admin, Method::GET, "/", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(ctype.starts_with("text/html"));

@@ -306,8 +306,7 @@ pools:
         r#"(() => {
             const line = document.querySelector('#pool-web-rate polyline');
             const pts = line ? line.getAttribute('points').trim().split(' ').length : 0;
-            const last = window.roostDashboard.last;
-            const web = last && last.pools.find(p => p.name === 'web');
+            const web = window.roostDashboard.store.pools['web'];
             const rate = web ? Math.max(...web.points.map(x => x.arrivals_per_s)) : 0;
             return pts >= 3 && rate > 0;
         })()"#,

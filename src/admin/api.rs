@@ -152,12 +152,28 @@ struct WorkerPoint {
     cpu_percent: Option<f64>,
 }
 
-/// `GET /api/v1/stats`: the sampler's history as per-pool and per-worker series (rates
-/// between consecutive samples), the dashboard's one data source.
-pub fn stats_json(history: &[Arc<Sample>]) -> Value {
+/// `GET /api/v1/stats[?since=T]`: the sampler's history as per-pool and per-worker
+/// series (rates between consecutive samples), the dashboard's one data source. With
+/// `since` (a previous answer's `at_unix_ms`) only newer points are sent, so a page that
+/// polls every second receives one point per series.
+pub fn stats_json(history: &[Arc<Sample>], since: Option<u64>) -> Value {
     let mut pools: BTreeMap<String, Vec<PoolPoint>> = BTreeMap::new();
     let mut workers: BTreeMap<String, (String, Vec<WorkerPoint>)> = BTreeMap::new();
+    // Every pool and live worker is listed, even with no new point.
+    if let Some(last) = history.last() {
+        for p in &last.pools {
+            pools.entry(p.name.clone()).or_default();
+        }
+        for w in &last.workers {
+            workers
+                .entry(w.pid.to_string())
+                .or_insert_with(|| (w.pool.clone(), Vec::new()));
+        }
+    }
     for (i, s) in history.iter().enumerate() {
+        if since.is_some_and(|t| s.at_unix_ms <= t) {
+            continue;
+        }
         let prev = i.checked_sub(1).map(|j| &history[j]);
         for p in &s.pools {
             let before = prev.and_then(|x| x.pool(&p.name));
@@ -222,7 +238,9 @@ pub fn stats_json(history: &[Arc<Sample>]) -> Value {
             json!({"name": name, "state": state, "kind": kind, "points": points})
         }).collect::<Vec<_>>(),
         "workers": workers.into_iter().map(|(pid, (pool, points))| {
-            json!({"pid": pid.parse::<u32>().unwrap_or(0), "pool": pool, "points": points})
+            let pid = pid.parse::<u32>().unwrap_or(0);
+            let alive = last.is_some_and(|s| s.workers.iter().any(|w| w.pid == pid));
+            json!({"pid": pid, "pool": pool, "alive": alive, "points": points})
         }).collect::<Vec<_>>(),
     })
 }

@@ -12,6 +12,21 @@
   const hook = { updates: 0, points: {}, lastError: null, actions: [], last: null };
   window.roostDashboard = hook;
 
+  // The series kept in the page: the first poll brings the server's history (two
+  // minutes), later ones only the points after `since`.
+  const KEEP_MS = 120000;
+  const store = { pools: {}, workers: {}, since: null };
+  hook.store = store;
+
+  function merge(map, key, item, meta) {
+    const e = map[key] || (map[key] = { points: [] });
+    Object.assign(e, meta);
+    for (const p of item.points) e.points.push(p);
+    const last = e.points.length ? e.points[e.points.length - 1].t : 0;
+    while (e.points.length && e.points[0].t < last - KEEP_MS) e.points.shift();
+    return e;
+  }
+
   function el(tag, attrs, text) {
     const e = document.createElement(tag);
     for (const k in attrs || {}) e.setAttribute(k, attrs[k]);
@@ -129,12 +144,10 @@
       { name: "p99", color: COLORS.violet, points: s(x => x.p99_ms) }], "ms");
   }
 
-  function workerCard(w, now) {
+  function workerCard(w) {
     const id = "worker-" + safeId(w.pid);
     let card = document.getElementById(id);
-    const last = w.points[w.points.length - 1];
-    const alive = last && last.t === now;
-    if (!alive) { if (card) card.remove(); return; }
+    if (!w.alive) { if (card) card.remove(); return; }
     if (!card) {
       card = el("div", { class: "card", id: id });
       card.appendChild(el("h3", {}, "pid " + w.pid + " · " + w.pool));
@@ -174,11 +187,37 @@
   async function tick() {
     const status = document.getElementById("status");
     try {
-      const r = await fetch("api/v1/stats", { headers, cache: "no-store" });
+      const url = "api/v1/stats" + (store.since ? "?since=" + store.since : "");
+      const r = await fetch(url, { headers, cache: "no-store" });
       if (!r.ok) throw new Error("HTTP " + r.status);
       const d = await r.json();
-      for (const p of d.pools) poolCard(p);
-      for (const w of d.workers) workerCard(w, d.at_unix_ms);
+      const names = new Set(d.pools.map(p => p.name));
+      for (const name of Object.keys(store.pools)) {
+        if (!names.has(name)) {
+          delete store.pools[name];
+          const card = document.getElementById("pool-" + safeId(name));
+          if (card) card.remove();
+        }
+      }
+      for (const p of d.pools) {
+        poolCard(merge(store.pools, p.name, p, { name: p.name, state: p.state, kind: p.kind }));
+      }
+      for (const w of d.workers) {
+        if (!w.alive) {
+          delete store.workers[w.pid];
+          workerCard(w);
+          continue;
+        }
+        workerCard(merge(store.workers, w.pid, w, { pid: w.pid, pool: w.pool, alive: true }));
+      }
+      for (const pid of Object.keys(store.workers)) {
+        if (!d.workers.some(w => String(w.pid) === pid)) {
+          delete store.workers[pid];
+          const card = document.getElementById("worker-" + safeId(pid));
+          if (card) card.remove();
+        }
+      }
+      if (d.at_unix_ms) store.since = d.at_unix_ms;
       requests(d.requests || []);
       hook.last = d;
       hook.updates++;

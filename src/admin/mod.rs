@@ -378,7 +378,8 @@ impl Server {
             },
             ["api", "v1", "stats"] => match get {
                 true => {
-                    let mut v = api::stats_json(&self.sampler.history());
+                    let since = query_param(&req, "since").and_then(|v| v.parse().ok());
+                    let mut v = api::stats_json(&self.sampler.history(), since);
                     v["requests"] = json!(self
                         .ctx
                         .front
