@@ -444,6 +444,21 @@ async fn token_is_required_when_set() {
     assert_eq!(s, StatusCode::OK);
     let (s, _, _) = call(admin, Method::GET, "/api/v1/pools?token=s3cret", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // `roost ctl --token`.
+    let out = tokio::task::spawn_blocking(move || ctl(admin, &["status"]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+    let out = tokio::task::spawn_blocking(move || ctl(admin, &["--token", "s3cret", "status"]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("farm"));
 
     // A non-loopback listener without a token is refused outright.
     let err = Admin::start(

@@ -7,6 +7,8 @@
 //! needs `Authorization: Bearer <token>` (the dashboard page also takes `?token=`).
 //! Nothing here runs on the request path: pool counters are atomics read at scrape time
 //! and worker counters are fetched by a background [`sampler::Sampler`] once a second.
+//! The listener is bound once at start: a reload that changes `admin.listen` or
+//! `admin.token` takes effect at the next start.
 
 pub mod api;
 pub mod ctl;
