@@ -371,8 +371,8 @@ fn rules(c: &Ctx, out: &mut Vec<Finding>) {
                 threadpool_finding = true;
                 let mut evidence = vec![
                     format!(
-                        "threads {threads_before} -> {} in {:.0} s, all busy ({}), max {}",
-                        t.threads, c.secs, t.busy, t.max
+                        "threads {threads_before} -> {} in {:.0} s (goal {}, max {}), {} busy",
+                        t.threads, c.secs, t.goal, t.max, t.busy
                     ),
                     format!("work items queued {}", t.queued),
                     format!(
