@@ -118,10 +118,11 @@ pub async fn run(path: &Path) -> ExitCode {
             },
         }
     }
-    running.admin.shutdown();
+    // The admin listener stays up while the front drains, so the drain can be watched.
     let grace = running.front.limits().shutdown_grace;
     running.front.shutdown(grace).await;
     running.supervisor.shutdown().await;
+    running.admin.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

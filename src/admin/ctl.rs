@@ -42,6 +42,7 @@ pub enum CtlCommand {
     Pools,
     /// In-flight requests (appcmd list requests).
     Requests {
+        /// Only this pool's requests.
         #[arg(long)]
         pool: Option<String>,
         /// Only requests older than this (e.g. 500ms, 5s).
