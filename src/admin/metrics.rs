@@ -184,7 +184,7 @@ impl Collector for RoostCollector {
         );
         let mut farm_healthy = Family::new(
             "farm_server_healthy",
-            "1 when a farm server takes requests.",
+            "1 when a farm server passes its health checks and is not ejected.",
             MetricType::Gauge,
         );
 
@@ -276,7 +276,9 @@ impl Collector for RoostCollector {
                 for m in pool.members() {
                     farm_healthy.push(
                         l(&[("pool", name), ("server", &m.label)]),
-                        Value::Gauge((m.is_healthy() && !m.is_draining()) as i64),
+                        // The health verdict (checks, ejection); a drained server is
+                        // still healthy, as in the farm's own server states.
+                        Value::Gauge(m.is_healthy() as i64),
                     );
                 }
             }
