@@ -275,6 +275,75 @@ mod tests {
     use crate::pool::Histogram;
     use std::time::Duration;
 
+    fn sample(at: u64, arrivals: u64, rejected: u64, slow: usize) -> Arc<Sample> {
+        let d = Histogram::default();
+        for _ in 0..slow {
+            d.observe(Duration::from_millis(300));
+        }
+        let mut rej = BTreeMap::new();
+        rej.insert("QueueFull".to_string(), rejected);
+        Arc::new(Sample {
+            at_unix_ms: at,
+            pools: vec![crate::admin::sampler::PoolSample {
+                name: "web".into(),
+                state: "Started".into(),
+                kind: "garden",
+                queue_length: 3,
+                queue_limit: 10,
+                queue_oldest_seconds: 0.5,
+                capacity: 4,
+                active: 4,
+                members: 1,
+                arrivals,
+                completed: 0,
+                rejected: rej,
+                duration: d.snapshot(),
+                queue_wait: Histogram::default().snapshot(),
+                worker_failures_total: 0,
+            }],
+            workers: vec![],
+        })
+    }
+
+    #[test]
+    fn stats_are_rates_between_samples() {
+        let h = vec![sample(1000, 0, 0, 0), sample(3000, 10, 4, 10)];
+        let v = stats_json(&h, None);
+        let pts = v["pools"][0]["points"].as_array().unwrap();
+        assert_eq!(pts.len(), 2);
+        assert_eq!(pts[1]["arrivals_per_s"], 5.0);
+        assert_eq!(pts[1]["rejected_per_s"], 2.0);
+        assert_eq!(pts[1]["queue"], 3);
+        // The latency of the requests that finished in that interval (all ~300 ms).
+        let p50 = pts[1]["p50_ms"].as_f64().unwrap();
+        assert!((250.0..=500.0).contains(&p50), "{p50}");
+        assert!(pts[0]["p50_ms"].is_null());
+        // Only newer points with `since`.
+        let v = stats_json(&h, Some(1000));
+        assert_eq!(v["pools"][0]["points"].as_array().unwrap().len(), 1);
+        assert_eq!(v["at_unix_ms"], 3000);
+    }
+
+    #[test]
+    fn request_filters() {
+        let row = |pool: &str, ms| RequestInfo {
+            id: 1,
+            pool: pool.into(),
+            worker_pid: None,
+            method: "GET".into(),
+            url: "/".into(),
+            state: "queued",
+            elapsed_ms: ms,
+        };
+        let rows = vec![row("a", 10), row("a", 900), row("b", 2000)];
+        let f = RequestFilter {
+            pool: Some("a".into()),
+            min_elapsed_ms: 500,
+        };
+        assert_eq!(requests_json(rows.clone(), &f)["count"], 1);
+        assert_eq!(requests_json(rows, &RequestFilter::default())["count"], 3);
+    }
+
     #[test]
     fn quantiles_interpolate_within_a_bucket() {
         let h = Histogram::default();
