@@ -19,6 +19,7 @@ pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
     let garden = matches!(pcfg.map(|c| &c.backend), Some(Backend::Garden(_)));
     let s = pool.snapshot();
     let (p50, p99) = latency_quantiles(pool);
+    let recent = recent_latency(&sampler.history(), name);
     let status = sampler.supervisor().and_then(|sup| sup.status(name));
     let cached = sampler.workers();
     let workers: Vec<Value> = match &status {
@@ -89,7 +90,14 @@ pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
         "completed": s.completed,
         "rejected": s.rejected,
         "rejected_total": pool.counters().rejected_total(),
-        "latency": { "p50_seconds": p50, "p99_seconds": p99 },
+        // Since start, and over the last minute of samples.
+        "latency": {
+            "p50_seconds": p50,
+            "p99_seconds": p99,
+            "recent_window_seconds": recent.map(|r| r.0),
+            "recent_p50_seconds": recent.and_then(|r| r.1),
+            "recent_p99_seconds": recent.and_then(|r| r.2),
+        },
         "workers": workers,
         "servers": servers,
         "last_failures": status.as_ref().map(|s| json!(s.last_failures)).unwrap_or(json!([])),
@@ -98,6 +106,24 @@ pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
         "worker_failures_total": status.as_ref().map(|s| json!(s.worker_failures_total)).unwrap_or(json!({})),
         "recycles_total": status.as_ref().map(|s| json!(s.recycles_total)).unwrap_or(json!({})),
     })
+}
+
+/// How far back "recent" latency looks.
+const RECENT_MS: u64 = 60_000;
+
+/// (window seconds, p50, p99) of the requests that finished in the last minute of samples.
+fn recent_latency(history: &[Arc<Sample>], pool: &str) -> Option<(f64, Option<f64>, Option<f64>)> {
+    let last = history.last()?;
+    let first = history
+        .iter()
+        .find(|s| last.at_unix_ms.saturating_sub(s.at_unix_ms) <= RECENT_MS)?;
+    let (a, b) = (first.pool(pool)?, last.pool(pool)?);
+    let window = b.duration.since(&a.duration);
+    Some((
+        last.at_unix_ms.saturating_sub(first.at_unix_ms) as f64 / 1000.0,
+        interpolated_quantile(&window, 0.5),
+        interpolated_quantile(&window, 0.99),
+    ))
 }
 
 pub fn pools_json(sampler: &Sampler) -> Value {

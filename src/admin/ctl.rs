@@ -36,7 +36,8 @@ pub struct CtlArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
-    /// One line per pool: state, workers, queue/limit, active, rejected, p99.
+    /// One line per pool: state, workers, queue/limit, active, rejected, p99 (since start
+    /// and over the last minute).
     Status,
     /// Pools in detail: workers (pid, uptime, requests, memory), failures, recycles.
     Pools,
@@ -316,12 +317,13 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
                         format!("{}/{}", s(&p["active"]), s(&p["capacity"])),
                         s(&p["rejected_total"]),
                         fmt_latency(&p["latency"]["p99_seconds"]),
+                        fmt_latency(&p["latency"]["recent_p99_seconds"]),
                     ]
                 })
                 .collect();
             table(
                 &[
-                    "POOL", "STATE", "WORKERS", "QUEUE", "ACTIVE", "REJECTED", "P99",
+                    "POOL", "STATE", "WORKERS", "QUEUE", "ACTIVE", "REJECTED", "P99", "P99(1m)",
                 ],
                 rows,
             )
@@ -509,7 +511,7 @@ mod tests {
             "name": "web", "kind": "garden", "state": "Started",
             "workers": [{}, {}], "queue": {"length": 3, "limit": 1000},
             "active": 7, "capacity": 200, "rejected_total": 12,
-            "latency": {"p99_seconds": 0.25}
+            "latency": {"p99_seconds": 0.25, "recent_p99_seconds": null}
         }]});
         let t = render(&CtlCommand::Status, &v);
         let lines: Vec<&str> = t.lines().collect();
@@ -517,7 +519,7 @@ mod tests {
         let cols: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
             cols,
-            ["web", "Started", "2", "3/1000", "7/200", "12", "250.0ms"]
+            ["web", "Started", "2", "3/1000", "7/200", "12", "250.0ms", "-"]
         );
     }
 }
