@@ -328,6 +328,14 @@ pools:
         ))
         .await;
     assert!(worker_points.as_u64().unwrap_or(0) >= 3, "{worker_points}");
+    // The diagnosis panel is filled from /api/v1/diagnose.
+    eval_until(
+        &mut cdp,
+        "the diagnosis panel",
+        "typeof window.roostDashboard.findings === 'number'",
+        Duration::from_secs(10),
+    )
+    .await;
     let rows = cdp
         .eval("document.querySelectorAll('#requests tbody tr').length")
         .await;

@@ -184,6 +184,32 @@
     }
   }
 
+  // The diagnosis rules (GET /api/v1/diagnose), refreshed every few seconds.
+  async function diagnose() {
+    try {
+      const r = await fetch("api/v1/diagnose", { headers, cache: "no-store" });
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      const d = await r.json();
+      const box = document.getElementById("findings");
+      box.textContent = "";
+      document.getElementById("diag-note").textContent =
+        d.findings.length ? "" : "(no problems in the last " + Math.round(d.window_seconds) + " s)";
+      for (const f of d.findings) {
+        const div = el("div", { class: "finding " + f.severity, "data-rule": f.rule });
+        div.appendChild(el("strong", {}, f.severity.toUpperCase() + " · " + f.pool + ": "));
+        div.appendChild(document.createTextNode(f.title));
+        const ul = el("ul", { class: "evidence" });
+        for (const e of f.evidence) ul.appendChild(el("li", {}, e));
+        div.appendChild(ul);
+        div.appendChild(el("div", { class: "advice" }, f.advice));
+        box.appendChild(div);
+      }
+      hook.findings = d.findings.length;
+    } catch (e) {
+      hook.lastError = String(e);
+    }
+  }
+
   async function tick() {
     const status = document.getElementById("status");
     try {
@@ -234,4 +260,6 @@
 
   tick();
   setInterval(tick, 1000);
+  diagnose();
+  setInterval(diagnose, 3000);
 })();
