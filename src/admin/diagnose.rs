@@ -18,9 +18,13 @@ pub const WINDOW_MS: u64 = 10_000;
 const LOW_CPU: f64 = 0.5;
 /// CPU above this share of the cores is "CPU-bound".
 const HIGH_CPU: f64 = 0.85;
-/// A thread pool whose every thread stayed busy with work waiting for this long is
-/// starved (a healthy pool adds a thread or finishes work well within it).
-const STUCK_MS: u64 = 1500;
+/// A thread pool is starved when, in every sample of this last stretch, all the threads
+/// its goal allows were busy and work waited (a healthy pool adds a thread or drains its
+/// queue well within it)...
+const STUCK_MS: u64 = 2500;
+/// ...and those samples cover at least this much time (with the default one-second
+/// sampling that takes three samples: two samples span a jittery ~1 s).
+const STUCK_SPAN_MS: u64 = 1500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -117,7 +121,7 @@ impl Ctx<'_> {
     }
 
     /// Every thread of `pid`'s pool `tp` that the goal lets run busy, with work queued, in every sample of the
-    /// last [`STUCK_MS`] (and the samples span at least a second).
+    /// last [`STUCK_MS`] (and the samples span at least [`STUCK_SPAN_MS`]).
     fn stuck(&self, pid: u32, tp: &str) -> bool {
         let Some(last) = self.window.last() else {
             return false;
@@ -137,7 +141,7 @@ impl Ctx<'_> {
             .map(|s| last.at_unix_ms - s.at_unix_ms)
             .max()
             .unwrap_or(0);
-        span >= 1000
+        span >= STUCK_SPAN_MS
             && recent.len() >= 2
             && recent
                 .iter()
@@ -612,8 +616,15 @@ mod tests {
             .evidence
             .iter()
             .any(|e| e.contains("machine CPU 100%")));
-        // Less than a second of it is not enough to call it.
+        // Half a second of it is not enough to call it.
         assert!(diagnose(&h[..3]).findings.is_empty());
+        // One-second sampling with jitter: three samples are enough, two are not.
+        let at = |ms| sample(ms, pool(0, 20, 50), vec![w.clone()]);
+        assert_eq!(
+            rules_of(&diagnose(&[at(0), at(998), at(1997)])),
+            vec!["threadpool_starvation"]
+        );
+        assert!(diagnose(&[at(0), at(998)]).findings.is_empty());
     }
 
     #[test]
