@@ -850,3 +850,36 @@ async fn serve_runs_the_admin_listener_and_ctl_reloads_it() {
         .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_in_w3c_format() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let top = format!("log:\n  access: {{path: \"{}\"}}\n", log.display());
+    let st = Stack::start(&farm_yaml(backend.addr, "", &top), false, None).await;
+    assert_eq!(get(st.addr, "t", "/w3c?x=1").await.0, StatusCode::OK);
+    let mut text = String::new();
+    wait_until("the W3C line", Duration::from_secs(5), || {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        let ok = text
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains("/w3c"));
+        async move { ok }
+    })
+    .await;
+    assert!(text.contains("#Fields: date time"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains("/w3c"))
+        .unwrap();
+    let fields: Vec<&str> = line.split(' ').collect();
+    // date time s-ip cs-method cs-uri-stem cs-uri-query s-port c-ip cs(User-Agent)
+    // sc-status time-taken x-pool ...
+    assert_eq!(fields[3], "GET", "{line}");
+    assert_eq!(fields[4], "/w3c", "{line}");
+    assert_eq!(fields[5], "x=1", "{line}");
+    assert_eq!(fields[9], "200", "{line}");
+    assert_eq!(fields[11], "farm", "{line}");
+    st.stop().await;
+}
