@@ -55,6 +55,9 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => match roost::config::check_file(&config) {
             Ok(cfg) => {
+                roost::config::validate::warnings(&cfg)
+                    .iter()
+                    .for_each(|w| eprintln!("{w}"));
                 println!(
                     "{}: ok ({} sites, {} pools)",
                     config.display(),

@@ -53,7 +53,7 @@ pub async fn start(path: &Path) -> Result<Running, StartFailure> {
         roost_exe,
         runtime_dir: None,
     });
-    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone()];
+    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone(), crate::farm::FarmHooks::new()];
     let admin_cfg = cfg.admin.clone();
     let front = Front::start(cfg, hooks).await?;
     let (f, p) = (front.clone(), path.to_path_buf());

@@ -803,6 +803,11 @@ async fn front_hooks_manage_readd_and_release_pools() {
             load_balancing: model::LoadBalancing::RoundRobin,
             health_check: None,
             affinity: None,
+            outlier_detection: None,
+            slow_start: Duration::ZERO,
+            retries: Default::default(),
+            tls: Default::default(),
+            discovery: None,
         });
         hooks.pool_added(&pool2, &farm, Some(&cfg));
         assert!(sup.status("hooked").is_none());
