@@ -330,6 +330,8 @@ async fn pools_requests_and_actions() {
     assert_eq!(p["capacity"], 4);
     assert_eq!(p["servers"][0]["server"], backend.addr.to_string());
     assert_eq!(p["servers"][0]["healthy"], true);
+    // The farm's own state for each server.
+    assert_eq!(p["servers"][0]["state"], "healthy");
 
     // A slow request shows in /api/v1/requests while it runs.
     let front = st.addr;

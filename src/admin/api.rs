@@ -51,8 +51,19 @@ pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
             .collect(),
         None => Vec::new(),
     };
+    let farm_states = if garden {
+        Vec::new()
+    } else {
+        crate::farm::server_states(pool)
+    };
     let servers: Vec<Value> = if garden {
         Vec::new()
+    } else if !farm_states.is_empty() {
+        // The farm's view: state (healthy/unhealthy/ejected/draining), ejections, last check.
+        farm_states
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap_or_default())
+            .collect()
     } else {
         pool.members()
             .iter()

@@ -389,14 +389,19 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
                         out,
                         "  server {}: {}, active {}/{}, requests {}",
                         s(&srv["server"]),
-                        if srv["healthy"] == true {
-                            "healthy"
-                        } else {
-                            "UNHEALTHY"
+                        // The farm's state word when present, else the health flag.
+                        match srv["state"].as_str() {
+                            Some(st) => st.to_string(),
+                            None if srv["healthy"] == true => "healthy".into(),
+                            None => "UNHEALTHY".into(),
                         },
                         s(&srv["active"]),
                         s(&srv["slots"]),
-                        s(&srv["requests"]),
+                        s(if srv["served"].is_null() {
+                            &srv["requests"]
+                        } else {
+                            &srv["served"]
+                        }),
                     );
                 }
                 for f in p["last_failures"]

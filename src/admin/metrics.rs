@@ -273,12 +273,21 @@ impl Collector for RoostCollector {
                     }
                 }
             } else {
-                for m in pool.members() {
+                // The farm's own verdict (active checks, passive ejection); members
+                // without farm state (none in practice) fall back to the member flag.
+                let states = crate::farm::server_states(pool);
+                if states.is_empty() {
+                    for m in pool.members() {
+                        farm_healthy.push(
+                            l(&[("pool", name), ("server", &m.label)]),
+                            Value::Gauge(m.is_healthy() as i64),
+                        );
+                    }
+                }
+                for srv in states {
                     farm_healthy.push(
-                        l(&[("pool", name), ("server", &m.label)]),
-                        // The health verdict (checks, ejection); a drained server is
-                        // still healthy, as in the farm's own server states.
-                        Value::Gauge(m.is_healthy() as i64),
+                        vec![("pool", name.clone()), ("server", srv.server)],
+                        Value::Gauge(srv.healthy as i64),
                     );
                 }
             }
