@@ -411,6 +411,8 @@ async fn pools_requests_and_actions() {
     assert!(!v["pools"][0]["points"].as_array().unwrap().is_empty());
     // `since` sends only newer points.
     let at = v["at_unix_ms"].as_u64().unwrap();
+    // Samples are stamped in milliseconds: take the next one in a later millisecond.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     st.admin.sampler().sample_once().await;
     let v = get_json(admin, &format!("/api/v1/stats?since={at}")).await;
     assert_eq!(v["pools"][0]["name"], "farm");
