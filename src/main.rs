@@ -30,6 +30,8 @@ enum Command {
     },
     /// Run a built-in worker (the w3wp/Kestrel role).
     Worker(roost::worker::cli::WorkerArgs),
+    /// Talk to a running roost's admin API (status, pools, requests, recycle, ...).
+    Ctl(roost::admin::ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,5 +77,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Worker(a) => roost::worker::cli::run(a),
+        Command::Ctl(a) => roost::admin::ctl::run(a),
     }
 }
