@@ -253,8 +253,8 @@ def load_argv(scenario, port, secs):
     if tool == "wrk":
         return ["wrk", f"-t{LOAD_THREADS}", f"-c{conns}", f"-d{secs}s", "--latency",
                 "-H", "Host: bench", url]
-    return ["h2load", f"-t{LOAD_THREADS}", f"-c{conns}", f"-m{streams}", "-D", str(secs),
-            "-H", "Host: bench", url]
+    # No Host header for h2: `:authority` carries it, and nginx refuses both at once.
+    return ["h2load", f"-t{LOAD_THREADS}", f"-c{conns}", f"-m{streams}", "-D", str(secs), url]
 
 
 def run_load(scenario, port, secs, cpu_pids):
@@ -553,9 +553,12 @@ def main():
         with open(OUT, "w") as f:
             f.write(text)
         log(f"written {OUT}")
-    finally:
+    except BaseException:
+        log(f"failed; logs kept in {run_dir}")
         procs.stop_all()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    procs.stop_all()
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
