@@ -67,6 +67,11 @@ SCENARIOS = {
     "tls-c64": ("wrk", "/", 64, 0, "tls"),
 }
 TARGETS = ["direct", "roost", "garden", "nginx", "haproxy"]
+# A/B runs for optimisation work: ROOST_BEFORE_BIN=/path/to/old/roost adds the target
+# "before" (the same farm config served by that binary), measured in the same run.
+BEFORE_BIN = os.environ.get("ROOST_BEFORE_BIN")
+if BEFORE_BIN:
+    TARGETS.insert(2, "before")
 
 
 def pick(env, all_items):
@@ -402,8 +407,8 @@ def report(rows, idle, started):
     lines.append("")
     lines.append("| scenario | req/s roost/nginx | req/s roost/haproxy | req/s roost/direct | "
                  "req/s garden/nginx | p99 roost/nginx | p99 roost/haproxy | "
-                 "CPU roost/nginx | CPU roost/haproxy |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "CPU roost/nginx | CPU roost/haproxy |" + (" req/s roost/before | CPU roost/before |" if BEFORE_BIN else ""))
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if BEFORE_BIN else ""))
     for sc in SCENARIOS:
         if not any((sc, t) in by for t in TARGETS):
             continue
@@ -415,7 +420,10 @@ def report(rows, idle, started):
             f"{ratio(m(sc, 'roost', 'p99_ms'), m(sc, 'nginx', 'p99_ms'))} | "
             f"{ratio(m(sc, 'roost', 'p99_ms'), m(sc, 'haproxy', 'p99_ms'))} | "
             f"{ratio(m(sc, 'roost', 'cpu_us_per_req'), m(sc, 'nginx', 'cpu_us_per_req'))} | "
-            f"{ratio(m(sc, 'roost', 'cpu_us_per_req'), m(sc, 'haproxy', 'cpu_us_per_req'))} |")
+            f"{ratio(m(sc, 'roost', 'cpu_us_per_req'), m(sc, 'haproxy', 'cpu_us_per_req'))} |"
+            + (f" {ratio(m(sc, 'roost', 'rps'), m(sc, 'before', 'rps'))} | "
+               f"{ratio(m(sc, 'roost', 'cpu_us_per_req'), m(sc, 'before', 'cpu_us_per_req'))} |"
+               if BEFORE_BIN else ""))
     if idle:
         lines.append("")
         lines.append(f"Idle keep-alive connections (one request each, then held; VmRSS of the "
@@ -463,7 +471,8 @@ def main():
     v = {k: free_port() for k in ("BACKEND_PORT", "ROOST_PORT", "ROOST_TLS_PORT",
                                   "ROOST_ADMIN_PORT", "GARDEN_PORT", "GARDEN_ADMIN_PORT",
                                   "NGINX_PORT", "NGINX_H2_PORT", "NGINX_TLS_PORT",
-                                  "HAPROXY_PORT", "HAPROXY_H2_PORT", "HAPROXY_TLS_PORT")}
+                                  "HAPROXY_PORT", "HAPROXY_H2_PORT", "HAPROXY_TLS_PORT",
+                                  "BEFORE_PORT", "BEFORE_TLS_PORT", "BEFORE_ADMIN_PORT")}
     v.update(RUN_DIR=run_dir, CERT=cert, KEY=key, PROXY_THREADS=PROXY_THREADS,
              GARDEN_PROCESSES=GARDEN_PROCESSES)
     log(f"run dir {run_dir}; {REPS} reps x {DUR}s; scenarios {scenarios}; targets {targets}")
@@ -488,6 +497,16 @@ def main():
             pids["roost"] = lambda p=p: [p.pid]
             ports["roost"] = {"h1": v["ROOST_PORT"], "h2": v["ROOST_PORT"],
                               "tls": v["ROOST_TLS_PORT"]}
+        if "before" in targets:
+            bv = dict(v, ROOST_PORT=v["BEFORE_PORT"], ROOST_TLS_PORT=v["BEFORE_TLS_PORT"],
+                      ROOST_ADMIN_PORT=v["BEFORE_ADMIN_PORT"])
+            cfg = render("roost-farm.yaml.tmpl", os.path.join(run_dir, "before.yaml"), bv)
+            p = procs.start("before", [BEFORE_BIN, "serve", "-c", cfg], PROXY_CPUS, env=env,
+                            logdir=run_dir)
+            wait_ready(v["BEFORE_PORT"], "roost (before)", p)
+            pids["before"] = lambda p=p: [p.pid]
+            ports["before"] = {"h1": v["BEFORE_PORT"], "h2": v["BEFORE_PORT"],
+                               "tls": v["BEFORE_TLS_PORT"]}
         if "garden" in targets:
             cfg = render("roost-garden.yaml.tmpl", os.path.join(run_dir, "garden.yaml"), v)
             p = procs.start("garden", [ROOST, "serve", "-c", cfg], PROXY_CPUS, env=env,
