@@ -119,17 +119,23 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 }
 
 /// Set `Host`, `X-Forwarded-For/Proto/Host` and `Via` on a request about to be forwarded.
+///
+/// On the request path, so it avoids copies: when `host` is this request's own `Host`
+/// value (the usual case), that value is reused (hyper's header values share its read
+/// buffer, so a clone is a reference count), and `X-Forwarded-For` is built in one
+/// allocation.
 pub fn add_forwarded(headers: &mut HeaderMap, host: Option<&str>, client: IpAddr, tls: bool) {
-    if let Some(h) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(header::HOST, h.clone());
-        headers.insert(X_FORWARDED_HOST.clone(), h);
+    if let Some(host) = host {
+        let value = match headers.get(header::HOST) {
+            Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+            _ => HeaderValue::from_str(host).ok(),
+        };
+        if let Some(h) = value {
+            headers.insert(header::HOST, h.clone());
+            headers.insert(X_FORWARDED_HOST.clone(), h);
+        }
     }
-    let ip = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = forwarded_for(headers.get(&X_FORWARDED_FOR), client) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
@@ -137,6 +143,28 @@ pub fn add_forwarded(headers: &mut HeaderMap, host: Option<&str>, client: IpAddr
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
     append_via(headers);
+}
+
+/// `X-Forwarded-For`: the previous value (if it is text) followed by `, client`.
+fn forwarded_for(prev: Option<&HeaderValue>, client: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    // The longest IpAddr text ("ffff:...:ffff" or an IPv4-mapped IPv6) fits in 45 bytes.
+    let mut ip = [0u8; 64];
+    let n = {
+        let mut w = std::io::Cursor::new(&mut ip[..]);
+        write!(w, "{client}").ok()?;
+        w.position() as usize
+    };
+    let prev = prev.and_then(|v| v.to_str().ok());
+    let len = prev.map_or(0, |p| p.len() + 2) + n;
+    let mut v = Vec::with_capacity(len);
+    if let Some(p) = prev {
+        v.extend_from_slice(p.as_bytes());
+        v.extend_from_slice(b", ");
+    }
+    v.extend_from_slice(&ip[..n]);
+    // Exactly full, so `Bytes` takes the vector without another allocation.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
 }
 
 pub fn append_via(headers: &mut HeaderMap) {
@@ -231,6 +259,22 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "example.com");
         assert_eq!(h["host"], "example.com");
         assert_eq!(h["via"], "1.1 roost");
+    }
+
+    #[test]
+    fn forwarded_for_ipv6_and_fresh() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("a.example"));
+        add_forwarded(&mut h, Some("b.example"), "::ffff:1.2.3.4".parse().unwrap(), false);
+        assert_eq!(h["x-forwarded-for"], "::ffff:1.2.3.4");
+        assert_eq!(h["host"], "b.example");
+        assert_eq!(h["x-forwarded-host"], "b.example");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        let v6: IpAddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, None, v6, false);
+        assert_eq!(h["x-forwarded-for"], "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert!(h.get("host").is_none());
     }
 
     #[test]
