@@ -97,15 +97,14 @@ fn embedded_default_loads() {
         }]
     );
     let pool = &c.pools["default"];
-    let Backend::Farm(farm) = &pool.backend else {
-        panic!("default pool should be a farm: {:?}", pool.backend)
+    // A web garden of built-in workers: `roost serve` needs nothing else.
+    let Backend::Garden(pm) = &pool.backend else {
+        panic!("default pool should be a web garden: {:?}", pool.backend)
     };
-    assert_eq!(farm.servers.len(), 1);
-    assert_eq!(
-        (farm.servers[0].host.as_str(), farm.servers[0].port),
-        ("127.0.0.1", 8081)
-    );
-    assert_eq!(farm.servers[0].max_concurrent_requests, 100);
+    assert_eq!(pm.command, None);
+    assert_eq!(pm.max_processes, 2);
+    assert_eq!(pm.max_concurrent_requests_per_process, 100);
+    assert_eq!(pm.worker.app, "demo");
     assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
     assert_eq!(c.admin.token, None);
 }

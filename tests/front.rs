@@ -10,6 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn one_pool(server: &str, extra_pool: &str, extra_top: &str) -> String {
+    pool_with_slots(server, 100, extra_pool, extra_top)
+}
+
+/// One site on `127.0.0.1:0` routing `/` to pool `p`: one farm server with `slots`.
+fn pool_with_slots(server: &str, slots: usize, extra_pool: &str, extra_top: &str) -> String {
     format!(
         r#"
 sites:
@@ -21,7 +26,7 @@ pools:
 {extra_pool}
     farm:
       servers:
-        - {{address: "{server}", maxConcurrentRequests: 100}}
+        - {{address: "{server}", maxConcurrentRequests: {slots}}}
 {extra_top}
 "#
     )
@@ -93,20 +98,11 @@ pools:
 async fn queue_overflow_and_fifo_order() {
     init_tracing();
     let be = Backend::start("a").await;
-    let yaml = format!(
-        r#"
-sites:
-  - name: s
-    bindings: [{{listen: "127.0.0.1:0"}}]
-    applications: [{{path: /, pool: p}}]
-pools:
-  p:
-    queueLength: 5
-    retryAfter: 7s
-    farm:
-      servers: [{{address: "{}", maxConcurrentRequests: 1}}]
-"#,
-        be.addr
+    let yaml = pool_with_slots(
+        &be.addr.to_string(),
+        1,
+        "    queueLength: 5\n    retryAfter: 7s",
+        "",
     );
     let f = TestFront::start(&yaml).await;
     let pool = f.front.pool("p").unwrap();
@@ -187,20 +183,7 @@ async fn rejection_carries_retry_after() {
 #[tokio::test]
 async fn queue_timeout_answers_503() {
     let be = Backend::start("a").await;
-    let yaml = format!(
-        r#"
-sites:
-  - name: s
-    bindings: [{{listen: "127.0.0.1:0"}}]
-    applications: [{{path: /, pool: p}}]
-pools:
-  p:
-    queueTimeout: 300ms
-    farm:
-      servers: [{{address: "{}", maxConcurrentRequests: 1}}]
-"#,
-        be.addr
-    );
+    let yaml = pool_with_slots(&be.addr.to_string(), 1, "    queueTimeout: 300ms", "");
     let f = TestFront::start(&yaml).await;
     let addr = f.addr;
     let busy = tokio::spawn(async move { get(addr, "x", "/slow?ms=2000").await });
@@ -220,20 +203,7 @@ pools:
 #[tokio::test]
 async fn client_that_leaves_the_queue_frees_its_place() {
     let be = Backend::start("a").await;
-    let yaml = format!(
-        r#"
-sites:
-  - name: s
-    bindings: [{{listen: "127.0.0.1:0"}}]
-    applications: [{{path: /, pool: p}}]
-pools:
-  p:
-    queueLength: 1
-    farm:
-      servers: [{{address: "{}", maxConcurrentRequests: 1}}]
-"#,
-        be.addr
-    );
+    let yaml = pool_with_slots(&be.addr.to_string(), 1, "    queueLength: 1", "");
     let f = TestFront::start(&yaml).await;
     let pool = f.front.pool("p").unwrap();
     let addr = f.addr;
@@ -611,4 +581,46 @@ async fn counters_follow_requests() {
     assert_eq!(snap.arrivals, 3);
     assert!(eventually(Duration::from_secs(5), || pool.snapshot().completed == 3).await);
     assert_eq!(pool.counters().duration_by_class[1].snapshot().count, 3);
+}
+
+#[tokio::test]
+async fn stalled_request_body_is_cut_off_and_frees_the_slot() {
+    let be = Backend::start("a").await;
+    let f = TestFront::start(&one_pool(
+        &be.addr.to_string(),
+        "",
+        "limits: {bodyTimeout: 300ms}",
+    ))
+    .await;
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    // Promise 1000 bytes, send 10, then go quiet.
+    s.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let pool = f.front.pool("p").unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || pool
+            .counters()
+            .arrivals
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    // The slot comes back although the client never finishes its body.
+    assert!(
+        eventually(Duration::from_secs(10), || pool.snapshot().active == 0
+            && be.active.load(std::sync::atomic::Ordering::SeqCst) == 0)
+        .await
+    );
+    // The echo had started answering; the client sees its response cut short and the
+    // connection closed, never a complete 1000-byte body.
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(closed.is_ok(), "connection left open");
+    let text = String::from_utf8_lossy(&got);
+    let body_len = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.len())
+        .unwrap_or(0);
+    assert!(body_len < 1000, "{text}");
 }

@@ -302,7 +302,7 @@ async fn request_queue_limit_rejects_with_server_too_busy() {
     let slow: Vec<_> = (0..2)
         .map(|_| {
             let a = addr.clone();
-            tokio::spawn(async move { send(&a, get_req("/sleep?ms=1500")).await })
+            tokio::spawn(async move { send(&a, get_req("/sleep?ms=3000")).await })
         })
         .collect();
     w.wait_counters("2 requests in the worker", |c| n(c, "/gate/current") == 2)
@@ -311,7 +311,7 @@ async fn request_queue_limit_rejects_with_server_too_busy() {
     let extra: Vec<_> = (0..3)
         .map(|_| {
             let a = addr.clone();
-            tokio::spawn(async move { send(&a, get_req("/sleep?ms=1500")).await })
+            tokio::spawn(async move { send(&a, get_req("/sleep?ms=3000")).await })
         })
         .collect();
     for e in extra {
@@ -382,22 +382,24 @@ async fn thread_cap_queues_sync_requests_while_async_ones_go_on() {
     // One worker-pool thread may execute requests (1 per CPU, 1 CPU).
     let w = Worker::unix(&["--cpus", "1", "--max-concurrent-threads-per-cpu", "1"]);
     let addr = w.addr.clone();
-    let blocks: Vec<_> = ["/block?ms=2000", "/block?ms=1"]
-        .into_iter()
-        .map(|p| {
-            let a = addr.clone();
-            tokio::spawn(async move { send(&a, get_req(p)).await })
-        })
-        .collect();
-    w.wait_counters("one sync request executing, one queued", |c| {
-        n(c, "/gate/executing_threads") == 1 && n(c, "/gate/queued") == 1
+    let long = {
+        let a = addr.clone();
+        tokio::spawn(async move { send(&a, get_req("/block?ms=2000")).await })
+    };
+    w.wait_counters("one sync request executing", |c| {
+        n(c, "/gate/executing_threads") == 1
+    })
+    .await;
+    let short = tokio::spawn(async move { send(&addr, get_req("/block?ms=1")).await });
+    w.wait_counters("the second sync request queued", |c| {
+        n(c, "/gate/queued") == 1
     })
     .await;
     // An async request needs no thread: it is not held behind the queued sync one.
     assert_eq!(w.get("/sleep?ms=1").await.status, StatusCode::OK);
     let c = w.counters().await;
     assert_eq!(n(&c, "/gate/queued"), 1, "the sync request still waits");
-    for b in blocks {
+    for b in [long, short] {
         assert_eq!(b.await.unwrap().status, StatusCode::OK);
     }
 }
@@ -409,44 +411,59 @@ async fn a_queued_request_whose_client_leaves_is_dropped_from_the_queue() {
         unreachable!()
     };
     let addr = w.addr.clone();
-    let first = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=2000")).await });
+    let first = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=3000")).await });
     w.wait_counters("one executing", |c| n(c, "/gate/executing") == 1)
         .await;
-    // A raw client sends a request, waits until it is queued, and hangs up.
-    let mut raw = UnixStream::connect(&sock).await.unwrap();
-    raw.write_all(b"GET /pid HTTP/1.1\r\nhost: w\r\n\r\n")
+    // Raw clients send requests (one with a body it never finishes sending), wait until
+    // they are queued, and hang up.
+    let mut get = UnixStream::connect(&sock).await.unwrap();
+    get.write_all(b"GET /pid HTTP/1.1\r\nhost: w\r\n\r\n")
         .await
         .unwrap();
-    w.wait_counters("the request to queue", |c| n(c, "/gate/queued") == 1)
+    w.wait_counters("the GET to queue", |c| n(c, "/gate/queued") == 1)
         .await;
-    drop(raw);
+    let mut post = UnixStream::connect(&sock).await.unwrap();
+    post.write_all(b"POST /echo HTTP/1.1\r\nhost: w\r\ncontent-length: 100000\r\n\r\npartial")
+        .await
+        .unwrap();
+    w.wait_counters("the POST to queue", |c| n(c, "/gate/queued") == 2)
+        .await;
+    drop(get);
+    drop(post);
     let c = w
-        .wait_counters("the request to leave the queue", |c| {
+        .wait_counters("the requests to leave the queue", |c| {
             n(c, "/gate/queued") == 0
         })
         .await;
-    assert_eq!(n(&c, "/gate/disconnected"), 1);
+    assert_eq!(n(&c, "/gate/disconnected"), 2);
     assert_eq!(n(&c, "/gate/current"), 1, "only the executing one is left");
     assert_eq!(first.await.unwrap().status, StatusCode::OK);
     let c = w
         .wait_counters("the gate to empty", |c| n(c, "/gate/current") == 0)
         .await;
-    assert_eq!(n(&c, "/gate/completed"), 1, "the dropped request never ran");
+    assert_eq!(
+        n(&c, "/gate/completed"),
+        1,
+        "the dropped requests never ran"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedicated_pool_blocks_only_its_own_routes() {
     let w = Worker::unix(&["--thread-pool", "slow=1:1", "--route", "/block=slow"]);
     let addr = w.addr.clone();
-    let blocked: Vec<_> = (0..2)
-        .map(|_| {
-            let a = addr.clone();
-            tokio::spawn(async move { send(&a, get_req("/block?ms=2500")).await })
-        })
-        .collect();
     // The one-thread pool runs one /block and queues the other.
+    let long = {
+        let a = addr.clone();
+        tokio::spawn(async move { send(&a, get_req("/block?ms=3000")).await })
+    };
+    w.wait_counters("the slow pool busy", |c| {
+        n(c, "/worker_pools/slow/busy") == 1
+    })
+    .await;
+    let short = tokio::spawn(async move { send(&addr, get_req("/block?ms=1")).await });
     w.wait_counters("the slow pool saturated", |c| {
-        n(c, "/worker_pools/slow/busy") == 1 && n(c, "/worker_pools/slow/queued") == 1
+        n(c, "/worker_pools/slow/queued") == 1
     })
     .await;
     // Sync work on the default pool and async work still answer meanwhile.
@@ -465,7 +482,7 @@ async fn a_dedicated_pool_blocks_only_its_own_routes() {
         n(c, "/worker_pools/default/completed") >= 1
     })
     .await;
-    for b in blocked {
+    for b in [long, short] {
         assert_eq!(b.await.unwrap().status, StatusCode::OK);
     }
     let c = w
@@ -597,9 +614,11 @@ async fn a_stale_socket_file_is_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_app_runs_on_the_same_machinery_in_process() {
     use roost::worker::{Listen, Listener, Settings, WorkerBuilder};
-    let mut settings = Settings::default();
-    settings.min_worker_threads = 1;
-    settings.max_worker_threads = 2;
+    let settings = Settings {
+        min_worker_threads: 1,
+        max_worker_threads: 2,
+        ..Settings::default()
+    };
     let worker = WorkerBuilder::new(settings)
         .name("inproc")
         .route_async("/api", |req| async move {

@@ -91,7 +91,7 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("pool default: queue 1000 for up to 2m; farm 127.0.0.1:8081 (RoundRobin)"),
+            s.contains("pool default: queue 1000 for up to 2m; 2 process(es) of `roost worker --app demo`, 100 requests each"),
             "{s}"
         );
         assert!(s.ends_with("admin: 127.0.0.1:9901"), "{s}");

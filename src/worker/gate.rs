@@ -12,8 +12,9 @@
 //! start; among requests of one kind the order is always FIFO.
 //!
 //! A queued request is a small waiter record (id, kind, wake-up channel). If its future is
-//! dropped (hyper drops the service future when the client disconnects), the waiter leaves
-//! the queue and counts as `disconnected`. A [`Permit`] is held until the response body is
+//! dropped (hyper drops the service future when the client disconnects; the server checks
+//! the socket itself for requests whose body hyper is waiting to hand over), the waiter
+//! leaves the queue and counts as `disconnected`. A [`Permit`] is held until the response body is
 //! finished; its thread slot is given back as soon as the sync handler returns.
 
 use crate::error::Reason;

@@ -18,6 +18,7 @@ use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
 use super::threadpool::{RunError, ThreadPool, ThreadPoolConfig};
 use crate::body::{self, Body};
+use crate::error::Reason;
 use futures_util::FutureExt;
 use http::StatusCode;
 use hyper::body::Incoming;
@@ -28,6 +29,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -227,11 +229,13 @@ impl Worker {
 
     fn spawn_conn<I>(&self, builder: &auto::Builder<TokioExecutor>, g: &GracefulShutdown, io: I)
     where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        I: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
     {
         let worker = self.clone();
-        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let fd = ConnFd(io.as_raw_fd());
+        let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             let worker = worker.clone();
+            req.extensions_mut().insert(fd);
             async move { Ok::<_, Infallible>(worker.handle(req.map(body::boxed)).await) }
         });
         let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
@@ -245,7 +249,7 @@ impl Worker {
 
     /// Serve one request (the whole path after the connection). Public so an app can be
     /// tested in-process without sockets.
-    pub async fn handle(&self, mut req: Request) -> Response {
+    pub async fn handle(&self, req: Request) -> Response {
         let path = req.uri().path();
         if path.starts_with("/.roost/") {
             return self.internal(path);
@@ -257,8 +261,8 @@ impl Worker {
             Handler::Async(_) => Kind::Async,
             Handler::Sync(_) => Kind::Thread,
         };
-        let mut permit = match self.inner.gate.enter(kind).await {
-            Ok(p) => p,
+        let (mut permit, mut req) = match admit(&self.inner.gate, kind, req).await {
+            Ok(admitted) => admitted,
             Err(reason) => return reason.response(RETRY_AFTER),
         };
         match handler {
@@ -380,6 +384,61 @@ impl Worker {
             p.shutdown();
         }
     }
+}
+
+/// How often a queued request with an unread body checks that its client is still there.
+const CLIENT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The connection's socket, so a queued request can see its client leave.
+#[derive(Clone, Copy, Debug)]
+struct ConnFd(RawFd);
+
+/// Pass the gate; give up the place in line if the client goes away meanwhile.
+///
+/// hyper notices a closed connection by itself (and drops this future) except while it
+/// waits for us to read a request body: then it reads nothing, so a queued POST would keep
+/// its place after its client left. For those, the socket is checked every
+/// [`CLIENT_CHECK_INTERVAL`] for the peer having closed (`POLLRDHUP`), without reading.
+async fn admit(gate: &Arc<Gate>, kind: Kind, req: Request) -> Result<(Permit, Request), Reason> {
+    use http_body::Body as _;
+    let enter = gate.enter(kind);
+    let mut enter = std::pin::pin!(enter);
+    // Admitted at once (or refused): no watching needed.
+    if let Some(admitted) = (&mut enter).now_or_never() {
+        return admitted.map(|p| (p, req));
+    }
+    let watch = match req.extensions().get::<ConnFd>() {
+        Some(fd) if !req.body().is_end_stream() => *fd,
+        _ => return enter.await.map(|p| (p, req)),
+    };
+    let mut tick = tokio::time::interval(CLIENT_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            admitted = &mut enter => return admitted.map(|p| (p, req)),
+            _ = tick.tick() => {
+                if peer_closed(watch.0) {
+                    // Dropping `enter` (on return) removes us from the queue.
+                    return Err(Reason::ClientGone);
+                }
+            }
+        }
+    }
+}
+
+/// The peer closed (or reset) the connection. Reads nothing, so unread request bytes stay
+/// for hyper.
+fn peer_closed(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `p` is a valid pollfd for the duration of the call, count 1, no timeout.
+    // `fd` is open: the connection owning it outlives the request future calling this.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn handler_panicked() -> Response {
