@@ -53,11 +53,12 @@ for _ in $(seq 1 300); do
     sleep 0.2
 done
 wrk -t1 -c16 -d2s -H 'Host: bench' "http://127.0.0.1:$front_port/" >/dev/null
-callgrind_control -i on "$front" >/dev/null
+callgrind_control -i on "$front" >/dev/null 2>&1
 wrk -t1 -c16 -d10s -H 'Host: bench' "http://127.0.0.1:$front_port/" >"$dir/wrk.txt"
-callgrind_control -i off "$front" >/dev/null
-callgrind_control -d "$front" >/dev/null
+callgrind_control -i off "$front" >/dev/null 2>&1
+callgrind_control -d "$front" >/dev/null 2>&1
 sleep 1
 requests="$(grep -o '[0-9]* requests in' "$dir/wrk.txt" | cut -d' ' -f1)"
-ir="$(callgrind_annotate "$out_dir/callgrind-$name.out.1" 2>/dev/null | grep -m1 'PROGRAM TOTALS' | tr -d ',' | awk '{print $1}')"
+callgrind_annotate "$out_dir/callgrind-$name.out.1" >"$dir/annotate.txt" 2>/dev/null
+ir="$(grep -m1 'PROGRAM TOTALS' "$dir/annotate.txt" | tr -d ',' | awk '{print $1}')"
 echo "$name: $requests requests, $ir instructions, $((ir / requests)) per request (profile: $out_dir/callgrind-$name.out.1)"
