@@ -3,8 +3,8 @@
 # Debian, builds roost in release mode, and measures direct / roost (farm) / roost (web
 # garden) / nginx / HAProxy, interleaved, on loopback only. See BENCHMARKS.md.
 #
-#   bash benches/load/run.sh            # full run (~12 min)
-#   QUICK=1 bash benches/load/run.sh    # ~3 min: fewer, shorter repetitions
+#   bash benches/load/run.sh            # full run (~10-12 min)
+#   QUICK=1 bash benches/load/run.sh    # ~3 min (more on busy cores): fewer, shorter runs
 #
 # Knobs (environment): REPS, DUR (seconds per run), IDLE_CONNS (10000), SCENARIOS and
 # TARGETS (comma lists to run a subset), BACKEND_CPUS (1), PROXY_CPUS (0), LOAD_CPUS (0),
