@@ -34,6 +34,11 @@ enum Command {
     Ctl(roost::admin::ctl::CtlArgs),
 }
 
+// mimalloc instead of glibc malloc: the proxy path allocates small objects per request and
+// glibc's malloc/free were ~7% of the front's CPU (BENCHMARKS.md section 3).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve {

@@ -297,8 +297,7 @@ impl Pool {
             self.counters.reject(reason);
             return Err(reason);
         }
-        let start = Instant::now();
-        let (seq, rx) = {
+        let (seq, rx, start) = {
             let mut inner = self.inner.lock();
             if inner.waiters.is_empty() {
                 let Inner {
@@ -319,6 +318,9 @@ impl Pool {
                 self.counters.reject(Reason::QueueFull);
                 return Err(Reason::QueueFull);
             }
+            // Read the clock only when the request has to wait: the fast path above is
+            // every request of a pool with free slots.
+            let start = Instant::now();
             let (tx, rx) = oneshot::channel();
             let seq = inner.next_seq;
             inner.next_seq += 1;
@@ -336,7 +338,7 @@ impl Pool {
             if !inner.members.iter().any(|m| m.usable()) {
                 self.demand.notify_waiters();
             }
-            (seq, rx)
+            (seq, rx, start)
         };
 
         let mut waiting = Waiting {
