@@ -6,6 +6,7 @@
 //! or a [`farm`] server. [`supervisor`] runs the pools' worker processes; [`metrics`],
 //! [`admin`] and [`diagnose`] let operators see inside. See ARCHITECTURE.md.
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod error;

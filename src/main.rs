@@ -30,6 +30,8 @@ enum Command {
     },
     /// Run a built-in worker (the w3wp/Kestrel role).
     Worker(roost::worker::cli::WorkerArgs),
+    /// Talk to a running roost's admin API (status, pools, requests, recycle, ...).
+    Ctl(roost::admin::ctl::CtlArgs),
 }
 
 // mimalloc instead of glibc malloc: the proxy path allocates small objects per request and
@@ -58,6 +60,9 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => match roost::config::check_file(&config) {
             Ok(cfg) => {
+                roost::config::validate::warnings(&cfg)
+                    .iter()
+                    .for_each(|w| eprintln!("{w}"));
                 println!(
                     "{}: ok ({} sites, {} pools)",
                     config.display(),
@@ -77,5 +82,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Worker(a) => roost::worker::cli::run(a),
+        Command::Ctl(a) => roost::admin::ctl::run(a),
     }
 }

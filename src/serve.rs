@@ -15,7 +15,9 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        // Colours only on a terminal: a log file or journald gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     if std::env::var("ROOST_LOG_FORMAT").is_ok_and(|v| v == "json") {
         let _ = builder.json().try_init();
     } else {
@@ -28,6 +30,8 @@ pub struct Running {
     pub front: Arc<Front>,
     pub supervisor: Arc<Supervisor>,
     pub config_path: PathBuf,
+    /// The admin listener (metrics, API, dashboard); never shares the front's listeners.
+    pub admin: crate::admin::Admin,
 }
 
 /// Why `serve` could not start.
@@ -38,6 +42,8 @@ pub enum StartFailure {
     Config(config::ConfigErrors),
     #[error("{0}")]
     Front(#[from] crate::front::StartError),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// Load `path` (or the embedded default when it does not exist) and start serving.
@@ -49,19 +55,39 @@ pub async fn start(path: &Path) -> Result<Running, StartFailure> {
         roost_exe,
         runtime_dir: None,
     });
-    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone()];
+    let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone(), crate::farm::FarmHooks::new()];
+    let admin_cfg = cfg.admin.clone();
     let front = Front::start(cfg, hooks).await?;
+    let (f, p) = (front.clone(), path.to_path_buf());
+    let reloader: crate::admin::Reloader = Arc::new(move || {
+        let (f, p) = (f.clone(), p.clone());
+        Box::pin(async move { reload_from(&f, &p).await })
+    });
+    let admin = crate::admin::Admin::start(
+        &admin_cfg,
+        crate::admin::AdminContext {
+            front: front.clone(),
+            supervisor: Some(supervisor.clone()),
+            reload: Some(reloader),
+        },
+    )
+    .await?;
     Ok(Running {
         front,
         supervisor,
         config_path: path.to_path_buf(),
+        admin,
     })
 }
 
 /// Reload from disk; a bad file is reported and the running configuration stays.
 pub async fn reload(running: &Running) -> Result<(), String> {
-    let (cfg, _) = config::load_default_or_file(&running.config_path).map_err(|e| e.to_string())?;
-    running.front.reload(cfg).await.map_err(|e| e.to_string())
+    reload_from(&running.front, &running.config_path).await
+}
+
+async fn reload_from(front: &Arc<Front>, path: &Path) -> Result<(), String> {
+    let (cfg, _) = config::load_default_or_file(path).map_err(|e| e.to_string())?;
+    front.reload(cfg).await.map_err(|e| e.to_string())
 }
 
 /// The `serve` subcommand: exit 0 after a graceful stop, 2 on a bad config, 1 otherwise.
@@ -72,7 +98,7 @@ pub async fn run(path: &Path) -> ExitCode {
             eprintln!("roost: {e}");
             return match e {
                 StartFailure::Config(_) => ExitCode::from(2),
-                StartFailure::Front(_) => ExitCode::from(1),
+                StartFailure::Front(_) | StartFailure::Admin(_) => ExitCode::from(1),
             };
         }
     };
@@ -94,9 +120,11 @@ pub async fn run(path: &Path) -> ExitCode {
             },
         }
     }
+    // The admin listener stays up while the front drains, so the drain can be watched.
     let grace = running.front.limits().shutdown_grace;
     running.front.shutdown(grace).await;
     running.supervisor.shutdown().await;
+    running.admin.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -216,6 +216,17 @@ async fn get(pool: &Arc<Pool>, path: &str) -> Result<(u16, String), String> {
     Ok((status, String::from_utf8_lossy(&body).trim().to_string()))
 }
 
+fn local_seconds_of_day() -> u32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as libc::time_t;
+    // SAFETY: localtime_r only writes the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    assert!(!unsafe { libc::localtime_r(&now, &mut tm) }.is_null());
+    (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec.min(59)) as u32
+}
+
 fn alive(pid: u32) -> bool {
     // Signal 0: does the process exist (and is it not a reaped zombie)?
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
@@ -717,6 +728,7 @@ async fn garden_recycles_one_worker_at_a_time_and_config_change_recycles() {
         if let Backend::Garden(pm) = &mut cfg2.backend {
             pm.env.insert("VERSION".into(), "2".into());
         }
+        let (stop, tasks) = load(h.pool.clone(), 3, "/pid");
         h.sup.reconfigure(h.pool.clone(), &cfg2);
         let mut max_out = 0;
         wait_for("both replaced", Duration::from_secs(30), || {
@@ -734,6 +746,9 @@ async fn garden_recycles_one_worker_at_a_time_and_config_change_recycles() {
         })
         .await;
         assert!(max_out <= 1, "{max_out} workers rotating at once");
+        let (ok, failed, errors) = finish(stop, tasks).await;
+        assert_eq!(failed, 0, "failed requests: {errors:?}");
+        eprintln!("garden config-change rotation: {ok} requests, 0 failed");
         assert_eq!(get(&h.pool, "/env?name=VERSION").await.unwrap().1, "2");
         let st = h.sup.status("staggered").unwrap();
         assert_eq!(st.recycles_total.get("configChange"), Some(&2));
@@ -791,8 +806,11 @@ async fn front_hooks_manage_readd_and_release_pools() {
         let (status, body) = get(&pool2, "/pid").await.unwrap();
         assert_eq!(status, 200);
         assert_ne!(body, first.to_string());
-        wait_for("old worker gone", Duration::from_secs(10), || !alive(first)).await;
-        assert!(pool.members().is_empty());
+        // Reaped first, then taken out of its (old) pool.
+        wait_for("old worker gone", Duration::from_secs(10), || {
+            !alive(first) && pool.members().is_empty()
+        })
+        .await;
         // Still served after the old worker's exit cleaned up after itself.
         assert_eq!(get(&pool2, "/pid").await.unwrap().1, body);
 
@@ -803,6 +821,11 @@ async fn front_hooks_manage_readd_and_release_pools() {
             load_balancing: model::LoadBalancing::RoundRobin,
             health_check: None,
             affinity: None,
+            outlier_detection: None,
+            slow_start: Duration::ZERO,
+            retries: Default::default(),
+            tls: Default::default(),
+            discovery: None,
         });
         hooks.pool_added(&pool2, &farm, Some(&cfg));
         assert!(sup.status("hooked").is_none());
@@ -816,7 +839,7 @@ async fn front_hooks_manage_readd_and_release_pools() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn time_and_private_memory_limits_recycle() {
+async fn time_private_memory_and_schedule_recycle() {
     with_timeout(async {
         let mut by_time = pool_cfg("aged", builtin());
         by_time.recycling.time = Duration::from_millis(700);
@@ -825,16 +848,36 @@ async fn time_and_private_memory_limits_recycle() {
         by_memory.recycling.private_memory_kib = 1;
         let a = Harness::new(&by_time);
         let b = Harness::new(&by_memory);
-        for (h, name, reason) in [(&a, "aged", "time"), (&b, "fat", "privateMemory")] {
-            wait_for("a member", Duration::from_secs(20), || {
-                h.pool.members().len() == 1
-            })
-            .await;
-            let first = h.pids()[0];
+        let mut by_schedule = pool_cfg("nightly", builtin());
+        let c = Harness::new(&by_schedule);
+        wait_for("a member", Duration::from_secs(20), || {
+            c.pool.members().len() == 1
+        })
+        .await;
+        // Once it runs: recycle at a time of day two seconds from now (local clock, as
+        // the schedule is). A recycling change alone restarts nothing by itself.
+        by_schedule.recycling.schedule = vec![(local_seconds_of_day() + 2) % 86_400];
+        c.sup.reconfigure(c.pool.clone(), &by_schedule);
+        for (h, name, reason) in [
+            (&a, "aged", "time"),
+            (&b, "fat", "privateMemory"),
+            (&c, "nightly", "schedule"),
+        ] {
+            // The first worker (id and pid from the status) was recycled for `reason`,
+            // and a replacement serves in its place. Nothing here depends on how soon
+            // the test looks: the recycle may well have happened already.
             wait_for(reason, Duration::from_secs(20), || {
                 let st = h.sup.status(name).unwrap();
-                st.recycles_total.get(reason).is_some_and(|n| *n >= 1)
-                    && h.pids().first().is_some_and(|p| *p != first)
+                let Some(rec) = st.recycle_history.iter().find(|r| r.reason == reason) else {
+                    return false;
+                };
+                let members = h.pool.members();
+                members.len() == 1
+                    && st.workers.iter().all(|w| w.id != rec.worker)
+                    && st
+                        .workers
+                        .iter()
+                        .any(|w| w.pid == members[0].pid && w.id > rec.worker)
             })
             .await;
             let st = h.sup.status(name).unwrap();
@@ -846,6 +889,7 @@ async fn time_and_private_memory_limits_recycle() {
         }
         a.sup.shutdown().await;
         b.sup.shutdown().await;
+        c.sup.shutdown().await;
     })
     .await
 }
@@ -919,6 +963,258 @@ async fn a_worker_not_ready_within_the_startup_limit_is_killed_and_counted() {
         }
         // While offline, requests are refused at once.
         assert!(get(&h.pool, "/").await.unwrap_err().contains("AppOffline"));
+        h.sup.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_run_as_the_configured_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    with_timeout(async {
+        init_tracing();
+        let nobody = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .expect("user nobody");
+        let dir = tempfile::Builder::new()
+            .prefix("rs")
+            .tempdir_in("/tmp")
+            .unwrap();
+        // The worker's user must be able to pass through to its socket directory.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sup = Supervisor::new(SupervisorOptions {
+            roost_exe: env!("CARGO_BIN_EXE_roost").into(),
+            runtime_dir: Some(dir.path().join("run")),
+        });
+        let mut pm = builtin();
+        pm.user = Some("nobody".into());
+        let cfg = pool_cfg("lowly", pm);
+        let pool = Pool::new(&cfg);
+        sup.manage(pool.clone(), &cfg);
+        wait_for("a member", Duration::from_secs(20), || {
+            pool.members().len() == 1
+        })
+        .await;
+        let pid = pool.members()[0].pid.unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        let uids: Vec<u32> = uid_line
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(uids.iter().all(|u| *u == nobody.uid.as_raw()), "{uid_line}");
+        let gid_line = status.lines().find(|l| l.starts_with("Gid:")).unwrap();
+        assert!(
+            gid_line.contains(&nobody.gid.as_raw().to_string()),
+            "{gid_line}"
+        );
+        let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+        assert!(
+            !groups.split_whitespace().any(|g| g == "0"),
+            "kept root's groups: {groups}"
+        );
+        // Its socket directory is its own; the top directory only lets it through.
+        let run = dir.path().join("run");
+        assert_eq!(
+            std::fs::metadata(&run).unwrap().permissions().mode() & 0o777,
+            0o711
+        );
+        let pool_dir = std::fs::metadata(run.join("lowly")).unwrap();
+        assert_eq!(pool_dir.uid(), nobody.uid.as_raw());
+        assert_eq!(get(&pool, "/pid").await.unwrap().1, pid.to_string());
+
+        // Back to running as ourselves: the pool directory is taken back.
+        let mut cfg2 = cfg.clone();
+        if let Backend::Garden(pm) = &mut cfg2.backend {
+            pm.user = None;
+        }
+        sup.reconfigure(pool.clone(), &cfg2);
+        wait_for(
+            "replaced by a worker running as root",
+            Duration::from_secs(20),
+            || {
+                let m = pool.members();
+                m.len() == 1 && m[0].pid != Some(pid)
+            },
+        )
+        .await;
+        let pid2 = pool.members()[0].pid.unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid2}/status")).unwrap();
+        assert!(
+            status.lines().any(|l| l.starts_with("Uid:\t0\t")),
+            "{status}"
+        );
+        assert_eq!(std::fs::metadata(run.join("lowly")).unwrap().uid(), 0);
+        assert!(sup
+            .status("lowly")
+            .unwrap()
+            .worker_failures_total
+            .is_empty());
+        sup.shutdown().await;
+        assert!(!alive(pid));
+        assert!(!alive(pid2));
+    })
+    .await
+}
+
+/// Through the whole front: YAML config, listener, router, pool queue, supervised
+/// `roost worker` garden; a recycle under steady client load fails no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_through_the_front_with_a_recycle_under_load() {
+    use hyper_util::rt::TokioIo;
+    with_timeout(async {
+        init_tracing();
+        let yaml = r#"
+sites:
+  - name: main
+    bindings:
+      - listen: 127.0.0.1:0
+    applications:
+      - {path: /, pool: app}
+pools:
+  app:
+    startMode: alwaysRunning
+    processModel:
+      maxProcesses: 2
+      maxConcurrentRequestsPerProcess: 8
+      pingInterval: 1s
+      shutdownTimeLimit: 5s
+    worker:
+      app: demo
+"#;
+        let cfg = roost::config::load_str(yaml, "test").expect("valid config");
+        let dir = tempfile::Builder::new()
+            .prefix("rs")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let sup = Supervisor::new(SupervisorOptions {
+            roost_exe: env!("CARGO_BIN_EXE_roost").into(),
+            runtime_dir: Some(dir.path().join("run")),
+        });
+        let front = roost::front::Front::start(cfg, vec![sup.clone()])
+            .await
+            .expect("front starts");
+        let addr = front.bound_addresses()[0].1;
+        let pool = front.pool("app").unwrap();
+        wait_for("2 members", Duration::from_secs(20), || {
+            pool.members().len() == 2
+        })
+        .await;
+        let before: Vec<u32> = pool.members().iter().filter_map(|m| m.pid).collect();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    let (mut tx, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                            .await
+                            .unwrap();
+                    tokio::spawn(conn);
+                    let (mut ok, mut bad) = (0u64, Vec::new());
+                    let mut pids = std::collections::HashSet::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        tx.ready().await.unwrap();
+                        let req = http::Request::get("/pid")
+                            .header("host", "localhost")
+                            .body(roost::body::empty())
+                            .unwrap();
+                        let resp = tx.send_request(req).await.unwrap();
+                        let status = resp.status();
+                        let body = resp.into_body().collect().await.unwrap().to_bytes();
+                        let body = String::from_utf8_lossy(&body).trim().to_string();
+                        if status == 200 {
+                            ok += 1;
+                            pids.insert(body);
+                        } else {
+                            bad.push(format!("{status} {body}"));
+                        }
+                    }
+                    (ok, bad, pids)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sup.recycle("app").unwrap();
+        wait_for("both workers replaced", Duration::from_secs(30), || {
+            let now: Vec<u32> = pool.members().iter().filter_map(|m| m.pid).collect();
+            now.len() == 2 && now.iter().all(|p| !before.contains(p))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (mut ok, mut bad, mut seen) = (0, Vec::new(), std::collections::HashSet::new());
+        for c in clients {
+            let (o, b, p) = c.await.unwrap();
+            ok += o;
+            bad.extend(b);
+            seen.extend(p);
+        }
+        assert!(
+            bad.is_empty(),
+            "{} failed: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+        // Served by the old workers and by their replacements.
+        assert!(seen.len() >= 3, "pids seen: {seen:?}");
+        eprintln!(
+            "through the front: {ok} requests over a garden recycle, 0 failed, {} worker pids",
+            seen.len()
+        );
+        let st = sup.status("app").unwrap();
+        assert_eq!(st.recycles_total.get("onDemand"), Some(&2));
+        front.shutdown(Duration::from_secs(2)).await;
+        sup.shutdown().await;
+        for p in before {
+            assert!(!alive(p));
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garden_shrinks_and_grows_with_max_processes() {
+    with_timeout(async {
+        let mut pm = builtin();
+        pm.max_processes = 2;
+        let cfg = pool_cfg("elastic", pm);
+        let h = Harness::new(&cfg);
+        wait_for("2 members", Duration::from_secs(20), || {
+            h.pool.members().len() == 2
+        })
+        .await;
+        let with = |n: usize| {
+            let mut c = cfg.clone();
+            if let Backend::Garden(pm) = &mut c.backend {
+                pm.max_processes = n;
+            }
+            c
+        };
+        for n in [1, 3] {
+            h.sup.reconfigure(h.pool.clone(), &with(n));
+            wait_for("settled", Duration::from_secs(30), || {
+                let st = h.sup.status("elastic").unwrap();
+                h.pool.members().len() == n
+                    && st.workers.len() == n
+                    && st.workers.iter().all(|w| w.state == "running")
+            })
+            .await;
+            assert_eq!(get(&h.pool, "/.roost/ping").await.unwrap().0, 200);
+        }
+        let st = h.sup.status("elastic").unwrap();
+        assert!(
+            st.worker_failures_total.is_empty(),
+            "{:?}",
+            st.worker_failures_total
+        );
         h.sup.shutdown().await;
     })
     .await

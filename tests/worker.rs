@@ -375,6 +375,25 @@ async fn executing_cap_queues_requests_in_fifo_order() {
         .await;
     assert_eq!(n(&c, "/gate/completed"), 4);
     assert_eq!(n(&c, "/gate/rejected"), 0);
+    // Request wait time: the three queued requests waited (the first for most of 2 s).
+    assert_eq!(n(&c, "/gate/wait/count"), 4);
+    assert_eq!(n(&c, "/gate/wait/queued"), 3);
+    let max = c
+        .pointer("/gate/wait/max_seconds")
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(max >= 0.2, "{c}");
+    let buckets = c.pointer("/gate/wait/buckets").unwrap().as_array().unwrap();
+    let total: u64 = buckets.iter().map(|b| b.as_u64().unwrap()).sum();
+    assert_eq!(total, 4);
+    let m = w.get("/.roost/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("roost_worker_request_wait_seconds_count{")
+            && text.contains("le=\"+Inf\"} 4"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,6 +592,355 @@ async fn demo_endpoints() {
         .await;
     // /block-hinted told the pool it blocks.
     assert!(n(&c, "/worker_pools/default/injections/blocking") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_cover_threads_queues_injections_requests_and_wait_time() {
+    let w = Worker::unix(&[
+        "--io-threads",
+        "2",
+        "--min-worker-threads",
+        "2",
+        "--thread-pool",
+        "slow=1:3",
+        "--route",
+        "/block=slow",
+    ]);
+    assert_eq!(w.get("/hello").await.status, StatusCode::OK);
+    assert_eq!(w.get("/block-hinted?ms=1").await.status, StatusCode::OK);
+    assert_eq!(w.get("/block?ms=1").await.status, StatusCode::OK);
+    let c = w
+        .wait_counters("both pools to count their items", |c| {
+            n(c, "/worker_pools/default/completed") >= 1
+                && n(c, "/worker_pools/slow/completed") >= 1
+        })
+        .await;
+    // Threads: I/O, worker pools (each and in total), busy.
+    assert_eq!(n(&c, "/threads/io"), 2);
+    assert_eq!(n(&c, "/io/threads"), 2);
+    assert!(n(&c, "/io/alive_tasks") >= 1, "{c}");
+    assert!(n(&c, "/threads/worker") >= 3, "{c}");
+    assert_eq!(
+        n(&c, "/threads/worker"),
+        n(&c, "/worker_pools/default/threads") + n(&c, "/worker_pools/slow/threads")
+    );
+    for pool in ["default", "slow"] {
+        for field in [
+            "threads",
+            "busy",
+            "goal",
+            "queued",
+            "completed",
+            "min",
+            "max",
+        ] {
+            n(&c, &format!("/worker_pools/{pool}/{field}"));
+        }
+        for reason in ["hill_climbing", "starvation", "blocking"] {
+            n(&c, &format!("/worker_pools/{pool}/injections/{reason}"));
+        }
+    }
+    assert_eq!(n(&c, "/worker_pools/slow/max"), 3);
+    // Requests current/queued/executing/rejected/completed and the wait time.
+    for field in [
+        "current",
+        "queued",
+        "executing",
+        "rejected",
+        "completed",
+        "disconnected",
+    ] {
+        n(&c, &format!("/gate/{field}"));
+    }
+    // The counters request itself is not gated; the three app requests were admitted.
+    assert!(n(&c, "/gate/wait/count") >= 3, "{c}");
+    for f in ["sum_seconds", "avg_seconds", "max_seconds", "last_seconds"] {
+        assert!(
+            c.pointer(&format!("/gate/wait/{f}")).unwrap().is_f64(),
+            "{f}: {c}"
+        );
+    }
+    let text = String::from_utf8_lossy(&w.get("/.roost/metrics").await.body).to_string();
+    for name in [
+        "roost_worker_threads{",
+        "roost_worker_threads_busy{",
+        "roost_worker_thread_goal{",
+        "roost_worker_work_items_queued{",
+        "roost_worker_work_items_completed_total{",
+        "roost_worker_thread_injections_total{",
+        "roost_worker_requests_current{",
+        "roost_worker_requests_queued{",
+        "roost_worker_requests_executing{",
+        "roost_worker_requests_rejected_total{",
+        "roost_worker_request_wait_seconds_bucket{",
+        "roost_worker_request_wait_seconds_sum{",
+    ] {
+        assert!(text.contains(name), "{name} missing in {text}");
+    }
+    assert!(text.contains("thread_pool=\"slow\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_hello_and_async_endpoints() {
+    let w = Worker::unix(&[]);
+    let r = w.get("/hello").await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"hello"[..]));
+    assert_eq!(w.get("/").await.status, StatusCode::OK);
+    let t = Instant::now();
+    let r = w.get("/async?ms=50").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.body[..], b"slept 50 ms\n");
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    // Waiting on the I/O pool used no worker-pool thread.
+    let c = w.counters().await;
+    assert_eq!(n(&c, "/worker_pools/default/completed"), 0);
+    // A typo is a 400, not a silent 0.
+    for p in [
+        "/async?ms=1s",
+        "/cpu?ms=-1",
+        "/block?ms=99999999999",
+        "/bytes?n=x",
+    ] {
+        let r = w.get(p).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{p}");
+        assert!(String::from_utf8_lossy(&r.body).contains("expected a whole number"));
+    }
+}
+
+/// A directory for `--app static:DIR`.
+fn static_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let digits: String = (0..2000)
+        .map(|i| char::from(b'0' + (i % 10) as u8))
+        .collect();
+    std::fs::write(dir.path().join("digits.txt"), &digits).unwrap();
+    std::fs::write(dir.path().join("style.css"), "body { color: red }\n").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/index.html"), "<h1>sub</h1>\n").unwrap();
+    dir
+}
+
+fn get_with(path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut b = Request::get(path).header("host", "worker");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_app_serves_types_ranges_validators_and_compression() {
+    let files = static_dir();
+    let app = format!("static:{}", files.path().display());
+    let w = Worker::unix(&["--app", &app]);
+    let h = |r: &Resp, k: &str| {
+        r.headers
+            .get(k)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+
+    // Content-Type from the extension; validators on a full response.
+    let r = w.get("/digits.txt").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), 2000);
+    assert!(
+        h(&r, "content-type").starts_with("text/plain"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(h(&r, "accept-ranges"), "bytes");
+    let etag = h(&r, "etag");
+    let modified = h(&r, "last-modified");
+    assert!(etag.starts_with("W/\""), "{:?}", r.headers);
+    assert!(!modified.is_empty());
+    assert!(h(&w.get("/style.css").await, "content-type").starts_with("text/css"));
+    let r = w.get("/sub/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.body[..], b"<h1>sub</h1>\n");
+    assert!(h(&r, "content-type").starts_with("text/html"));
+    assert_eq!(w.get("/missing.txt").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(w.get("/../etc/passwd").await.status, StatusCode::NOT_FOUND);
+
+    // Range: bytes 10..=19 of "0123456789..." and a suffix range.
+    let r = send(
+        &w.addr,
+        get_with("/digits.txt", &[("range", "bytes=10-19")]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.body[..], b"0123456789");
+    assert_eq!(h(&r, "content-range"), "bytes 10-19/2000");
+    assert_eq!(h(&r, "etag"), etag, "a part carries the file's tag");
+    let r = send(&w.addr, get_with("/digits.txt", &[("range", "bytes=-3")])).await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"789"[..])
+    );
+    let r = send(
+        &w.addr,
+        get_with("/digits.txt", &[("range", "bytes=5000-")]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // Conditional requests: 304 on a matching If-None-Match or a fresh If-Modified-Since.
+    let r = send(
+        &w.addr,
+        get_with("/digits.txt", &[("if-none-match", &etag)]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.body.is_empty());
+    assert_eq!(h(&r, "etag"), etag);
+    let r = send(
+        &w.addr,
+        get_with("/digits.txt", &[("if-none-match", "\"other\"")]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(
+        &w.addr,
+        get_with("/digits.txt", &[("if-modified-since", &modified)]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    // If-None-Match wins over If-Modified-Since (RFC 9110): a changed tag means 200.
+    let r = send(
+        &w.addr,
+        get_with(
+            "/digits.txt",
+            &[
+                ("if-none-match", "W/\"0-0\""),
+                ("if-modified-since", &modified),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), 2000);
+
+    // Compression when the client accepts it (and never for a range).
+    let r = send(
+        &w.addr,
+        get_with("/digits.txt", &[("accept-encoding", "gzip")]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(h(&r, "content-encoding"), "gzip");
+    assert!(r.body.len() < 2000, "gzip shrinks repeated digits");
+    let r = send(
+        &w.addr,
+        get_with("/digits.txt", &[("accept-encoding", "br")]),
+    )
+    .await;
+    assert_eq!(h(&r, "content-encoding"), "br");
+    let r = send(
+        &w.addr,
+        get_with(
+            "/digits.txt",
+            &[("accept-encoding", "gzip"), ("range", "bytes=0-4")],
+        ),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"01234"[..])
+    );
+    assert_eq!(h(&r, "content-encoding"), "");
+
+    // The worker's own endpoints are still there, and requests went through the gate.
+    let c = w.counters().await;
+    assert_eq!(c["app"], "static");
+    assert!(n(&c, "/gate/completed") >= 10);
+}
+
+#[test]
+fn static_app_needs_a_directory() {
+    let out = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args([
+            "worker",
+            "--app",
+            "static:/nonexistent/dir",
+            "--listen",
+            "tcp:127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a directory"));
+}
+
+/// The code of `examples/custom_worker.rs`, served in-process.
+#[path = "../examples/custom_worker.rs"]
+#[allow(dead_code)]
+mod custom_worker;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_custom_worker_example_serves_each_kind_of_route_on_a_unix_socket() {
+    use roost::worker::{Listen, Listener, Settings};
+    let settings = Settings {
+        min_worker_threads: 1,
+        max_worker_threads: 2,
+        ..Settings::default()
+    };
+    let worker = custom_worker::app(settings).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("app.sock");
+    let listen: Listen = format!("unix:{}", sock.display()).parse().unwrap();
+    let listener = Listener::bind(&listen).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let w = worker.clone();
+        tokio::spawn(async move {
+            w.serve(listener, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    let addr = Addr::Unix(sock);
+
+    let r = send(&addr, get_req("/greet?name=ada")).await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::OK, &b"hello, ada\n"[..])
+    );
+    // The sync route runs on the dedicated pool's threads.
+    let r = send(&addr, get_req("/report?ms=20")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        text.starts_with("report built in 20 ms on reports-"),
+        "{text}"
+    );
+    // The tower service sees the method and the full path.
+    let req = Request::post("/svc/orders/7")
+        .header("host", "w")
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap();
+    let r = send(&addr, req).await;
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.body).as_ref()),
+        (StatusCode::OK, "service saw POST /svc/orders/7\n")
+    );
+    assert_eq!(
+        send(&addr, get_req("/other")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = send(&addr, get_req("/.roost/counters")).await;
+    let c: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(c["app"], "custom");
+    assert_eq!(n(&c, "/worker_pools/reports/completed"), 1);
+    assert_eq!(n(&c, "/worker_pools/default/completed"), 0);
+    assert!(n(&c, "/gate/completed") >= 3);
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap();
+    worker.shutdown_pools();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -205,6 +205,77 @@ pub struct Farm {
     pub load_balancing: LoadBalancing,
     pub health_check: Option<HealthCheck>,
     pub affinity: Option<Affinity>,
+    /// Passive health (Envoy outlier detection); `None` = off.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// A server that comes back ramps from a small share to full weight and slots over
+    /// this long (HAProxy `slowstart`); zero = off.
+    pub slow_start: Duration,
+    pub retries: Retries,
+    pub tls: FarmTls,
+    /// Servers found by resolving a DNS name periodically (beside `servers`).
+    pub discovery: Option<Discovery>,
+}
+
+/// `outlierDetection`: consecutive failures eject a server for a growing period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    /// Connect failures, exchange failures, timeouts or 5xx answers in a row.
+    pub consecutive_failures: u32,
+    /// The first ejection lasts this long; each further one a multiple of it.
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    /// Never eject more than this share of the farm's servers (at least one may go).
+    pub max_ejection_percent: u32,
+}
+
+/// `retries`: a request that was never sent is always retried once on another server;
+/// an idempotent request without a body may also be retried after a 502/503, within a
+/// budget (Envoy's retry budget) so retries cannot multiply an outage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retries {
+    pub idempotent: bool,
+    /// Retries may be at most this percentage of requests (over the last ~10 s)...
+    pub budget_percent: u32,
+    /// ...plus this many, so a quiet farm can still retry.
+    pub min_retries: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            idempotent: true,
+            budget_percent: 20,
+            min_retries: 3,
+        }
+    }
+}
+
+/// `tls`: how `https://` servers are verified and what the front presents to them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FarmTls {
+    /// PEM bundle of trusted CAs; `None` = the webpki (Mozilla) roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// SNI and the name verified in the certificate; `None` = the server's host.
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+    /// The warning `roost check` prints and `serve` logs for `insecureSkipVerify`.
+    pub warning: Option<String>,
+}
+
+/// `discovery`: every A/AAAA record of `host` becomes a server on `port`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovery {
+    /// As written (`name:port` or `https://name:port`).
+    pub dns: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub interval: Duration,
+    pub weight: u32,
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -212,6 +212,47 @@ pub struct RawFarm {
     pub hash_key: Leaf,
     pub health_check: Opt<RawHealthCheck>,
     pub affinity: Opt<RawAffinity>,
+    pub outlier_detection: Opt<RawOutlierDetection>,
+    pub slow_start: Leaf,
+    pub retries: Opt<RawRetries>,
+    pub tls: Opt<RawFarmTls>,
+    pub discovery: Opt<RawDiscovery>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawOutlierDetection {
+    pub consecutive_failures: Leaf,
+    pub base_ejection_time: Leaf,
+    pub max_ejection_time: Leaf,
+    pub max_ejection_percent: Leaf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRetries {
+    pub idempotent: Leaf,
+    pub budget_percent: Leaf,
+    pub min_retries: Leaf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawFarmTls {
+    pub ca_file: Leaf,
+    pub client_cert: Leaf,
+    pub client_key: Leaf,
+    pub server_name: Leaf,
+    pub insecure_skip_verify: Leaf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawDiscovery {
+    pub dns: Leaf,
+    pub interval: Leaf,
+    pub weight: Leaf,
+    pub max_concurrent_requests: Leaf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -382,6 +423,43 @@ const FARM: Shape = Shape::Map(&[
         ]),
     ),
     ("affinity", Shape::Map(&[("cookie", Shape::Leaf)])),
+    (
+        "outlierDetection",
+        Shape::Map(&[
+            ("consecutiveFailures", Shape::Leaf),
+            ("baseEjectionTime", Shape::Leaf),
+            ("maxEjectionTime", Shape::Leaf),
+            ("maxEjectionPercent", Shape::Leaf),
+        ]),
+    ),
+    ("slowStart", Shape::Leaf),
+    (
+        "retries",
+        Shape::Map(&[
+            ("idempotent", Shape::Leaf),
+            ("budgetPercent", Shape::Leaf),
+            ("minRetries", Shape::Leaf),
+        ]),
+    ),
+    (
+        "tls",
+        Shape::Map(&[
+            ("caFile", Shape::Leaf),
+            ("clientCert", Shape::Leaf),
+            ("clientKey", Shape::Leaf),
+            ("serverName", Shape::Leaf),
+            ("insecureSkipVerify", Shape::Leaf),
+        ]),
+    ),
+    (
+        "discovery",
+        Shape::Map(&[
+            ("dns", Shape::Leaf),
+            ("interval", Shape::Leaf),
+            ("weight", Shape::Leaf),
+            ("maxConcurrentRequests", Shape::Leaf),
+        ]),
+    ),
 ]);
 const POOL: Shape = Shape::Map(&[
     ("queueLength", Shape::Leaf),

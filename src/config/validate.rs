@@ -100,6 +100,14 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// A warning in the same shape as a problem (`file:line:col: path = value: message`),
+    /// formatted now because only validation knows where a key sits.
+    pub fn warning(&mut self, path: &str, value: Option<&Value>, message: &str) -> String {
+        self.report(path, value, message);
+        let p = self.problems.pop().expect("just reported");
+        format!("warning: {p}")
+    }
+
     /// A nested map/list, or `None` (absent, or reported as the wrong shape).
     fn nested<'b, T>(&mut self, o: &'b Opt<T>, path: &str, what: &str) -> Option<&'b T> {
         match o {
@@ -1392,8 +1400,13 @@ fn parse_hash_key(v: &Value) -> Result<HashKey, &'static str> {
 fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
     let sp = format!("{p}.servers");
     let items = ctx.items(&f.servers, &sp, "a server (a map with address)");
-    if items.is_empty() && !matches!(f.servers, Some(Lenient::Bad(_))) {
-        ctx.report(&sp, None, "a farm needs at least one server");
+    // With discovery the servers come from DNS, so a static list is optional.
+    if items.is_empty() && !matches!(f.servers, Some(Lenient::Bad(_))) && f.discovery.is_none() {
+        ctx.report(
+            &sp,
+            None,
+            "a farm needs at least one server (or `discovery`)",
+        );
     }
     let mut servers = Vec::new();
     let mut seen: HashMap<(String, u16), String> = HashMap::new();
@@ -1557,12 +1570,219 @@ fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
         };
         Affinity { cookie }
     });
+    let od_path = format!("{p}.outlierDetection");
+    let outlier_detection = ctx
+        .nested(&f.outlier_detection, &od_path, "a map")
+        .map(|o| {
+            let base_ejection_time = ctx.duration(
+                &o.base_ejection_time,
+                &format!("{od_path}.baseEjectionTime"),
+                dur(30),
+                true,
+            );
+            let mp = format!("{od_path}.maxEjectionTime");
+            let mut max_ejection_time = ctx.duration(&o.max_ejection_time, &mp, dur(300), true);
+            if max_ejection_time < base_ejection_time {
+                if o.max_ejection_time.is_some() {
+                    ctx.report(
+                        &mp,
+                        leaf_value(&o.max_ejection_time),
+                        "must not be shorter than baseEjectionTime",
+                    );
+                }
+                max_ejection_time = base_ejection_time;
+            }
+            let pp = format!("{od_path}.maxEjectionPercent");
+            let mut max_ejection_percent = ctx.u32(&o.max_ejection_percent, &pp, 50, 0);
+            if max_ejection_percent > 100 {
+                ctx.report(&pp, leaf_value(&o.max_ejection_percent), "at most 100");
+                max_ejection_percent = 50;
+            }
+            OutlierDetection {
+                consecutive_failures: ctx.u32(
+                    &o.consecutive_failures,
+                    &format!("{od_path}.consecutiveFailures"),
+                    5,
+                    1,
+                ),
+                base_ejection_time,
+                max_ejection_time,
+                max_ejection_percent,
+            }
+        });
+    let slow_start = ctx.duration(
+        &f.slow_start,
+        &format!("{p}.slowStart"),
+        Duration::ZERO,
+        false,
+    );
+
+    let rp = format!("{p}.retries");
+    let r = ctx.nested(&f.retries, &rp, "a map");
+    let retries = Retries {
+        idempotent: ctx.boolean(
+            &r.and_then(|r| r.idempotent.clone()),
+            &format!("{rp}.idempotent"),
+            true,
+        ),
+        budget_percent: {
+            let bp = format!("{rp}.budgetPercent");
+            let l = r.and_then(|r| r.budget_percent.clone());
+            let v = ctx.u32(&l, &bp, 20, 0);
+            if v > 100 {
+                ctx.report(&bp, leaf_value(&l), "at most 100");
+                20
+            } else {
+                v
+            }
+        },
+        min_retries: ctx.u32(
+            &r.and_then(|r| r.min_retries.clone()),
+            &format!("{rp}.minRetries"),
+            3,
+            0,
+        ),
+    };
+
+    let tp = format!("{p}.tls");
+    let tls = match ctx.nested(&f.tls, &tp, "a map") {
+        None => FarmTls::default(),
+        Some(t) => validate_farm_tls(t, &tp, ctx),
+    };
+
+    let dp = format!("{p}.discovery");
+    let discovery = ctx.nested(&f.discovery, &dp, "a map").and_then(|d| {
+        let np = format!("{dp}.dns");
+        let interval = ctx.duration(&d.interval, &format!("{dp}.interval"), dur(30), true);
+        let weight = ctx.u32(&d.weight, &format!("{dp}.weight"), 1, 1);
+        let max_concurrent_requests = ctx.usize(
+            &d.max_concurrent_requests,
+            &format!("{dp}.maxConcurrentRequests"),
+            100,
+            1,
+        );
+        let Some(dns) = ctx.name(&d.dns, &np) else {
+            if d.dns.is_none() {
+                ctx.report(&np, None, "discovery needs `dns` (name:port)");
+            }
+            return None;
+        };
+        match parse_server_address(&dns) {
+            Ok((host, port, tls)) => Some(Discovery {
+                dns,
+                host,
+                port,
+                tls,
+                interval,
+                weight,
+                max_concurrent_requests,
+            }),
+            Err(msg) => {
+                ctx.report(&np, leaf_value(&d.dns), msg);
+                None
+            }
+        }
+    });
+
     Farm {
         servers,
         load_balancing,
         health_check,
         affinity,
+        outlier_detection,
+        slow_start,
+        retries,
+        tls,
+        discovery,
     }
+}
+
+fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> FarmTls {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let cap = format!("{tp}.caFile");
+    let ca_file = ctx.path_buf(&t.ca_file, &cap);
+    if let Some(ca) = &ca_file {
+        match std::fs::read(ca) {
+            Err(e) => ctx.report(
+                &cap,
+                leaf_value(&t.ca_file),
+                format!("cannot read {}: {e}", ca.display()),
+            ),
+            Ok(bytes) => {
+                match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
+                    Ok(c) if !c.is_empty() => {}
+                    _ => ctx.report(
+                        &cap,
+                        leaf_value(&t.ca_file),
+                        format!("{} holds no PEM CERTIFICATE block", ca.display()),
+                    ),
+                }
+            }
+        }
+    }
+    let ccp = format!("{tp}.clientCert");
+    let ckp = format!("{tp}.clientKey");
+    let client_cert = ctx.path_buf(&t.client_cert, &ccp);
+    let client_key = ctx.path_buf(&t.client_key, &ckp);
+    match (&client_cert, &client_key) {
+        (Some(c), Some(k)) => {
+            for (which, msg) in check_cert_files(c, k) {
+                let (path, v) = if which == "cert" {
+                    (&ccp, leaf_value(&t.client_cert))
+                } else {
+                    (&ckp, leaf_value(&t.client_key))
+                };
+                ctx.report(path, v, msg);
+            }
+        }
+        (Some(_), None) => ctx.report(&ccp, None, "a client certificate needs `clientKey` too"),
+        (None, Some(_)) => ctx.report(&ckp, None, "a client key needs `clientCert` too"),
+        (None, None) => {}
+    }
+    let snp = format!("{tp}.serverName");
+    let server_name = ctx.name(&t.server_name, &snp).and_then(|n| {
+        match rustls_pki_types::ServerName::try_from(n.as_str()) {
+            Ok(_) => Some(n),
+            Err(_) => {
+                ctx.report(
+                    &snp,
+                    leaf_value(&t.server_name),
+                    "not a DNS name or IP address",
+                );
+                None
+            }
+        }
+    });
+    let ip = format!("{tp}.insecureSkipVerify");
+    let insecure_skip_verify = ctx.boolean(&t.insecure_skip_verify, &ip, false);
+    let warning = insecure_skip_verify.then(|| {
+        ctx.warning(
+            &ip,
+            leaf_value(&t.insecure_skip_verify),
+            "farm servers' TLS certificates are NOT verified: anyone on the path can impersonate them",
+        )
+    });
+    FarmTls {
+        ca_file,
+        client_cert,
+        client_key,
+        server_name,
+        insecure_skip_verify,
+        warning,
+    }
+}
+
+/// Warnings a valid configuration still deserves (`roost check` prints them, `serve`
+/// logs them); they never make a configuration invalid.
+pub fn warnings(c: &Config) -> Vec<String> {
+    c.pools
+        .values()
+        .filter_map(|p| match &p.backend {
+            Backend::Farm(f) => f.tls.warning.clone(),
+            Backend::Garden(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

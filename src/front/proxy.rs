@@ -10,8 +10,9 @@ use super::inflight::Registered;
 use super::Front;
 use crate::body::{self, Body, BoxError};
 use crate::error::{Reason, REASON_HEADER};
+use crate::farm::request as farm_request;
 use crate::pool::{Lease, PickKey, Pool};
-use crate::upstream::UpstreamBody;
+use crate::upstream::{UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
@@ -129,6 +130,9 @@ pub(super) async fn handle(
         .to_string();
     let registered = front.inflight.register(pool.name(), &rec.method, &url);
 
+    // Farm pools: balancer key (hash, affinity cookie) and whether a 502/503 may be retried.
+    let plan = crate::farm::request::plan(&pool, &req, conn.peer.ip());
+
     let upgrade = headers::is_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
@@ -153,11 +157,20 @@ pub(super) async fn handle(
     }
     parts.version = Version::HTTP_11;
     parts.uri = url.parse().map_err(|e| Box::new(e) as BoxError)?;
+    // A replayable request (idempotent, no body) keeps its head for a retry after a 502/503.
+    let replay = plan.as_ref().filter(|p| p.replayable && !upgrade).map(|_| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
     let body = body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout));
     let mut upstream_req = Request::from_parts(parts, body);
 
-    let mut key = PickKey::default();
+    let mut key: PickKey = plan.as_ref().map(|p| p.key.clone()).unwrap_or_default();
     let mut tried_retry = false;
+    let mut tried_status_retry = false;
     loop {
         let lease = match pool.acquire(&key).await {
             Ok(l) => l,
@@ -178,12 +191,41 @@ pub(super) async fn handle(
         match sent {
             Err(_) => {
                 tracing::warn!(pool = pool.name(), member = %lease.member().label, "first-byte timeout");
+                if plan.is_some() {
+                    farm_request::note_outcome(&pool, lease.member(), false);
+                }
                 return Ok(front.reject(rec, started, Reason::BackendTimeout, Some(&pool)));
             }
-            Ok(Ok(resp)) => {
+            Ok(Ok(mut resp)) => {
                 lease
                     .member()
                     .observe_latency(sent_at.elapsed().as_micros() as u64);
+                if let Some(p) = &plan {
+                    let status = resp.status();
+                    if let Some((method, uri, hdrs)) = replay.as_ref() {
+                        if !tried_status_retry
+                            && farm_request::retry_status(&pool, p, lease.member(), status)
+                        {
+                            tracing::debug!(pool = pool.name(), member = %lease.member().label, %status, "retrying on another server");
+                            farm_request::note_outcome(&pool, lease.member(), false);
+                            tried_status_retry = true;
+                            key.avoid = Some(lease.member().label.clone());
+                            let mut r = Request::new(body::empty());
+                            *r.method_mut() = method.clone();
+                            *r.uri_mut() = uri.clone();
+                            *r.version_mut() = Version::HTTP_11;
+                            *r.headers_mut() = hdrs.clone();
+                            upstream_req = r;
+                            drop(resp);
+                            drop(lease);
+                            continue;
+                        }
+                    }
+                    farm_request::note_outcome(&pool, lease.member(), !status.is_server_error());
+                    if let Some(c) = p.set_cookie(&pool, lease.member()) {
+                        resp.headers_mut().append(header::SET_COOKIE, c);
+                    }
+                }
                 return Ok(finish(
                     front,
                     rec,
@@ -199,6 +241,10 @@ pub(super) async fn handle(
             Ok(Err(e)) => {
                 tracing::warn!(pool = pool.name(), member = %lease.member().label, error = %e, "upstream request failed");
                 lease.member().note_failure();
+                // A pooled connection the server closed while idle is not the server failing.
+                if plan.is_some() && !matches!(e, UpstreamError::NotSent(..)) {
+                    farm_request::note_outcome(&pool, lease.member(), false);
+                }
                 match e.into_request() {
                     // Never sent: one retry, on whichever member has a slot next.
                     Some(r) if !tried_retry => {

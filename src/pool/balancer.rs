@@ -8,7 +8,6 @@ use super::member::Member;
 use super::PickKey;
 use crate::config::model::LoadBalancing;
 use rand::Rng;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,7 +18,19 @@ pub(super) fn pick(
     rr: &mut usize,
 ) -> Option<usize> {
     let use_backups = !members.iter().any(|m| m.usable() && !m.is_backup());
-    let candidate = |m: &Member| m.usable() && m.is_backup() == use_backups && m.has_free_slot();
+    // A retry avoids the member it failed on, as long as another usable one exists (even
+    // if that one is busy right now: waiting for it beats failing on the same one again).
+    let avoid = key.avoid.as_deref().filter(|a| {
+        members
+            .iter()
+            .any(|m| m.label != *a && m.usable() && m.is_backup() == use_backups)
+    });
+    let candidate = |m: &Member| {
+        m.usable()
+            && m.is_backup() == use_backups
+            && m.has_free_slot()
+            && avoid != Some(m.label.as_str())
+    };
 
     // Affinity: the member the client was sent to before, while it can take the request.
     if let Some(label) = key.affinity.as_deref() {
@@ -157,11 +168,9 @@ fn rendezvous(
         if !candidate(m) {
             continue;
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        m.label.hash(&mut h);
+        let h = mix64(key ^ hash_key(m.label.as_bytes()));
         // Weighted rendezvous: score = -w / ln(u), u uniform in (0, 1).
-        let u = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (h >> 11) as f64 / (1u64 << 53) as f64;
         let u = u.clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON);
         let score = -(m.weight() as f64) / u.ln();
         if best.is_none_or(|(_, s)| score > s) {
@@ -172,8 +181,35 @@ fn rendezvous(
 }
 
 /// Hash a request key (header value, cookie, client address) for [`PickKey::hash`].
+/// Stable across builds and restarts (FNV-1a, then a strong finalizer), so several roost
+/// instances — or one after an upgrade — send a key to the same server.
 pub fn hash_key(bytes: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix64(h)
+}
+
+/// splitmix64's finalizer: every input bit affects every output bit.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_key_is_stable_across_builds() {
+        // Fixed values: a change here remaps every hashed client in a running farm.
+        assert_eq!(hash_key(b""), mix64(0xcbf2_9ce4_8422_2325));
+        assert_eq!(hash_key(b"user1"), hash_key(b"user1"));
+        assert_ne!(hash_key(b"user1"), hash_key(b"user2"));
+        // FNV-1a("a") = 0xaf63dc4c8601ec8c, finalized.
+        assert_eq!(hash_key(b"a"), 0x02c0_bdbf_4814_20f8);
+    }
 }

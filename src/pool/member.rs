@@ -107,6 +107,10 @@ impl Member {
         self.draining.store(true, Ordering::Relaxed);
     }
 
+    pub(super) fn clear_draining(&self) {
+        self.draining.store(false, Ordering::Relaxed);
+    }
+
     /// A backup member is used only when no primary member is usable.
     pub fn set_backup(&self, backup: bool) {
         self.backup.store(backup, Ordering::Relaxed);

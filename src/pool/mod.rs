@@ -71,6 +71,9 @@ pub struct Pool {
     epoch: Instant,
     /// Milliseconds since `epoch` of the last arrival or completion (idleTimeout).
     last_activity_ms: AtomicU64,
+    /// State the code that manages the members keeps with the pool (the farm's passive
+    /// health, retry budget, affinity map), so it survives reloads with the pool.
+    extension: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 struct Inner {
@@ -162,11 +165,28 @@ impl Pool {
             demand: Notify::new(),
             epoch: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
+            extension: std::sync::OnceLock::new(),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The extension set by [`Pool::extension_or_init`], if it is a `T`.
+    pub fn extension<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.extension.get()?.downcast_ref::<T>()
+    }
+
+    /// The pool's extension, created by `init` on first use; `None` if the pool already
+    /// carries an extension of another type.
+    pub fn extension_or_init<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Option<&T> {
+        self.extension
+            .get_or_init(|| Box::new(init()))
+            .downcast_ref::<T>()
     }
 
     pub fn counters(&self) -> &PoolCounters {
@@ -422,6 +442,16 @@ impl Pool {
     /// its slots counted as busy) until [`Pool::remove_member`].
     pub fn drain_member(&self, m: &Arc<Member>) {
         m.set_draining();
+    }
+
+    /// Undo [`Pool::drain_member`]: `m` takes new requests again (an operator's
+    /// "drain" of a farm server is reversible; a worker's is not, so only farms use it).
+    pub fn undrain_member(&self, m: &Arc<Member>) {
+        let mut inner = self.inner.lock();
+        if inner.members.iter().any(|x| Arc::ptr_eq(x, m)) {
+            m.clear_draining();
+            self.dispatch(&mut inner);
+        }
     }
 
     pub fn remove_member(&self, m: &Arc<Member>) {

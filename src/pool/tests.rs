@@ -19,6 +19,11 @@ pub(crate) fn pool_cfg(
             load_balancing: lb,
             health_check: None,
             affinity: None,
+            outlier_detection: None,
+            slow_start: Duration::ZERO,
+            retries: Default::default(),
+            tls: Default::default(),
+            discovery: None,
         }),
         recycling: Recycling {
             disallow_overlapping_rotation: false,

@@ -26,8 +26,11 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 /// How often recycle triggers and the idle timeout are checked.
 const TICK: Duration = Duration::from_millis(250);
-/// Memory is sampled every this many ticks.
+/// Memory is sampled every this many ticks when a privateMemory limit needs it (1 s),
+/// else every [`MEMORY_EVERY_IDLE`] (5 s) for the status. Walking a big process's page
+/// tables for smaps_rollup is not free.
 const MEMORY_EVERY: u64 = 4;
+const MEMORY_EVERY_IDLE: u64 = 20;
 /// Between SIGTERM and SIGKILL (never longer than shutdownTimeLimit).
 const TERM_GRACE: Duration = Duration::from_secs(10);
 
@@ -492,11 +495,19 @@ impl State {
             let client = Client::new(member.client.endpoint().clone(), &timeouts);
             let path = process::ping_path(pm);
             let (interval, limit, tx) = (pm.ping_interval, pm.ping_response_time, self.tx.clone());
+            let pid = w.pid;
             let h = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(interval).await;
                     if let Err(detail) = process::probe(&client, path.as_deref(), limit, true).await
                     {
+                        // A worker that died is not a ping failure: its exit is reported
+                        // (as a crash) once it is reaped.
+                        if let Some(pid) = pid {
+                            if process::is_dead(pid).await {
+                                return;
+                            }
+                        }
                         let _ = tx.send(Event::PingFailed { id, detail });
                         return;
                     }
@@ -674,7 +685,13 @@ impl State {
     }
 
     fn on_tick(&mut self, ticks: u64) {
-        if ticks % MEMORY_EVERY == 0 {
+        let every = if self.cfg.recycling.private_memory_kib > 0 {
+            MEMORY_EVERY
+        } else {
+            MEMORY_EVERY_IDLE
+        };
+        // The first sample comes soon after a start, whatever the cadence.
+        if ticks % every == 0 || ticks == MEMORY_EVERY {
             let pids: Vec<(u64, u32)> = self
                 .workers
                 .values()
@@ -713,13 +730,19 @@ impl State {
         }
         let rec = self.cfg.recycling.clone();
         // Schedule: times of day, local clock.
-        let sod = policy::local_seconds_of_day(SystemTime::now());
-        let scheduled = self.last_schedule_check.is_some_and(|prev| {
-            rec.schedule
-                .iter()
-                .any(|&at| policy::schedule_crossed(prev, sod, at))
-        });
-        self.last_schedule_check = Some(sod);
+        let scheduled = if rec.schedule.is_empty() {
+            self.last_schedule_check = None;
+            false
+        } else {
+            let sod = policy::local_seconds_of_day(SystemTime::now());
+            let crossed = self.last_schedule_check.is_some_and(|prev| {
+                rec.schedule
+                    .iter()
+                    .any(|&at| policy::schedule_crossed(prev, sod, at))
+            });
+            self.last_schedule_check = Some(sod);
+            crossed
+        };
         for w in self.workers.values_mut() {
             if w.phase != Phase::Running || w.retiring || w.recycle.is_some() {
                 continue;
@@ -912,10 +935,13 @@ async fn startup(ctx: StartCtx) {
                     // Another uid must be able to pass through the top directory to
                     // reach its own pool directory, but not list it.
                     let top_mode = if identity.is_some() { 0o711 } else { 0o700 };
-                    process::ensure_private_dir(&runtime_dir, top_mode, None)
+                    process::ensure_private_dir(&runtime_dir, top_mode, None, false)
                         .map_err(|e| format!("runtime dir {}: {e}", runtime_dir.display()))?;
+                    if let Some((uid, _)) = identity {
+                        process::check_reachable(&runtime_dir, uid)?;
+                    }
                     let dir = runtime_dir.join(dir_name(&pool_name));
-                    process::ensure_private_dir(&dir, 0o700, identity)
+                    process::ensure_private_dir(&dir, 0o700, identity, true)
                         .map_err(|e| format!("runtime dir {}: {e}", dir.display()))?;
                     let path = dir.join(format!("w{id}.sock"));
                     if path.as_os_str().len() >= 100 {
@@ -943,18 +969,22 @@ async fn startup(ctx: StartCtx) {
         Listen::Tcp(_) => None,
     };
     let exit_tx = tx.clone();
-    let spawned = process::spawn(&spec, identity, &pool_name, socket, move |how| {
-        let _ = exit_tx.send(Event::Exited { id, detail: how });
-    });
+    let spawned = process::spawn(
+        &spec,
+        identity,
+        &pool_name,
+        socket,
+        |pid, ctl| {
+            let _ = tx.send(Event::Spawned { id, pid, ctl });
+        },
+        move |how| {
+            let _ = exit_tx.send(Event::Exited { id, detail: how });
+        },
+    );
     let sp = match spawned {
         Ok(sp) => sp,
         Err(e) => return not_spawned(format!("spawning {}: {e}", spec.program.display())),
     };
-    let _ = tx.send(Event::Spawned {
-        id,
-        pid: sp.pid,
-        ctl: sp.ctl.clone(),
-    });
 
     // Ready when the ping answers 2xx (or a connect succeeds) within startupTimeLimit.
     let started = Instant::now();

@@ -9,6 +9,37 @@
 //! workers (time, requests, private memory, schedule, config change, on demand) with an
 //! overlapped rotation, and stops idle ones. Everything is tokio tasks; no call here
 //! blocks a runtime thread.
+//!
+//! A worker's life: `starting` (spawned in its own process group, polled until its
+//! ping answers 2xx — or, for a command without `pingPath`, until a connect succeeds —
+//! within `startupTimeLimit`, then warmed up with the initialization pages) →
+//! `running` (a pool member with `maxConcurrentRequestsPerProcess` slots, pinged every
+//! `pingInterval`) → `retiring` (its replacement is starting) → `draining` (no new
+//! requests; in-flight ones finish, up to `shutdownTimeLimit`) → `stopping` (SIGTERM to
+//! its group, SIGKILL after a grace of at most 10 s) → gone (reaped, removed from the
+//! pool, socket deleted).
+//!
+//! Choices worth knowing:
+//! - Failures are of three kinds: `startup` (exited or not ready in time), `crash`
+//!   (exited while running) and `ping` (no answer within `pingResponseTime`; the worker
+//!   is killed at once). All three count toward rapid-fail protection, which takes the
+//!   pool `AppOffline` when `rapidFailProtectionMaxCrashes` failures fall within
+//!   `rapidFailProtectionInterval`; `start_pool` (or a changed config) brings it back.
+//! - Restarts after a failure wait 0.1 s, doubling to 10 s while failures keep coming;
+//!   30 s without one resets it. A recycle is not a failure and waits for nothing.
+//! - Recycles run one worker at a time per pool, so a garden never loses all its
+//!   members; with `disallowOverlappingRotation` the old worker is gone before the new
+//!   one starts (requests wait in the pool queue meanwhile).
+//! - A config change recycles workers only when what they run changed (process model,
+//!   upstream timeouts, initialization pages); queue and recycling settings apply live.
+//! - `onDemand` pools start all `maxProcesses` workers on the first waiting request and
+//!   stop them after `idleTimeout` (counted from when each became ready, so a worker
+//!   just started for a request is never idle-stopped). `alwaysRunning` pools ignore
+//!   `idleTimeout`: they would be restarted at once.
+//! - A health ping that gets any HTTP answer counts as alive (a busy worker may answer
+//!   503); readiness needs a 2xx.
+//! - The supervisor follows the pool's state: a pool stopped by anyone loses its
+//!   workers; an `alwaysRunning` pool started by anyone gets them back.
 
 mod manager;
 mod policy;
@@ -32,8 +63,10 @@ pub struct SupervisorOptions {
     /// The `roost` executable, launched as `roost worker ...` for pools without a
     /// `command` (normally `std::env::current_exe()`).
     pub roost_exe: PathBuf,
-    /// Where the workers' sockets live; `None` = `$XDG_RUNTIME_DIR/roost-<pid>` or
-    /// `<tmp>/roost-<pid>`. Created with mode 0700 on first use.
+    /// Where the workers' sockets live; `None` = `/run/roost-<pid>` as root, else
+    /// `$XDG_RUNTIME_DIR/roost-<pid>`, else `<tmp>/roost-<pid>`. Created with mode 0700
+    /// on first use (0711 when a pool runs its workers as another user, whose own pool
+    /// directory inside is then owned by that user; its parents must be traversable).
     pub runtime_dir: Option<PathBuf>,
 }
 
@@ -123,10 +156,17 @@ impl Supervisor {
         let (runtime_dir, own_runtime_dir) = match opts.runtime_dir {
             Some(d) => (d, false),
             None => {
-                let base = std::env::var_os("XDG_RUNTIME_DIR")
-                    .map(PathBuf::from)
-                    .filter(|p| p.is_absolute())
-                    .unwrap_or_else(std::env::temp_dir);
+                // root's XDG_RUNTIME_DIR (/run/user/0) is closed to the users that
+                // workers may run as; /run is not.
+                let run = PathBuf::from("/run");
+                let base = if nix::unistd::geteuid().is_root() && run.is_dir() {
+                    run
+                } else {
+                    std::env::var_os("XDG_RUNTIME_DIR")
+                        .map(PathBuf::from)
+                        .filter(|p| p.is_absolute())
+                        .unwrap_or_else(std::env::temp_dir)
+                };
                 (base.join(format!("roost-{}", std::process::id())), true)
             }
         };
@@ -145,11 +185,14 @@ impl Supervisor {
         &self.runtime_dir
     }
 
-    /// Start supervising a pool (a no-op for farm pools, whose members are remote).
-    /// Must be called inside a tokio runtime. Managing a pool that is already managed
-    /// is a reconfigure.
+    /// Start supervising a pool. Must be called inside a tokio runtime. Managing a
+    /// pool that is already managed is a reconfigure; a farm pool (its members are
+    /// remote) is not supervised, and a garden that became a farm is let go.
     pub fn manage(&self, pool: Arc<Pool>, cfg: &model::Pool) {
         if !matches!(cfg.backend, Backend::Garden(_)) {
+            if let Some(task) = self.detach(&cfg.name) {
+                self.detached.lock().push(task);
+            }
             return;
         }
         let mut pools = self.pools.lock();
@@ -178,11 +221,7 @@ impl Supervisor {
     /// took offline is started again when its config changed. A pool that became a farm
     /// is no longer supervised (its workers stop in the background).
     pub fn reconfigure(&self, pool: Arc<Pool>, cfg: &model::Pool) {
-        if matches!(cfg.backend, Backend::Garden(_)) {
-            self.manage(pool, cfg);
-        } else if let Some(task) = self.detach(&cfg.name) {
-            self.detached.lock().push(task);
-        }
+        self.manage(pool, cfg);
     }
 
     /// Stop supervising a pool: its workers are drained and stopped (SIGTERM, then

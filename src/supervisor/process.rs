@@ -153,10 +153,14 @@ pub(crate) fn resolve_identity(
 /// Create (or adopt) a private directory: mode 0700 (0711 when another uid must reach a
 /// subdirectory), owned by us, never through a symlink. Refusing a directory someone
 /// else owns matters in /tmp, where another user could plant one to catch our sockets.
+///
+/// `inside_own_dir`: the directory sits in one we made private, so if another uid owns
+/// it, that is our own doing (a pool once ran as that user) and it is taken back.
 pub(crate) fn ensure_private_dir(
     path: &Path,
     mode: u32,
     owner: Option<(u32, u32)>,
+    inside_own_dir: bool,
 ) -> io::Result<()> {
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {}
@@ -177,38 +181,62 @@ pub(crate) fn ensure_private_dir(
         )));
     }
     let euid = nix::unistd::geteuid().as_raw();
-    let expected_uid = owner.map(|o| o.0).unwrap_or(euid);
-    if meta.uid() != euid && meta.uid() != expected_uid {
+    let want = owner.unwrap_or((euid, nix::unistd::getegid().as_raw()));
+    if meta.uid() != euid && meta.uid() != want.0 && !inside_own_dir {
         return Err(io::Error::other(format!(
             "{} is owned by uid {}, not us",
             path.display(),
             meta.uid()
         )));
     }
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    if owner.is_some() || meta.uid() != want.0 {
+        std::os::unix::fs::chown(path, Some(want.0), Some(want.1))?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
 }
 
-/// A child that was spawned: its pid and the handle to signal it.
+/// Can `uid` pass through every directory down to `dir`? Checked up front because the
+/// alternative is a worker failing to bind its socket with a bare "permission denied".
+/// (Group permissions are not considered: a directory must be world-traversable or
+/// owned by the uid.)
+pub(crate) fn check_reachable(dir: &Path, uid: u32) -> Result<(), String> {
+    for d in dir.ancestors() {
+        if d.as_os_str().is_empty() {
+            continue;
+        }
+        let meta = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let mode = meta.permissions().mode();
+        let ok = mode & 0o001 != 0 || (meta.uid() == uid && mode & 0o100 != 0);
+        if !ok {
+            return Err(format!(
+                "workers run as uid {uid} cannot reach their sockets: {} has mode {:o}; \
+                 choose a runtime directory under a traversable path",
+                d.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A child that was spawned (its signal handle went to `on_spawn`).
 pub(crate) struct Spawned {
     pub pid: u32,
-    pub ctl: mpsc::UnboundedSender<Sig>,
     /// Becomes `Some(how it ended)` when the child has been reaped.
     pub exited: watch::Receiver<Option<String>>,
 }
 
 /// Spawn a worker in its own process group (so a signal reaches anything it forked),
 /// with kill-on-drop as the last line of defence, and start the task that owns it.
-/// `on_exit` runs once, from that task, when the child has been reaped and its
-/// `socket` (if any) removed.
+/// `on_spawn` runs once the child exists; `on_exit` runs once, from that task, when
+/// the child has been reaped and its `socket` (if any) removed.
 pub(crate) fn spawn(
     spec: &SpawnSpec,
     identity: Option<(u32, u32)>,
     pool: &str,
     socket: Option<PathBuf>,
+    on_spawn: impl FnOnce(u32, mpsc::UnboundedSender<Sig>),
     on_exit: impl FnOnce(String) + Send + 'static,
 ) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.program);
@@ -238,6 +266,9 @@ pub(crate) fn spawn(
     }
     let (ctl, mut ctl_rx) = mpsc::unbounded_channel::<Sig>();
     let (exited_tx, exited) = watch::channel(None);
+    // Told before the task that reports the exit exists, so "spawned" always comes
+    // before "exited" to whoever listens.
+    on_spawn(pid, ctl);
     tokio::spawn(async move {
         let mut ctl_open = true;
         let how = loop {
@@ -265,7 +296,7 @@ pub(crate) fn spawn(
         let _ = exited_tx.send(Some(how.clone()));
         on_exit(how);
     });
-    Ok(Spawned { pid, ctl, exited })
+    Ok(Spawned { pid, exited })
 }
 
 fn signal_group(pid: u32, s: Sig) {
@@ -366,6 +397,21 @@ async fn connect(endpoint: &Endpoint) -> Result<(), String> {
     .map_err(|e| format!("connect {endpoint}: {e}"))
 }
 
+/// Has the process exited (a zombie not yet reaped, or gone)? Only the process task
+/// reaps our children, so until it has, the pid cannot belong to anyone else.
+pub(crate) async fn is_dead(pid: u32) -> bool {
+    match tokio::fs::read_to_string(format!("/proc/{pid}/stat")).await {
+        Ok(stat) => matches!(stat_state(&stat), Some('Z') | Some('X') | None),
+        Err(_) => true,
+    }
+}
+
+/// The state letter of a /proc/PID/stat line (after the command name, which may itself
+/// contain spaces and parentheses).
+fn stat_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 /// Private memory of a process in KiB (IIS "private bytes"): Private_Clean +
 /// Private_Dirty from smaps_rollup, or VmRSS where smaps_rollup is missing.
 pub(crate) async fn private_memory_kib(pid: u32) -> Option<u64> {
@@ -423,6 +469,23 @@ mod tests {
             .unwrap();
     }
 
+    #[tokio::test]
+    async fn dead_and_live_processes_are_told_apart() {
+        assert_eq!(stat_state("42 (a) b) Z 1 2"), Some('Z'));
+        assert_eq!(stat_state("42 (x) S 1"), Some('S'));
+        assert!(!is_dead(std::process::id()).await);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: a zombie, and so already dead.
+        let start = std::time::Instant::now();
+        while !is_dead(pid).await {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child.wait().unwrap();
+        assert!(is_dead(pid).await);
+    }
+
     #[test]
     fn proc_fields_are_summed() {
         let text = "Rss:  100 kB\nPrivate_Clean:   12 kB\nPrivate_Dirty:  30 kB\n";
@@ -443,18 +506,18 @@ mod tests {
     fn private_dir_is_0700_and_refuses_a_file() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("rt/pool");
-        ensure_private_dir(&p, 0o700, None).unwrap();
+        ensure_private_dir(&p, 0o700, None, false).unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         // Adopting an existing directory fixes its mode.
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        ensure_private_dir(&p, 0o700, None).unwrap();
+        ensure_private_dir(&p, 0o700, None, false).unwrap();
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o700
         );
         let f = d.path().join("file");
         std::fs::write(&f, b"x").unwrap();
-        assert!(ensure_private_dir(&f, 0o700, None).is_err());
+        assert!(ensure_private_dir(&f, 0o700, None, false).is_err());
     }
 }

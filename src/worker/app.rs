@@ -7,31 +7,41 @@
 //!
 //! WorkerBuilder::new(Settings::default())
 //!     .route_async("/api", |_req| async { text("async, on the I/O pool\n") })
-//!     .route_sync("/report", |_req| text("sync, on a worker pool thread\n"))
+//!     .route_sync("/hello", |_req| text("sync, on the default worker pool\n"))
 //!     .thread_pool("reports", 1, 4)
-//!     .route_pool("/report", "reports")
+//!     .route_sync_on("/report", "reports", |_req| text("sync, on the reports pool\n"))
+//!     // Any tower Service (an axum Router, tower-http's ServeDir, ...):
+//!     .route_service("/svc", tower::service_fn(|_req| async {
+//!         Ok::<_, std::convert::Infallible>(text("a tower service\n"))
+//!     }))
 //!     .run("unix:/tmp/app.sock".parse::<Listen>().unwrap())
 //!     .unwrap();
 //! ```
 //!
-//! Async handlers run on the I/O pool and must never block it; sync handlers run on a
-//! worker pool thread (the default pool, or a dedicated one chosen by [`route_pool`]), and
-//! may block (wrap known blocking calls in [`blocking`](super::threadpool::blocking) so the
-//! pool can add a thread at once).
+//! Async handlers and services run on the I/O pool and must never block it; sync handlers
+//! run on a worker pool thread (the default pool, or a dedicated one chosen by
+//! [`route_sync_on`] or [`route_pool`]), and may block (wrap known blocking calls in
+//! [`blocking`](super::threadpool::blocking) so the pool can add a thread at once). The
+//! complete example is `examples/custom_worker.rs`.
 //!
 //! A route matches its path and everything below it on a segment boundary (`/api` matches
 //! `/api` and `/api/x`, not `/apix`); the longest match wins, and `/` is the fallback.
 //!
 //! [`route_pool`]: WorkerBuilder::route_pool
+//! [`route_sync_on`]: WorkerBuilder::route_sync_on
 
 use super::settings::{PoolLimits, Settings};
 use crate::body::{Body, BoxError};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::ServiceExt;
 
 /// The request a handler gets: its body streams (it is not read before the handler runs).
 pub type Request = http::Request<Body>;
@@ -130,6 +140,55 @@ impl WorkerBuilder {
         self
     }
 
+    /// A sync handler on the dedicated pool `pool` (declared with [`thread_pool`]): the same
+    /// as [`route_sync`] then [`route_pool`] for `path`.
+    ///
+    /// [`thread_pool`]: WorkerBuilder::thread_pool
+    /// [`route_sync`]: WorkerBuilder::route_sync
+    /// [`route_pool`]: WorkerBuilder::route_pool
+    pub fn route_sync_on<F>(self, path: &str, pool: &str, f: F) -> Self
+    where
+        F: Fn(Request) -> Response + Send + Sync + 'static,
+    {
+        self.route_sync(path, f).route_pool(path, pool)
+    }
+
+    /// Any tower [`Service`](tower::Service) as an async route, so an axum `Router`, a
+    /// tower-http service (`ServeDir`, with layers) or a hand-written service plugs in.
+    ///
+    /// It runs on the I/O pool behind the gate like an async handler, and sees the full
+    /// request URI (the prefix is not stripped). Each request calls a clone of `svc`
+    /// (`oneshot`: `poll_ready`, then `call`), as hyper and axum do. The response body may
+    /// be any `http_body::Body` with `Bytes` chunks, `Sync` or not (axum's is not). A
+    /// service error becomes a 500 and is logged.
+    pub fn route_service<S, B>(mut self, path: &str, svc: S) -> Self
+    where
+        S: tower::Service<Request, Response = http::Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // The service itself need not be Sync (tower's BoxCloneService is not): it is only
+        // touched under the lock, long enough to clone it.
+        let svc = parking_lot::Mutex::new(svc);
+        let h: Arc<AsyncFn> = Arc::new(move |req| {
+            let svc = svc.lock().clone();
+            // A combinator, not an async block: rustc cannot prove an async block holding
+            // `S::Future` Send for the erased lifetimes of the request type (rust#64552).
+            Box::pin(svc.oneshot(req).map(|r| match r {
+                Ok(resp) => resp.map(|b| crate::body::boxed(SyncBody::new(b))),
+                Err(e) => {
+                    let e: BoxError = e.into();
+                    tracing::error!(error = %e, "route service failed");
+                    status(StatusCode::INTERNAL_SERVER_ERROR, "service error")
+                }
+            })) as BoxFuture<'static, Response>
+        });
+        self.router.add(path, Handler::Async(h));
+        self
+    }
+
     /// Declare a dedicated worker pool (`--thread-pool NAME=MIN:MAX`).
     pub fn thread_pool(mut self, name: &str, min: usize, max: usize) -> Self {
         self.settings
@@ -194,6 +253,51 @@ pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     })
 }
 
+/// Makes any `Send` body `Sync` (roost's [`Body`] is), so a service's `!Sync` body (such as
+/// axum's) can be boxed. The mutex is only locked for `&self` calls (`is_end_stream`,
+/// `size_hint`); polling goes through `&mut` and never locks.
+struct SyncBody<B> {
+    inner: std::sync::Mutex<Pin<Box<B>>>,
+}
+
+impl<B> SyncBody<B> {
+    fn new(b: B) -> Self {
+        SyncBody {
+            inner: std::sync::Mutex::new(Box::pin(b)),
+        }
+    }
+
+    fn get(&self) -> std::sync::MutexGuard<'_, Pin<Box<B>>> {
+        // A panic while polling poisons nothing we rely on: the body is just read further.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for SyncBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let inner = self
+            .get_mut()
+            .inner
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner());
+        inner.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.get().is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.get().size_hint()
+    }
+}
+
 /// The I/O pool's handle, put in every request's extensions so sync handlers can wait on
 /// async work (such as reading the body) from a worker thread.
 #[derive(Clone, Debug)]
@@ -237,6 +341,38 @@ mod tests {
         assert_eq!(which("/apix"), "Some(4)");
         assert!(prefix_matches("/slow", "/slow/1"));
         assert!(!prefix_matches("/slow", "/slower"));
+    }
+
+    #[tokio::test]
+    async fn a_tower_service_with_a_non_sync_body_is_a_route_and_its_errors_are_500s() {
+        // axum's body is an UnsyncBoxBody: Send, not Sync.
+        let svc = tower::service_fn(|req: Request| async move {
+            let body =
+                http_body_util::Full::new(Bytes::from(format!("svc {}", req.uri()))).boxed_unsync();
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        });
+        let failing = tower::service_fn(|_req: Request| async { Err::<Response, _>("down") });
+        let settings = Settings {
+            min_worker_threads: 1,
+            max_worker_threads: 1,
+            ..Settings::default()
+        };
+        let w = WorkerBuilder::new(settings)
+            .route_service("/svc", svc)
+            .route_service("/bad", failing)
+            .build()
+            .unwrap();
+        let get = |p: &str| http::Request::get(p).body(crate::body::empty()).unwrap();
+        let resp = w.handle(get("/svc/x?y=1")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"svc /svc/x?y=1");
+        assert_eq!(
+            w.handle(get("/bad")).await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(w.gate().counters().completed, 2);
+        w.shutdown_pools();
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 /// `roost worker` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WorkerArgs {
-    /// Built-in app to run: demo or hello.
+    /// Built-in app to run: demo, hello, or static:DIR (serve a directory).
     #[arg(long, default_value = "demo")]
     pub app: String,
     /// unix:PATH or tcp:IP:PORT; default: $ROOST_LISTEN, else tcp:127.0.0.1:$PORT.
@@ -198,13 +198,12 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         }
     };
     let settings = args.settings();
-    let Some(builder) = apps::builtin(&args.app, settings.clone()) else {
-        eprintln!(
-            "roost worker: unknown app {:?} (built-in apps: {})",
-            args.app,
-            apps::APPS.join(", ")
-        );
-        return ExitCode::from(2);
+    let builder = match apps::builtin(&args.app, settings.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("roost worker: {e}");
+            return ExitCode::from(2);
+        }
     };
     tracing::info!(
         app = %args.app,

@@ -23,6 +23,7 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// What a request will execute on, which decides whether it needs a thread slot.
@@ -44,8 +45,82 @@ pub struct GateLimits {
     pub max_executing_threads: usize,
 }
 
+/// Upper bounds (seconds) of the request wait time histogram buckets; one more bucket
+/// (`+Inf`) holds the rest. From "no wait" to the front's queue timeouts.
+pub const WAIT_BUCKETS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+];
+
+/// Request wait time: how long admitted requests waited in the gate's queue (ASP.NET's
+/// "Request Wait Time", plus the distribution). Requests admitted at once count as 0.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WaitCounters {
+    /// Requests admitted (at once or after waiting).
+    pub count: u64,
+    /// Of those, the ones that had to wait in the queue.
+    pub queued: u64,
+    pub sum_seconds: f64,
+    pub avg_seconds: f64,
+    pub max_seconds: f64,
+    /// The most recently admitted request's wait (ASP.NET's counter).
+    pub last_seconds: f64,
+    /// Per bucket of [`WAIT_BUCKETS`] (then `+Inf`): requests whose wait was at most `le`,
+    /// not cumulative.
+    pub buckets: Vec<u64>,
+}
+
+/// Lock-free recorder behind [`WaitCounters`].
+#[derive(Default)]
+struct WaitStats {
+    count: AtomicU64,
+    queued: AtomicU64,
+    sum_us: AtomicU64,
+    max_us: AtomicU64,
+    last_us: AtomicU64,
+    buckets: [AtomicU64; WAIT_BUCKETS.len() + 1],
+}
+
+impl WaitStats {
+    fn record(&self, wait: Option<Duration>) {
+        let d = wait.unwrap_or_default();
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if wait.is_some() {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+        self.last_us.store(us, Ordering::Relaxed);
+        let secs = d.as_secs_f64();
+        let i = WAIT_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(WAIT_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> WaitCounters {
+        let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = secs(&self.sum_us);
+        WaitCounters {
+            count,
+            queued: self.queued.load(Ordering::Relaxed),
+            sum_seconds: sum,
+            avg_seconds: if count == 0 { 0.0 } else { sum / count as f64 },
+            max_seconds: secs(&self.max_us),
+            last_seconds: secs(&self.last_us),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+}
+
 /// A snapshot for `/.roost/counters` and metrics.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GateCounters {
     /// Queued + executing ("Requests Current").
     pub current: usize,
@@ -61,6 +136,8 @@ pub struct GateCounters {
     pub request_queue_limit: usize,
     pub max_executing: usize,
     pub max_executing_threads: usize,
+    /// Time spent in the gate's queue.
+    pub wait: WaitCounters,
 }
 
 impl State {
@@ -83,6 +160,7 @@ struct Waiter {
     id: u64,
     kind: Kind,
     wake: oneshot::Sender<()>,
+    since: Instant,
 }
 
 #[derive(Default)]
@@ -102,6 +180,7 @@ pub struct Gate {
     rejected: AtomicU64,
     completed: AtomicU64,
     disconnected: AtomicU64,
+    wait: WaitStats,
 }
 
 impl std::fmt::Debug for Gate {
@@ -120,6 +199,7 @@ impl Gate {
             rejected: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             disconnected: AtomicU64::new(0),
+            wait: WaitStats::default(),
         })
     }
 
@@ -142,12 +222,19 @@ impl Gate {
             st.current += 1;
             if self.can_start(&st, kind) && st.queued(kind) == 0 {
                 Self::start(&mut st, kind);
+                drop(st);
+                self.wait.record(None);
                 return Ok(Permit::new(self.clone(), kind));
             }
             let id = st.next_id;
             st.next_id += 1;
             let (wake, rx) = oneshot::channel();
-            st.queue.push_back(Waiter { id, kind, wake });
+            st.queue.push_back(Waiter {
+                id,
+                kind,
+                wake,
+                since: Instant::now(),
+            });
             if kind == Kind::Async {
                 st.queued_async += 1;
             }
@@ -180,6 +267,7 @@ impl Gate {
             request_queue_limit: self.limits.request_queue_limit,
             max_executing: self.limits.max_executing,
             max_executing_threads: self.limits.max_executing_threads,
+            wait: self.wait.snapshot(),
         }
     }
 
@@ -208,6 +296,8 @@ impl Gate {
                 let w = st.queue.remove(i).expect("index in range");
                 st.forget(kind);
                 Self::start(st, w.kind);
+                // Measured at the grant, not when the request's task next runs.
+                self.wait.record(Some(w.since.elapsed()));
                 // Cannot fail: the receiver lives in `Waiting`, whose drop removes the
                 // waiter from the queue under this same lock before the receiver goes away.
                 let _ = w.wake.send(());
@@ -353,6 +443,30 @@ mod tests {
         assert!(poll_once(f3.as_mut()).is_pending());
         drop(p2);
         assert!(matches!(poll_once(f3.as_mut()), Poll::Ready(Ok(_))));
+    }
+
+    #[tokio::test]
+    async fn wait_time_is_measured_from_queueing_to_the_grant() {
+        let gate = Gate::new(limits(10, 1, 0));
+        let p1 = gate.enter(Kind::Async).await.unwrap();
+        let mut f = Box::pin(gate.enter(Kind::Async));
+        assert!(poll_once(f.as_mut()).is_pending());
+        std::thread::sleep(Duration::from_millis(20));
+        drop(p1);
+        let _p2 = match poll_once(f.as_mut()) {
+            Poll::Ready(r) => r.unwrap(),
+            Poll::Pending => panic!("not granted"),
+        };
+        let w = gate.counters().wait;
+        assert_eq!((w.count, w.queued), (2, 1));
+        assert!(w.max_seconds >= 0.02, "{w:?}");
+        assert_eq!(w.last_seconds, w.max_seconds);
+        assert!((w.avg_seconds - w.sum_seconds / 2.0).abs() < 1e-9);
+        assert_eq!(w.buckets.len(), WAIT_BUCKETS.len() + 1);
+        // The first request did not wait; the second waited at least 20 ms.
+        assert_eq!(w.buckets[0], 1);
+        let from_20ms = WAIT_BUCKETS.iter().position(|le| *le >= 0.02).unwrap();
+        assert_eq!(w.buckets[from_20ms..].iter().sum::<u64>(), 1, "{w:?}");
     }
 
     #[tokio::test]

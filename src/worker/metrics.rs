@@ -4,7 +4,7 @@
 //! Labels: `pool` (the app pool from `ROOST_POOL`, else the app name), `pid`, and
 //! `thread_pool` for the worker pools (`default` or a dedicated pool's name).
 
-use super::gate::GateCounters;
+use super::gate::{GateCounters, WAIT_BUCKETS};
 use super::threadpool::ThreadPoolCounters;
 use std::fmt::Write;
 
@@ -62,6 +62,34 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "roost_worker_threads_busy{{{base},thread_pool=\"{}\"}} {}",
             esc(&p.name),
             p.busy
+        );
+    }
+    family(
+        &mut o,
+        "worker_thread_goal",
+        "gauge",
+        "Threads the worker pool lets run work at once (hill climbing, starvation, blocking).",
+    );
+    for p in &s.thread_pools {
+        let _ = writeln!(
+            o,
+            "roost_worker_thread_goal{{{base},thread_pool=\"{}\"}} {}",
+            esc(&p.name),
+            p.goal
+        );
+    }
+    family(
+        &mut o,
+        "worker_work_items_queued",
+        "gauge",
+        "Work items waiting in a worker pool's queue.",
+    );
+    for p in &s.thread_pools {
+        let _ = writeln!(
+            o,
+            "roost_worker_work_items_queued{{{base},thread_pool=\"{}\"}} {}",
+            esc(&p.name),
+            p.queued
         );
     }
     family(
@@ -156,6 +184,33 @@ pub fn render(s: &Snapshot<'_>) -> String {
         o,
         "roost_worker_requests_completed_total{{{base}}} {}",
         g.completed
+    );
+    family(
+        &mut o,
+        "worker_request_wait_seconds",
+        "histogram",
+        "Time requests waited in the gate's queue before starting (0 when admitted at once).",
+    );
+    let mut cumulative = 0;
+    for (i, n) in g.wait.buckets.iter().enumerate() {
+        cumulative += n;
+        let le = WAIT_BUCKETS
+            .get(i)
+            .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            o,
+            "roost_worker_request_wait_seconds_bucket{{{base},le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "roost_worker_request_wait_seconds_sum{{{base}}} {}",
+        g.wait.sum_seconds
+    );
+    let _ = writeln!(
+        o,
+        "roost_worker_request_wait_seconds_count{{{base}}} {}",
+        g.wait.count
     );
     o
 }

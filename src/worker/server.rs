@@ -331,19 +331,18 @@ impl Worker {
         }
     }
 
-    /// The `/.roost/counters` document.
+    /// The `/.roost/counters` document: `threads` (a summary: I/O threads, worker-pool
+    /// threads in all pools, busy, queued work items), `io` (the I/O pool), `worker_pools`
+    /// (each pool: threads, busy, goal, queue, completions, injections by reason), `gate`
+    /// (requests current/queued/executing/rejected/completed and the request wait time).
     pub fn counters(&self) -> serde_json::Value {
         let i = &self.inner;
-        let pools: serde_json::Map<String, serde_json::Value> = i
-            .pools
+        let snaps: Vec<_> = i.pools.values().map(|p| p.counters()).collect();
+        let pools: serde_json::Map<String, serde_json::Value> = snaps
             .iter()
-            .map(|(name, p)| {
-                (
-                    name.clone(),
-                    serde_json::to_value(p.counters()).unwrap_or_default(),
-                )
-            })
+            .map(|c| (c.name.clone(), serde_json::to_value(c).unwrap_or_default()))
             .collect();
+        let io = self.io_counters();
         serde_json::json!({
             "pid": std::process::id(),
             "app": i.name,
@@ -351,10 +350,37 @@ impl Worker {
             "worker_id": std::env::var("ROOST_WORKER_ID").ok(),
             "uptime_seconds": i.started.elapsed().as_secs_f64(),
             "cpus": i.settings.cpus,
-            "io_threads": i.settings.io_threads,
+            "io_threads": io.threads,
+            "threads": {
+                "io": io.threads,
+                "worker": snaps.iter().map(|c| c.threads).sum::<usize>(),
+                "worker_busy": snaps.iter().map(|c| c.busy).sum::<usize>(),
+                "work_items_queued": snaps.iter().map(|c| c.queued).sum::<usize>(),
+            },
+            "io": io,
             "worker_pools": pools,
             "gate": i.gate.counters(),
         })
+    }
+
+    /// The I/O pool as seen from its runtime (the one serving this worker, when called on
+    /// it; otherwise the configured `ioThreads`).
+    fn io_counters(&self) -> IoCounters {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                let m = h.metrics();
+                IoCounters {
+                    threads: m.num_workers(),
+                    alive_tasks: Some(m.num_alive_tasks()),
+                    global_queue_depth: Some(m.global_queue_depth()),
+                }
+            }
+            Err(_) => IoCounters {
+                threads: self.inner.settings.io_threads,
+                alive_tasks: None,
+                global_queue_depth: None,
+            },
+        }
     }
 
     /// The `/.roost/metrics` text.
@@ -364,7 +390,7 @@ impl Worker {
         super::metrics::render(&super::metrics::Snapshot {
             pool: &pool,
             pid: std::process::id(),
-            io_threads: i.settings.io_threads,
+            io_threads: self.io_counters().threads,
             gate: i.gate.counters(),
             thread_pools: i.pools.values().map(|p| p.counters()).collect(),
         })
@@ -384,6 +410,17 @@ impl Worker {
             p.shutdown();
         }
     }
+}
+
+/// The I/O pool part of `/.roost/counters`.
+#[derive(Debug, serde::Serialize)]
+struct IoCounters {
+    /// Runtime worker threads (`ioThreads`).
+    threads: usize,
+    /// Tasks alive on the runtime (connections, handlers, timers' owners).
+    alive_tasks: Option<usize>,
+    /// Tasks waiting in the runtime's shared queue.
+    global_queue_depth: Option<usize>,
 }
 
 /// How often a queued request with an unread body checks that its client is still there.

@@ -1,0 +1,265 @@
+// roost dashboard: polls /api/v1/stats once a second and draws SVG line charts.
+// No framework, no build step, nothing fetched from outside the admin listener.
+"use strict";
+(function () {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const COLORS = { blue: "#2563eb", red: "#dc2626", green: "#16a34a", amber: "#d97706", violet: "#7c3aed", gray: "#6b7280" };
+  const SVGNS = "http://www.w3.org/2000/svg";
+
+  // A test hook: how many updates were drawn, how many points each chart got, last error.
+  const hook = { updates: 0, points: {}, lastError: null, actions: [], last: null };
+  window.roostDashboard = hook;
+
+  // The series kept in the page: the first poll brings the server's history (two
+  // minutes), later ones only the points after `since`.
+  const KEEP_MS = 120000;
+  const store = { pools: {}, workers: {}, since: null };
+  hook.store = store;
+
+  function merge(map, key, item, meta) {
+    const e = map[key] || (map[key] = { points: [] });
+    Object.assign(e, meta);
+    for (const p of item.points) e.points.push(p);
+    const last = e.points.length ? e.points[e.points.length - 1].t : 0;
+    while (e.points.length && e.points[0].t < last - KEEP_MS) e.points.shift();
+    return e;
+  }
+
+  function el(tag, attrs, text) {
+    const e = document.createElement(tag);
+    for (const k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  // One chart: several series of [t, value] drawn as polylines on a shared y scale.
+  function chart(parent, id, title, series, unit) {
+    let box = document.getElementById(id);
+    if (!box) {
+      box = el("div", { class: "chart", id: id });
+      const t = el("div", { class: "title" });
+      t.appendChild(el("span", { class: "name" }, title));
+      const lg = el("span", { class: "legend" });
+      t.appendChild(lg);
+      box.appendChild(t);
+      const svg = document.createElementNS(SVGNS, "svg");
+      svg.setAttribute("viewBox", "0 0 300 70");
+      svg.setAttribute("preserveAspectRatio", "none");
+      box.appendChild(svg);
+      parent.appendChild(box);
+    }
+    const svg = box.querySelector("svg");
+    const lg = box.querySelector(".legend");
+    let max = 0, tmin = Infinity, tmax = -Infinity, n = 0;
+    for (const s of series) for (const [t, v] of s.points) {
+      if (v == null) continue;
+      max = Math.max(max, v); tmin = Math.min(tmin, t); tmax = Math.max(tmax, t); n++;
+    }
+    if (max <= 0) max = 1;
+    const span = Math.max(tmax - tmin, 1);
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    lg.textContent = "";
+    box.querySelector(".name").textContent = title + " (max " + fmt(n ? max : null, unit) + ")";
+    for (const s of series) {
+      const pts = s.points.filter(p => p[1] != null)
+        .map(([t, v]) => ((t - tmin) / span * 300).toFixed(1) + "," + (68 - v / max * 64).toFixed(1));
+      const line = document.createElementNS(SVGNS, "polyline");
+      line.setAttribute("points", pts.join(" "));
+      line.setAttribute("fill", "none");
+      line.setAttribute("stroke", s.color);
+      line.setAttribute("stroke-width", "1.5");
+      line.setAttribute("vector-effect", "non-scaling-stroke");
+      svg.appendChild(line);
+      const last = s.points.length ? s.points[s.points.length - 1][1] : null;
+      const item = el("span");
+      item.appendChild(el("i", { style: "background:" + s.color }));
+      item.appendChild(document.createTextNode(s.name + " " + fmt(last, unit)));
+      lg.appendChild(item);
+    }
+    hook.points[id] = n;
+  }
+
+  function fmt(v, unit) {
+    if (v == null) return "–";
+    if (unit === "ms") return v < 10 ? v.toFixed(2) + "ms" : v.toFixed(0) + "ms";
+    if (unit === "/s") return (v < 10 ? v.toFixed(1) : v.toFixed(0)) + "/s";
+    return String(Math.round(v * 10) / 10);
+  }
+
+  function safeId(s) { return String(s).replace(/[^A-Za-z0-9_-]/g, "_"); }
+
+  async function act(pool, action, msg) {
+    msg.textContent = action + "…";
+    try {
+      const r = await fetch("api/v1/pools/" + encodeURIComponent(pool) + "/" + action, { method: "POST", headers });
+      const body = await r.json();
+      msg.textContent = r.ok ? action + ": ok (" + body.state + ")" : action + ": " + body.error;
+      hook.actions.push({ pool: pool, action: action, ok: r.ok });
+    } catch (e) {
+      msg.textContent = action + " failed: " + e;
+      hook.lastError = String(e);
+    }
+  }
+
+  function poolCard(p) {
+    const id = "pool-" + safeId(p.name);
+    let card = document.getElementById(id);
+    if (!card) {
+      card = el("div", { class: "card", id: id });
+      const h = el("h3");
+      h.appendChild(el("span", {}, p.name));
+      h.appendChild(el("span", { class: "badge state" }));
+      h.appendChild(el("span", { class: "muted kind" }));
+      const actions = el("span", { class: "actions" });
+      const msg = el("div", { class: "msg" });
+      for (const a of ["recycle", "stop", "start"]) {
+        const b = el("button", { "data-pool": p.name, "data-action": a, id: id + "-" + a }, a);
+        b.addEventListener("click", () => act(p.name, a, msg));
+        actions.appendChild(b);
+      }
+      h.appendChild(actions);
+      card.appendChild(h);
+      card.appendChild(el("div", { class: "charts" }));
+      card.appendChild(msg);
+      document.getElementById("pools").appendChild(card);
+    }
+    const badge = card.querySelector(".state");
+    badge.textContent = p.state || "?";
+    badge.className = "badge state " + (p.state || "");
+    card.querySelector(".kind").textContent = p.kind || "";
+    const charts = card.querySelector(".charts");
+    const pts = p.points;
+    const s = (f) => pts.map(x => [x.t, f(x)]);
+    chart(charts, id + "-queue", "queue length", [{ name: "queued", color: COLORS.amber, points: s(x => x.queue) }]);
+    chart(charts, id + "-rate", "arrivals / rejections", [
+      { name: "arrivals", color: COLORS.blue, points: s(x => x.arrivals_per_s) },
+      { name: "rejected", color: COLORS.red, points: s(x => x.rejected_per_s) }], "/s");
+    chart(charts, id + "-active", "active requests", [
+      { name: "active", color: COLORS.green, points: s(x => x.active) },
+      { name: "capacity", color: COLORS.gray, points: s(x => x.capacity) }]);
+    chart(charts, id + "-latency", "latency", [
+      { name: "p50", color: COLORS.blue, points: s(x => x.p50_ms) },
+      { name: "p99", color: COLORS.violet, points: s(x => x.p99_ms) }], "ms");
+  }
+
+  function workerCard(w) {
+    const id = "worker-" + safeId(w.pid);
+    let card = document.getElementById(id);
+    if (!w.alive) { if (card) card.remove(); return; }
+    if (!card) {
+      card = el("div", { class: "card", id: id });
+      card.appendChild(el("h3", {}, "pid " + w.pid + " · " + w.pool));
+      card.appendChild(el("div", { class: "charts" }));
+      document.getElementById("workers").appendChild(card);
+    }
+    const charts = card.querySelector(".charts");
+    const s = (f) => w.points.map(x => [x.t, f(x)]);
+    chart(charts, id + "-threads", "worker threads", [
+      { name: "threads", color: COLORS.blue, points: s(x => x.threads) },
+      { name: "goal", color: COLORS.amber, points: s(x => x.goal) },
+      { name: "busy", color: COLORS.green, points: s(x => x.busy) }]);
+    // Injections per second, from the cumulative counter.
+    const inj = w.points.map((x, i) => {
+      const prev = w.points[i - 1];
+      const dt = prev ? (x.t - prev.t) / 1000 : 0;
+      return [x.t, prev && dt > 0 ? (x.injections - prev.injections) / dt : 0];
+    });
+    chart(charts, id + "-inj", "thread injections", [{ name: "injections", color: COLORS.violet, points: inj }], "/s");
+    chart(charts, id + "-queued", "queued in worker / CPU %", [
+      { name: "queued", color: COLORS.amber, points: s(x => x.queued) },
+      { name: "cpu%", color: COLORS.red, points: s(x => x.cpu_percent) }]);
+  }
+
+  function requests(rows) {
+    const tb = document.querySelector("#requests tbody");
+    tb.textContent = "";
+    document.getElementById("req-count").textContent = "(" + rows.length + ")";
+    for (const r of rows.slice(0, 100)) {
+      const tr = el("tr");
+      for (const v of [r.id, r.pool, r.worker_pid == null ? "–" : r.worker_pid, r.state, r.elapsed_ms + " ms", r.method]) tr.appendChild(el("td", {}, String(v)));
+      tr.appendChild(el("td", { class: "url" }, r.url));
+      tb.appendChild(tr);
+    }
+  }
+
+  // The diagnosis rules (GET /api/v1/diagnose), refreshed every few seconds.
+  async function diagnose() {
+    try {
+      const r = await fetch("api/v1/diagnose", { headers, cache: "no-store" });
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      const d = await r.json();
+      const box = document.getElementById("findings");
+      box.textContent = "";
+      document.getElementById("diag-note").textContent =
+        d.findings.length ? "" : "(no problems in the last " + Math.round(d.window_seconds) + " s)";
+      for (const f of d.findings) {
+        const div = el("div", { class: "finding " + f.severity, "data-rule": f.rule });
+        div.appendChild(el("strong", {}, f.severity.toUpperCase() + " · " + f.pool + ": "));
+        div.appendChild(document.createTextNode(f.title));
+        const ul = el("ul", { class: "evidence" });
+        for (const e of f.evidence) ul.appendChild(el("li", {}, e));
+        div.appendChild(ul);
+        div.appendChild(el("div", { class: "advice" }, f.advice));
+        box.appendChild(div);
+      }
+      hook.findings = d.findings.length;
+    } catch (e) {
+      hook.lastError = String(e);
+    }
+  }
+
+  async function tick() {
+    const status = document.getElementById("status");
+    try {
+      const url = "api/v1/stats" + (store.since ? "?since=" + store.since : "");
+      const r = await fetch(url, { headers, cache: "no-store" });
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      const d = await r.json();
+      const names = new Set(d.pools.map(p => p.name));
+      for (const name of Object.keys(store.pools)) {
+        if (!names.has(name)) {
+          delete store.pools[name];
+          const card = document.getElementById("pool-" + safeId(name));
+          if (card) card.remove();
+        }
+      }
+      for (const p of d.pools) {
+        poolCard(merge(store.pools, p.name, p, { name: p.name, state: p.state, kind: p.kind }));
+      }
+      for (const w of d.workers) {
+        if (!w.alive) {
+          delete store.workers[w.pid];
+          workerCard(w);
+          continue;
+        }
+        workerCard(merge(store.workers, w.pid, w, { pid: w.pid, pool: w.pool, alive: true }));
+      }
+      for (const pid of Object.keys(store.workers)) {
+        if (!d.workers.some(w => String(w.pid) === pid)) {
+          delete store.workers[pid];
+          const card = document.getElementById("worker-" + safeId(pid));
+          if (card) card.remove();
+        }
+      }
+      if (d.at_unix_ms) store.since = d.at_unix_ms;
+      requests(d.requests || []);
+      hook.last = d;
+      hook.updates++;
+      status.textContent = "live";
+      status.className = "status ok";
+      document.getElementById("updated").textContent = d.at_unix_ms ? new Date(d.at_unix_ms).toLocaleTimeString() : "";
+      document.body.setAttribute("data-updates", String(hook.updates));
+    } catch (e) {
+      hook.lastError = String(e);
+      status.textContent = "admin API unreachable";
+      status.className = "status err";
+    }
+  }
+
+  tick();
+  setInterval(tick, 1000);
+  diagnose();
+  setInterval(diagnose, 3000);
+})();
