@@ -122,20 +122,20 @@ pub async fn serve<I, S>(
     let io = TokioIo::new(Stalled::new(io, limits.connection_timeout));
     let idle_limit = limits.connection_timeout;
     let tick = (idle_limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-    let watchdog = async {
+    let watchdog = WokenOnly::new(async {
         loop {
             tokio::time::sleep(tick).await;
             if activity.idle_for().is_some_and(|d| d >= idle_limit) {
                 return;
             }
         }
-    };
-    let stop = async {
+    });
+    let stop = WokenOnly::new(async {
         if *shutdown.borrow() {
             return;
         }
         let _ = shutdown.changed().await;
-    };
+    });
 
     match protocol {
         Protocol::Http1 => {
@@ -188,6 +188,63 @@ async fn drive<C, E>(
     graceful(conn.as_mut());
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "connection ended with error during shutdown");
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future that is polled only when its own waker fired (and on the first poll).
+    ///
+    /// The idle watchdog and the shutdown signal sit beside hyper's connection in one
+    /// `select!`, which polls every branch each time the task wakes: several times per
+    /// request. A waiting `watch::changed()` takes its `Notify`'s mutex on every poll (a
+    /// lock shared by all connections) and a `Sleep` re-registers its waker, though
+    /// neither has news unless its own waker fired.
+    struct WokenOnly<F> {
+        #[pin]
+        fut: F,
+        signal: Arc<Signal>,
+    }
+}
+
+struct Signal {
+    woken: std::sync::atomic::AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F> WokenOnly<F> {
+    fn new(fut: F) -> Self {
+        WokenOnly {
+            fut,
+            signal: Arc::new(Signal {
+                woken: std::sync::atomic::AtomicBool::new(true),
+                task: futures_util::task::AtomicWaker::new(),
+            }),
+        }
+    }
+}
+
+impl<F: Future> Future for WokenOnly<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        // Register first, then look at the flag: a wake-up in between is not lost.
+        this.signal.task.register(cx.waker());
+        if !this.signal.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let waker = std::task::Waker::from(this.signal.clone());
+        this.fut.poll(&mut Context::from_waker(&waker))
     }
 }
 
@@ -267,5 +324,100 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Stalled<I> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(connection_timeout: Duration) -> Limits {
+        Limits {
+            max_request_header_bytes: 16384,
+            header_wait_timeout: Duration::from_secs(60),
+            connection_timeout,
+            body_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: 10,
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    fn service() -> impl Service<
+        http::Request<Incoming>,
+        Response = http::Response<Body>,
+        Error = std::convert::Infallible,
+        Future = std::future::Ready<Result<http::Response<Body>, std::convert::Infallible>>,
+    > + Clone {
+        hyper::service::service_fn(|_req: http::Request<Incoming>| {
+            std::future::ready(Ok(http::Response::new(crate::body::empty())))
+        })
+    }
+
+    /// The idle watchdog and the shutdown signal still end a connection with nothing in
+    /// flight now that they are polled only when their own wakers fire.
+    #[tokio::test]
+    async fn idle_watchdog_and_shutdown_close_a_silent_connection() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let (_tx, rx) = watch::channel(false);
+        let short = limits(Duration::from_millis(200));
+        let served = serve(
+            server,
+            Protocol::Http1,
+            &short,
+            Activity::new(),
+            service(),
+            rx,
+        );
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("the idle watchdog closes the connection");
+
+        let (_client, server) = tokio::io::duplex(1024);
+        let (tx, rx) = watch::channel(false);
+        let served = tokio::spawn(async move {
+            serve(
+                server,
+                Protocol::Http1,
+                &limits(Duration::from_secs(60)),
+                Activity::new(),
+                service(),
+                rx,
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("shutdown closes the connection")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn woken_only_still_finishes_when_its_own_waker_fires() {
+        let (tx, mut rx) = watch::channel(false);
+        let stop = WokenOnly::new(async move {
+            let _ = rx.changed().await;
+        });
+        let sleep = WokenOnly::new(tokio::time::sleep(Duration::from_secs(5)));
+        tokio::pin!(stop);
+        tokio::pin!(sleep);
+        // Neither is ready; polling them again without a wake-up stays pending.
+        for _ in 0..2 {
+            let pending =
+                std::future::poll_fn(|cx| Poll::Ready(stop.as_mut().poll(cx).is_pending()));
+            assert!(pending.await);
+            let pending =
+                std::future::poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx).is_pending()));
+            assert!(pending.await);
+        }
+        tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), stop)
+            .await
+            .expect("the watch change wakes it");
+        tokio::time::timeout(Duration::from_secs(10), sleep)
+            .await
+            .expect("the timer wakes it");
     }
 }
