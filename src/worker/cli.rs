@@ -173,14 +173,20 @@ pub fn command_args(w: &WorkerSettings) -> Vec<String> {
 
 /// Run `roost worker`: 0 after a graceful stop, 1 on a runtime failure, 2 on bad usage.
 pub fn run(args: WorkerArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ROOST_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+        );
+    // Under the supervisor (which sets ROOST_WORKER_ID) each line is re-logged by the
+    // front with its own timestamp, pool and pid: a second timestamp is only noise.
+    let _ = if std::env::var_os("ROOST_WORKER_ID").is_some() {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
     let listen = match args
         .listen
         .clone()
