@@ -218,3 +218,101 @@ async fn embedded_default_serves_from_a_web_garden() {
         .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+/// Child pids of `pid` (from every thread's `children` list).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// Gone, or a zombie waiting for whoever adopted it.
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .map(|r| r.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+#[tokio::test]
+async fn workers_do_not_outlive_a_killed_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin = free_port();
+    let f = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "sites:\n  - name: s\n    bindings: [{{listen: \"127.0.0.1:{port}\"}}]\n    applications: [{{path: /, pool: g}}]\n\
+             pools:\n  g: {{startMode: alwaysRunning, processModel: {{maxProcesses: 2}}}}\nadmin: {{listen: \"127.0.0.1:{admin}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["serve", "-c"])
+        .arg(&f)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let front = child.id().unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || children(front).len() == 2).await,
+        "workers did not start"
+    );
+    // Both workers serve (so they are past start-up and idle) before the front dies.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let mut tx = h1(addr).await;
+        let slow = tx.send_request(
+            http::Request::get("/sleep?ms=50")
+                .header("host", "x")
+                .body(empty())
+                .unwrap(),
+        );
+        let mut tx2 = h1(addr).await;
+        let p = tx2.send_request(
+            http::Request::get("/pid")
+                .header("host", "x")
+                .body(empty())
+                .unwrap(),
+        );
+        if let Ok(r) = p.await {
+            seen.insert(read(r).await.2);
+        }
+        let _ = slow.await;
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let workers = children(front);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(front as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait().await;
+    assert!(
+        eventually(Duration::from_secs(30), || workers
+            .iter()
+            .all(|w| is_gone(*w)))
+        .await,
+        "workers {workers:?} outlived the front"
+    );
+}

@@ -254,6 +254,26 @@ pub(crate) fn spawn(
         // std sets the gid first, drops supplementary groups, then sets the uid.
         cmd.uid(uid).gid(gid);
     }
+    // If the front dies without stopping its workers (SIGKILL, OOM kill), they get
+    // SIGTERM from the kernel and drain instead of lingering as orphans. Set after the
+    // identity switch (a credential change clears it); the getppid check closes the race
+    // with a front that died between fork and prctl. The spawning thread is a runtime
+    // worker thread, which lives as long as the front.
+    let parent = std::process::id();
+    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::other(
+                    "the front exited before the worker started",
+                ));
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn()?;
     let pid = child
         .id()
