@@ -1058,7 +1058,7 @@ async fn a_rust_app_runs_on_the_same_machinery_in_process() {
 /// Rough numbers for the report, not a pass/fail test:
 /// `cargo test --release --test worker -- --ignored --nocapture load_numbers`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a load measurement for the report, not a pass/fail test; run it with --ignored in release"]
 async fn load_numbers() {
     async fn hammer(addr: &Addr, path: &'static str, conns: usize, dur: Duration) -> Vec<Duration> {
         let end = Instant::now() + dur;
