@@ -39,6 +39,29 @@ enum Command {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The front's runtime. Given one CPU (an affinity mask of one, as nginx's
+/// `worker_processes 1` or a pinned container), a current-thread runtime: the same single
+/// thread without the work-stealing scheduler's atomics and cross-thread wake-ups.
+/// Otherwise tokio's multi-thread runtime with a worker per CPU.
+/// `ROOST_RUNTIME=current-thread|multi-thread` overrides the choice.
+fn serve_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let single = match std::env::var("ROOST_RUNTIME").as_deref() {
+        Ok("current-thread") => true,
+        Ok("multi-thread") => false,
+        _ => cpus == 1,
+    };
+    if single {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve {
@@ -46,10 +69,7 @@ fn main() -> ExitCode {
     }) {
         Command::Serve { config } => {
             roost::serve::init_logging();
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match serve_runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("roost: cannot start the runtime: {e}");

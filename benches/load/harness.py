@@ -145,7 +145,8 @@ def children(pid):
 
 
 def cpu_ticks(pids):
-    t = 0
+    """(user, system) clock ticks of the processes so far."""
+    u = s = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -153,8 +154,9 @@ def cpu_ticks(pids):
         except OSError:
             continue
         fields = st[st.rindex(")") + 2:].split()
-        t += int(fields[11]) + int(fields[12])  # utime + stime
-    return t
+        u += int(fields[11])  # utime
+        s += int(fields[12])  # stime
+    return u, s
 
 
 def rss_kib(pids):
@@ -273,7 +275,10 @@ def run_load(scenario, port, secs, cpu_pids):
     tool = SCENARIOS[scenario][0]
     r = parse_wrk(out) if tool == "wrk" else parse_h2load(out)
     if r.get("requests"):
-        r["cpu_us_per_req"] = (t1 - t0) / CLK_TCK * 1e6 / r["requests"]
+        per_req = 1e6 / CLK_TCK / r["requests"]
+        r["cpu_user_us_per_req"] = (t1[0] - t0[0]) * per_req
+        r["cpu_sys_us_per_req"] = (t1[1] - t0[1]) * per_req
+        r["cpu_us_per_req"] = r["cpu_user_us_per_req"] + r["cpu_sys_us_per_req"]
     if "rps" not in r:
         r["error"] = "no result"
         r["output"] = out[-500:]
@@ -383,8 +388,8 @@ def report(rows, idle, started):
     lines.append(f"CPUs: backend {BACKEND_CPUS}; proxy {PROXY_CPUS} ({PROXY_THREADS} "
                  f"worker/thread); load generator {LOAD_CPUS} (wrk/h2load -t{LOAD_THREADS}).")
     lines.append("")
-    lines.append("| scenario | target | req/s | spread | p50 ms | p99 ms | CPU µs/req | errors |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    lines.append("| scenario | target | req/s | spread | p50 ms | p99 ms | CPU µs/req | user | sys | errors |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for sc in SCENARIOS:
         for tg in TARGETS:
             xs = by.get((sc, tg))
@@ -401,7 +406,8 @@ def report(rows, idle, started):
             unit = " MiB/s" if sc.startswith("1MiB") else ""
             lines.append(f"| {sc} | {tg} | {fmt(med(rps))}{unit} | "
                          f"{fmt(spread, 0) + '%' if spread is not None else '–'} | {p50s} | "
-                         f"{fmt(m(sc, tg, 'p99_ms'), 3)} | {fmt(m(sc, tg, 'cpu_us_per_req'), 1)} | {e} |")
+                         f"{fmt(m(sc, tg, 'p99_ms'), 3)} | {fmt(m(sc, tg, 'cpu_us_per_req'), 1)} | "
+                         f"{fmt(m(sc, tg, 'cpu_user_us_per_req'), 1)} | {fmt(m(sc, tg, 'cpu_sys_us_per_req'), 1)} | {e} |")
     lines.append("")
     lines.append("Ratios (medians; req/s: higher is better for roost, p99 and CPU: lower is better):")
     lines.append("")

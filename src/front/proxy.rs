@@ -296,18 +296,19 @@ fn finish(
 
     if switching {
         if let Some(client_up) = client_upgrade {
-            // The tunnel owns the slot until either side closes.
-            let mut upstream_resp = Response::from_parts(parts.clone(), body);
-            let upstream_up = hyper::upgrade::on(&mut upstream_resp);
-            tokio::spawn(async move {
-                let _done = done;
-                let (Ok(c), Ok(u)) = (client_up.await, upstream_up.await) else {
-                    return;
-                };
-                let mut c = hyper_util::rt::TokioIo::new(c);
-                let mut u = hyper_util::rt::TokioIo::new(u);
-                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-            });
+            if let Some(upstream) = body.into_upgraded() {
+                // The tunnel owns the slot until either side closes.
+                tokio::spawn(async move {
+                    let _done = done;
+                    let Ok(c) = client_up.await else {
+                        return;
+                    };
+                    let mut c = hyper_util::rt::TokioIo::new(c);
+                    let mut u = upstream;
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                });
+                return Response::from_parts(parts, body::empty());
+            }
             return Response::from_parts(parts, body::empty());
         }
     }
@@ -366,12 +367,12 @@ pin_project_lite::pin_project! {
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let mut this = self.project();
         let r = this.inner.as_mut().poll_frame(cx);
         // hyper stops polling after the frame that makes `is_end_stream()` true.

@@ -1,25 +1,39 @@
-//! A per-member pool of HTTP/1.1 connections.
+//! A per-member pool of HTTP/1.1 connections, driven inline.
+//!
+//! A request's exchange with its member runs in the task that calls [`Client::send`] and
+//! its response body is read from the member's socket when the front polls it: for a
+//! proxied request that is the client connection's own task. hyper's client would run
+//! each member connection in a task of its own and pass every request, response and body
+//! chunk through channels between the two (two extra wake-ups per request, ~30 % of the
+//! front's instructions on small responses; BENCHMARKS.md, "Front optimisations").
 
-use super::connector::{dial, Endpoint};
+use super::connector::{dial, Endpoint, Stream};
+use super::h1::{self, Chunked, Head, ReqFraming, RespFraming, Step};
 use crate::body::Body;
 use crate::config::model::UpstreamTimeouts;
-use http_body::Body as _;
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use bytes::{Buf, Bytes, BytesMut};
+use http::Method;
+use http_body::{Body as _, Frame, SizeHint};
 use parking_lot::Mutex;
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Why a request to a member failed, and whether it can be retried elsewhere.
 #[derive(Debug)]
 pub enum UpstreamError {
     /// No connection could be made; the request was never sent and is handed back.
     Connect(io::Error, Box<http::Request<Body>>),
-    /// A pooled connection was closed before the request was written; handed back.
-    NotSent(hyper::Error, Box<http::Request<Body>>),
+    /// The connection failed before the member could have acted on the request (nothing
+    /// written, or a reused connection closed before answering a body-less idempotent
+    /// request); handed back.
+    NotSent(io::Error, Box<http::Request<Body>>),
     /// The request was (at least partly) sent, then the exchange failed.
-    Failed(hyper::Error),
+    Failed(io::Error),
 }
 
 impl UpstreamError {
@@ -42,8 +56,63 @@ impl std::fmt::Display for UpstreamError {
     }
 }
 
+/// One connection to the member, with its buffers.
+pub(crate) struct Conn {
+    io: Stream,
+    /// Bytes read from the member and not yet consumed.
+    rbuf: BytesMut,
+    /// The request head being written.
+    wbuf: Vec<u8>,
+}
+
+/// Read buffer reserved per read: one small response fits in a single `read`.
+const READ_CHUNK: usize = 8 * 1024;
+/// Bodies larger than this are read in pieces of this size (hyper's server writes each
+/// piece as it comes, so a 1 GiB response never sits in memory).
+const READ_MAX: usize = 64 * 1024;
+
+impl Conn {
+    fn new(io: Stream) -> Conn {
+        Conn {
+            io,
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+        }
+    }
+
+    /// Read once into `rbuf` (at least `want` bytes of room). `Ok(0)` is end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < want {
+            self.rbuf.reserve(want);
+        }
+        let dst = self.rbuf.spare_capacity_mut();
+        let mut rb = ReadBuf::uninit(dst);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+        unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+        Poll::Ready(Ok(n))
+    }
+
+    /// Is an idle pooled connection still usable? The member may have closed it (or, in
+    /// breach of the protocol, sent bytes) while it sat in the pool. No system call
+    /// unless the socket has signalled readability since its last read.
+    fn still_open(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        let mut rb = ReadBuf::uninit(&mut probe);
+        // Pending: nothing to read, still open. EOF, stray bytes or an error: not reusable.
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_pending()
+    }
+}
+
 struct Idle {
-    tx: http1::SendRequest<Body>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -64,6 +133,13 @@ pub struct Client {
 
 /// Idle connections kept per member; beyond it a finished connection is closed.
 const MAX_IDLE: usize = 1024;
+
+/// How one exchange on one connection ended, before the caller decides about retries.
+enum ExchangeError {
+    /// The member cannot have acted on the request.
+    NotSent(io::Error),
+    Failed(io::Error),
+}
 
 impl Client {
     pub fn new(endpoint: Endpoint, timeouts: &UpstreamTimeouts) -> Client {
@@ -91,146 +167,504 @@ impl Client {
         self.inner.idle.lock().len()
     }
 
-    /// Send a request (origin-form URI, headers already rewritten by the front).
-    /// The response body hands its connection back to the pool when it ends.
+    /// Send a request (origin-form URI, headers already rewritten by the front) and
+    /// read the response head. The response body reads from the member's connection as
+    /// it is polled and hands the connection back to the pool when it ends.
     pub async fn send(
         &self,
         req: http::Request<Body>,
     ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
-        let mut req = req;
-        // Try pooled connections first; a stale one gives the request back untouched.
-        while let Some(mut tx) = self.checkout_idle() {
-            if tx.ready().await.is_err() {
-                continue;
-            }
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok(self.attach(resp, tx)),
-                Err(mut e) => match e.take_message() {
-                    Some(r) => {
-                        req = r;
-                        continue;
-                    }
-                    None => return Err(UpstreamError::Failed(e.into_error())),
-                },
+        let (parts, mut body) = req.into_parts();
+        // Pooled connections first; one the member closed gives the request back untouched.
+        while let Some(mut conn) = self.checkout_idle() {
+            match exchange(&mut conn, &parts, &mut body, true).await {
+                Ok((head, w)) => return Ok(self.response(head, w, body, conn)),
+                Err(ExchangeError::NotSent(_)) => continue,
+                Err(ExchangeError::Failed(e)) => return Err(UpstreamError::Failed(e)),
             }
         }
-        let mut tx = match self.connect().await {
-            Ok(tx) => tx,
-            Err(e) => return Err(UpstreamError::Connect(e, Box::new(req))),
+        let mut conn = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(UpstreamError::Connect(
+                    e,
+                    Box::new(http::Request::from_parts(parts, body)),
+                ))
+            }
         };
-        match tx.try_send_request(req).await {
-            Ok(resp) => Ok(self.attach(resp, tx)),
-            Err(mut e) => match e.take_message() {
-                Some(r) => Err(UpstreamError::NotSent(e.into_error(), Box::new(r))),
-                None => Err(UpstreamError::Failed(e.into_error())),
-            },
+        match exchange(&mut conn, &parts, &mut body, false).await {
+            Ok((head, w)) => Ok(self.response(head, w, body, conn)),
+            Err(ExchangeError::NotSent(e)) => Err(UpstreamError::NotSent(
+                e,
+                Box::new(http::Request::from_parts(parts, body)),
+            )),
+            Err(ExchangeError::Failed(e)) => Err(UpstreamError::Failed(e)),
         }
     }
 
-    fn checkout_idle(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.inner.idle.lock();
-        while let Some(c) = idle.pop() {
-            if c.tx.is_closed() || c.since.elapsed() > self.inner.idle_timeout {
-                continue;
+    fn checkout_idle(&self) -> Option<Conn> {
+        loop {
+            let Idle { mut conn, since } = self.inner.idle.lock().pop()?;
+            if since.elapsed() <= self.inner.idle_timeout && conn.still_open() {
+                return Some(conn);
             }
-            return Some(c.tx);
         }
-        None
     }
 
-    async fn connect(&self) -> io::Result<http1::SendRequest<Body>> {
-        let io = match tokio::time::timeout(
+    async fn connect(&self) -> io::Result<Conn> {
+        match tokio::time::timeout(
             self.inner.connect_timeout,
             dial(self.inner.endpoint.clone()),
         )
         .await
         {
-            Ok(r) => r?,
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-        };
-        let (tx, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(io::Error::other)?;
-        tokio::spawn(async move {
-            // Errors here surface to the request through its response or body.
-            let _ = conn.with_upgrades().await;
-        });
-        Ok(tx)
+            Ok(r) => r.map(Conn::new),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        }
     }
 
-    /// Keep the sender with the response body; it returns to the pool when the body ends.
-    fn attach(
+    fn response(
         &self,
-        resp: http::Response<Incoming>,
-        tx: http1::SendRequest<Body>,
+        head: Head,
+        w: BodyWriter,
+        body: Body,
+        conn: Conn,
     ) -> http::Response<UpstreamBody> {
+        let state = match head.framing {
+            RespFraming::Length(n) => BodyState::Length(n),
+            RespFraming::Chunked => BodyState::Chunked(Chunked::Size),
+            RespFraming::Eof => BodyState::Eof,
+            RespFraming::Upgrade => BodyState::Upgrade,
+        };
+        let failed = w.failed.is_some();
+        let mut body = UpstreamBody {
+            conn: Some(conn),
+            state,
+            // A request body cut short leaves the connection mid-message.
+            keep_alive: head.keep_alive && !failed,
+            // The member answered before the request body ended (an echo, a stream, an
+            // early 413): the rest of it goes up while the response comes down.
+            upload: (!w.done).then_some(Upload { w, body }),
+            client: self.clone(),
+        };
         // An empty body (204, HEAD, `content-length: 0`) may never be polled by the
         // server side, so its connection goes back now.
-        let back = if resp.body().is_end_stream() {
-            self.put_back(tx);
-            None
-        } else {
-            Some((self.clone(), tx))
-        };
-        resp.map(|body| UpstreamBody { body, back })
+        if body.state == BodyState::Length(0) {
+            body.finish();
+        }
+        let mut resp = http::Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
     }
 
-    fn put_back(&self, tx: http1::SendRequest<Body>) {
-        if tx.is_closed() {
-            return;
-        }
+    fn put_back(&self, conn: Conn) {
         let mut idle = self.inner.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A member's response body. When it has been read to its end, its connection goes
-    /// back to the member's pool; dropped half-read, the connection is closed instead
-    /// (hyper cannot reuse it), which is what a client that went away needs.
-    pub struct UpstreamBody {
-        #[pin]
-        body: Incoming,
-        back: Option<(Client, http1::SendRequest<Body>)>,
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Write the request on `conn` and read the response head. The request body is written
+/// while the response is read, so a member that answers early (a 413 before the upload
+/// ends) is heard. Returns the head and whether the whole request body was written.
+async fn exchange(
+    conn: &mut Conn,
+    parts: &http::request::Parts,
+    body: &mut Body,
+    reused: bool,
+) -> Result<(Head, BodyWriter), ExchangeError> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    conn.wbuf.clear();
+    let framing = h1::encode_request_head(
+        &mut conn.wbuf,
+        &parts.method,
+        path,
+        &parts.headers,
+        body.is_end_stream(),
+        body.size_hint().exact(),
+    );
+    let mut w = BodyWriter {
+        framing,
+        pending: Vec::new(),
+        ending: false,
+        // A body-less request (or `content-length: 0`) is complete once its head is out.
+        done: body.is_end_stream(),
+        started: false,
+        failed: None,
+    };
+    let mut head_pos = 0;
+    let mut head_flushed = false;
+    let mut answered = false;
+    poll_fn(|cx| {
+        while head_pos < conn.wbuf.len() {
+            match Pin::new(&mut conn.io).poll_write(cx, &conn.wbuf[head_pos..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(fail(head_pos, io::ErrorKind::WriteZero.into())))
+                }
+                Poll::Ready(Ok(n)) => head_pos += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(fail(head_pos, e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if !head_flushed {
+            ready!(Pin::new(&mut conn.io).poll_flush(cx)).map_err(ExchangeError::Failed)?;
+            head_flushed = true;
+        }
+        if !w.done {
+            w.poll(conn, body, cx).map_err(ExchangeError::Failed)?;
+        }
+        loop {
+            if let Some(head) =
+                h1::parse_response(&mut conn.rbuf, &parts.method).map_err(ExchangeError::Failed)?
+            {
+                let w = std::mem::replace(&mut w, BodyWriter::finished(framing));
+                return Poll::Ready(Ok((head, w)));
+            }
+            let closed = match ready!(conn.poll_fill(cx, READ_CHUNK)) {
+                Ok(0) => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "member closed the connection before answering",
+                ),
+                Ok(_) => {
+                    answered = true;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let e = w.failed.take().unwrap_or(closed);
+            // A pooled connection the member closed as we reused it (the keep-alive
+            // race): nothing was acted on if nothing came back and nothing of a body went.
+            if reused && !answered && !w.started && idempotent(&parts.method) {
+                return Poll::Ready(Err(ExchangeError::NotSent(e)));
+            }
+            return Poll::Ready(Err(ExchangeError::Failed(e)));
+        }
+    })
+    .await
+}
+
+fn fail(written: usize, e: io::Error) -> ExchangeError {
+    if written == 0 {
+        ExchangeError::NotSent(e)
+    } else {
+        ExchangeError::Failed(e)
+    }
+}
+
+/// Streams the client's request body to the member, framed as the head announced.
+struct BodyWriter {
+    framing: ReqFraming,
+    /// Bytes waiting to be written, in order.
+    pending: Vec<Bytes>,
+    /// The body has ended; what is pending is its last bytes.
+    ending: bool,
+    done: bool,
+    /// Some of the body has been taken from the client (it can no longer be handed back).
+    started: bool,
+    /// Writing failed; the member may still have answered (and closed).
+    failed: Option<io::Error>,
+}
+
+impl BodyWriter {
+    fn finished(framing: ReqFraming) -> BodyWriter {
+        BodyWriter {
+            framing,
+            pending: Vec::new(),
+            ending: true,
+            done: true,
+            started: true,
+            failed: None,
+        }
+    }
+
+    /// Make what progress is possible without waiting. Errors are the client body's.
+    fn poll(&mut self, conn: &mut Conn, body: &mut Body, cx: &mut Context<'_>) -> io::Result<()> {
+        loop {
+            if !self.pending.is_empty() {
+                let slices: Vec<io::IoSlice<'_>> =
+                    self.pending.iter().map(|b| io::IoSlice::new(b)).collect();
+                match Pin::new(&mut conn.io).poll_write_vectored(cx, &slices) {
+                    Poll::Ready(Ok(0)) => {
+                        self.stop(io::ErrorKind::WriteZero.into());
+                        return Ok(());
+                    }
+                    Poll::Ready(Ok(mut n)) => {
+                        while n > 0 {
+                            let first = &mut self.pending[0];
+                            if n >= first.len() {
+                                n -= first.len();
+                                self.pending.remove(0);
+                            } else {
+                                first.advance(n);
+                                n = 0;
+                            }
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.stop(e);
+                        return Ok(());
+                    }
+                    Poll::Pending => return Ok(()),
+                }
+            }
+            if self.ending {
+                match Pin::new(&mut conn.io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.done = true,
+                    Poll::Ready(Err(e)) => self.stop(e),
+                    Poll::Pending => {}
+                }
+                return Ok(());
+            }
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.started = true;
+                    // Trailers are not forwarded (nor were they by hyper's client).
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            if self.framing == ReqFraming::Chunked {
+                                let mut size = format!("{:x}\r\n", data.len()).into_bytes();
+                                size.shrink_to_fit();
+                                self.pending.push(Bytes::from(size));
+                                self.pending.push(data);
+                                self.pending.push(Bytes::from_static(b"\r\n"));
+                            } else {
+                                self.pending.push(data);
+                            }
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Err(io::Error::other(e)),
+                Poll::Ready(None) => {
+                    if self.framing == ReqFraming::Chunked {
+                        self.pending.push(Bytes::from_static(b"0\r\n\r\n"));
+                    }
+                    self.ending = true;
+                }
+                Poll::Pending => return Ok(()),
+            }
+        }
+    }
+
+    fn stop(&mut self, e: io::Error) {
+        self.failed = Some(e);
+        self.pending.clear();
+        self.done = true;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    Length(u64),
+    Chunked(Chunked),
+    Eof,
+    Upgrade,
+    Done,
+}
+
+/// A member's response body, read from its connection as it is polled. When it has been
+/// read to its end, the connection goes back to the member's pool; dropped half-read, the
+/// connection is closed instead, which is what a client that went away needs.
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    state: BodyState,
+    keep_alive: bool,
+    /// The request body still going up, driven whenever this body is polled.
+    upload: Option<Upload>,
+    client: Client,
+}
+
+struct Upload {
+    w: BodyWriter,
+    body: Body,
+}
+
+impl UpstreamBody {
+    /// The body has been read to its end: the connection is reusable or closed.
+    fn finish(&mut self) {
+        self.state = BodyState::Done;
+        if let Some(conn) = self.conn.take() {
+            // Bytes beyond the announced body mean the member and roost disagree; an
+            // upload still going means the connection is mid-request.
+            if self.keep_alive && self.upload.is_none() && conn.rbuf.is_empty() {
+                self.client.put_back(conn);
+            }
+        }
+    }
+
+    /// After `101 Switching Protocols`: the member's connection as a byte stream (with
+    /// whatever it already sent past the head), for the tunnel.
+    pub fn into_upgraded(mut self) -> Option<Upgraded> {
+        if self.state != BodyState::Upgrade {
+            return None;
+        }
+        let conn = self.conn.take()?;
+        Some(Upgraded {
+            io: conn.io,
+            pre: conn.rbuf.freeze(),
+        })
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if let (Some(up), Some(conn)) = (self.upload.as_mut(), self.conn.as_mut()) {
+            // A client body that fails (stalled past `bodyTimeout`, reset) breaks the
+            // exchange: the response is cut, as hyper's client did.
+            up.w.poll(conn, &mut up.body, cx)?;
+            if up.w.done {
+                if up.w.failed.is_some() {
+                    self.keep_alive = false;
+                }
+                self.upload = None;
+            }
+        }
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.state {
+                BodyState::Length(0) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                BodyState::Length(left) => {
+                    if conn.rbuf.is_empty() {
+                        let want = left.min(READ_MAX as u64) as usize;
+                        if ready!(conn.poll_fill(cx, want.max(READ_CHUNK)))? == 0 {
+                            return Poll::Ready(Some(Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "member closed the connection mid-body",
+                            ))));
+                        }
+                    }
+                    let n = left.min(conn.rbuf.len() as u64) as usize;
+                    let data = conn.rbuf.split_to(n).freeze();
+                    self.state = BodyState::Length(left - n as u64);
+                    if left == n as u64 {
+                        self.finish();
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                BodyState::Chunked(mut dec) => {
+                    let step = dec.step(&mut conn.rbuf);
+                    self.state = BodyState::Chunked(dec);
+                    match step? {
+                        Step::Data(d) => return Poll::Ready(Some(Ok(d))),
+                        Step::Done => {
+                            self.finish();
+                            return Poll::Ready(None);
+                        }
+                        Step::More => {
+                            if ready!(conn.poll_fill(cx, READ_MAX))? == 0 {
+                                return Poll::Ready(Some(Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "member closed the connection mid-chunk",
+                                ))));
+                            }
+                        }
+                    }
+                }
+                BodyState::Eof => {
+                    if !conn.rbuf.is_empty() {
+                        return Poll::Ready(Some(Ok(conn.rbuf.split().freeze())));
+                    }
+                    if ready!(conn.poll_fill(cx, READ_MAX))? == 0 {
+                        self.keep_alive = false;
+                        self.finish();
+                        return Poll::Ready(None);
+                    }
+                }
+                BodyState::Upgrade | BodyState::Done => return Poll::Ready(None),
+            }
+        }
     }
 }
 
 impl http_body::Body for UpstreamBody {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Data = Bytes;
+    type Error = io::Error;
 
     fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let r = this.body.as_mut().poll_frame(cx);
-        // The server side stops polling once `is_end_stream()` says so (a sized body's
-        // last frame), so the end is noticed here too, not only at `Ready(None)`.
-        let ended = match &r {
-            std::task::Poll::Ready(None) => true,
-            std::task::Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
-            _ => false,
-        };
-        if ended {
-            if let Some((client, tx)) = this.back.take() {
-                client.put_back(tx);
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        match ready!(this.poll_next(cx)) {
+            Some(Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Some(Err(e)) => {
+                // A broken body leaves the connection unusable.
+                this.conn = None;
+                this.state = BodyState::Done;
+                Poll::Ready(Some(Err(e)))
             }
+            None => Poll::Ready(None),
         }
-        r
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        matches!(
+            self.state,
+            BodyState::Done | BodyState::Upgrade | BodyState::Length(0)
+        )
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            BodyState::Length(n) => SizeHint::with_exact(n),
+            BodyState::Done | BodyState::Upgrade => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// A member connection after `101 Switching Protocols`: first the bytes it sent with
+/// the head, then the socket.
+pub struct Upgraded {
+    io: Stream,
+    pre: Bytes,
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

@@ -1,7 +1,5 @@
 //! Connectors: dial a member's endpoint whatever URI the pooled client asks for.
 
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use std::io;
 use std::path::PathBuf;
@@ -50,7 +48,7 @@ impl std::fmt::Display for Endpoint {
 }
 
 /// Dial an endpoint (the caller applies the connect timeout).
-pub(crate) async fn dial(endpoint: Endpoint) -> io::Result<UpstreamIo> {
+pub(crate) async fn dial(endpoint: Endpoint) -> io::Result<Stream> {
     let stream = match endpoint {
         Endpoint::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
         Endpoint::Tcp { host, port } => {
@@ -73,10 +71,11 @@ pub(crate) async fn dial(endpoint: Endpoint) -> io::Result<UpstreamIo> {
             Stream::Tls(Box::new(tls))
         }
     };
-    Ok(UpstreamIo(TokioIo::new(stream)))
+    Ok(stream)
 }
 
-enum Stream {
+/// A connection to a member: TCP, a Unix socket (local workers) or TLS over TCP.
+pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
     Tls(Box<TlsStream<TcpStream>>),
@@ -138,44 +137,5 @@ impl tokio::io::AsyncWrite for Stream {
             Stream::Unix(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
         }
-    }
-}
-
-/// A connection to a member, with hyper's I/O traits.
-pub struct UpstreamIo(TokioIo<Stream>);
-
-impl Read for UpstreamIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl Write for UpstreamIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
     }
 }

@@ -9,6 +9,7 @@
 
 mod client;
 mod connector;
+mod h1;
 
-pub use client::{Client, UpstreamBody, UpstreamError};
-pub use connector::{Endpoint, UpstreamIo};
+pub use client::{Client, Upgraded, UpstreamBody, UpstreamError};
+pub use connector::Endpoint;
