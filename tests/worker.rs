@@ -389,9 +389,13 @@ async fn executing_cap_queues_requests_in_fifo_order() {
     assert_eq!(total, 4);
     let m = w.get("/.roost/metrics").await;
     let text = String::from_utf8_lossy(&m.body);
+    // The +Inf bucket holds all four (prometheus-client writes `le` first among the labels).
     assert!(
         text.contains("roost_worker_request_wait_seconds_count{")
-            && text.contains("le=\"+Inf\"} 4"),
+            && text.lines().any(|l| {
+                l.starts_with("roost_worker_request_wait_seconds_bucket{le=\"+Inf\",")
+                    && l.ends_with("} 4")
+            }),
         "{text}"
     );
 }

@@ -1,216 +1,529 @@
-//! `GET /.roost/metrics`: the worker's counters in Prometheus text format, under the
-//! contract's metric names (`roost_worker_*`), so a standalone worker can be scraped too.
+//! `GET /.roost/metrics`: the worker's counters under the contract's metric names
+//! (`roost_worker_*`), so a standalone worker can be scraped too. Encoded by
+//! prometheus-client (OpenMetrics text), like the front's `/metrics` in `admin::metrics`.
 //!
 //! Labels: `pool` (the app pool from `ROOST_POOL`, else the app name), `pid`, and
 //! `thread_pool` for the worker pools (`default` or a dedicated pool's name).
 
-use super::gate::{GateCounters, WAIT_BUCKETS};
+use super::gate::{GateCounters, WaitCounters, WAIT_BUCKETS};
 use super::threadpool::ThreadPoolCounters;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::fmt::Write;
 
+/// The content type of the exposition (OpenMetrics text, which Prometheus reads; the
+/// plain 0.0.4 format would not know the `_total`-less counter family names).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// What one scrape shows.
-pub struct Snapshot<'a> {
-    pub pool: &'a str,
+#[derive(Debug)]
+pub struct Snapshot {
+    pub pool: String,
     pub pid: u32,
     pub io_threads: usize,
     pub gate: GateCounters,
     pub thread_pools: Vec<ThreadPoolCounters>,
 }
 
-/// Escape a label value (backslash, quote, newline).
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Encode `s` to text (prefix `roost_`).
+pub fn render(s: Snapshot) -> String {
+    // A registry per scrape: the snapshot is taken by the caller on the serving runtime
+    // (the I/O thread count comes from its handle), and a scrape is rare.
+    let mut registry = Registry::with_prefix("roost");
+    registry.register_collector(Box::new(SnapshotCollector(s)));
+    let mut out = String::with_capacity(4096);
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
 }
 
-pub fn render(s: &Snapshot<'_>) -> String {
-    let mut o = String::with_capacity(2048);
-    let base = format!("pool=\"{}\",pid=\"{}\"", esc(s.pool), s.pid);
-    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP roost_{name} {help}");
-        let _ = writeln!(o, "# TYPE roost_{name} {kind}");
-    };
-    family(
-        &mut o,
-        "worker_threads",
-        "gauge",
-        "Threads by kind (worker pools and the I/O pool).",
-    );
-    let _ = writeln!(
-        o,
-        "roost_worker_threads{{{base},kind=\"io\",thread_pool=\"io\"}} {}",
-        s.io_threads
-    );
-    for p in &s.thread_pools {
-        let _ = writeln!(
-            o,
-            "roost_worker_threads{{{base},kind=\"worker\",thread_pool=\"{}\"}} {}",
-            esc(&p.name),
-            p.threads
-        );
+#[derive(Debug)]
+struct SnapshotCollector(Snapshot);
+
+/// A label value, escaped as the text formats require (backslash, quote, newline):
+/// prometheus-client 0.22 writes label values verbatim (client_rust issue #151), and the
+/// pool name comes from `ROOST_POOL` or `--app`, which nothing restricts.
+struct Label(String);
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
     }
-    family(
-        &mut o,
-        "worker_threads_busy",
-        "gauge",
-        "Worker pool threads running a work item.",
-    );
-    for p in &s.thread_pools {
-        let _ = writeln!(
-            o,
-            "roost_worker_threads_busy{{{base},thread_pool=\"{}\"}} {}",
-            esc(&p.name),
-            p.busy
-        );
-    }
-    family(
-        &mut o,
-        "worker_thread_goal",
-        "gauge",
-        "Threads the worker pool lets run work at once (hill climbing, starvation, blocking).",
-    );
-    for p in &s.thread_pools {
-        let _ = writeln!(
-            o,
-            "roost_worker_thread_goal{{{base},thread_pool=\"{}\"}} {}",
-            esc(&p.name),
-            p.goal
-        );
-    }
-    family(
-        &mut o,
-        "worker_work_items_queued",
-        "gauge",
-        "Work items waiting in a worker pool's queue.",
-    );
-    for p in &s.thread_pools {
-        let _ = writeln!(
-            o,
-            "roost_worker_work_items_queued{{{base},thread_pool=\"{}\"}} {}",
-            esc(&p.name),
-            p.queued
-        );
-    }
-    family(
-        &mut o,
-        "worker_thread_injections_total",
-        "counter",
-        "Thread-count increases by cause.",
-    );
-    for p in &s.thread_pools {
-        let i = &p.injections;
-        for (reason, v) in [
-            ("hill_climbing", i.hill_climbing),
-            ("starvation", i.starvation),
-            ("blocking", i.blocking),
-        ] {
-            let _ = writeln!(
-                o,
-                "roost_worker_thread_injections_total{{{base},thread_pool=\"{}\",reason=\"{reason}\"}} {v}",
-                esc(&p.name)
-            );
+}
+
+type Labels = Vec<(&'static str, Label)>;
+
+enum Value<'a> {
+    Gauge(i64),
+    Counter(u64),
+    Histogram(&'a WaitCounters),
+}
+
+/// One metric family: name (without the prefix, and without `_total` for counters: the
+/// encoder appends it), help, type, then its labelled samples.
+struct Family<'a> {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    rows: Vec<(Labels, Value<'a>)>,
+}
+
+impl<'a> Family<'a> {
+    fn new(name: &'static str, help: &'static str, kind: MetricType) -> Self {
+        Family {
+            name,
+            help,
+            kind,
+            rows: Vec::new(),
         }
     }
-    family(
-        &mut o,
-        "worker_work_items_completed_total",
-        "counter",
-        "Work items the worker pools completed.",
-    );
-    for p in &s.thread_pools {
-        let _ = writeln!(
-            o,
-            "roost_worker_work_items_completed_total{{{base},thread_pool=\"{}\"}} {}",
-            esc(&p.name),
-            p.completed
+
+    fn push(&mut self, labels: Labels, v: Value<'a>) {
+        self.rows.push((labels, v));
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut m = encoder.encode_descriptor(self.name, self.help, None, self.kind)?;
+        for (labels, v) in &self.rows {
+            let mut fam = m.encode_family(labels)?;
+            match v {
+                Value::Gauge(x) => ConstGauge::new(*x).encode(fam)?,
+                Value::Counter(x) => ConstCounter::new(*x).encode(fam)?,
+                Value::Histogram(w) => {
+                    fam.encode_histogram::<()>(w.sum_seconds, w.count, &wait_buckets(w), None)?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Our per-bucket counts as prometheus-client wants them (it accumulates; `f64::MAX`
+/// stands for +Inf).
+fn wait_buckets(w: &WaitCounters) -> Vec<(f64, u64)> {
+    w.buckets
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (WAIT_BUCKETS.get(i).copied().unwrap_or(f64::MAX), *n))
+        .collect()
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let base = || -> Labels {
+            vec![
+                ("pool", Label(s.pool.clone())),
+                ("pid", Label(s.pid.to_string())),
+            ]
+        };
+        let with = |extra: &[(&'static str, &str)]| -> Labels {
+            let mut l = base();
+            l.extend(extra.iter().map(|(k, v)| (*k, Label(v.to_string()))));
+            l
+        };
+
+        let mut threads = Family::new(
+            "worker_threads",
+            "Threads by kind (worker pools and the I/O pool).",
+            MetricType::Gauge,
+        );
+        let mut busy = Family::new(
+            "worker_threads_busy",
+            "Worker pool threads running a work item.",
+            MetricType::Gauge,
+        );
+        let mut goal = Family::new(
+            "worker_thread_goal",
+            "Threads the worker pool lets run work at once (hill climbing, starvation, blocking).",
+            MetricType::Gauge,
+        );
+        let mut items_queued = Family::new(
+            "worker_work_items_queued",
+            "Work items waiting in a worker pool's queue.",
+            MetricType::Gauge,
+        );
+        let mut injections = Family::new(
+            "worker_thread_injections",
+            "Thread-count increases by cause.",
+            MetricType::Counter,
+        );
+        let mut items_completed = Family::new(
+            "worker_work_items_completed",
+            "Work items the worker pools completed.",
+            MetricType::Counter,
+        );
+
+        threads.push(
+            with(&[("kind", "io"), ("thread_pool", "io")]),
+            Value::Gauge(s.io_threads as i64),
+        );
+        for p in &s.thread_pools {
+            let tp = || with(&[("thread_pool", &p.name)]);
+            threads.push(
+                with(&[("kind", "worker"), ("thread_pool", &p.name)]),
+                Value::Gauge(p.threads as i64),
+            );
+            busy.push(tp(), Value::Gauge(p.busy as i64));
+            goal.push(tp(), Value::Gauge(p.goal as i64));
+            items_queued.push(tp(), Value::Gauge(p.queued as i64));
+            let i = &p.injections;
+            for (reason, v) in [
+                ("hill_climbing", i.hill_climbing),
+                ("starvation", i.starvation),
+                ("blocking", i.blocking),
+            ] {
+                injections.push(
+                    with(&[("thread_pool", &p.name), ("reason", reason)]),
+                    Value::Counter(v),
+                );
+            }
+            items_completed.push(tp(), Value::Counter(p.completed));
+        }
+
+        let g = &s.gate;
+        let mut current = Family::new(
+            "worker_requests_current",
+            "Requests in the worker, queued and executing.",
+            MetricType::Gauge,
+        );
+        current.push(base(), Value::Gauge(g.current as i64));
+        let mut queued = Family::new(
+            "worker_requests_queued",
+            "Requests waiting in the gate's queue.",
+            MetricType::Gauge,
+        );
+        queued.push(base(), Value::Gauge(g.queued as i64));
+        let mut executing = Family::new(
+            "worker_requests_executing",
+            "Requests past the gate.",
+            MetricType::Gauge,
+        );
+        executing.push(base(), Value::Gauge(g.executing as i64));
+        let mut rejected = Family::new(
+            "worker_requests_rejected",
+            "Requests refused at requestQueueLimit (503 ServerTooBusy).",
+            MetricType::Counter,
+        );
+        rejected.push(base(), Value::Counter(g.rejected));
+        let mut disconnected = Family::new(
+            "worker_requests_disconnected",
+            "Queued requests whose client went away.",
+            MetricType::Counter,
+        );
+        disconnected.push(base(), Value::Counter(g.disconnected));
+        let mut completed = Family::new(
+            "worker_requests_completed",
+            "Requests that went through the gate and finished.",
+            MetricType::Counter,
+        );
+        completed.push(base(), Value::Counter(g.completed));
+        let mut wait = Family::new(
+            "worker_request_wait_seconds",
+            "Time requests waited in the gate's queue before starting (0 when admitted at once).",
+            MetricType::Histogram,
+        );
+        wait.push(base(), Value::Histogram(&g.wait));
+
+        for f in [
+            &threads,
+            &busy,
+            &goal,
+            &items_queued,
+            &injections,
+            &items_completed,
+            &current,
+            &queued,
+            &executing,
+            &rejected,
+            &disconnected,
+            &completed,
+            &wait,
+        ] {
+            f.encode(&mut encoder)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::threadpool::Injections;
+    use std::collections::BTreeMap;
+
+    /// The samples the hand-written encoder (before prometheus-client) produced for
+    /// [`snapshot`], captured from it: the names, labels and values must not change.
+    const HAND_WRITTEN: &str = r#"
+roost_worker_threads{pool="web",pid="4242",kind="io",thread_pool="io"} 2
+roost_worker_threads{pool="web",pid="4242",kind="worker",thread_pool="default"} 10
+roost_worker_threads{pool="web",pid="4242",kind="worker",thread_pool="reports"} 15
+roost_worker_threads_busy{pool="web",pid="4242",thread_pool="default"} 20
+roost_worker_threads_busy{pool="web",pid="4242",thread_pool="reports"} 25
+roost_worker_thread_goal{pool="web",pid="4242",thread_pool="default"} 40
+roost_worker_thread_goal{pool="web",pid="4242",thread_pool="reports"} 45
+roost_worker_work_items_queued{pool="web",pid="4242",thread_pool="default"} 30
+roost_worker_work_items_queued{pool="web",pid="4242",thread_pool="reports"} 35
+roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="default",reason="hill_climbing"} 60
+roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="default",reason="starvation"} 70
+roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="default",reason="blocking"} 80
+roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="reports",reason="hill_climbing"} 65
+roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="reports",reason="starvation"} 75
+roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="reports",reason="blocking"} 85
+roost_worker_work_items_completed_total{pool="web",pid="4242",thread_pool="default"} 50
+roost_worker_work_items_completed_total{pool="web",pid="4242",thread_pool="reports"} 55
+roost_worker_requests_current{pool="web",pid="4242"} 7
+roost_worker_requests_queued{pool="web",pid="4242"} 3
+roost_worker_requests_executing{pool="web",pid="4242"} 4
+roost_worker_requests_rejected_total{pool="web",pid="4242"} 11
+roost_worker_requests_disconnected_total{pool="web",pid="4242"} 13
+roost_worker_requests_completed_total{pool="web",pid="4242"} 12
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="0.0001"} 1
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="0.0005"} 3
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="0.001"} 6
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="0.005"} 10
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="0.01"} 15
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="0.05"} 21
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="0.1"} 28
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="0.5"} 36
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="1"} 45
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="5"} 55
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="10"} 66
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="30"} 78
+roost_worker_request_wait_seconds_bucket{pool="web",pid="4242",le="+Inf"} 91
+roost_worker_request_wait_seconds_sum{pool="web",pid="4242"} 1.25
+roost_worker_request_wait_seconds_count{pool="web",pid="4242"} 91
+"#;
+
+    fn thread_pool(name: &str, k: usize) -> ThreadPoolCounters {
+        ThreadPoolCounters {
+            name: name.into(),
+            threads: 10 + k,
+            busy: 20 + k,
+            idle: 0,
+            queued: 30 + k,
+            blocked: 0,
+            goal: 40 + k,
+            min: 1,
+            max: 100,
+            completed: 50 + k as u64,
+            panicked: 0,
+            injections: Injections {
+                hill_climbing: 60 + k as u64,
+                starvation: 70 + k as u64,
+                blocking: 80 + k as u64,
+            },
+            retirements: 0,
+            cpu_percent: 0,
+            last_transition: None,
+        }
+    }
+
+    fn snapshot(pool: &str) -> Snapshot {
+        Snapshot {
+            pool: pool.into(),
+            pid: 4242,
+            io_threads: 2,
+            gate: GateCounters {
+                current: 7,
+                queued: 3,
+                executing: 4,
+                executing_threads: 2,
+                rejected: 11,
+                completed: 12,
+                disconnected: 13,
+                request_queue_limit: 5000,
+                max_executing: 0,
+                max_executing_threads: 0,
+                wait: WaitCounters {
+                    count: 91,
+                    queued: 9,
+                    sum_seconds: 1.25,
+                    avg_seconds: 0.0,
+                    max_seconds: 0.0,
+                    last_seconds: 0.0,
+                    // Distinct per bucket, so a shifted bound shows.
+                    buckets: (1..=WAIT_BUCKETS.len() as u64 + 1).collect(),
+                },
+            },
+            thread_pools: vec![thread_pool("default", 0), thread_pool("reports", 5)],
+        }
+    }
+
+    type Key = (String, BTreeMap<String, String>);
+
+    /// One sample line: name, labels (values unescaped; `le` normalised as a number, since
+    /// `1` and `1.0` are the same bound), value.
+    fn parse_sample(line: &str) -> (Key, f64) {
+        let name_end = line.find(['{', ' ']).expect(line);
+        let name = line[..name_end].to_string();
+        let mut labels = BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices();
+            loop {
+                let (start, c) = chars.next().expect(line);
+                if c == '}' {
+                    rest = &body[start + 1..];
+                    break;
+                }
+                if c == ',' {
+                    continue;
+                }
+                let eq = start + body[start..].find("=\"").expect(line);
+                let key = body[start..eq].to_string();
+                while chars.next().expect(line).0 < eq + 1 {}
+                let mut value = String::new();
+                loop {
+                    match chars.next().expect(line).1 {
+                        '"' => break,
+                        '\\' => match chars.next().expect(line).1 {
+                            'n' => value.push('\n'),
+                            c => value.push(c),
+                        },
+                        c => value.push(c),
+                    }
+                }
+                if key == "le" && value != "+Inf" {
+                    value = value.parse::<f64>().expect(line).to_string();
+                }
+                labels.insert(key, value);
+            }
+        }
+        let value = rest.trim().parse::<f64>().expect(line);
+        ((name, labels), value)
+    }
+
+    fn samples(text: &str) -> BTreeMap<Key, f64> {
+        let mut out = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (k, v) = parse_sample(line);
+            assert!(out.insert(k, v).is_none(), "duplicate sample {line}");
+        }
+        out
+    }
+
+    fn get(s: &BTreeMap<Key, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let key = (name.to_string(), labels);
+        *s.get(&key)
+            .unwrap_or_else(|| panic!("no {key:?} in {s:#?}"))
+    }
+
+    #[test]
+    fn same_samples_as_the_hand_written_exposition() {
+        let text = render(snapshot("web"));
+        let new = samples(&text);
+        let old = samples(HAND_WRITTEN);
+        assert_eq!(old.len(), 38);
+        assert_eq!(new, old, "{text}");
+
+        let base = [("pool", "web"), ("pid", "4242")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            v
+        };
+        let io = with(&[("kind", "io"), ("thread_pool", "io")]);
+        assert_eq!(get(&new, "roost_worker_threads", &io), 2.0);
+        let reports = with(&[("kind", "worker"), ("thread_pool", "reports")]);
+        assert_eq!(get(&new, "roost_worker_threads", &reports), 15.0);
+        let default = with(&[("thread_pool", "default")]);
+        assert_eq!(get(&new, "roost_worker_threads_busy", &default), 20.0);
+        assert_eq!(get(&new, "roost_worker_thread_goal", &default), 40.0);
+        assert_eq!(get(&new, "roost_worker_work_items_queued", &default), 30.0);
+        assert_eq!(
+            get(&new, "roost_worker_work_items_completed_total", &default),
+            50.0
+        );
+        let starvation = with(&[("thread_pool", "reports"), ("reason", "starvation")]);
+        assert_eq!(
+            get(&new, "roost_worker_thread_injections_total", &starvation),
+            75.0
+        );
+        assert_eq!(get(&new, "roost_worker_requests_queued", &base), 3.0);
+        assert_eq!(
+            get(&new, "roost_worker_requests_rejected_total", &base),
+            11.0
+        );
+        // Buckets are cumulative, ending with +Inf at the count.
+        let bucket = |le: &'static str| {
+            get(
+                &new,
+                "roost_worker_request_wait_seconds_bucket",
+                &with(&[("le", le)]),
+            )
+        };
+        assert_eq!(bucket("0.0001"), 1.0);
+        assert_eq!(bucket("0.0005"), 3.0);
+        assert_eq!(bucket("1"), 45.0);
+        assert_eq!(bucket("30"), 78.0);
+        assert_eq!(bucket("+Inf"), 91.0);
+        assert_eq!(
+            get(&new, "roost_worker_request_wait_seconds_count", &base),
+            91.0
+        );
+        assert_eq!(
+            get(&new, "roost_worker_request_wait_seconds_sum", &base),
+            1.25
         );
     }
-    let g = &s.gate;
-    family(
-        &mut o,
-        "worker_requests_current",
-        "gauge",
-        "Requests in the worker, queued and executing.",
-    );
-    let _ = writeln!(o, "roost_worker_requests_current{{{base}}} {}", g.current);
-    family(
-        &mut o,
-        "worker_requests_queued",
-        "gauge",
-        "Requests waiting in the gate's queue.",
-    );
-    let _ = writeln!(o, "roost_worker_requests_queued{{{base}}} {}", g.queued);
-    family(
-        &mut o,
-        "worker_requests_executing",
-        "gauge",
-        "Requests past the gate.",
-    );
-    let _ = writeln!(
-        o,
-        "roost_worker_requests_executing{{{base}}} {}",
-        g.executing
-    );
-    family(
-        &mut o,
-        "worker_requests_rejected_total",
-        "counter",
-        "Requests refused at requestQueueLimit (503 ServerTooBusy).",
-    );
-    let _ = writeln!(
-        o,
-        "roost_worker_requests_rejected_total{{{base}}} {}",
-        g.rejected
-    );
-    family(
-        &mut o,
-        "worker_requests_disconnected_total",
-        "counter",
-        "Queued requests whose client went away.",
-    );
-    let _ = writeln!(
-        o,
-        "roost_worker_requests_disconnected_total{{{base}}} {}",
-        g.disconnected
-    );
-    family(
-        &mut o,
-        "worker_requests_completed_total",
-        "counter",
-        "Requests that went through the gate and finished.",
-    );
-    let _ = writeln!(
-        o,
-        "roost_worker_requests_completed_total{{{base}}} {}",
-        g.completed
-    );
-    family(
-        &mut o,
-        "worker_request_wait_seconds",
-        "histogram",
-        "Time requests waited in the gate's queue before starting (0 when admitted at once).",
-    );
-    let mut cumulative = 0;
-    for (i, n) in g.wait.buckets.iter().enumerate() {
-        cumulative += n;
-        let le = WAIT_BUCKETS
-            .get(i)
-            .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-        let _ = writeln!(
-            o,
-            "roost_worker_request_wait_seconds_bucket{{{base},le=\"{le}\"}} {cumulative}"
+
+    #[test]
+    fn families_are_typed_and_the_exposition_ends() {
+        let text = render(snapshot("web"));
+        for family in [
+            "# TYPE roost_worker_threads gauge",
+            "# TYPE roost_worker_requests_queued gauge",
+            // OpenMetrics names a counter family without `_total`; its samples have it.
+            "# TYPE roost_worker_requests_rejected counter",
+            "# TYPE roost_worker_thread_injections counter",
+            "# TYPE roost_worker_request_wait_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == family), "{family}\n{text}");
+        }
+        assert_eq!(text.lines().last(), Some("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let pool = "a\"b\\c\nd";
+        let text = render(snapshot(pool));
+        assert!(
+            text.contains(r#"roost_worker_requests_queued{pool="a\"b\\c\nd",pid="4242"} 3"#),
+            "{text}"
+        );
+        // Still one sample a line, and the value reads back.
+        let s = samples(&text);
+        assert_eq!(s.len(), 38);
+        assert_eq!(
+            get(
+                &s,
+                "roost_worker_requests_queued",
+                &[("pool", pool), ("pid", "4242")]
+            ),
+            3.0
         );
     }
-    let _ = writeln!(
-        o,
-        "roost_worker_request_wait_seconds_sum{{{base}}} {}",
-        g.wait.sum_seconds
-    );
-    let _ = writeln!(
-        o,
-        "roost_worker_request_wait_seconds_count{{{base}}} {}",
-        g.wait.count
-    );
-    o
 }

@@ -323,7 +323,7 @@ impl Worker {
                 let mut r = app::text(self.prometheus());
                 r.headers_mut().insert(
                     http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    http::HeaderValue::from_static(super::metrics::CONTENT_TYPE),
                 );
                 r
             }
@@ -387,8 +387,8 @@ impl Worker {
     pub fn prometheus(&self) -> String {
         let i = &self.inner;
         let pool = std::env::var("ROOST_POOL").unwrap_or_else(|_| i.name.clone());
-        super::metrics::render(&super::metrics::Snapshot {
-            pool: &pool,
+        super::metrics::render(super::metrics::Snapshot {
+            pool,
             pid: std::process::id(),
             io_threads: self.io_counters().threads,
             gate: i.gate.counters(),
