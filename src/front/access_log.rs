@@ -105,6 +105,10 @@ fn dash(s: Option<&str>) -> String {
     }
 }
 
+fn user_agent(r: &RequestRecord) -> Option<&str> {
+    r.user_agent.as_ref().and_then(|v| v.to_str().ok())
+}
+
 fn w3c_line(r: &RequestRecord) -> String {
     let ts = humantime::format_rfc3339_millis(r.start).to_string();
     let (date, time) = ts
@@ -115,11 +119,11 @@ fn w3c_line(r: &RequestRecord) -> String {
         "{date} {time} {} {} {} {} {} {} {} {} {} {} {} {} {}\n",
         r.local.ip(),
         r.method,
-        dash(Some(&r.path)),
-        dash(r.query.as_deref()),
+        dash(Some(r.target.path())),
+        dash(r.target.query()),
         r.local.port(),
         r.peer.ip(),
-        dash(r.user_agent.as_deref()),
+        dash(user_agent(r)),
         r.status,
         r.elapsed.as_millis(),
         dash(r.pool.as_deref()),
@@ -136,15 +140,15 @@ fn w3c_line(r: &RequestRecord) -> String {
 fn json_line(r: &RequestRecord) -> String {
     let v = serde_json::json!({
         "time": humantime::format_rfc3339_millis(r.start).to_string(),
-        "method": r.method,
-        "path": r.path,
-        "query": r.query,
+        "method": r.method.as_str(),
+        "path": r.target.path(),
+        "query": r.target.query(),
         "status": r.status,
         "elapsed_ms": r.elapsed.as_secs_f64() * 1000.0,
         "client": r.peer.ip().to_string(),
         "server": r.local.to_string(),
-        "user_agent": r.user_agent,
-        "pool": r.pool,
+        "user_agent": user_agent(r),
+        "pool": r.pool.as_deref(),
         "worker_pid": r.worker_pid,
         "queue_wait_ms": r.queue_wait.map(|d| d.as_secs_f64() * 1000.0),
         "reason": r.reason.map(|x| x.as_str()),

@@ -3,26 +3,52 @@
 //! Insert and remove take one shard lock; state changes (queued → executing, the worker
 //! pid) are atomics on the entry, so the request path never holds a lock while it waits.
 
+use http::uri::PathAndQuery;
+use http::Method;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 const SHARDS: usize = 16;
 
+/// Ids are a counter: one multiply spreads them over the table; SipHash (the default)
+/// would cost more than the rest of the registry per request.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Shard = Mutex<HashMap<u64, Arc<Entry>, BuildHasherDefault<IdHasher>>>;
+
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
-    shards: [Mutex<HashMap<u64, Arc<Entry>>>; SHARDS],
+    shards: [Shard; SHARDS],
 }
 
+/// What the registry keeps of a request: shared or reference-counted values, so
+/// registering copies no string.
 pub struct Entry {
     pub id: u64,
-    pub pool: String,
-    pub method: String,
-    pub url: String,
+    pub pool: Arc<str>,
+    pub method: Method,
+    pub url: PathAndQuery,
     pub start: Instant,
     state: AtomicU8,
     pid: AtomicU32,
@@ -66,13 +92,18 @@ impl Drop for Registered {
 }
 
 impl Registry {
-    pub fn register(self: &Arc<Self>, pool: &str, method: &str, url: &str) -> Registered {
+    pub fn register(
+        self: &Arc<Self>,
+        pool: Arc<str>,
+        method: Method,
+        url: PathAndQuery,
+    ) -> Registered {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Arc::new(Entry {
             id,
-            pool: pool.to_string(),
-            method: method.to_string(),
-            url: url.to_string(),
+            pool,
+            method,
+            url,
             start: Instant::now(),
             state: AtomicU8::new(QUEUED),
             pid: AtomicU32::new(0),
@@ -94,13 +125,13 @@ impl Registry {
             let entries: Vec<Arc<Entry>> = shard.lock().values().cloned().collect();
             out.extend(entries.iter().map(|e| RequestInfo {
                 id: e.id,
-                pool: e.pool.clone(),
+                pool: e.pool.to_string(),
                 worker_pid: match e.pid.load(Ordering::Relaxed) {
                     0 => None,
                     p => Some(p),
                 },
-                method: e.method.clone(),
-                url: e.url.clone(),
+                method: e.method.to_string(),
+                url: e.url.to_string(),
                 state: if e.state.load(Ordering::Relaxed) == EXECUTING {
                     "executing"
                 } else {
@@ -129,8 +160,8 @@ mod tests {
     #[test]
     fn register_list_and_remove_on_drop() {
         let r = Arc::new(Registry::default());
-        let a = r.register("web", "GET", "/a");
-        let b = r.register("api", "POST", "/b");
+        let a = r.register("web".into(), Method::GET, PathAndQuery::from_static("/a"));
+        let b = r.register("api".into(), Method::POST, PathAndQuery::from_static("/b"));
         b.entry.set_executing(Some(42));
         let list = r.list();
         assert_eq!(list.len(), 2);

@@ -14,6 +14,7 @@ use crate::farm::request as farm_request;
 use crate::pool::{Lease, PickKey, Pool};
 use crate::upstream::{UpstreamBody, UpstreamError};
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{header, Request, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -34,19 +35,21 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-/// A finished request, as the access log and counters see it.
+/// A finished request, as the access log and counters see it. Its fields share the
+/// request's own buffers (method, target, user agent) and the pool's name: building one
+/// copies no string.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub start: std::time::SystemTime,
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
+    pub method: http::Method,
+    /// Path and query as the client sent them.
+    pub target: PathAndQuery,
     pub local: SocketAddr,
     pub peer: SocketAddr,
-    pub user_agent: Option<String>,
+    pub user_agent: Option<http::HeaderValue>,
     pub status: u16,
     pub elapsed: Duration,
-    pub pool: Option<String>,
+    pub pool: Option<Arc<str>>,
     pub worker_pid: Option<u32>,
     pub queue_wait: Option<Duration>,
     pub reason: Option<Reason>,
@@ -85,18 +88,18 @@ pub(super) async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, BoxError> {
     let started = Instant::now();
+    let target = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut rec = RequestRecord {
         start: std::time::SystemTime::now(),
-        method: req.method().as_str().to_string(),
-        path: req.uri().path().to_string(),
-        query: req.uri().query().map(str::to_string),
+        method: req.method().clone(),
+        target: target.clone(),
         local: conn.local,
         peer: conn.peer,
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
         status: 0,
         elapsed: Duration::ZERO,
         pool: None,
@@ -120,15 +123,10 @@ pub(super) async fn handle(
     };
     let pool: Arc<Pool> = route.target.clone();
     drop(state);
-    rec.pool = Some(pool.name().to_string());
-
-    let url = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    let registered = front.inflight.register(pool.name(), &rec.method, &url);
+    rec.pool = Some(pool.name_arc());
+    let registered = front
+        .inflight
+        .register(pool.name_arc(), rec.method.clone(), target.clone());
 
     // Farm pools: balancer key (hash, affinity cookie) and whether a 502/503 may be retried.
     let plan = crate::farm::request::plan(&pool, &req, conn.peer.ip());
@@ -156,7 +154,7 @@ pub(super) async fn handle(
         }
     }
     parts.version = Version::HTTP_11;
-    parts.uri = url.parse().map_err(|e| Box::new(e) as BoxError)?;
+    parts.uri = http::Uri::from(target);
     // A replayable request (idempotent, no body) keeps its head for a retry after a 502/503.
     let replay = plan.as_ref().filter(|p| p.replayable && !upgrade).map(|_| {
         (

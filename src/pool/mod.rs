@@ -57,7 +57,8 @@ impl PoolState {
 }
 
 pub struct Pool {
-    name: String,
+    /// Shared with every request record and registry entry of the pool (no copy per request).
+    name: Arc<str>,
     queue_length: AtomicUsize,
     queue_timeout_ms: AtomicU64,
     retry_after_s: AtomicU64,
@@ -146,7 +147,7 @@ impl Pool {
             model::Backend::Garden(_) => LoadBalancing::LeastRequests,
         };
         Arc::new(Pool {
-            name: cfg.name.clone(),
+            name: Arc::from(cfg.name.as_str()),
             queue_length: AtomicUsize::new(cfg.queue_length),
             queue_timeout_ms: AtomicU64::new(cfg.queue_timeout.as_millis() as u64),
             retry_after_s: AtomicU64::new(cfg.retry_after.as_secs()),
@@ -171,6 +172,10 @@ impl Pool {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// The extension set by [`Pool::extension_or_init`], if it is a `T`.
@@ -492,7 +497,7 @@ impl Pool {
         };
         let c = &self.counters;
         PoolSnapshot {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             state: self.state(),
             queue_length,
             queue_limit: self.queue_limit(),

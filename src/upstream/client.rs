@@ -63,6 +63,8 @@ pub(crate) struct Conn {
     rbuf: BytesMut,
     /// The request head being written.
     wbuf: Vec<u8>,
+    /// Scratch space for parsing response heads.
+    spans: Vec<h1::Span>,
 }
 
 /// Read buffer reserved per read: one small response fits in a single `read`.
@@ -77,6 +79,7 @@ impl Conn {
             io,
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -327,8 +330,8 @@ async fn exchange(
             w.poll(conn, body, cx).map_err(ExchangeError::Failed)?;
         }
         loop {
-            if let Some(head) =
-                h1::parse_response(&mut conn.rbuf, &parts.method).map_err(ExchangeError::Failed)?
+            if let Some(head) = h1::parse_response(&mut conn.rbuf, &parts.method, &mut conn.spans)
+                .map_err(ExchangeError::Failed)?
             {
                 let w = std::mem::replace(&mut w, BodyWriter::finished(framing));
                 return Poll::Ready(Ok((head, w)));

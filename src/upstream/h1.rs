@@ -96,13 +96,27 @@ fn invalid(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// Where one header sits in the head: name and value as byte ranges.
+pub type Span = (u32, u32, u32, u32);
+
 /// Parse a response head from the front of `buf`. `Ok(None)`: not all of it is here yet.
 /// Interim responses (`100 Continue`, `103 Early Hints`) are consumed and skipped.
-pub fn parse_response(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Head>> {
+/// `spans` is scratch space the caller keeps between calls (no allocation per response).
+pub fn parse_response(
+    buf: &mut BytesMut,
+    method: &Method,
+    spans: &mut Vec<Span>,
+) -> io::Result<Option<Head>> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut slots);
-        let len = match resp.parse(buf) {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let mut slots =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+        {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
                 if buf.len() > MAX_HEAD {
@@ -123,26 +137,30 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> io::Result<Option<
         } else {
             Version::HTTP_11
         };
-        // Values are slices of one shared buffer: no copy per header.
+        // Remember where each header is, then freeze the head once: every value is a
+        // slice of that one buffer, no copy per header.
         let base = buf.as_ptr() as usize;
-        let spans: Vec<(HeaderName, usize, usize)> = resp
-            .headers
-            .iter()
-            .map(|h| {
-                let name = HeaderName::from_bytes(h.name.as_bytes())
-                    .map_err(|_| invalid("bad header name"))?;
-                let start = h.value.as_ptr() as usize - base;
-                Ok((name, start, start + h.value.len()))
-            })
-            .collect::<io::Result<_>>()?;
+        spans.clear();
+        spans.extend(resp.headers.iter().map(|h| {
+            let n = h.name.as_ptr() as usize - base;
+            let v = h.value.as_ptr() as usize - base;
+            (
+                n as u32,
+                (n + h.name.len()) as u32,
+                v as u32,
+                (v + h.value.len()) as u32,
+            )
+        }));
         let head_bytes = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
         let mut close = version == Version::HTTP_10;
         let mut chunked = false;
         let mut te = false;
         let mut length: Option<u64> = None;
-        for (name, start, end) in spans {
-            let raw = head_bytes.slice(start..end);
+        for &(ns, ne, vs, ve) in spans.iter() {
+            let name = HeaderName::from_bytes(&head_bytes[ns as usize..ne as usize])
+                .map_err(|_| invalid("bad header name"))?;
+            let raw = &head_bytes[vs as usize..ve as usize];
             if name == header::CONNECTION {
                 for token in raw.split(|&b| b == b',') {
                     let t = token.trim_ascii();
@@ -160,7 +178,7 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> io::Result<Option<
                     .next()
                     .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if name == header::CONTENT_LENGTH {
-                let n = std::str::from_utf8(&raw)
+                let n = std::str::from_utf8(raw)
                     .ok()
                     .and_then(|s| s.trim().parse::<u64>().ok())
                     .ok_or_else(|| invalid("bad content-length"))?;
@@ -169,8 +187,12 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> io::Result<Option<
                 }
                 length = Some(n);
             }
-            let value =
-                HeaderValue::from_maybe_shared(raw).map_err(|_| invalid("bad header value"))?;
+            // SAFETY: httparse accepted the value, and it accepts only what `HeaderValue`
+            // allows (no CR, LF, NUL or other control bytes but tab); hyper relies on the
+            // same.
+            let value = unsafe {
+                HeaderValue::from_maybe_shared_unchecked(head_bytes.slice(vs as usize..ve as usize))
+            };
             headers.append(name, value);
         }
         let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -319,7 +341,9 @@ mod tests {
 
     fn parse(raw: &[u8], method: Method) -> (Head, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        let head = parse_response(&mut buf, &method).unwrap().unwrap();
+        let head = parse_response(&mut buf, &method, &mut Vec::new())
+            .unwrap()
+            .unwrap();
         (head, buf)
     }
 
@@ -413,13 +437,15 @@ mod tests {
     #[test]
     fn partial_and_bad_heads() {
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Le"[..]);
-        assert!(parse_response(&mut buf, &Method::GET).unwrap().is_none());
+        assert!(parse_response(&mut buf, &Method::GET, &mut Vec::new())
+            .unwrap()
+            .is_none());
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
         );
-        assert!(parse_response(&mut buf, &Method::GET).is_err());
+        assert!(parse_response(&mut buf, &Method::GET, &mut Vec::new()).is_err());
         let mut buf = BytesMut::from(&b"garbage\r\n\r\n"[..]);
-        assert!(parse_response(&mut buf, &Method::GET).is_err());
+        assert!(parse_response(&mut buf, &Method::GET, &mut Vec::new()).is_err());
     }
 
     #[test]
