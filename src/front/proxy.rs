@@ -134,37 +134,19 @@ pub(super) async fn handle(
     let upgrade = headers::is_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-    // Build the upstream request now; the body stays a stream.
+    // The upstream request: the client's head minus hop-by-hop headers, the forwarding
+    // headers written beside it by the encoder; the body stays a stream. The head stays
+    // here, so a retry sends it again without a copy.
     let (mut parts, incoming) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::drop_underscore_headers(&mut parts.headers);
-    headers::add_forwarded(
-        &mut parts.headers,
-        host.as_deref(),
-        conn.peer.ip(),
-        conn.tls,
-    );
-    // HTTP/2 clients send `:authority`, not `Host`; the HTTP/1.1 upstream needs `Host`.
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(h) = host
-            .as_deref()
-            .and_then(|h| http::HeaderValue::from_str(h).ok())
-        {
-            parts.headers.insert(header::HOST, h);
-        }
-    }
+    // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it.
+    let fwd = headers::forwarding(&parts.headers, host.as_deref(), conn.peer.ip(), conn.tls);
     parts.version = Version::HTTP_11;
     parts.uri = http::Uri::from(target);
-    // A replayable request (idempotent, no body) keeps its head for a retry after a 502/503.
-    let replay = plan.as_ref().filter(|p| p.replayable && !upgrade).map(|_| {
-        (
-            parts.method.clone(),
-            parts.uri.clone(),
-            parts.headers.clone(),
-        )
-    });
-    let body = body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout));
-    let mut upstream_req = Request::from_parts(parts, body);
+    // A replayable request (idempotent, no body) may be sent again after a 502/503.
+    let replayable = plan.as_ref().is_some_and(|p| p.replayable) && !upgrade;
+    let mut body = body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout));
 
     let mut key: PickKey = plan.as_ref().map(|p| p.key.clone()).unwrap_or_default();
     let mut tried_retry = false;
@@ -184,8 +166,11 @@ pub(super) async fn handle(
         registered.entry.set_executing(lease.member().pid);
         let client = lease.member().client.clone();
         let sent_at = Instant::now();
-        let sent =
-            tokio::time::timeout(client.first_byte_timeout(), client.send(upstream_req)).await;
+        let sent = tokio::time::timeout(
+            client.first_byte_timeout(),
+            client.forward(&parts, body, Some(&fwd)),
+        )
+        .await;
         match sent {
             Err(_) => {
                 tracing::warn!(pool = pool.name(), member = %lease.member().label, "first-byte timeout");
@@ -200,24 +185,19 @@ pub(super) async fn handle(
                     .observe_latency(sent_at.elapsed().as_micros() as u64);
                 if let Some(p) = &plan {
                     let status = resp.status();
-                    if let Some((method, uri, hdrs)) = replay.as_ref() {
-                        if !tried_status_retry
-                            && farm_request::retry_status(&pool, p, lease.member(), status)
-                        {
-                            tracing::debug!(pool = pool.name(), member = %lease.member().label, %status, "retrying on another server");
-                            farm_request::note_outcome(&pool, lease.member(), false);
-                            tried_status_retry = true;
-                            key.avoid = Some(lease.member().label.clone());
-                            let mut r = Request::new(body::empty());
-                            *r.method_mut() = method.clone();
-                            *r.uri_mut() = uri.clone();
-                            *r.version_mut() = Version::HTTP_11;
-                            *r.headers_mut() = hdrs.clone();
-                            upstream_req = r;
-                            drop(resp);
-                            drop(lease);
-                            continue;
-                        }
+                    if replayable
+                        && !tried_status_retry
+                        && farm_request::retry_status(&pool, p, lease.member(), status)
+                    {
+                        tracing::debug!(pool = pool.name(), member = %lease.member().label, %status, "retrying on another server");
+                        farm_request::note_outcome(&pool, lease.member(), false);
+                        tried_status_retry = true;
+                        key.avoid = Some(lease.member().label.clone());
+                        // Replayable requests have no body.
+                        body = body::empty();
+                        drop(resp);
+                        drop(lease);
+                        continue;
                     }
                     farm_request::note_outcome(&pool, lease.member(), !status.is_server_error());
                     if let Some(c) = p.set_cookie(&pool, lease.member()) {
@@ -236,18 +216,18 @@ pub(super) async fn handle(
                     client_upgrade,
                 ));
             }
-            Ok(Err(e)) => {
+            Ok(Err((e, unsent))) => {
                 tracing::warn!(pool = pool.name(), member = %lease.member().label, error = %e, "upstream request failed");
                 lease.member().note_failure();
                 // A pooled connection the server closed while idle is not the server failing.
                 if plan.is_some() && !matches!(e, UpstreamError::NotSent(..)) {
                     farm_request::note_outcome(&pool, lease.member(), false);
                 }
-                match e.into_request() {
+                match unsent {
                     // Never sent: one retry, on whichever member has a slot next.
-                    Some(r) if !tried_retry => {
+                    Some(b) if !tried_retry => {
                         tried_retry = true;
-                        upstream_req = r;
+                        body = b;
                         key.avoid = Some(lease.member().label.clone());
                         drop(lease);
                         continue;

@@ -8,7 +8,7 @@
 //! front's instructions on small responses; BENCHMARKS.md, "Front optimisations").
 
 use super::connector::{dial, Endpoint, Stream};
-use super::h1::{self, Chunked, Head, ReqFraming, RespFraming, Step};
+use super::h1::{self, Chunked, Forwarded, Head, ReqFraming, RespFraming, Step};
 use crate::body::Body;
 use crate::config::model::UpstreamTimeouts;
 use bytes::{Buf, Bytes, BytesMut};
@@ -26,35 +26,29 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Why a request to a member failed, and whether it can be retried elsewhere.
 #[derive(Debug)]
 pub enum UpstreamError {
-    /// No connection could be made; the request was never sent and is handed back.
-    Connect(io::Error, Box<http::Request<Body>>),
+    /// No connection could be made; the request was never sent.
+    Connect(io::Error),
     /// The connection failed before the member could have acted on the request (nothing
     /// written, or a reused connection closed before answering a body-less idempotent
-    /// request); handed back.
-    NotSent(io::Error, Box<http::Request<Body>>),
+    /// request).
+    NotSent(io::Error),
     /// The request was (at least partly) sent, then the exchange failed.
     Failed(io::Error),
-}
-
-impl UpstreamError {
-    /// The request, if it was never sent and so may be retried.
-    pub fn into_request(self) -> Option<http::Request<Body>> {
-        match self {
-            UpstreamError::Connect(_, r) | UpstreamError::NotSent(_, r) => Some(*r),
-            UpstreamError::Failed(_) => None,
-        }
-    }
 }
 
 impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UpstreamError::Connect(e, _) => write!(f, "connect failed: {e}"),
-            UpstreamError::NotSent(e, _) => write!(f, "connection closed before sending: {e}"),
+            UpstreamError::Connect(e) => write!(f, "connect failed: {e}"),
+            UpstreamError::NotSent(e) => write!(f, "connection closed before sending: {e}"),
             UpstreamError::Failed(e) => write!(f, "upstream exchange failed: {e}"),
         }
     }
 }
+
+/// A failed [`Client::forward`]: the error, and the request body back when the request
+/// was never sent (so it can go to another member without having been buffered).
+pub type ForwardError = (UpstreamError, Option<Body>);
 
 /// One connection to the member, with its buffers.
 pub(crate) struct Conn {
@@ -170,38 +164,42 @@ impl Client {
         self.inner.idle.lock().len()
     }
 
-    /// Send a request (origin-form URI, headers already rewritten by the front) and
-    /// read the response head. The response body reads from the member's connection as
-    /// it is polled and hands the connection back to the pool when it ends.
+    /// Send a request (origin-form URI) as it is and read the response head. The
+    /// response body reads from the member's connection as it is polled and hands the
+    /// connection back to the pool when it ends.
     pub async fn send(
         &self,
         req: http::Request<Body>,
     ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
-        let (parts, mut body) = req.into_parts();
+        let (parts, body) = req.into_parts();
+        self.forward(&parts, body, None).await.map_err(|(e, _)| e)
+    }
+
+    /// Forward a request: `head` (hop-by-hop headers already removed, origin-form URI)
+    /// plus the forwarding headers `fwd`, then `body`. The caller keeps the head, so a
+    /// request that was never sent can be sent again elsewhere.
+    pub async fn forward(
+        &self,
+        head: &http::request::Parts,
+        mut body: Body,
+        fwd: Option<&Forwarded>,
+    ) -> Result<http::Response<UpstreamBody>, ForwardError> {
         // Pooled connections first; one the member closed gives the request back untouched.
         while let Some(mut conn) = self.checkout_idle() {
-            match exchange(&mut conn, &parts, &mut body, true).await {
-                Ok((head, w)) => return Ok(self.response(head, w, body, conn)),
+            match exchange(&mut conn, head, fwd, &mut body, true).await {
+                Ok((h, w)) => return Ok(self.response(h, w, body, conn)),
                 Err(ExchangeError::NotSent(_)) => continue,
-                Err(ExchangeError::Failed(e)) => return Err(UpstreamError::Failed(e)),
+                Err(ExchangeError::Failed(e)) => return Err((UpstreamError::Failed(e), None)),
             }
         }
         let mut conn = match self.connect().await {
             Ok(c) => c,
-            Err(e) => {
-                return Err(UpstreamError::Connect(
-                    e,
-                    Box::new(http::Request::from_parts(parts, body)),
-                ))
-            }
+            Err(e) => return Err((UpstreamError::Connect(e), Some(body))),
         };
-        match exchange(&mut conn, &parts, &mut body, false).await {
-            Ok((head, w)) => Ok(self.response(head, w, body, conn)),
-            Err(ExchangeError::NotSent(e)) => Err(UpstreamError::NotSent(
-                e,
-                Box::new(http::Request::from_parts(parts, body)),
-            )),
-            Err(ExchangeError::Failed(e)) => Err(UpstreamError::Failed(e)),
+        match exchange(&mut conn, head, fwd, &mut body, false).await {
+            Ok((h, w)) => Ok(self.response(h, w, body, conn)),
+            Err(ExchangeError::NotSent(e)) => Err((UpstreamError::NotSent(e), Some(body))),
+            Err(ExchangeError::Failed(e)) => Err((UpstreamError::Failed(e), None)),
         }
     }
 
@@ -286,6 +284,7 @@ fn idempotent(m: &Method) -> bool {
 async fn exchange(
     conn: &mut Conn,
     parts: &http::request::Parts,
+    fwd: Option<&Forwarded>,
     body: &mut Body,
     reused: bool,
 ) -> Result<(Head, BodyWriter), ExchangeError> {
@@ -296,6 +295,7 @@ async fn exchange(
         &parts.method,
         path,
         &parts.headers,
+        fwd,
         body.is_end_stream(),
         body.size_hint().exact(),
     );

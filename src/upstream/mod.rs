@@ -11,5 +11,6 @@ mod client;
 mod connector;
 mod h1;
 
-pub use client::{Client, Upgraded, UpstreamBody, UpstreamError};
+pub use client::{Client, ForwardError, Upgraded, UpstreamBody, UpstreamError};
 pub use connector::Endpoint;
+pub use h1::{Forwarded, X_FORWARDED_FOR};
