@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// Header naming why roost answered a request itself.
 pub const REASON_HEADER: &str = "x-roost-reason";
+/// [`REASON_HEADER`] as a header name, for maps (no parsing of the string per use).
+pub static REASON_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(REASON_HEADER);
 
 /// Why roost answered instead of an application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,7 +121,7 @@ impl Reason {
         let mut resp = Response::new(body::full(text));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(REASON_HEADER, HeaderValue::from_static(self.as_str()));
+        h.insert(&REASON_HEADER_NAME, HeaderValue::from_static(self.as_str()));
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

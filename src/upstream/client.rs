@@ -58,7 +58,7 @@ pub(crate) struct Conn {
     /// The request head being written.
     wbuf: Vec<u8>,
     /// Scratch space for parsing response heads.
-    spans: Vec<h1::Span>,
+    scratch: h1::ParseScratch,
 }
 
 /// Read buffer reserved per read: one small response fits in a single `read`.
@@ -73,7 +73,7 @@ impl Conn {
             io,
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
-            spans: Vec::new(),
+            scratch: h1::ParseScratch::default(),
         }
     }
 
@@ -192,7 +192,9 @@ impl Client {
                 Err(ExchangeError::Failed(e)) => return Err((UpstreamError::Failed(e), None)),
             }
         }
-        let mut conn = match self.connect().await {
+        // Boxed: dialling (TCP, TLS handshake) is the cold path and its future is large;
+        // inline it would be copied with every request's future.
+        let mut conn = match Box::pin(self.connect()).await {
             Ok(c) => c,
             Err(e) => return Err((UpstreamError::Connect(e), Some(body))),
         };
@@ -330,7 +332,7 @@ async fn exchange(
             w.poll(conn, body, cx).map_err(ExchangeError::Failed)?;
         }
         loop {
-            if let Some(head) = h1::parse_response(&mut conn.rbuf, &parts.method, &mut conn.spans)
+            if let Some(head) = h1::parse_response(&mut conn.rbuf, &parts.method, &mut conn.scratch)
                 .map_err(ExchangeError::Failed)?
             {
                 let w = std::mem::replace(&mut w, BodyWriter::finished(framing));

@@ -173,7 +173,18 @@ fn invalid(msg: &'static str) -> io::Error {
 }
 
 /// Where one header sits in the head: name and value as byte ranges.
-pub type Span = (u32, u32, u32, u32);
+type Span = (u32, u32, u32, u32);
+
+/// What a connection keeps between response heads so parsing the next one allocates
+/// nothing and recognises the same header names cheaply.
+#[derive(Default)]
+pub struct ParseScratch {
+    spans: Vec<Span>,
+    /// The previous response's header names as sent and as parsed, in order: a member
+    /// sends the same names in the same order response after response, and comparing
+    /// bytes (`memcmp`) is cheaper than `HeaderName::from_bytes`.
+    names: Vec<(Box<[u8]>, HeaderName)>,
+}
 
 /// Parse a response head from the front of `buf`. `Ok(None)`: not all of it is here yet.
 /// Interim responses (`100 Continue`, `103 Early Hints`) are consumed and skipped.
@@ -181,8 +192,9 @@ pub type Span = (u32, u32, u32, u32);
 pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
-    spans: &mut Vec<Span>,
+    scratch: &mut ParseScratch,
 ) -> io::Result<Option<Head>> {
+    let ParseScratch { spans, names } = scratch;
     loop {
         if buf.is_empty() {
             return Ok(None);
@@ -233,9 +245,18 @@ pub fn parse_response(
         let mut chunked = false;
         let mut te = false;
         let mut length: Option<u64> = None;
-        for &(ns, ne, vs, ve) in spans.iter() {
-            let name = HeaderName::from_bytes(&head_bytes[ns as usize..ne as usize])
-                .map_err(|_| invalid("bad header name"))?;
+        for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
+            let raw_name = &head_bytes[ns as usize..ne as usize];
+            let name = match names.get(i) {
+                Some((raw, n)) if **raw == *raw_name => n.clone(),
+                _ => {
+                    let n =
+                        HeaderName::from_bytes(raw_name).map_err(|_| invalid("bad header name"))?;
+                    names.truncate(i);
+                    names.push((raw_name.into(), n.clone()));
+                    n
+                }
+            };
             let raw = &head_bytes[vs as usize..ve as usize];
             if name == header::CONNECTION {
                 for token in raw.split(|&b| b == b',') {
@@ -417,7 +438,7 @@ mod tests {
 
     fn parse(raw: &[u8], method: Method) -> (Head, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        let head = parse_response(&mut buf, &method, &mut Vec::new())
+        let head = parse_response(&mut buf, &method, &mut ParseScratch::default())
             .unwrap()
             .unwrap();
         (head, buf)
@@ -558,17 +579,48 @@ mod tests {
     }
 
     #[test]
+    fn header_names_remembered_between_responses_stay_right() {
+        let mut scratch = ParseScratch::default();
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n"[..]);
+        let h = parse_response(&mut buf, &Method::GET, &mut scratch)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers["x-a"], "1");
+        // Same names in another case, then a different name in second place, then more.
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\ncontent-LENGTH: 0\r\nX-B: 2\r\nX-A: 3\r\n\r\n"[..],
+        );
+        let h = parse_response(&mut buf, &Method::GET, &mut scratch)
+            .unwrap()
+            .unwrap();
+        let names: Vec<_> = h.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length", "x-b", "x-a"]);
+        assert_eq!(h.headers["x-b"], "2");
+        assert_eq!(h.headers["x-a"], "3");
+        // A name that only resembles a remembered one is parsed for itself.
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Lengthy: 0\r\n\r\n"[..]);
+        let h = parse_response(&mut buf, &Method::GET, &mut scratch)
+            .unwrap()
+            .unwrap();
+        assert!(h.headers.contains_key("content-lengthy"));
+        assert_eq!(h.framing, RespFraming::Eof);
+    }
+
+    #[test]
     fn partial_and_bad_heads() {
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Le"[..]);
-        assert!(parse_response(&mut buf, &Method::GET, &mut Vec::new())
-            .unwrap()
-            .is_none());
+        assert!(
+            parse_response(&mut buf, &Method::GET, &mut ParseScratch::default())
+                .unwrap()
+                .is_none()
+        );
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
         );
-        assert!(parse_response(&mut buf, &Method::GET, &mut Vec::new()).is_err());
+        assert!(parse_response(&mut buf, &Method::GET, &mut ParseScratch::default()).is_err());
         let mut buf = BytesMut::from(&b"garbage\r\n\r\n"[..]);
-        assert!(parse_response(&mut buf, &Method::GET, &mut Vec::new()).is_err());
+        assert!(parse_response(&mut buf, &Method::GET, &mut ParseScratch::default()).is_err());
     }
 
     #[test]
