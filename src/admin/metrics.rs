@@ -6,20 +6,16 @@
 
 use super::sampler::{merged_duration, Sampler};
 use crate::config::model::Backend;
+use crate::metrics_text::{labels as l, Family, Value};
 use crate::pool::counters::BUCKETS;
 use crate::pool::{HistogramSnapshot, PoolState};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
-/// The content type of the exposition (OpenMetrics text, which Prometheus reads).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-type Labels = Vec<(&'static str, String)>;
+pub use crate::metrics_text::CONTENT_TYPE;
 
 /// Reads everything at scrape time.
 pub struct RoostCollector {
@@ -41,72 +37,17 @@ pub fn registry(sampler: Arc<Sampler>) -> Registry {
 
 /// Encode `registry` to text.
 pub fn render(registry: &Registry) -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
-        out.clear();
+    crate::metrics_text::render(registry, 16 * 1024)
+}
+
+/// A pool histogram as a sample.
+fn histogram(h: &HistogramSnapshot) -> Value<'_> {
+    Value::Histogram {
+        bounds: &BUCKETS,
+        counts: &h.counts,
+        sum_seconds: h.sum_seconds,
+        count: h.count,
     }
-    out
-}
-
-/// One metric family: name, help, type, then its labelled samples.
-struct Family<'a> {
-    name: &'static str,
-    help: &'static str,
-    kind: MetricType,
-    rows: Vec<(Labels, Value<'a>)>,
-}
-
-enum Value<'a> {
-    Gauge(i64),
-    GaugeF(f64),
-    Counter(u64),
-    Histogram(&'a HistogramSnapshot),
-}
-
-impl<'a> Family<'a> {
-    fn new(name: &'static str, help: &'static str, kind: MetricType) -> Self {
-        Family {
-            name,
-            help,
-            kind,
-            rows: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, labels: Labels, v: Value<'a>) {
-        self.rows.push((labels, v));
-    }
-
-    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut m = encoder.encode_descriptor(self.name, self.help, None, self.kind)?;
-        for (labels, v) in &self.rows {
-            let fam = m.encode_family(labels)?;
-            match v {
-                Value::Gauge(x) => ConstGauge::new(*x).encode(fam)?,
-                Value::GaugeF(x) => ConstGauge::new(*x).encode(fam)?,
-                Value::Counter(x) => ConstCounter::new(*x).encode(fam)?,
-                Value::Histogram(h) => {
-                    let mut fam = fam;
-                    fam.encode_histogram::<()>(h.sum_seconds, h.count, &buckets(h), None)?
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Our per-bucket counts as prometheus-client wants them (it accumulates; `f64::MAX`
-/// stands for +Inf).
-fn buckets(h: &HistogramSnapshot) -> Vec<(f64, u64)> {
-    h.counts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (BUCKETS.get(i).copied().unwrap_or(f64::MAX), *c))
-        .collect()
-}
-
-fn l(pairs: &[(&'static str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -293,11 +234,11 @@ impl Collector for RoostCollector {
             }
         }
         for (name, qw, by_class) in &hists {
-            queue_wait.push(l(&[("pool", name)]), Value::Histogram(qw));
+            queue_wait.push(l(&[("pool", name)]), histogram(qw));
             for (i, h) in by_class.iter().enumerate() {
                 duration.push(
                     l(&[("pool", name), ("code_class", CLASSES[i])]),
-                    Value::Histogram(h),
+                    histogram(h),
                 );
             }
         }

@@ -5,21 +5,15 @@
 //! Labels: `pool` (the app pool from `ROOST_POOL`, else the app name), `pid`, and
 //! `thread_pool` for the worker pools (`default` or a dedicated pool's name).
 
-use super::gate::{GateCounters, WaitCounters, WAIT_BUCKETS};
+use super::gate::{GateCounters, WAIT_BUCKETS};
 use super::threadpool::ThreadPoolCounters;
+use crate::metrics_text::{Family, Labels, Value};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
-};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::fmt::Write;
 
-/// The content type of the exposition (OpenMetrics text, which Prometheus reads; the
-/// plain 0.0.4 format would not know the `_total`-less counter family names).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use crate::metrics_text::CONTENT_TYPE;
 
 /// What one scrape shows.
 #[derive(Debug)]
@@ -37,104 +31,19 @@ pub fn render(s: Snapshot) -> String {
     // (the I/O thread count comes from its handle), and a scrape is rare.
     let mut registry = Registry::with_prefix("roost");
     registry.register_collector(Box::new(SnapshotCollector(s)));
-    let mut out = String::with_capacity(4096);
-    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
-        out.clear();
-    }
-    out
+    crate::metrics_text::render(&registry, 4096)
 }
 
 #[derive(Debug)]
 struct SnapshotCollector(Snapshot);
 
-/// A label value, escaped as the text formats require (backslash, quote, newline):
-/// prometheus-client 0.22 writes label values verbatim (client_rust issue #151), and the
-/// pool name comes from `ROOST_POOL` or `--app`, which nothing restricts.
-struct Label(String);
-
-impl EncodeLabelValue for Label {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        for c in self.0.chars() {
-            match c {
-                '\\' => encoder.write_str("\\\\")?,
-                '"' => encoder.write_str("\\\"")?,
-                '\n' => encoder.write_str("\\n")?,
-                c => encoder.write_char(c)?,
-            }
-        }
-        Ok(())
-    }
-}
-
-type Labels = Vec<(&'static str, Label)>;
-
-enum Value<'a> {
-    Gauge(i64),
-    Counter(u64),
-    Histogram(&'a WaitCounters),
-}
-
-/// One metric family: name (without the prefix, and without `_total` for counters: the
-/// encoder appends it), help, type, then its labelled samples.
-struct Family<'a> {
-    name: &'static str,
-    help: &'static str,
-    kind: MetricType,
-    rows: Vec<(Labels, Value<'a>)>,
-}
-
-impl<'a> Family<'a> {
-    fn new(name: &'static str, help: &'static str, kind: MetricType) -> Self {
-        Family {
-            name,
-            help,
-            kind,
-            rows: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, labels: Labels, v: Value<'a>) {
-        self.rows.push((labels, v));
-    }
-
-    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut m = encoder.encode_descriptor(self.name, self.help, None, self.kind)?;
-        for (labels, v) in &self.rows {
-            let mut fam = m.encode_family(labels)?;
-            match v {
-                Value::Gauge(x) => ConstGauge::new(*x).encode(fam)?,
-                Value::Counter(x) => ConstCounter::new(*x).encode(fam)?,
-                Value::Histogram(w) => {
-                    fam.encode_histogram::<()>(w.sum_seconds, w.count, &wait_buckets(w), None)?
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Our per-bucket counts as prometheus-client wants them (it accumulates; `f64::MAX`
-/// stands for +Inf).
-fn wait_buckets(w: &WaitCounters) -> Vec<(f64, u64)> {
-    w.buckets
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (WAIT_BUCKETS.get(i).copied().unwrap_or(f64::MAX), *n))
-        .collect()
-}
-
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let base = || -> Labels {
-            vec![
-                ("pool", Label(s.pool.clone())),
-                ("pid", Label(s.pid.to_string())),
-            ]
-        };
+        let base = || -> Labels { vec![("pool", s.pool.clone()), ("pid", s.pid.to_string())] };
         let with = |extra: &[(&'static str, &str)]| -> Labels {
             let mut l = base();
-            l.extend(extra.iter().map(|(k, v)| (*k, Label(v.to_string()))));
+            l.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
             l
         };
 
@@ -238,7 +147,15 @@ impl Collector for SnapshotCollector {
             "Time requests waited in the gate's queue before starting (0 when admitted at once).",
             MetricType::Histogram,
         );
-        wait.push(base(), Value::Histogram(&g.wait));
+        wait.push(
+            base(),
+            Value::Histogram {
+                bounds: &WAIT_BUCKETS,
+                counts: &g.wait.buckets,
+                sum_seconds: g.wait.sum_seconds,
+                count: g.wait.count,
+            },
+        );
 
         for f in [
             &threads,
@@ -264,6 +181,7 @@ impl Collector for SnapshotCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::gate::WaitCounters;
     use crate::worker::threadpool::Injections;
     use std::collections::BTreeMap;
 
