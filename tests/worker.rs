@@ -105,6 +105,17 @@ impl Worker {
         send(&self.addr, get_req(path)).await
     }
 
+    async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        send(&self.addr, get_with(path, headers)).await
+    }
+
+    /// `GET path` in the background, on its own connection (a request to hold the
+    /// worker busy while the test looks at its counters).
+    fn spawn_get(&self, path: &str) -> tokio::task::JoinHandle<Resp> {
+        let (addr, req) = (self.addr.clone(), get_req(path));
+        tokio::spawn(async move { send(&addr, req).await })
+    }
+
     async fn counters(&self) -> Value {
         let r = self.get("/.roost/counters").await;
         assert_eq!(r.status, StatusCode::OK);
@@ -298,22 +309,11 @@ async fn listen_address_and_identity_come_from_the_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_queue_limit_rejects_with_server_too_busy() {
     let w = Worker::unix(&["--request-queue-limit", "2"]);
-    let addr = w.addr.clone();
-    let slow: Vec<_> = (0..2)
-        .map(|_| {
-            let a = addr.clone();
-            tokio::spawn(async move { send(&a, get_req("/sleep?ms=3000")).await })
-        })
-        .collect();
+    let slow: Vec<_> = (0..2).map(|_| w.spawn_get("/sleep?ms=3000")).collect();
     w.wait_counters("2 requests in the worker", |c| n(c, "/gate/current") == 2)
         .await;
     // Three more while two are in: every one is refused at once.
-    let extra: Vec<_> = (0..3)
-        .map(|_| {
-            let a = addr.clone();
-            tokio::spawn(async move { send(&a, get_req("/sleep?ms=3000")).await })
-        })
-        .collect();
+    let extra: Vec<_> = (0..3).map(|_| w.spawn_get("/sleep?ms=3000")).collect();
     for e in extra {
         let r = e.await.unwrap();
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -336,11 +336,7 @@ async fn request_queue_limit_rejects_with_server_too_busy() {
 async fn executing_cap_queues_requests_in_fifo_order() {
     // One executing request at a time: 1 per CPU, 1 CPU.
     let w = Worker::unix(&["--cpus", "1", "--max-concurrent-requests-per-cpu", "1"]);
-    let addr = w.addr.clone();
-    let first = {
-        let a = addr.clone();
-        tokio::spawn(async move { send(&a, get_req("/sleep?ms=2000")).await })
-    };
+    let first = w.spawn_get("/sleep?ms=2000");
     w.wait_counters("the first request executing", |c| {
         n(c, "/gate/executing") == 1
     })
@@ -348,7 +344,7 @@ async fn executing_cap_queues_requests_in_fifo_order() {
     let start = Instant::now();
     let mut queued = Vec::new();
     for i in 0..3u64 {
-        let a = addr.clone();
+        let a = w.addr.clone();
         queued.push(tokio::spawn(async move {
             let r = send(&a, get_req("/sleep?ms=250")).await;
             assert_eq!(r.status, StatusCode::OK);
@@ -404,16 +400,12 @@ async fn executing_cap_queues_requests_in_fifo_order() {
 async fn thread_cap_queues_sync_requests_while_async_ones_go_on() {
     // One worker-pool thread may execute requests (1 per CPU, 1 CPU).
     let w = Worker::unix(&["--cpus", "1", "--max-concurrent-threads-per-cpu", "1"]);
-    let addr = w.addr.clone();
-    let long = {
-        let a = addr.clone();
-        tokio::spawn(async move { send(&a, get_req("/block?ms=2000")).await })
-    };
+    let long = w.spawn_get("/block?ms=2000");
     w.wait_counters("one sync request executing", |c| {
         n(c, "/gate/executing_threads") == 1
     })
     .await;
-    let short = tokio::spawn(async move { send(&addr, get_req("/block?ms=1")).await });
+    let short = w.spawn_get("/block?ms=1");
     w.wait_counters("the second sync request queued", |c| {
         n(c, "/gate/queued") == 1
     })
@@ -433,8 +425,7 @@ async fn a_queued_request_whose_client_leaves_is_dropped_from_the_queue() {
     let Addr::Unix(sock) = w.addr.clone() else {
         unreachable!()
     };
-    let addr = w.addr.clone();
-    let first = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=3000")).await });
+    let first = w.spawn_get("/sleep?ms=3000");
     w.wait_counters("one executing", |c| n(c, "/gate/executing") == 1)
         .await;
     // Raw clients send requests (one with a body it never finishes sending), wait until
@@ -474,17 +465,13 @@ async fn a_queued_request_whose_client_leaves_is_dropped_from_the_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedicated_pool_blocks_only_its_own_routes() {
     let w = Worker::unix(&["--thread-pool", "slow=1:1", "--route", "/block=slow"]);
-    let addr = w.addr.clone();
     // The one-thread pool runs one /block and queues the other.
-    let long = {
-        let a = addr.clone();
-        tokio::spawn(async move { send(&a, get_req("/block?ms=3000")).await })
-    };
+    let long = w.spawn_get("/block?ms=3000");
     w.wait_counters("the slow pool busy", |c| {
         n(c, "/worker_pools/slow/busy") == 1
     })
     .await;
-    let short = tokio::spawn(async move { send(&addr, get_req("/block?ms=1")).await });
+    let short = w.spawn_get("/block?ms=1");
     w.wait_counters("the slow pool saturated", |c| {
         n(c, "/worker_pools/slow/queued") == 1
     })
@@ -767,86 +754,62 @@ async fn static_app_serves_types_ranges_validators_and_compression() {
     assert_eq!(w.get("/../etc/passwd").await.status, StatusCode::NOT_FOUND);
 
     // Range: bytes 10..=19 of "0123456789..." and a suffix range.
-    let r = send(
-        &w.addr,
-        get_with("/digits.txt", &[("range", "bytes=10-19")]),
-    )
-    .await;
+    let r = w.get_with("/digits.txt", &[("range", "bytes=10-19")]).await;
     assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(&r.body[..], b"0123456789");
     assert_eq!(h(&r, "content-range"), "bytes 10-19/2000");
     assert_eq!(h(&r, "etag"), etag, "a part carries the file's tag");
-    let r = send(&w.addr, get_with("/digits.txt", &[("range", "bytes=-3")])).await;
+    let r = w.get_with("/digits.txt", &[("range", "bytes=-3")]).await;
     assert_eq!(
         (r.status, &r.body[..]),
         (StatusCode::PARTIAL_CONTENT, &b"789"[..])
     );
-    let r = send(
-        &w.addr,
-        get_with("/digits.txt", &[("range", "bytes=5000-")]),
-    )
-    .await;
+    let r = w.get_with("/digits.txt", &[("range", "bytes=5000-")]).await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
 
     // Conditional requests: 304 on a matching If-None-Match or a fresh If-Modified-Since.
-    let r = send(
-        &w.addr,
-        get_with("/digits.txt", &[("if-none-match", &etag)]),
-    )
-    .await;
+    let r = w.get_with("/digits.txt", &[("if-none-match", &etag)]).await;
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
     assert!(r.body.is_empty());
     assert_eq!(h(&r, "etag"), etag);
-    let r = send(
-        &w.addr,
-        get_with("/digits.txt", &[("if-none-match", "\"other\"")]),
-    )
-    .await;
+    let r = w
+        .get_with("/digits.txt", &[("if-none-match", "\"other\"")])
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = send(
-        &w.addr,
-        get_with("/digits.txt", &[("if-modified-since", &modified)]),
-    )
-    .await;
+    let r = w
+        .get_with("/digits.txt", &[("if-modified-since", &modified)])
+        .await;
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
     // If-None-Match wins over If-Modified-Since (RFC 9110): a changed tag means 200.
-    let r = send(
-        &w.addr,
-        get_with(
+    let r = w
+        .get_with(
             "/digits.txt",
             &[
                 ("if-none-match", "W/\"0-0\""),
                 ("if-modified-since", &modified),
             ],
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body.len(), 2000);
 
     // Compression when the client accepts it (and never for a range).
-    let r = send(
-        &w.addr,
-        get_with("/digits.txt", &[("accept-encoding", "gzip")]),
-    )
-    .await;
+    let r = w
+        .get_with("/digits.txt", &[("accept-encoding", "gzip")])
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(h(&r, "content-encoding"), "gzip");
     assert!(r.body.len() < 2000, "gzip shrinks repeated digits");
-    let r = send(
-        &w.addr,
-        get_with("/digits.txt", &[("accept-encoding", "br")]),
-    )
-    .await;
+    let r = w
+        .get_with("/digits.txt", &[("accept-encoding", "br")])
+        .await;
     assert_eq!(h(&r, "content-encoding"), "br");
-    let r = send(
-        &w.addr,
-        get_with(
+    let r = w
+        .get_with(
             "/digits.txt",
             &[("accept-encoding", "gzip"), ("range", "bytes=0-4")],
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(
         (r.status, &r.body[..]),
         (StatusCode::PARTIAL_CONTENT, &b"01234"[..])
@@ -875,6 +838,41 @@ fn static_app_needs_a_directory() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a directory"));
 }
 
+/// An in-process [`roost::worker::Worker`] serving a listener on the test's runtime.
+struct InProcess {
+    worker: roost::worker::Worker,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    fn serve(worker: &roost::worker::Worker, listener: roost::worker::Listener) -> InProcess {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let w = worker.clone();
+        let server = tokio::spawn(async move {
+            w.serve(listener, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        });
+        InProcess {
+            worker: worker.clone(),
+            stop,
+            server,
+        }
+    }
+
+    /// Shut the server down gracefully, then the worker's thread pools.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(DEADLINE, self.server)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap();
+        self.worker.shutdown_pools();
+    }
+}
+
 /// The code of `examples/custom_worker.rs`, served in-process.
 #[path = "../examples/custom_worker.rs"]
 #[allow(dead_code)]
@@ -893,16 +891,7 @@ async fn the_custom_worker_example_serves_each_kind_of_route_on_a_unix_socket() 
     let sock = dir.path().join("app.sock");
     let listen: Listen = format!("unix:{}", sock.display()).parse().unwrap();
     let listener = Listener::bind(&listen).await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let w = worker.clone();
-        tokio::spawn(async move {
-            w.serve(listener, async {
-                let _ = stop_rx.await;
-            })
-            .await
-        })
-    };
+    let server = InProcess::serve(&worker, listener);
     let addr = Addr::Unix(sock);
 
     let r = send(&addr, get_req("/greet?name=ada")).await;
@@ -939,12 +928,7 @@ async fn the_custom_worker_example_serves_each_kind_of_route_on_a_unix_socket() 
     assert_eq!(n(&c, "/worker_pools/default/completed"), 0);
     assert!(n(&c, "/gate/completed") >= 3);
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(DEADLINE, server)
-        .await
-        .expect("serve returns after shutdown")
-        .unwrap();
-    worker.shutdown_pools();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -961,8 +945,7 @@ async fn sigterm_finishes_the_in_flight_request_then_exits_0() {
     let Addr::Unix(sock) = w.addr.clone() else {
         unreachable!()
     };
-    let addr = w.addr.clone();
-    let in_flight = tokio::spawn(async move { send(&addr, get_req("/sleep?ms=700")).await });
+    let in_flight = w.spawn_get("/sleep?ms=700");
     w.wait_counters("the request executing", |c| n(c, "/gate/executing") == 1)
         .await;
     w.signal(nix::sys::signal::Signal::SIGTERM);
@@ -1021,16 +1004,7 @@ async fn a_rust_app_runs_on_the_same_machinery_in_process() {
     let Listen::Tcp(a) = listener.local().unwrap() else {
         unreachable!()
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let w = worker.clone();
-        tokio::spawn(async move {
-            w.serve(listener, async {
-                let _ = stop_rx.await;
-            })
-            .await
-        })
-    };
+    let server = InProcess::serve(&worker, listener);
     let addr = Addr::Tcp(a.to_string());
     let req = Request::post("/report")
         .header("host", "w")
@@ -1051,12 +1025,7 @@ async fn a_rust_app_runs_on_the_same_machinery_in_process() {
         send(&addr, get_req("/nothing")).await.status,
         StatusCode::NOT_FOUND
     );
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(DEADLINE, server)
-        .await
-        .expect("serve returns after shutdown")
-        .unwrap();
-    worker.shutdown_pools();
+    server.stop().await;
 }
 
 /// Rough numbers for the report, not a pass/fail test:
@@ -1116,8 +1085,7 @@ async fn load_numbers() {
 
     // ServerTooBusy: one /hang fills requestQueueLimit=1, everything else is refused.
     let w = Worker::unix(&["--request-queue-limit", "1"]);
-    let a = w.addr.clone();
-    let _hang = tokio::spawn(async move { send(&a, get_req("/hang")).await });
+    let _hang = w.spawn_get("/hang");
     w.wait_counters("the hang admitted", |c| n(c, "/gate/current") == 1)
         .await;
     report(
