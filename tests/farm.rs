@@ -90,6 +90,15 @@ impl Srv {
         Srv::start_on(name, "127.0.0.1:0", None).await
     }
 
+    /// One plain server per name, in order.
+    async fn start_all<const N: usize>(names: [&str; N]) -> [Srv; N] {
+        let mut all = Vec::with_capacity(N);
+        for name in names {
+            all.push(Srv::start(name).await);
+        }
+        all.try_into().unwrap_or_else(|_| unreachable!())
+    }
+
     async fn start_on(name: &str, bind: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Srv {
         let listener = TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -209,6 +218,15 @@ impl TestFarm {
             .unwrap_or_else(|| panic!("no server {addr}"))
     }
 
+    /// Wait (up to 5 s) until server `addr`'s state satisfies `pred`.
+    async fn wait_server(&self, addr: &str, pred: impl Fn(&farm::ServerState) -> bool) {
+        assert!(
+            eventually(Duration::from_secs(5), || pred(&self.server(addr))).await,
+            "{:?}",
+            self.server(addr)
+        );
+    }
+
     async fn client(&self) -> Client {
         Client {
             tx: support::h1(self.addr).await,
@@ -290,11 +308,7 @@ async fn tally(c: &mut Client, n: usize, path: &str) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn round_robin_is_smooth_and_weighted() {
-    let (a, b, c) = (
-        Srv::start("a").await,
-        Srv::start("b").await,
-        Srv::start("c").await,
-    );
+    let [a, b, c] = Srv::start_all(["a", "b", "c"]).await;
     let f = TestFarm::start(&format!(
         "{}      loadBalancing: roundRobin\n",
         servers_yaml(&[(&a, "weight: 2"), (&b, ""), (&c, "")])
@@ -334,11 +348,7 @@ async fn least_requests_avoids_the_busy_server() {
 
 #[tokio::test]
 async fn power_of_two_choices_never_picks_the_busiest_and_spreads_the_rest() {
-    let (a, b, c) = (
-        Srv::start("a").await,
-        Srv::start("b").await,
-        Srv::start("c").await,
-    );
+    let [a, b, c] = Srv::start_all(["a", "b", "c"]).await;
     let f = TestFarm::start(&format!(
         "{}      loadBalancing: powerOfTwoChoices\n",
         servers_yaml(&[(&a, ""), (&b, ""), (&c, "")])
@@ -415,12 +425,7 @@ async fn hash_map_of(f: &TestFarm, keys: &[String]) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn hash_on_a_header_is_sticky_and_consistent_when_a_server_joins() {
-    let srvs = [
-        Srv::start("a").await,
-        Srv::start("b").await,
-        Srv::start("c").await,
-        Srv::start("d").await,
-    ];
+    let srvs = Srv::start_all(["a", "b", "c", "d"]).await;
     let three: Vec<(&Srv, &str)> = srvs[..3].iter().map(|s| (s, "")).collect();
     let four: Vec<(&Srv, &str)> = srvs.iter().map(|s| (s, "")).collect();
     let lb = "      loadBalancing: hash\n      hashKey: {header: x-user}\n";
@@ -455,11 +460,7 @@ async fn hash_on_a_header_is_sticky_and_consistent_when_a_server_joins() {
 
 #[tokio::test]
 async fn hash_on_cookie_query_and_client_address() {
-    let (a, b, c) = (
-        Srv::start("a").await,
-        Srv::start("b").await,
-        Srv::start("c").await,
-    );
+    let [a, b, c] = Srv::start_all(["a", "b", "c"]).await;
     let servers = servers_yaml(&[(&a, ""), (&b, ""), (&c, "")]);
     // Cookie.
     let f = TestFarm::start(&format!(
@@ -543,18 +544,12 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
     ))
     .await;
     let bname = b.addr.to_string();
-    assert!(
-        eventually(Duration::from_secs(5), || f
-            .server(&bname)
-            .last_check
-            .is_some())
-        .await
-    );
+    f.wait_server(&bname, |s| s.last_check.is_some()).await;
     assert!(f.server(&bname).healthy);
 
     b.health.store(500, Ordering::SeqCst);
     let t0 = std::time::Instant::now();
-    assert!(eventually(Duration::from_secs(5), || !f.server(&bname).healthy).await);
+    f.wait_server(&bname, |s| !s.healthy).await;
     eprintln!(
         "health: out {:?} after its check started failing (interval 100ms, threshold 2)",
         t0.elapsed()
@@ -570,7 +565,7 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
 
     b.health.store(200, Ordering::SeqCst);
     let t0 = std::time::Instant::now();
-    assert!(eventually(Duration::from_secs(5), || f.server(&bname).healthy).await);
+    f.wait_server(&bname, |s| s.healthy).await;
     eprintln!(
         "health: back {:?} after its check passed again",
         t0.elapsed()
@@ -603,11 +598,7 @@ async fn health_check_takes_a_server_out_and_slow_start_brings_it_back() {
 
 #[tokio::test]
 async fn backup_servers_serve_only_while_no_primary_is_healthy() {
-    let (a, b, backup) = (
-        Srv::start("a").await,
-        Srv::start("b").await,
-        Srv::start("backup").await,
-    );
+    let [a, b, backup] = Srv::start_all(["a", "b", "backup"]).await;
     let f = TestFarm::start(&format!(
         "{}      healthCheck: {{path: /health, interval: 100ms, unhealthyThreshold: 1, healthyThreshold: 1}}\n",
         servers_yaml(&[(&a, ""), (&b, ""), (&backup, "backup: true")])
@@ -618,33 +609,18 @@ async fn backup_servers_serve_only_while_no_primary_is_healthy() {
     assert_eq!(t.get("backup"), None, "{t:?}");
     // One primary down: the other primary takes everything.
     a.health.store(503, Ordering::SeqCst);
-    assert!(
-        eventually(Duration::from_secs(5), || !f
-            .server(&a.addr.to_string())
-            .healthy)
-        .await
-    );
+    f.wait_server(&a.addr.to_string(), |s| !s.healthy).await;
     let t = tally(&mut cl, 10, "/").await;
     assert_eq!(t["b"], 10, "{t:?}");
     // Both down: the backup serves.
     b.health.store(503, Ordering::SeqCst);
-    assert!(
-        eventually(Duration::from_secs(5), || !f
-            .server(&b.addr.to_string())
-            .healthy)
-        .await
-    );
+    f.wait_server(&b.addr.to_string(), |s| !s.healthy).await;
     let t = tally(&mut cl, 10, "/").await;
     assert_eq!(t["backup"], 10, "{t:?}");
     assert!(f.server(&backup.addr.to_string()).backup);
     // A primary returns: the backup is idle again.
     a.health.store(200, Ordering::SeqCst);
-    assert!(
-        eventually(Duration::from_secs(5), || f
-            .server(&a.addr.to_string())
-            .healthy)
-        .await
-    );
+    f.wait_server(&a.addr.to_string(), |s| s.healthy).await;
     let t = tally(&mut cl, 10, "/").await;
     assert_eq!(t["a"], 10, "{t:?}");
 }
@@ -660,13 +636,9 @@ async fn health_check_response_match_and_status_range() {
     let name = a.addr.to_string();
     // 299 is outside 200-204.
     a.health.store(299, Ordering::SeqCst);
-    assert!(
-        eventually(Duration::from_secs(5), || f.server(&name).state
-            == "unhealthy")
-        .await
-    );
+    f.wait_server(&name, |s| s.state == "unhealthy").await;
     a.health.store(200, Ordering::SeqCst);
-    assert!(eventually(Duration::from_secs(5), || f.server(&name).healthy).await);
+    f.wait_server(&name, |s| s.healthy).await;
 }
 
 #[tokio::test]
@@ -692,7 +664,7 @@ async fn consecutive_failures_eject_a_server_for_a_while() {
     assert!(!st.healthy);
     // The ejection ends by itself; b is tried again (and, still failing, goes out for
     // twice as long).
-    assert!(eventually(Duration::from_secs(5), || f.server(&bname).healthy).await);
+    f.wait_server(&bname, |s| s.healthy).await;
     for _ in 0..10 {
         cl.get("/").await;
     }
@@ -794,39 +766,39 @@ async fn drained_server_finishes_in_flight_requests_and_gets_no_new_ones() {
 // ---------------------------------------------------------------------------------------
 // Retries
 
-#[tokio::test]
-async fn a_request_never_sent_is_retried_on_another_server() {
-    let a = Srv::start("a").await;
-    let dead = dead_port().await;
+/// A farm of a dead address, then server `a` (then the farm keys `extra`), after ten
+/// requests that all reached `a`; the dead address.
+async fn after_a_dead_server(a: &Srv, extra: &str) -> (TestFarm, Client, String) {
+    let dead = format!("127.0.0.1:{}", dead_port().await);
     let f = TestFarm::start(&format!(
-        "      servers:\n        - {{address: \"127.0.0.1:{dead}\"}}\n        - {{address: \"{}\"}}\n",
+        "      servers:\n        - {{address: \"{dead}\"}}\n        - {{address: \"{}\"}}\n{extra}",
         a.addr
     ))
     .await;
     let mut cl = f.client().await;
     let t = tally(&mut cl, 10, "/").await;
     assert_eq!(t["a"], 10);
-    let st = f.server(&format!("127.0.0.1:{dead}"));
+    (f, cl, dead)
+}
+
+#[tokio::test]
+async fn a_request_never_sent_is_retried_on_another_server() {
+    let a = Srv::start("a").await;
+    let (f, _, dead) = after_a_dead_server(&a, "").await;
+    let st = f.server(&dead);
     assert!(st.failed >= 1, "{st:?}");
 }
 
 #[tokio::test]
 async fn connect_failures_eject_a_dead_server() {
     let a = Srv::start("a").await;
-    let dead = dead_port().await;
-    let f = TestFarm::start(&format!(
-        "      servers:\n        - {{address: \"127.0.0.1:{dead}\"}}\n        - {{address: \"{}\"}}\n      outlierDetection: {{consecutiveFailures: 2, baseEjectionTime: 30s}}\n",
-        a.addr
-    ))
-    .await;
-    let mut cl = f.client().await;
-    let t = tally(&mut cl, 10, "/").await;
-    assert_eq!(t["a"], 10);
-    let st = f.server(&format!("127.0.0.1:{dead}"));
+    let od = "      outlierDetection: {consecutiveFailures: 2, baseEjectionTime: 30s}\n";
+    let (f, mut cl, dead) = after_a_dead_server(&a, od).await;
+    let st = f.server(&dead);
     assert_eq!((st.state, st.failed), ("ejected", 2), "{st:?}");
     // Ejected: not even tried any more.
     tally(&mut cl, 10, "/").await;
-    assert_eq!(f.server(&format!("127.0.0.1:{dead}")).failed, 2);
+    assert_eq!(f.server(&dead).failed, 2);
 }
 
 #[tokio::test]
