@@ -5,9 +5,11 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use roost::upstream::{Client, Endpoint, UpstreamError};
+use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 fn client(port: u16) -> Client {
     Client::new(
@@ -42,6 +44,24 @@ async fn read_request(s: &mut TcpStream, extra: usize) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Read one request (and `extra` body bytes) from `s`, then write `reply`; the request.
+async fn answer(s: &mut TcpStream, extra: usize, reply: &[u8]) -> String {
+    let request = read_request(s, extra).await;
+    s.write_all(reply).await.unwrap();
+    request
+}
+
+/// A scripted member on `127.0.0.1:0` (`script` gets its listener) and a client for it.
+async fn scripted_member<T, F>(script: impl FnOnce(TcpListener) -> F) -> (Client, JoinHandle<T>)
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let c = client(l.local_addr().unwrap().port());
+    (c, tokio::spawn(script(l)))
+}
+
 fn get(path: &str) -> http::Request<roost::body::Body> {
     http::Request::get(path)
         .header("host", "m")
@@ -55,9 +75,7 @@ async fn body_of(resp: http::Response<roost::upstream::UpstreamBody>) -> Bytes {
 
 #[tokio::test]
 async fn chunked_head_204_and_length_responses_reuse_one_connection() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let member = tokio::spawn(async move {
+    let (c, member) = scripted_member(|l| async move {
         let (mut s, _) = l.accept().await.unwrap();
         let answers: [&[u8]; 4] = [
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\nT: 1\r\n\r\n",
@@ -67,12 +85,11 @@ async fn chunked_head_204_and_length_responses_reuse_one_connection() {
         ];
         let mut heads = Vec::new();
         for a in answers {
-            heads.push(read_request(&mut s, 0).await);
-            s.write_all(a).await.unwrap();
+            heads.push(answer(&mut s, 0, a).await);
         }
         heads
-    });
-    let c = client(port);
+    })
+    .await;
     let r = c.send(get("/chunked")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(body_of(r).await, "hello, world");
@@ -121,15 +138,12 @@ async fn chunked_head_204_and_length_responses_reuse_one_connection() {
 
 #[tokio::test]
 async fn a_body_without_length_is_read_to_close_and_not_pooled() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
+    let (c, _) = scripted_member(|l| async move {
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil").await.unwrap();
+        answer(&mut s, 0, b"HTTP/1.1 200 OK\r\n\r\nuntil").await;
         s.write_all(b" the end").await.unwrap();
-    });
-    let c = client(port);
+    })
+    .await;
     let r = c.send(get("/")).await.unwrap();
     assert_eq!(body_of(r).await, "until the end");
     assert_eq!(c.idle_connections(), 0);
@@ -137,22 +151,15 @@ async fn a_body_without_length_is_read_to_close_and_not_pooled() {
 
 #[tokio::test]
 async fn request_bodies_are_framed_by_length_or_chunked() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let member = tokio::spawn(async move {
+    let (c, member) = scripted_member(|l| async move {
         let (mut s, _) = l.accept().await.unwrap();
-        let sized = read_request(&mut s, 5).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .await
-            .unwrap();
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let sized = answer(&mut s, 5, ok).await;
         // "ab" and "cde" as chunks, then the last chunk.
-        let chunked = read_request(&mut s, "2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n".len()).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .await
-            .unwrap();
+        let chunked = answer(&mut s, "2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n".len(), ok).await;
         (sized, chunked)
-    });
-    let c = client(port);
+    })
+    .await;
     let req = http::Request::post("/sized")
         .header("host", "m")
         .body(roost::body::full("hello"))
@@ -197,40 +204,26 @@ fn tokio_stream_from<T>(
 
 #[tokio::test]
 async fn keep_alive_race_a_closed_pooled_connection_is_not_an_error() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let member = tokio::spawn(async move {
+    let (c, member) = scripted_member(|l| async move {
         // First connection: answer, then close while it sits in roost's pool.
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
-            .await
-            .unwrap();
+        answer(&mut s, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na").await;
         drop(s);
         // Second connection: roost must open it for the next request (whether it saw
         // the close on checkout or found out by the request getting no answer).
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb")
-            .await
-            .unwrap();
+        answer(&mut s, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb").await;
         // Then on the same connection: answer /3, read /4 and close without answering
         // (the race proper).
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc")
-            .await
-            .unwrap();
+        answer(&mut s, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc").await;
         let unanswered = read_request(&mut s, 0).await;
         drop(s);
         // Fourth: the same request again, on a fresh connection.
         let (mut s, _) = l.accept().await.unwrap();
-        let retried = read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nd")
-            .await
-            .unwrap();
+        let retried = answer(&mut s, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nd").await;
         (unanswered, retried)
-    });
-    let c = client(port);
+    })
+    .await;
     assert_eq!(body_of(c.send(get("/1")).await.unwrap()).await, "a");
     // Whether or not the member's close has reached the pool yet (checked on checkout, or
     // found out when the reused connection answers nothing), the request is answered.
@@ -246,18 +239,13 @@ async fn keep_alive_race_a_closed_pooled_connection_is_not_an_error() {
 
 #[tokio::test]
 async fn a_post_on_a_connection_that_dies_unanswered_is_not_retried() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
+    let (c, _) = scripted_member(|l| async move {
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .await
-            .unwrap();
+        answer(&mut s, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
         read_request(&mut s, 2).await;
         drop(s);
-    });
-    let c = client(port);
+    })
+    .await;
     c.send(get("/")).await.unwrap();
     let req = http::Request::post("/pay")
         .header("host", "m")
@@ -272,47 +260,39 @@ async fn a_post_on_a_connection_that_dies_unanswered_is_not_retried() {
 
 #[tokio::test]
 async fn malformed_member_answers_are_errors_not_panics() {
-    for answer in [
+    for reply in [
         &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"[..],
         b"NOT HTTP\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     ] {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        tokio::spawn(async move {
+        let (c, _) = scripted_member(|l| async move {
             let (mut s, _) = l.accept().await.unwrap();
-            read_request(&mut s, 0).await;
-            s.write_all(answer).await.unwrap();
+            answer(&mut s, 0, reply).await;
             // Hold the connection so an error cannot come from the close.
             tokio::time::sleep(Duration::from_secs(5)).await;
-        });
-        let c = client(port);
+        })
+        .await;
         let outcome = match c.send(get("/")).await {
             Err(_) => true,
             Ok(r) => r.into_body().collect().await.is_err(),
         };
-        assert!(outcome, "{:?} must fail", String::from_utf8_lossy(answer));
+        assert!(outcome, "{:?} must fail", String::from_utf8_lossy(reply));
         assert_eq!(c.idle_connections(), 0);
     }
 }
 
 #[tokio::test]
 async fn switching_protocols_gives_the_connection_with_its_early_bytes() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
+    let (c, _) = scripted_member(|l| async move {
         let (mut s, _) = l.accept().await.unwrap();
-        read_request(&mut s, 0).await;
-        s.write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nhi!",
-        )
-        .await
-        .unwrap();
+        let switch =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nhi!";
+        answer(&mut s, 0, switch).await;
         let mut buf = [0u8; 4];
         s.read_exact(&mut buf).await.unwrap();
         s.write_all(&buf).await.unwrap();
-    });
-    let c = client(port);
+    })
+    .await;
     let req = http::Request::get("/ws")
         .header("host", "m")
         .header("connection", "upgrade")
