@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the front's per-request work: routing lookup (1, 100,
-//! 10,000 applications), pool admit/release with and without contention, and header
-//! rewriting. Run: `cargo bench --bench micro`.
+//! 10,000 applications), pool admit/release with and without contention, header
+//! rewriting, and the upstream HTTP/1.1 codec (request head out, response head in).
+//! Run: `cargo bench --bench micro`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderValue, Request};
@@ -8,6 +9,7 @@ use roost::config::model::{Application, Site};
 use roost::front::headers;
 use roost::front::router::HostRouter;
 use roost::pool::{Member, PickKey, Pool};
+use roost::upstream::h1;
 use std::net::{IpAddr, Ipv4Addr};
 
 fn site(apps: usize) -> Site {
@@ -123,6 +125,48 @@ fn header_rewrite(c: &mut Criterion) {
             headers::drop_underscore_headers(h);
             headers::add_forwarded(h, Some("www.example.com"), client, false);
             black_box(h.len())
+        })
+    });
+    // What the proxy does per request since the forwarding headers moved into the
+    // upstream encoder: the same checks, then the request head written for the member.
+    let head = Request::get("/index.html?q=1")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let mut out = Vec::with_capacity(1024);
+    c.bench_function("headers/validate_and_encode_head", |b| {
+        b.iter(|| {
+            let mut req = Request::new(());
+            *req.headers_mut() = base.clone();
+            headers::validate(&req).unwrap();
+            let h = req.headers_mut();
+            headers::strip_hop_by_hop(h, false);
+            headers::drop_underscore_headers(h);
+            let fwd = headers::forwarding(h, Some("www.example.com"), client, false);
+            out.clear();
+            h1::encode_request_head(
+                &mut out,
+                &head.method,
+                "/index.html?q=1",
+                h,
+                Some(&fwd),
+                true,
+                Some(0),
+            );
+            black_box(out.len())
+        })
+    });
+    let raw: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n\
+        content-length: 5\r\ndate: Thu, 26 Nov 2026 12:13:06 GMT\r\n\r\nhello";
+    let mut scratch = h1::ParseScratch::default();
+    c.bench_function("upstream/parse_response_head", |b| {
+        b.iter(|| {
+            let mut buf = bytes::BytesMut::from(raw);
+            let head = h1::parse_response(&mut buf, &http::Method::GET, &mut scratch)
+                .unwrap()
+                .unwrap();
+            black_box(head.headers.len())
         })
     });
 }

@@ -310,3 +310,43 @@ async fn switching_protocols_gives_the_connection_with_its_early_bytes() {
     up.read_exact(&mut got).await.unwrap();
     assert_eq!(&got, b"ping");
 }
+
+#[tokio::test]
+async fn an_early_answer_while_the_upload_is_pending_is_returned_and_not_pooled() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        // Refuse the upload on sight of its head, before any of the body.
+        read_request(&mut s, 0).await;
+        s.write_all(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!",
+        )
+        .await
+        .unwrap();
+    });
+    let c = client(port);
+    // A body that never ends: only an answer that does not wait for it can come back.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
+    tx.send(Ok(http_body::Frame::data(Bytes::from("x".repeat(1000)))))
+        .await
+        .unwrap();
+    let stream = http_body_util::StreamBody::new(tokio_stream_from(rx));
+    let req = http::Request::post("/upload")
+        .header("host", "m")
+        .header("content-length", "1000000")
+        .body(roost::body::boxed(stream))
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), c.send(req))
+        .await
+        .expect("the 413 must not wait for the body")
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    drop(tx);
+    assert_eq!(body_of(r).await, "big!");
+    assert_eq!(
+        c.idle_connections(),
+        0,
+        "a connection left mid-request is not reused"
+    );
+}

@@ -2,11 +2,11 @@
 # Instructions per proxied request in the front's user space, counted by callgrind:
 # deterministic, so two builds can be compared on a busy machine where req/s cannot.
 #
-#   bash benches/load/callgrind.sh [ROOST_BIN] [NAME]
+#   bash benches/load/callgrind.sh [ROOST_BIN] [NAME]      (CONNS=16 connections by default)
 #
 # Starts `roost worker --app demo` as the backend and `roost serve` (a farm pool over it)
 # under `valgrind --tool=callgrind --instr-atstart=no`, warms up for 2 s, switches
-# instrumentation on for a 10 s `wrk -c16` run, and prints requests, total Ir and Ir per
+# instrumentation on for a 10 s `wrk -c$CONNS` run, and prints requests, total Ir and Ir per
 # request. The profile stays in $OUT_DIR (default /tmp) for `callgrind_annotate`.
 set -euo pipefail
 
@@ -14,6 +14,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${1:-$root/target/release/roost}"
 name="${2:-roost}"
+conns="${CONNS:-16}"
 out_dir="${OUT_DIR:-/tmp}"
 command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -52,9 +53,9 @@ for _ in $(seq 1 300); do
     curl -sf -o /dev/null -H 'Host: bench' "http://127.0.0.1:$front_port/" && break
     sleep 0.2
 done
-wrk -t1 -c16 -d2s -H 'Host: bench' "http://127.0.0.1:$front_port/" >/dev/null
+wrk -t1 -c"$conns" -d2s -H 'Host: bench' "http://127.0.0.1:$front_port/" >/dev/null
 callgrind_control -i on "$front" >/dev/null 2>&1
-wrk -t1 -c16 -d10s -H 'Host: bench' "http://127.0.0.1:$front_port/" >"$dir/wrk.txt"
+wrk -t1 -c"$conns" -d10s -H 'Host: bench' "http://127.0.0.1:$front_port/" >"$dir/wrk.txt"
 callgrind_control -i off "$front" >/dev/null 2>&1
 callgrind_control -d "$front" >/dev/null 2>&1
 sleep 1

@@ -9,7 +9,7 @@
 
 mod client;
 mod connector;
-mod h1;
+pub mod h1;
 
 pub use client::{Client, ForwardError, Upgraded, UpstreamBody, UpstreamError};
 pub use connector::Endpoint;
