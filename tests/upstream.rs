@@ -313,19 +313,14 @@ async fn switching_protocols_gives_the_connection_with_its_early_bytes() {
 
 #[tokio::test]
 async fn an_early_answer_while_the_upload_is_pending_is_returned_and_not_pooled() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
+    let (c, _) = scripted_member(|l| async move {
         let (mut s, _) = l.accept().await.unwrap();
         // Refuse the upload on sight of its head, before any of the body.
-        read_request(&mut s, 0).await;
-        s.write_all(
-            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!",
-        )
-        .await
-        .unwrap();
-    });
-    let c = client(port);
+        let refusal =
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!";
+        answer(&mut s, 0, refusal).await;
+    })
+    .await;
     // A body that never ends: only an answer that does not wait for it can come back.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
     tx.send(Ok(http_body::Frame::data(Bytes::from("x".repeat(1000)))))
