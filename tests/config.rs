@@ -32,6 +32,14 @@ fn line_of(yaml: &str, needle: &str) -> usize {
         + 1
 }
 
+/// The message of the problem at `path`, which must be there.
+fn message<'a>(errs: &'a ConfigErrors, path: &str) -> &'a str {
+    &errs
+        .find(path)
+        .unwrap_or_else(|| panic!("no problem at {path}; got:\n{errs}"))
+        .message
+}
+
 /// The problem at `path`, checked to mention `text` and sit on the line holding `needle`.
 fn expect<'a>(
     errs: &'a ConfigErrors,
@@ -53,6 +61,14 @@ fn expect<'a>(
     assert!(col >= 1);
     assert_eq!(p.file, "test.yaml");
     p
+}
+
+/// One site `s` on `:80` sending everything to the pool `name`, whose keys are
+/// `pool_keys` (indented four spaces).
+fn one_pool(name: &str, pool_keys: &str) -> String {
+    format!(
+        "sites:\n  - name: s\n    bindings: [{{listen: ':80'}}]\n    applications: [{{path: /, pool: {name}}}]\npools:\n  {name}:\n{pool_keys}"
+    )
 }
 
 /// A valid document to break one piece at a time.
@@ -1106,32 +1122,12 @@ pools:
     farm: {servers: []}
 ";
     let e = errors(yaml);
-    assert!(e
-        .find("sites[0].name")
-        .unwrap()
-        .message
-        .contains("needs a name"));
-    assert!(e
-        .find("sites[0].bindings")
-        .unwrap()
-        .message
-        .contains("at least one binding"));
-    assert!(e
-        .find("sites[0].applications[0].path")
-        .unwrap()
-        .message
-        .contains("needs a `path`"));
-    assert!(e
-        .find("pools.p.farm.servers")
-        .unwrap()
-        .message
-        .contains("at least one server"));
+    assert!(message(&e, "sites[0].name").contains("needs a name"));
+    assert!(message(&e, "sites[0].bindings").contains("at least one binding"));
+    assert!(message(&e, "sites[0].applications[0].path").contains("needs a `path`"));
+    assert!(message(&e, "pools.p.farm.servers").contains("at least one server"));
     let empty = errors("");
-    assert!(empty
-        .find("sites")
-        .unwrap()
-        .message
-        .contains("at least one site"));
+    assert!(message(&empty, "sites").contains("at least one site"));
     let comments = errors("# nothing here\n");
     assert_eq!(comments.problems.len(), 1);
 }
@@ -1339,16 +1335,7 @@ pools:
 
 #[test]
 fn keys_one_level_too_high_say_where_they_belong() {
-    let yaml = "\
-sites:
-  - name: s
-    bindings: [{listen: ':80'}]
-    applications: [{path: /, pool: p}]
-pools:
-  p:
-    maxProcesses: 2
-    rapidFailProtection: false
-";
+    let yaml = &one_pool("p", "    maxProcesses: 2\n    rapidFailProtection: false\n");
     let e = errors(yaml);
     expect(
         &e,
@@ -1381,15 +1368,10 @@ fn iis_timespan_durations_are_accepted() {
 
 #[test]
 fn environment_can_set_a_worker_environment_variable() {
-    let yaml = "\
-sites:
-  - name: s
-    bindings: [{listen: ':80'}]
-    applications: [{path: /, pool: app}]
-pools:
-  app:
-    processModel: {command: /bin/true, env: {MODE: prod}}
-";
+    let yaml = &one_pool(
+        "app",
+        "    processModel: {command: /bin/true, env: {MODE: prod}}\n",
+    );
     let env = [
         ("ROOST_POOLS__APP__PROCESSMODEL__ENV__RUST_LOG", "debug"),
         ("ROOST_POOLS__APP__PROCESSMODEL__ENV__MODE", "test"),
