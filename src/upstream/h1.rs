@@ -292,6 +292,11 @@ pub fn parse_response(
             };
             headers.append(name, value);
         }
+        if te && length.is_some() {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and a proxy must
+            // not pass the length on (the client would frame the body by it).
+            headers.remove(header::CONTENT_LENGTH);
+        }
         let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
             RespFraming::Upgrade
         } else if *method == Method::HEAD
@@ -550,6 +555,16 @@ mod tests {
             Method::GET,
         );
         assert_eq!(h.framing, RespFraming::Chunked);
+
+        let (h, _) = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(h.framing, RespFraming::Chunked);
+        assert!(
+            !h.headers.contains_key(header::CONTENT_LENGTH),
+            "a length beside chunked is not passed on"
+        );
 
         let (h, _) = parse(b"HTTP/1.1 200 OK\r\n\r\n", Method::GET);
         assert_eq!(h.framing, RespFraming::Eof);
