@@ -105,12 +105,20 @@ fn dash(s: Option<&str>) -> String {
     }
 }
 
+/// When the request arrived: the record keeps only its duration (the request path reads
+/// the monotonic clock, not the wall clock), so the log works it out when it writes.
+fn started(r: &RequestRecord) -> std::time::SystemTime {
+    std::time::SystemTime::now()
+        .checked_sub(r.elapsed)
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
 fn user_agent(r: &RequestRecord) -> Option<&str> {
     r.user_agent.as_ref().and_then(|v| v.to_str().ok())
 }
 
 fn w3c_line(r: &RequestRecord) -> String {
-    let ts = humantime::format_rfc3339_millis(r.start).to_string();
+    let ts = humantime::format_rfc3339_millis(started(r)).to_string();
     let (date, time) = ts
         .trim_end_matches('Z')
         .split_once('T')
@@ -139,7 +147,7 @@ fn w3c_line(r: &RequestRecord) -> String {
 
 fn json_line(r: &RequestRecord) -> String {
     let v = serde_json::json!({
-        "time": humantime::format_rfc3339_millis(r.start).to_string(),
+        "time": humantime::format_rfc3339_millis(started(r)).to_string(),
         "method": r.method.as_str(),
         "path": r.target.path(),
         "query": r.target.query(),

@@ -81,7 +81,10 @@ impl Activity {
     /// Mark a request in flight until the guard drops (the response body finished).
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight {
+            activity: self.clone(),
+            done_at: None,
+        }
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -93,13 +96,27 @@ impl Activity {
     }
 }
 
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight {
+    activity: Arc<Activity>,
+    /// When the request ended, if the holder knows it (saves a clock read).
+    done_at: Option<Instant>,
+}
+
+impl InFlight {
+    pub fn done_at(&mut self, at: Instant) {
+        self.done_at = Some(at);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let a = &self.0;
+        let a = &self.activity;
+        let done = self.done_at.map_or_else(
+            || a.start.elapsed(),
+            |at| at.saturating_duration_since(a.start),
+        );
         a.last_done_ms
-            .store(a.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            .store(done.as_millis() as u64, Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -97,6 +97,7 @@ impl Registry {
         pool: Arc<str>,
         method: Method,
         url: PathAndQuery,
+        start: Instant,
     ) -> Registered {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Arc::new(Entry {
@@ -104,7 +105,7 @@ impl Registry {
             pool,
             method,
             url,
-            start: Instant::now(),
+            start,
             state: AtomicU8::new(QUEUED),
             pid: AtomicU32::new(0),
         });
@@ -160,8 +161,18 @@ mod tests {
     #[test]
     fn register_list_and_remove_on_drop() {
         let r = Arc::new(Registry::default());
-        let a = r.register("web".into(), Method::GET, PathAndQuery::from_static("/a"));
-        let b = r.register("api".into(), Method::POST, PathAndQuery::from_static("/b"));
+        let a = r.register(
+            "web".into(),
+            Method::GET,
+            PathAndQuery::from_static("/a"),
+            Instant::now(),
+        );
+        let b = r.register(
+            "api".into(),
+            Method::POST,
+            PathAndQuery::from_static("/b"),
+            Instant::now(),
+        );
         b.entry.set_executing(Some(42));
         let list = r.list();
         assert_eq!(list.len(), 2);

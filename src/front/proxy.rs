@@ -40,7 +40,6 @@ pub struct ConnInfo {
 /// copies no string.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    pub start: std::time::SystemTime,
     pub method: http::Method,
     /// Path and query as the client sent them.
     pub target: PathAndQuery,
@@ -94,7 +93,6 @@ pub(super) async fn handle(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut rec = RequestRecord {
-        start: std::time::SystemTime::now(),
         method: req.method().clone(),
         target: target.clone(),
         local: conn.local,
@@ -124,9 +122,10 @@ pub(super) async fn handle(
     let pool: Arc<Pool> = route.target.clone();
     drop(state);
     rec.pool = Some(pool.name_arc());
-    let registered = front
-        .inflight
-        .register(pool.name_arc(), rec.method.clone(), target.clone());
+    let registered =
+        front
+            .inflight
+            .register(pool.name_arc(), rec.method.clone(), target.clone(), started);
 
     // Farm pools: balancer key (hash, affinity cookie) and whether a 502/503 may be retried.
     let plan = crate::farm::request::plan(&pool, &req, conn.peer.ip());
@@ -165,9 +164,15 @@ pub(super) async fn handle(
         rec.worker_pid = lease.member().pid;
         registered.entry.set_executing(lease.member().pid);
         let client = lease.member().client.clone();
-        let sent_at = Instant::now();
-        let sent = tokio::time::timeout(
-            client.first_byte_timeout(),
+        // Clock reads cost ~30 ns each here (a few per request add up): a request that did
+        // not wait is sent at the time it started, and the timeout takes a deadline.
+        let sent_at = if lease.queue_wait().is_zero() && !tried_retry && !tried_status_retry {
+            started
+        } else {
+            Instant::now()
+        };
+        let sent = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(sent_at + client.first_byte_timeout()),
             client.forward(&parts, body, Some(&fwd)),
         )
         .await;
@@ -317,14 +322,19 @@ struct Done {
 impl Done {
     fn complete(&mut self, client_gone: bool) {
         if let Some(mut rec) = self.rec.take() {
-            rec.elapsed = self.started.elapsed();
+            // One clock read for the log, the pool's idle clock and the connection's.
+            let now = Instant::now();
+            rec.elapsed = now.saturating_duration_since(self.started);
             if client_gone && rec.reason.is_none() {
                 rec.reason = Some(Reason::ClientGone);
             }
             if !client_gone {
                 if let Some(l) = self.lease.as_mut() {
-                    l.complete();
+                    l.complete_at(now);
                 }
+            }
+            if let Some(f) = self._in_flight.as_mut() {
+                f.done_at(now);
             }
             self.front.record(&rec, Some(&self.pool));
         }

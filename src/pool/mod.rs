@@ -98,6 +98,8 @@ pub struct Lease {
     member: Arc<Member>,
     queue_wait: Duration,
     completed: bool,
+    /// When the request ended, if the holder knows it (saves a clock read).
+    done_at: Option<Instant>,
 }
 
 impl Lease {
@@ -114,11 +116,18 @@ impl Lease {
     pub fn complete(&mut self) {
         self.completed = true;
     }
+
+    /// [`Lease::complete`], with the time the request ended as the caller read it.
+    pub fn complete_at(&mut self, at: Instant) {
+        self.completed = true;
+        self.done_at = Some(at);
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.pool.release(&self.member, self.completed);
+        self.pool
+            .release(&self.member, self.completed, self.done_at);
     }
 }
 
@@ -260,8 +269,8 @@ impl Pool {
         }
     }
 
-    fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
+    fn touch_at(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.last_activity_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -296,8 +305,9 @@ impl Pool {
 
     /// Take a slot: at once if one is free and nobody waits, else in FIFO order.
     pub async fn acquire(self: &Arc<Self>, key: &PickKey) -> Result<Lease, Reason> {
+        // No idle-clock touch here: while a request is active or queued the pool is not
+        // idle, and its release touches it (one clock read per request, not two).
         self.counters.arrivals.fetch_add(1, Ordering::Relaxed);
-        self.touch();
         if let Some(reason) = self.state_rejection() {
             self.counters.reject(reason);
             return Err(reason);
@@ -391,15 +401,16 @@ impl Pool {
             member,
             queue_wait,
             completed: false,
+            done_at: None,
         }
     }
 
-    fn release(&self, member: &Arc<Member>, completed: bool) {
+    fn release(&self, member: &Arc<Member>, completed: bool, at: Option<Instant>) {
         self.counters.active.fetch_sub(1, Ordering::Relaxed);
         if completed {
             self.counters.completed.fetch_add(1, Ordering::Relaxed);
         }
-        self.touch();
+        self.touch_at(at.unwrap_or_else(Instant::now));
         let mut inner = self.inner.lock();
         member.give_slot(completed);
         self.dispatch(&mut inner);
