@@ -399,9 +399,13 @@ impl BodyWriter {
     fn poll(&mut self, conn: &mut Conn, body: &mut Body, cx: &mut Context<'_>) -> io::Result<()> {
         loop {
             if !self.pending.is_empty() {
-                let slices: Vec<io::IoSlice<'_>> =
-                    self.pending.iter().map(|b| io::IoSlice::new(b)).collect();
-                match Pin::new(&mut conn.io).poll_write_vectored(cx, &slices) {
+                // At most three pieces wait (chunk size, data, CRLF): no allocation per write.
+                let mut slices = [io::IoSlice::new(&[]); 4];
+                let n = self.pending.len().min(slices.len());
+                for (slot, b) in slices.iter_mut().zip(&self.pending) {
+                    *slot = io::IoSlice::new(b);
+                }
+                match Pin::new(&mut conn.io).poll_write_vectored(cx, &slices[..n]) {
                     Poll::Ready(Ok(0)) => {
                         self.stop(io::ErrorKind::WriteZero.into());
                         return Ok(());
