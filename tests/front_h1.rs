@@ -593,7 +593,6 @@ async fn missing_host_is_the_fronts_own_400_and_keeps_alive() {
 /// RFC 9112 §6.3: a request whose framing cannot be trusted is answered 400 and the
 /// connection closed, since what follows the head cannot be delimited reliably.
 #[tokio::test]
-#[ignore = "front bug (minor): a doubled `transfer-encoding: chunked` gets the front's 400 BadRequest but the connection stays open (hyper drained the body as chunked and accepts a next request)"]
 async fn doubled_transfer_encoding_is_400_and_closes() {
     let (be, f) = front_with_backend().await;
     let mut c = Conn::open(f.addr).await;

@@ -216,7 +216,7 @@ pin_project_lite::pin_project! {
     /// request. A waiting `watch::changed()` takes its `Notify`'s mutex on every poll (a
     /// lock shared by all connections) and a `Sleep` re-registers its waker, though
     /// neither has news unless its own waker fired.
-    struct WokenOnly<F> {
+    pub(super) struct WokenOnly<F> {
         #[pin]
         fut: F,
         signal: Arc<Signal>,
@@ -239,7 +239,7 @@ impl std::task::Wake for Signal {
 }
 
 impl<F> WokenOnly<F> {
-    fn new(fut: F) -> Self {
+    pub(super) fn new(fut: F) -> Self {
         WokenOnly {
             fut,
             signal: Arc::new(Signal {

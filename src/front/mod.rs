@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod connection;
+pub mod h1;
 pub mod headers;
 pub mod inflight;
 pub mod proxy;

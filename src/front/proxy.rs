@@ -16,7 +16,7 @@ use crate::upstream::{UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{header, Request, Response, StatusCode, Version};
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -68,23 +68,61 @@ pub struct Service {
     pub(super) activity: Arc<super::connection::Activity>,
 }
 
+/// A request being handled, as both servers hold it.
+pub type Pending =
+    Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
 impl hyper::service::Service<Request<Incoming>> for Service {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+    type Future = Pending;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
-        Box::pin(handle(self.front.clone(), *self.conn, in_flight, req))
+        Box::pin(handle(
+            self.front.clone(),
+            *self.conn,
+            Some(in_flight),
+            req.map(body::boxed),
+        ))
     }
 }
+
+/// The client's side of an upgrade: from hyper's server (HTTP/2 has none, but the type
+/// is shared) or from roost's own HTTP/1.1 server.
+enum ClientUpgrade {
+    Hyper(hyper::upgrade::OnUpgrade),
+    Own(super::h1::OnUpgrade),
+}
+
+impl ClientUpgrade {
+    fn take(req: &mut Request<Body>) -> ClientUpgrade {
+        match req.extensions_mut().remove::<super::h1::OnUpgrade>() {
+            Some(own) => ClientUpgrade::Own(own),
+            None => ClientUpgrade::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+
+    /// The client's connection, once the `101` has gone out.
+    async fn wait(self) -> Option<Box<dyn Tunnel>> {
+        match self {
+            ClientUpgrade::Hyper(on) => {
+                let c = on.await.ok()?;
+                Some(Box::new(hyper_util::rt::TokioIo::new(c)))
+            }
+            ClientUpgrade::Own(own) => Some(Box::new(own.wait().await?)),
+        }
+    }
+}
+
+trait Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Tunnel for T {}
 
 pub(super) async fn handle(
     front: Arc<Front>,
     conn: ConnInfo,
-    in_flight: InFlight,
-    mut req: Request<Incoming>,
+    in_flight: Option<InFlight>,
+    mut req: Request<Body>,
 ) -> Result<Response<Body>, BoxError> {
     let started = Instant::now();
     let target = req
@@ -131,7 +169,7 @@ pub(super) async fn handle(
     let plan = crate::farm::request::plan(&pool, &req, conn.peer.ip());
 
     let upgrade = headers::is_upgrade(&req);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade.then(|| ClientUpgrade::take(&mut req));
 
     // The upstream request: the client's head minus hop-by-hop headers, the forwarding
     // headers written beside it by the encoder; the body stays a stream. The head stays
@@ -145,7 +183,12 @@ pub(super) async fn handle(
     parts.uri = http::Uri::from(target);
     // A replayable request (idempotent, no body) may be sent again after a 502/503.
     let replayable = plan.as_ref().is_some_and(|p| p.replayable) && !upgrade;
-    let mut body = body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout));
+    // A request without a body (most of them) needs no progress timer.
+    let mut body = if incoming.is_end_stream() {
+        incoming
+    } else {
+        body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout))
+    };
 
     let mut key: PickKey = plan.as_ref().map(|p| p.key.clone()).unwrap_or_default();
     let mut tried_retry = false;
@@ -252,9 +295,9 @@ fn finish(
     pool: Arc<Pool>,
     lease: Lease,
     registered: Registered,
-    in_flight: InFlight,
+    in_flight: Option<InFlight>,
     resp: Response<UpstreamBody>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     rec.status = parts.status.as_u16();
@@ -277,7 +320,7 @@ fn finish(
         pool,
         lease: Some(lease),
         _registered: Some(registered),
-        _in_flight: Some(in_flight),
+        _in_flight: in_flight,
     };
 
     if switching {
@@ -286,10 +329,9 @@ fn finish(
                 // The tunnel owns the slot until either side closes.
                 tokio::spawn(async move {
                     let _done = done;
-                    let Ok(c) = client_up.await else {
+                    let Some(mut c) = client_up.wait().await else {
                         return;
                     };
-                    let mut c = hyper_util::rt::TokioIo::new(c);
                     let mut u = upstream;
                     let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
                 });
@@ -394,7 +436,7 @@ pin_project_lite::pin_project! {
     /// (HTTP.sys EntityBody timer): a slow-POST client cannot hold a slot forever.
     struct BodyTimeout {
         #[pin]
-        inner: Incoming,
+        inner: Body,
         limit: Duration,
         #[pin]
         timer: tokio::time::Sleep,
@@ -402,7 +444,7 @@ pin_project_lite::pin_project! {
 }
 
 impl BodyTimeout {
-    fn new(inner: Incoming, limit: Duration) -> Self {
+    fn new(inner: Body, limit: Duration) -> Self {
         BodyTimeout {
             inner,
             limit,
@@ -428,7 +470,7 @@ impl http_body::Body for BodyTimeout {
             Poll::Ready(r) => {
                 let deadline = tokio::time::Instant::now() + *this.limit;
                 this.timer.as_mut().reset(deadline);
-                Poll::Ready(r.map(|f| f.map_err(Into::into)))
+                Poll::Ready(r)
             }
             Poll::Pending => {
                 if this.timer.poll(cx).is_ready() {

@@ -267,7 +267,6 @@ impl Front {
         let local = stream.local_addr().unwrap_or(listen);
         let limits = self.limits();
         let acceptor = self.state().tls.get(&listen).cloned();
-        let activity = Activity::new();
         let shutdown = self.shutdown.subscribe();
         match acceptor {
             Some(acceptor) => {
@@ -295,8 +294,8 @@ impl Front {
                     peer,
                     tls: true,
                 };
-                let svc = self.service(conn, activity.clone());
-                connection::serve(tls_stream, protocol, &limits, activity, svc, shutdown).await;
+                self.serve(tls_stream, protocol, conn, &limits, shutdown)
+                    .await;
             }
             None => {
                 let Some(protocol) = connection::sniff(&stream, limits.header_wait_timeout).await
@@ -310,17 +309,39 @@ impl Front {
                     peer,
                     tls: false,
                 };
-                let svc = self.service(conn, activity.clone());
-                connection::serve(stream, protocol, &limits, activity, svc, shutdown).await;
+                self.serve(stream, protocol, conn, &limits, shutdown).await;
             }
         }
     }
 
-    fn service(self: &Arc<Self>, conn: ConnInfo, activity: Arc<Activity>) -> proxy::Service {
-        proxy::Service {
-            front: self.clone(),
-            conn: Arc::new(conn),
-            activity,
+    /// HTTP/1.1 goes through roost's own server loop, HTTP/2 through hyper's.
+    async fn serve<I>(
+        self: &Arc<Self>,
+        io: I,
+        protocol: Protocol,
+        conn: ConnInfo,
+        limits: &Limits,
+        shutdown: watch::Receiver<bool>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        match protocol {
+            Protocol::Http1 => {
+                let front = self.clone();
+                let mut handler = move |req| -> proxy::Pending {
+                    Box::pin(proxy::handle(front.clone(), conn, None, req))
+                };
+                super::h1::serve(io, limits, &mut handler, shutdown).await;
+            }
+            Protocol::Http2 => {
+                let activity = Activity::new();
+                let svc = proxy::Service {
+                    front: self.clone(),
+                    conn: Arc::new(conn),
+                    activity: activity.clone(),
+                };
+                connection::serve(io, protocol, limits, activity, svc, shutdown).await;
+            }
         }
     }
 

@@ -1,0 +1,386 @@
+//! roost's own HTTP/1.1 server loop for client connections (the proxy path; HTTP/2 stays
+//! on hyper).
+//!
+//! Why not hyper's: hyper's h1 server keeps fixed 8 KiB read and write buffers for a
+//! connection's whole life (21 KiB per idle keep-alive connection against nginx's 0.5) and
+//! was a third of the front's instructions per request. Here an idle connection holds no
+//! buffer, a small response goes out in one write, and one timer serves every idle wait.
+//!
+//! One connection, in order: [`parse`] a request head (under `headerWaitTimeout`, 431/400
+//! on a bad one) → hand the request to the proxy with a [`body::RequestBody`] that reads
+//! the body off the socket when the upstream side asks → while the proxy waits, watch
+//! the socket (a client that closes leaves the queue: `ClientGone`) → [`write`] the
+//! response → the next request (pipelined bytes are already buffered), or close.
+//!
+//! Behaviours kept from hyper's server, each with a test in `tests/front.rs` or
+//! `tests/front_h1.rs`: pipelining, `100 Continue` sent on the first body read, upgrades
+//! handed over after the `101` with the bytes that came with the head, HTTP/1.0
+//! keep-alive, HEAD/204/304 without a body, `Date` on every response, graceful close on
+//! shutdown (after the response in flight), and the write-stall timeout
+//! ([`super::connection::Stalled`]).
+
+mod body;
+mod parse;
+mod write;
+
+use self::body::{BodyRead, RequestBody, Shared, SharedConn};
+use self::parse::{HeadError, Scratch};
+use self::write::{Ask, ResponseWriter, Sink};
+use super::connection::{Stalled, WokenOnly};
+use crate::body::{Body, BoxError};
+use crate::config::model::Limits;
+use crate::error::Reason;
+use crate::upstream::h1::Chunked;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode};
+use parking_lot::Mutex;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{oneshot, watch};
+
+pub use self::parse::MAX_HEADERS;
+
+/// What the proxy is handed for each request.
+pub type Handler<'a> = dyn FnMut(Request<Body>) -> Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>
+    + Send
+    + 'a;
+
+/// How the client's side of an upgrade reaches the proxy's tunnel: put in the request's
+/// extensions, fulfilled once the `101` has been written.
+/// (Request extensions must be `Clone`; the first to wait takes it.)
+#[derive(Clone)]
+pub struct OnUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
+
+impl OnUpgrade {
+    pub async fn wait(self) -> Option<Upgraded> {
+        let rx = self.0.lock().take()?;
+        rx.await.ok()
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The client's connection after `101 Switching Protocols`: the bytes that arrived
+/// with (or after) the request head first, then the socket.
+pub struct Upgraded {
+    io: Box<dyn Io>,
+    pre: Bytes,
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// What waiting for the next request head ended with.
+// Lives for one move on the stack; boxing the head would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(parse::Head),
+    Refuse(HeadError),
+    /// The head did not complete within the deadline (some of it had arrived).
+    TimedOut,
+    /// The client closed, went silent past the deadline, or the front is stopping.
+    Closed,
+}
+
+/// Serve one HTTP/1.1 connection until the client or roost ends it.
+pub async fn serve<I>(
+    io: I,
+    limits: &Limits,
+    handler: &mut Handler<'_>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max_head = limits.max_request_header_bytes;
+    // hyper's header timer also ran while a keep-alive connection waited, and the idle
+    // watchdog closed it after `connectionTimeout`: one deadline covers both.
+    let idle_limit = limits.header_wait_timeout.min(limits.connection_timeout);
+    let conn: SharedConn<Stalled<I>> = Arc::new(Mutex::new(Shared::new(Stalled::new(
+        io,
+        limits.connection_timeout,
+    ))));
+    let mut scratch = Scratch::default();
+    let mut wait_start = Instant::now();
+    // One timer for the connection's life: a wait moves the deadline, and the timer is
+    // re-armed only when it fires early, so a busy connection touches the timer wheel
+    // about once per `idle_limit`, not once per request.
+    let timer = tokio::time::sleep_until((wait_start + idle_limit).into());
+    tokio::pin!(timer);
+    let stop = WokenOnly::new(async move {
+        if *shutdown.borrow() {
+            return;
+        }
+        let _ = shutdown.changed().await;
+    });
+    tokio::pin!(stop);
+    let mut stopping = false;
+
+    loop {
+        let deadline = wait_start + idle_limit;
+        let next = poll_fn(|cx| {
+            let mut s = conn.lock();
+            loop {
+                if !s.rbuf.is_empty() {
+                    match parse::parse(&mut s.rbuf, max_head, &mut scratch) {
+                        Ok(Some(h)) => return Poll::Ready(Next::Head(h)),
+                        Ok(None) => {}
+                        Err(e) => return Poll::Ready(Next::Refuse(e)),
+                    }
+                }
+                if s.eof {
+                    return Poll::Ready(Next::Closed);
+                }
+                match s.poll_fill(cx, 0) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Next::Closed),
+                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Pending => break,
+                }
+            }
+            let idle = s.rbuf.is_empty();
+            drop(s);
+            if !stopping && stop.as_mut().poll(cx).is_ready() {
+                stopping = true;
+            }
+            if stopping && idle {
+                return Poll::Ready(Next::Closed);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                if Instant::now() >= deadline {
+                    return Poll::Ready(if idle { Next::Closed } else { Next::TimedOut });
+                }
+                timer.as_mut().reset(deadline.into());
+                let _ = timer.as_mut().poll(cx);
+            }
+            Poll::Pending
+        })
+        .await;
+
+        let head = match next {
+            Next::Head(h) => h,
+            Next::Refuse(e) => {
+                let reason = match e {
+                    HeadError::TooLarge => Reason::HeadersTooLarge,
+                    HeadError::Bad(why) => {
+                        tracing::debug!(why, "bad request head");
+                        Reason::BadRequest
+                    }
+                };
+                // The status and the reason header only: a body would be read by a
+                // client that may not even speak HTTP.
+                let (mut parts, _) = reason.response(Duration::ZERO).into_parts();
+                parts.headers.remove(http::header::RETRY_AFTER);
+                refuse(&conn, parts.status, parts.headers).await;
+                return;
+            }
+            Next::TimedOut => {
+                refuse(&conn, StatusCode::REQUEST_TIMEOUT, http::HeaderMap::new()).await;
+                return;
+            }
+            Next::Closed => {
+                close(&conn).await;
+                return;
+            }
+        };
+
+        let parse::Head {
+            request,
+            framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+        } = head;
+        let read = match framing {
+            parse::Framing::None => BodyRead::Done,
+            parse::Framing::Length(n) => BodyRead::Length(n),
+            parse::Framing::Chunked => BodyRead::Chunked(Chunked::Size),
+        };
+        let generation = conn.lock().begin_body(read, expect_continue);
+        let body = match framing {
+            parse::Framing::None => crate::body::empty(),
+            _ => crate::body::boxed(RequestBody::new(conn.clone(), generation)),
+        };
+        let mut req = request.map(|()| body);
+        let mut upgrade_tx = None;
+        if upgrade {
+            let (tx, rx) = oneshot::channel();
+            req.extensions_mut()
+                .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
+            upgrade_tx = Some(tx);
+        }
+        let ask_method_head = req.method() == Method::HEAD;
+        let version = req.version();
+        let mut fut = handler(req);
+
+        // Wait for the response. Meanwhile, once the request body has been read, watch the
+        // socket: end of stream means the client left (its queue place is freed and the
+        // member request cancelled, as nginx does), and pipelined bytes are kept.
+        let resp = poll_fn(|cx| {
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            let mut s = conn.lock();
+            if s.body == BodyRead::Done && !s.eof {
+                while s.rbuf.len() < max_head {
+                    match s.poll_fill(cx, 0) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Pending => break,
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        drop(fut);
+        let resp = match resp {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                // The proxy closes instead of answering (`TcpLevel` rejections).
+                tracing::debug!(error = %e, "request ended without a response");
+                close(&conn).await;
+                return;
+            }
+            None => {
+                tracing::debug!("client closed its connection while its request waited");
+                return;
+            }
+        };
+
+        if !stopping {
+            stopping = poll_fn(|cx| Poll::Ready(stop.as_mut().poll(cx).is_ready())).await;
+        }
+        let (parts, body) = resp.into_parts();
+        let ask = Ask {
+            head_method: ask_method_head,
+            version,
+            keep_alive: keep_alive && !stopping,
+        };
+        let mut out = Vec::with_capacity(256 + parts.headers.len() * 48);
+        let (framing, keep_alive) =
+            write::encode_head(&mut out, parts.status, &parts.headers, &body, &ask);
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        drop(parts);
+        let mut w = ResponseWriter::new(out, framing, body);
+        if let Err(e) = poll_fn(|cx| w.poll_write(cx, &*conn)).await {
+            tracing::debug!(error = %e, "response cut short");
+            return;
+        }
+        if switching {
+            if let Some(tx) = upgrade_tx {
+                let mut s = conn.lock();
+                if let Some(io) = s.io.take() {
+                    let pre = s.rbuf.split().freeze();
+                    let _ = tx.send(Upgraded {
+                        io: Box::new(io),
+                        pre,
+                    });
+                }
+                return;
+            }
+        }
+        let reusable = {
+            let s = conn.lock();
+            // A request body the proxy did not read to its end leaves the connection
+            // mid-message.
+            keep_alive && w.complete() && s.body == BodyRead::Done && !s.eof
+        };
+        if !reusable {
+            close(&conn).await;
+            return;
+        }
+        {
+            let mut s = conn.lock();
+            if s.rbuf.is_empty() {
+                // Idle: hold no read buffer (the next read goes through the stack).
+                s.rbuf = BytesMut::new();
+            }
+        }
+        wait_start = Instant::now();
+    }
+}
+
+/// Answer a request the connection itself refuses (bad or oversized head, header
+/// timeout), then close.
+async fn refuse<I: AsyncRead + AsyncWrite + Unpin>(
+    conn: &SharedConn<I>,
+    status: StatusCode,
+    headers: http::HeaderMap,
+) {
+    let ask = Ask {
+        head_method: false,
+        version: http::Version::HTTP_11,
+        keep_alive: false,
+    };
+    let body = crate::body::empty();
+    let mut out = Vec::with_capacity(256);
+    let (framing, _) = write::encode_head(&mut out, status, &headers, &body, &ask);
+    let mut w = ResponseWriter::new(out, framing, body);
+    if poll_fn(|cx| w.poll_write(cx, &**conn)).await.is_ok() {
+        close(conn).await;
+    }
+}
+
+/// Close the connection: TLS sends its close_notify, TCP its FIN (bounded by the
+/// write-stall timeout inside [`Stalled`]).
+async fn close<I: AsyncRead + AsyncWrite + Unpin>(conn: &SharedConn<I>) {
+    let io = conn.lock().io.take();
+    if let Some(mut io) = io {
+        let _ = io.shutdown().await;
+    }
+}
+
+impl<I: AsyncWrite + Unpin> Sink for Mutex<Shared<I>> {
+    fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.lock().io.as_mut() {
+            Some(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.lock().io.as_mut() {
+            Some(io) => Pin::new(io).poll_flush(cx),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
