@@ -262,14 +262,24 @@ impl Front {
         }
     }
 
+    /// One client connection. The task's future is sized for the plain HTTP/1.1 path
+    /// (every idle keep-alive connection holds one): TLS state and hyper's HTTP/2
+    /// connection are boxed, or each plain connection would carry ~12 KiB of their room.
     async fn connection(self: Arc<Self>, listen: SocketAddr, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(listen);
         let limits = self.limits();
         let acceptor = self.state().tls.get(&listen).cloned();
         let shutdown = self.shutdown.subscribe();
-        match acceptor {
-            Some(acceptor) => {
+        let mut conn = ConnInfo {
+            listen,
+            local,
+            peer,
+            tls: false,
+        };
+        if let Some(acceptor) = acceptor {
+            conn.tls = true;
+            let served = async move {
                 let hs =
                     tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
                         .await;
@@ -288,30 +298,16 @@ impl Front {
                     Some(p) if p == tls::ALPN_H2 => Protocol::Http2,
                     _ => Protocol::Http1,
                 };
-                let conn = ConnInfo {
-                    listen,
-                    local,
-                    peer,
-                    tls: true,
-                };
                 self.serve(tls_stream, protocol, conn, &limits, shutdown)
                     .await;
-            }
-            None => {
-                let Some(protocol) = connection::sniff(&stream, limits.header_wait_timeout).await
-                else {
-                    tracing::debug!(peer = %peer, "connection closed before a request");
-                    return;
-                };
-                let conn = ConnInfo {
-                    listen,
-                    local,
-                    peer,
-                    tls: false,
-                };
-                self.serve(stream, protocol, conn, &limits, shutdown).await;
-            }
+            };
+            return Box::pin(served).await;
         }
+        let Some(protocol) = connection::sniff(&stream, limits.header_wait_timeout).await else {
+            tracing::debug!(peer = %peer, "connection closed before a request");
+            return;
+        };
+        self.serve(stream, protocol, conn, &limits, shutdown).await;
     }
 
     /// HTTP/1.1 goes through roost's own server loop, HTTP/2 through hyper's.
@@ -340,7 +336,10 @@ impl Front {
                     conn: Arc::new(conn),
                     activity: activity.clone(),
                 };
-                connection::serve(io, protocol, limits, activity, svc, shutdown).await;
+                Box::pin(connection::serve(
+                    io, protocol, limits, activity, svc, shutdown,
+                ))
+                .await;
             }
         }
     }

@@ -142,6 +142,8 @@ pub async fn serve<I>(
     // about once per `idle_limit`, not once per request.
     let timer = tokio::time::sleep_until((wait_start + idle_limit).into());
     tokio::pin!(timer);
+    // Checked as each response is written, so the last one says `connection: close`.
+    let probe = shutdown.clone();
     let stop = WokenOnly::new(async move {
         if *shutdown.borrow() {
             return;
@@ -205,11 +207,16 @@ pub async fn serve<I>(
                 // client that may not even speak HTTP.
                 let (mut parts, _) = reason.response(Duration::ZERO).into_parts();
                 parts.headers.remove(http::header::RETRY_AFTER);
-                refuse(&conn, parts.status, parts.headers).await;
+                Box::pin(refuse(&conn, parts.status, parts.headers)).await;
                 return;
             }
             Next::TimedOut => {
-                refuse(&conn, StatusCode::REQUEST_TIMEOUT, http::HeaderMap::new()).await;
+                Box::pin(refuse(
+                    &conn,
+                    StatusCode::REQUEST_TIMEOUT,
+                    http::HeaderMap::new(),
+                ))
+                .await;
                 return;
             }
             Next::Closed => {
@@ -218,121 +225,148 @@ pub async fn serve<I>(
             }
         };
 
-        let parse::Head {
-            request,
-            framing,
-            keep_alive,
-            expect_continue,
-            upgrade,
-        } = head;
-        let read = match framing {
-            parse::Framing::None => BodyRead::Done,
-            parse::Framing::Length(n) => BodyRead::Length(n),
-            parse::Framing::Chunked => BodyRead::Chunked(Chunked::Size),
-        };
-        let generation = conn.lock().begin_body(read, expect_continue);
-        let body = match framing {
-            parse::Framing::None => crate::body::empty(),
-            _ => crate::body::boxed(RequestBody::new(conn.clone(), generation)),
-        };
-        let mut req = request.map(|()| body);
-        let mut upgrade_tx = None;
-        if upgrade {
-            let (tx, rx) = oneshot::channel();
-            req.extensions_mut()
-                .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
-            upgrade_tx = Some(tx);
-        }
-        let ask_method_head = req.method() == Method::HEAD;
-        let version = req.version();
-        let mut fut = handler(req);
-
-        // Wait for the response. Meanwhile, once the request body has been read, watch the
-        // socket: end of stream means the client left (its queue place is freed and the
-        // member request cancelled, as nginx does), and pipelined bytes are kept.
-        let resp = poll_fn(|cx| {
-            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
-            }
-            let mut s = conn.lock();
-            if s.body == BodyRead::Done && !s.eof {
-                while s.rbuf.len() < max_head {
-                    match s.poll_fill(cx, 0) {
-                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
-                        Poll::Ready(Ok(_)) => {}
-                        Poll::Pending => break,
-                    }
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        drop(fut);
-        let resp = match resp {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                // The proxy closes instead of answering (`TcpLevel` rejections).
-                tracing::debug!(error = %e, "request ended without a response");
+        // Boxed: the request's state (its future, the response being written) exists only
+        // while one is in flight, and an idle connection's task should not carry its room.
+        let outcome = Box::pin(exchange(&conn, head, handler, max_head, stopping, &probe)).await;
+        match outcome {
+            Outcome::Next => {}
+            Outcome::Close => {
                 close(&conn).await;
                 return;
             }
-            None => {
-                tracing::debug!("client closed its connection while its request waited");
-                return;
-            }
-        };
-
-        if !stopping {
-            stopping = poll_fn(|cx| Poll::Ready(stop.as_mut().poll(cx).is_ready())).await;
-        }
-        let (parts, body) = resp.into_parts();
-        let ask = Ask {
-            head_method: ask_method_head,
-            version,
-            keep_alive: keep_alive && !stopping,
-        };
-        let mut out = Vec::with_capacity(256 + parts.headers.len() * 48);
-        let (framing, keep_alive) =
-            write::encode_head(&mut out, parts.status, &parts.headers, &body, &ask);
-        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        drop(parts);
-        let mut w = ResponseWriter::new(out, framing, body);
-        if let Err(e) = poll_fn(|cx| w.poll_write(cx, &*conn)).await {
-            tracing::debug!(error = %e, "response cut short");
-            return;
-        }
-        if switching {
-            if let Some(tx) = upgrade_tx {
-                let mut s = conn.lock();
-                if let Some(io) = s.io.take() {
-                    let pre = s.rbuf.split().freeze();
-                    let _ = tx.send(Upgraded {
-                        io: Box::new(io),
-                        pre,
-                    });
-                }
-                return;
-            }
-        }
-        let reusable = {
-            let s = conn.lock();
-            // A request body the proxy did not read to its end leaves the connection
-            // mid-message.
-            keep_alive && w.complete() && s.body == BodyRead::Done && !s.eof
-        };
-        if !reusable {
-            close(&conn).await;
-            return;
-        }
-        {
-            let mut s = conn.lock();
-            if s.rbuf.is_empty() {
-                // Idle: hold no read buffer (the next read goes through the stack).
-                s.rbuf = BytesMut::new();
-            }
+            Outcome::Gone => return,
         }
         wait_start = Instant::now();
     }
+}
+
+/// What one request left the connection fit for.
+enum Outcome {
+    /// Read the next request.
+    Next,
+    /// Close (gracefully) now.
+    Close,
+    /// Nothing more to do: the client left, the response failed, or the connection was
+    /// handed to an upgrade tunnel.
+    Gone,
+}
+
+/// One request on the connection: hand it to the proxy, wait for the response while
+/// watching the client, write it.
+async fn exchange<I>(
+    conn: &SharedConn<I>,
+    head: parse::Head,
+    handler: &mut Handler<'_>,
+    max_head: usize,
+    stopping: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> Outcome
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let parse::Head {
+        request,
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade,
+    } = head;
+    let read = match framing {
+        parse::Framing::None => BodyRead::Done,
+        parse::Framing::Length(n) => BodyRead::Length(n),
+        parse::Framing::Chunked => BodyRead::Chunked(Chunked::Size),
+    };
+    let generation = conn.lock().begin_body(read, expect_continue);
+    let body = match framing {
+        parse::Framing::None => crate::body::empty(),
+        _ => crate::body::boxed(RequestBody::new(conn.clone(), generation)),
+    };
+    let mut req = request.map(|()| body);
+    let mut upgrade_tx = None;
+    if upgrade {
+        let (tx, rx) = oneshot::channel();
+        req.extensions_mut()
+            .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
+        upgrade_tx = Some(tx);
+    }
+    let ask_method_head = req.method() == Method::HEAD;
+    let version = req.version();
+    let mut fut = handler(req);
+
+    // Wait for the response. Meanwhile, once the request body has been read, watch the
+    // socket: end of stream means the client left (its queue place is freed and the
+    // member request cancelled, as nginx does), and pipelined bytes are kept.
+    let resp = poll_fn(|cx| {
+        if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        let mut s = conn.lock();
+        if s.body == BodyRead::Done && !s.eof {
+            while s.rbuf.len() < max_head {
+                match s.poll_fill(cx, 0) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+    drop(fut);
+    let resp = match resp {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            // The proxy closes instead of answering (`TcpLevel` rejections).
+            tracing::debug!(error = %e, "request ended without a response");
+            return Outcome::Close;
+        }
+        None => {
+            tracing::debug!("client closed its connection while its request waited");
+            return Outcome::Gone;
+        }
+    };
+
+    let (parts, body) = resp.into_parts();
+    let ask = Ask {
+        head_method: ask_method_head,
+        version,
+        keep_alive: keep_alive && !stopping && !matches!(shutdown.has_changed(), Ok(true)),
+    };
+    let mut out = Vec::with_capacity(256 + parts.headers.len() * 48);
+    let (framing, keep_alive) =
+        write::encode_head(&mut out, parts.status, &parts.headers, &body, &ask);
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    drop(parts);
+    let mut w = ResponseWriter::new(out, framing, body);
+    if let Err(e) = poll_fn(|cx| w.poll_write(cx, &**conn)).await {
+        tracing::debug!(error = %e, "response cut short");
+        return Outcome::Gone;
+    }
+    if switching {
+        if let Some(tx) = upgrade_tx {
+            let mut s = conn.lock();
+            if let Some(io) = s.io.take() {
+                let pre = s.rbuf.split().freeze();
+                let _ = tx.send(Upgraded {
+                    io: Box::new(io),
+                    pre,
+                });
+            }
+            return Outcome::Gone;
+        }
+    }
+    let mut s = conn.lock();
+    // A request body the proxy did not read to its end leaves the connection
+    // mid-message.
+    if !(keep_alive && w.complete() && s.body == BodyRead::Done && !s.eof) {
+        return Outcome::Close;
+    }
+    if s.rbuf.is_empty() {
+        // Idle: hold no read buffer (the next read goes through the stack).
+        s.rbuf = BytesMut::new();
+    }
+    Outcome::Next
 }
 
 /// Answer a request the connection itself refuses (bad or oversized head, header
