@@ -530,9 +530,9 @@ async fn too_long_request_target_is_431() {
 const BAD_CHUNK: &[u8] =
     b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
 
-/// Today's behaviour: the head was valid, so the request is already on its way upstream
-/// when the body turns out bad; the client gets an error status (today `502` with
-/// `x-roost-reason: ConnectFailed`), never the body, and the connection closes.
+/// The head was valid, so the request is already on its way upstream when the body turns
+/// out bad; the client gets an error status, never the body, the connection closes, and
+/// the front serves the next connection.
 #[tokio::test]
 async fn bad_chunk_size_fails_the_request_and_closes() {
     let (_be, f) = front_with_backend().await;
@@ -552,16 +552,19 @@ async fn bad_chunk_size_fails_the_request_and_closes() {
     );
 }
 
-/// What it should be: the client's framing error is the client's fault (400), not the
-/// server's (502 ConnectFailed, which also counts a failure against the member).
+/// The client's framing error is the client's fault: 400 BadRequest, not the member's
+/// 502 ConnectFailed (hyper's server surfaced it as an upstream failure).
 #[tokio::test]
-#[ignore = "front bug: a bad chunked request body is answered 502 ConnectFailed and counted as a member failure (proxy.rs maps every upstream send error to ConnectFailed)"]
 async fn bad_chunk_size_is_400() {
     let (_be, f) = front_with_backend().await;
     let mut c = Conn::open(f.addr).await;
     c.send(BAD_CHUNK).await;
     let r = c.response("POST").await;
     assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.header("x-roost-reason"), Some("BadRequest"), "{r:?}");
+    // Nothing is held against the member.
+    let members = f.front.pool("p").unwrap().members();
+    assert!(members.iter().all(|m| m.failed() == 0));
     assert!(c.is_closed().await);
 }
 
@@ -584,6 +587,9 @@ async fn missing_host_is_the_fronts_own_400_and_keeps_alive() {
     let r = c.roundtrip(b"GET / HTTP/1.1\r\n\r\n").await;
     assert_eq!(r.status, 400, "{r:?}");
     assert_eq!(r.header("x-roost-reason"), Some("BadRequest"), "{r:?}");
+    // Nothing is held against the member.
+    let members = f.front.pool("p").unwrap().members();
+    assert!(members.iter().all(|m| m.failed() == 0));
     assert_eq!(r.text(), "400 BadRequest\n");
     assert_eq!(r.header("connection"), None, "{r:?}");
     assert_eq!(be.requests.load(Ordering::SeqCst), 0);

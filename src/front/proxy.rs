@@ -264,6 +264,17 @@ pub(super) async fn handle(
                     client_upgrade,
                 ));
             }
+            Ok(Err((UpstreamError::ClientBody(e), _))) => {
+                // The member is not to blame: a malformed body is the client's 400, a
+                // stalled or cut one means the client is gone (or as good as).
+                tracing::debug!(pool = pool.name(), peer = %conn.peer, error = %e, "client request body failed");
+                let reason = if client_body_malformed(&e) {
+                    Reason::BadRequest
+                } else {
+                    Reason::ClientGone
+                };
+                return Ok(front.reject(rec, started, reason, Some(&pool)));
+            }
             Ok(Err((e, unsent))) => {
                 tracing::warn!(pool = pool.name(), member = %lease.member().label, error = %e, "upstream request failed");
                 lease.member().note_failure();
@@ -285,6 +296,25 @@ pub(super) async fn handle(
             }
         }
     }
+}
+
+/// Whether a client body error is a framing error (a bad chunk) rather than a client
+/// that stalled or went away. The error arrives wrapped: upstream writer → body box.
+fn client_body_malformed(e: &std::io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner);
+                continue;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -34,6 +34,9 @@ pub enum UpstreamError {
     NotSent(io::Error),
     /// The request was (at least partly) sent, then the exchange failed.
     Failed(io::Error),
+    /// The client's request body failed (malformed chunk, stalled, cut short) before the
+    /// member answered: the client's fault, not the member's.
+    ClientBody(io::Error),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -42,6 +45,7 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Connect(e) => write!(f, "connect failed: {e}"),
             UpstreamError::NotSent(e) => write!(f, "connection closed before sending: {e}"),
             UpstreamError::Failed(e) => write!(f, "upstream exchange failed: {e}"),
+            UpstreamError::ClientBody(e) => write!(f, "client request body failed: {e}"),
         }
     }
 }
@@ -136,6 +140,8 @@ enum ExchangeError {
     /// The member cannot have acted on the request.
     NotSent(io::Error),
     Failed(io::Error),
+    /// The client's body failed while it was being sent.
+    ClientBody(io::Error),
 }
 
 impl Client {
@@ -190,6 +196,9 @@ impl Client {
                 Ok((h, w)) => return Ok(self.response(h, w, body, conn)),
                 Err(ExchangeError::NotSent(_)) => continue,
                 Err(ExchangeError::Failed(e)) => return Err((UpstreamError::Failed(e), None)),
+                Err(ExchangeError::ClientBody(e)) => {
+                    return Err((UpstreamError::ClientBody(e), None))
+                }
             }
         }
         // Boxed: dialling (TCP, TLS handshake) is the cold path and its future is large;
@@ -202,6 +211,7 @@ impl Client {
             Ok((h, w)) => Ok(self.response(h, w, body, conn)),
             Err(ExchangeError::NotSent(e)) => Err((UpstreamError::NotSent(e), Some(body))),
             Err(ExchangeError::Failed(e)) => Err((UpstreamError::Failed(e), None)),
+            Err(ExchangeError::ClientBody(e)) => Err((UpstreamError::ClientBody(e), None)),
         }
     }
 
@@ -329,7 +339,7 @@ async fn exchange(
             head_flushed = true;
         }
         if !w.done {
-            w.poll(conn, body, cx).map_err(ExchangeError::Failed)?;
+            w.poll(conn, body, cx).map_err(ExchangeError::ClientBody)?;
         }
         loop {
             if let Some(head) = h1::parse_response(&mut conn.rbuf, &parts.method, &mut conn.scratch)
