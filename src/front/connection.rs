@@ -1,15 +1,14 @@
-//! One client connection: protocol choice, hyper's server with every timer set, and the
-//! gaps hyper leaves open closed here (reliability.md §3.0).
+//! Protocol choice for a plain-TCP connection, HTTP/2 connections on hyper's server with
+//! every timer set, and the write-stall guard both protocols use (reliability.md §3.0).
+//! HTTP/1.1 connections are served by [`super::h1`].
 //!
 //! - Plain TCP: the first bytes are peeked under `headerWaitTimeout` to tell h2c prior
 //!   knowledge from HTTP/1.1, because hyper-util's auto builder has no deadline while it
 //!   sniffs (a silent client would be held forever). TLS: ALPN decides.
-//! - HTTP/1.1: hyper's `header_read_timeout` (needs a timer, set here) cuts slow-header
-//!   clients; it also starts while a keep-alive connection waits for its next request,
-//!   so an idle h1 connection lives at most `min(headerWaitTimeout, connectionTimeout)`.
-//! - Both: an idle watchdog closes a connection with no request in flight for
-//!   `connectionTimeout`, and [`Stalled`] closes one whose writes make no progress for
-//!   that long (a client that stopped reading).
+//! - HTTP/2: an idle watchdog closes a connection with no request in flight for
+//!   `connectionTimeout`; hyper's keep-alive pings find dead peers.
+//! - Both: [`Stalled`] closes a connection whose writes make no progress for
+//!   `connectionTimeout` (a client that stopped reading).
 
 use crate::body::Body;
 use crate::config::model::Limits;
@@ -121,11 +120,10 @@ impl Drop for InFlight {
     }
 }
 
-/// Serve one connection until it ends, the idle watchdog fires, or shutdown is asked
-/// (then in-flight requests finish: h1 closes after the current response, h2 sends GOAWAY).
-pub async fn serve<I, S>(
+/// Serve one HTTP/2 connection until it ends, the idle watchdog fires, or shutdown is
+/// asked (then in-flight streams finish after a GOAWAY).
+pub async fn serve_h2<I, S>(
     io: I,
-    protocol: Protocol,
     limits: &Limits,
     activity: Arc<Activity>,
     service: S,
@@ -153,29 +151,14 @@ pub async fn serve<I, S>(
         }
         let _ = shutdown.changed().await;
     });
-
-    match protocol {
-        Protocol::Http1 => {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_wait_timeout)
-                .max_header_size(limits.max_request_header_bytes)
-                .max_buf_size(limits.max_request_header_bytes.max(8192) * 4)
-                .keep_alive(true);
-            let conn = b.serve_connection(io, service).with_upgrades();
-            drive(conn, watchdog, stop, |c| c.graceful_shutdown()).await;
-        }
-        Protocol::Http2 => {
-            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            b.timer(TokioTimer::new())
-                .max_header_list_size(limits.max_request_header_bytes as u32)
-                .max_concurrent_streams(256)
-                .keep_alive_interval(Some(Duration::from_secs(30)))
-                .keep_alive_timeout(Duration::from_secs(20));
-            let conn = b.serve_connection(io, service);
-            drive(conn, watchdog, stop, |c| c.graceful_shutdown()).await;
-        }
-    }
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(limits.max_request_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let conn = b.serve_connection(io, service);
+    drive(conn, watchdog, stop, |c| c.graceful_shutdown()).await;
 }
 
 /// Run a hyper connection future; on watchdog or shutdown, shut it down gracefully and
@@ -378,14 +361,7 @@ mod tests {
         let (_client, server) = tokio::io::duplex(1024);
         let (_tx, rx) = watch::channel(false);
         let short = limits(Duration::from_millis(200));
-        let served = serve(
-            server,
-            Protocol::Http1,
-            &short,
-            Activity::new(),
-            service(),
-            rx,
-        );
+        let served = serve_h2(server, &short, Activity::new(), service(), rx);
         tokio::time::timeout(Duration::from_secs(10), served)
             .await
             .expect("the idle watchdog closes the connection");
@@ -393,9 +369,8 @@ mod tests {
         let (_client, server) = tokio::io::duplex(1024);
         let (tx, rx) = watch::channel(false);
         let served = tokio::spawn(async move {
-            serve(
+            serve_h2(
                 server,
-                Protocol::Http1,
                 &limits(Duration::from_secs(60)),
                 Activity::new(),
                 service(),

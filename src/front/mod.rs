@@ -2,8 +2,9 @@
 //! that hands a request to its pool.
 //!
 //! A request's path through this module: [`server`] (accept, connection cap, TLS) →
-//! [`connection`] (protocol, timers) → [`proxy`] (validate, [`router`], pool queue,
-//! forward with [`headers`] rules) → [`access_log`].
+//! [`connection`] (protocol sniff; HTTP/2 on hyper) or [`h1`] (roost's HTTP/1.1 server) →
+//! [`proxy`] (validate, [`router`], pool queue, forward with [`headers`] rules) →
+//! [`access_log`].
 
 pub mod access_log;
 pub mod connection;

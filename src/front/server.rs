@@ -336,10 +336,7 @@ impl Front {
                     conn: Arc::new(conn),
                     activity: activity.clone(),
                 };
-                Box::pin(connection::serve(
-                    io, protocol, limits, activity, svc, shutdown,
-                ))
-                .await;
+                Box::pin(connection::serve_h2(io, limits, activity, svc, shutdown)).await;
             }
         }
     }
