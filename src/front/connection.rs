@@ -158,7 +158,9 @@ pub async fn serve_h2<I, S>(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     let conn = b.serve_connection(io, service);
-    drive(conn, watchdog, stop, |c| c.graceful_shutdown()).await;
+    // In-flight streams get `shutdownGrace` (at least a few seconds) to finish.
+    let grace = limits.shutdown_grace.max(Duration::from_secs(1));
+    drive(conn, watchdog, stop, |c| c.graceful_shutdown(), grace).await;
 }
 
 /// Run a hyper connection future; on watchdog or shutdown, shut it down gracefully and
@@ -168,6 +170,7 @@ async fn drive<C, E>(
     watchdog: impl Future<Output = ()>,
     stop: impl Future<Output = ()>,
     graceful: impl FnOnce(Pin<&mut C>),
+    grace: Duration,
 ) where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -186,8 +189,12 @@ async fn drive<C, E>(
         _ = &mut stop => {}
     }
     graceful(conn.as_mut());
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "connection ended with error during shutdown");
+    // HTTP/2's graceful close waits for the peer to acknowledge a PING after the GOAWAY;
+    // a peer that never answers would hold the connection (and its permit) forever.
+    match tokio::time::timeout(grace, conn).await {
+        Ok(Err(e)) => tracing::debug!(error = %e, "connection ended with error during shutdown"),
+        Ok(Ok(())) => {}
+        Err(_) => tracing::debug!("peer did not finish a graceful close; dropped"),
     }
 }
 
