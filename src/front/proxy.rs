@@ -149,11 +149,10 @@ pub(super) async fn handle(
         return Ok(front.reject(rec, started, Reason::BadRequest, None));
     }
     let state = front.state();
-    let host = headers::request_host(&req).map(str::to_string);
+    let host = headers::request_host(&req);
     let Some(route) = state
-        .routes
-        .get(&conn.listen)
-        .and_then(|r| r.route(host.as_deref(), req.uri().path()))
+        .router(&conn.listen)
+        .and_then(|r| r.route(host, req.uri().path()))
     else {
         return Ok(front.reject(rec, started, Reason::NoRoute, None));
     };
@@ -168,6 +167,10 @@ pub(super) async fn handle(
     // Farm pools: balancer key (hash, affinity cookie) and whether a 502/503 may be retried.
     let plan = crate::farm::request::plan(&pool, &req, conn.peer.ip());
 
+    // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it. Made
+    // while the request still lends `host` (no copy of it).
+    let fwd = headers::forwarding(req.headers(), host, conn.peer.ip(), conn.tls);
+
     let upgrade = headers::is_upgrade(&req);
     let client_upgrade = upgrade.then(|| ClientUpgrade::take(&mut req));
 
@@ -177,8 +180,6 @@ pub(super) async fn handle(
     let (mut parts, incoming) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::drop_underscore_headers(&mut parts.headers);
-    // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it.
-    let fwd = headers::forwarding(&parts.headers, host.as_deref(), conn.peer.ip(), conn.tls);
     parts.version = Version::HTTP_11;
     parts.uri = http::Uri::from(target);
     // A replayable request (idempotent, no body) may be sent again after a 502/503.

@@ -45,10 +45,9 @@ use tokio::sync::{oneshot, watch};
 
 pub use self::parse::MAX_HEADERS;
 
-/// What the proxy is handed for each request.
-pub type Handler<'a> = dyn FnMut(Request<Body>) -> Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>
-    + Send
-    + 'a;
+/// What the proxy returns for each request: its response, or an error that closes the
+/// connection without one.
+pub type Handled = Result<Response<Body>, BoxError>;
 
 /// How the client's side of an upgrade reaches the proxy's tunnel: put in the request's
 /// extensions, fulfilled once the `101` has been written.
@@ -119,13 +118,15 @@ enum Next {
 }
 
 /// Serve one HTTP/1.1 connection until the client or roost ends it.
-pub async fn serve<I>(
+pub async fn serve<I, H, F>(
     io: I,
     limits: &Limits,
-    handler: &mut Handler<'_>,
+    mut handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: FnMut(Request<Body>) -> F,
+    F: Future<Output = Handled>,
 {
     let max_head = limits.max_request_header_bytes;
     // hyper's header timer also ran while a keep-alive connection waited, and the idle
@@ -227,7 +228,15 @@ pub async fn serve<I>(
 
         // Boxed: the request's state (its future, the response being written) exists only
         // while one is in flight, and an idle connection's task should not carry its room.
-        let outcome = Box::pin(exchange(&conn, head, handler, max_head, stopping, &probe)).await;
+        let outcome = Box::pin(exchange(
+            &conn,
+            head,
+            &mut handler,
+            max_head,
+            stopping,
+            &probe,
+        ))
+        .await;
         match outcome {
             Outcome::Next => {}
             Outcome::Close => {
@@ -253,16 +262,21 @@ enum Outcome {
 
 /// One request on the connection: hand it to the proxy, wait for the response while
 /// watching the client, write it.
-async fn exchange<I>(
+///
+/// The proxy's future lives inside this one (boxed once by the caller): one allocation
+/// per request for both.
+async fn exchange<I, H, F>(
     conn: &SharedConn<I>,
     head: parse::Head,
-    handler: &mut Handler<'_>,
+    handler: &mut H,
     max_head: usize,
     stopping: bool,
     shutdown: &watch::Receiver<bool>,
 ) -> Outcome
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: FnMut(Request<Body>) -> F,
+    F: Future<Output = Handled>,
 {
     let parse::Head {
         request,
@@ -291,7 +305,8 @@ where
     }
     let ask_method_head = req.method() == Method::HEAD;
     let version = req.version();
-    let mut fut = handler(req);
+    let fut = handler(req);
+    tokio::pin!(fut);
 
     // Wait for the response. Meanwhile, once the request body has been read, watch the
     // socket: end of stream means the client left (its queue place is freed and the
