@@ -328,7 +328,8 @@ where
         Poll::Pending
     })
     .await;
-    drop(fut);
+    // A finished proxy future holds nothing; an unfinished one (the client left) is dropped
+    // when this function returns just below, which frees its queue place.
     let resp = match resp {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
