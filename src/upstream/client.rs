@@ -113,7 +113,7 @@ impl Conn {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -215,7 +215,7 @@ impl Client {
         }
     }
 
-    fn checkout_idle(&self) -> Option<Conn> {
+    fn checkout_idle(&self) -> Option<Box<Conn>> {
         loop {
             let Idle { mut conn, since } = self.inner.idle.lock().pop()?;
             if since.elapsed() <= self.inner.idle_timeout && conn.still_open() {
@@ -224,14 +224,16 @@ impl Client {
         }
     }
 
-    async fn connect(&self) -> io::Result<Conn> {
+    /// Boxed once for its life: a connection moves between the idle list, the exchange
+    /// and the response body several times per request, and a pointer moves for free.
+    async fn connect(&self) -> io::Result<Box<Conn>> {
         match tokio::time::timeout(
             self.inner.connect_timeout,
             dial(self.inner.endpoint.clone()),
         )
         .await
         {
-            Ok(r) => r.map(Conn::new),
+            Ok(r) => r.map(|s| Box::new(Conn::new(s))),
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
         }
     }
@@ -241,7 +243,7 @@ impl Client {
         head: Head,
         w: BodyWriter,
         body: Body,
-        conn: Conn,
+        conn: Box<Conn>,
     ) -> http::Response<UpstreamBody> {
         let state = match head.framing {
             RespFraming::Length(n) => BodyState::Length(n),
@@ -257,7 +259,7 @@ impl Client {
             keep_alive: head.keep_alive && !failed,
             // The member answered before the request body ended (an echo, a stream, an
             // early 413): the rest of it goes up while the response comes down.
-            upload: (!w.done).then_some(Upload { w, body }),
+            upload: (!w.done).then(|| Box::new(Upload { w, body })),
             client: self.clone(),
         };
         // An empty body (204, HEAD, `content-length: 0`) may never be polled by the
@@ -272,7 +274,7 @@ impl Client {
         resp
     }
 
-    fn put_back(&self, conn: Conn) {
+    fn put_back(&self, conn: Box<Conn>) {
         let mut idle = self.inner.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
@@ -498,11 +500,12 @@ enum BodyState {
 /// read to its end, the connection goes back to the member's pool; dropped half-read, the
 /// connection is closed instead, which is what a client that went away needs.
 pub struct UpstreamBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     state: BodyState,
     keep_alive: bool,
     /// The request body still going up, driven whenever this body is polled.
-    upload: Option<Upload>,
+    /// Boxed: most requests have no body left to send once the answer starts.
+    upload: Option<Box<Upload>>,
     client: Client,
 }
 
