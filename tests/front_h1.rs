@@ -851,3 +851,644 @@ async fn upgrade_with_tunnel_bytes_in_the_same_write() {
     }
     assert_eq!(c.buf, b"later");
 }
+
+// =======================================================================================
+// Adversarial robustness (reliability.md §2 and §4): what a client can do to the server
+// on purpose. Byte splits anywhere, garbage, request-smuggling classics, pipelining
+// floods, huge values, early responses and resets. Each property is checked on exact
+// bytes, and where the backend's view matters a strict recording backend says what it
+// received as requests.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Connections a test keeps open at once: enough to finish quickly on two cores, few
+/// enough that no pool queue is involved.
+const PARALLEL: usize = 24;
+
+/// Read until the front closes (or resets) the connection; panics if it goes silent.
+/// `sent` is for the failure message.
+async fn read_to_close(s: &mut TcpStream, sent: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout(READ_LIMIT, s.read(&mut tmp)).await {
+            Err(_) => panic!(
+                "front neither answered nor closed; sent {:?}, got {:?}",
+                String::from_utf8_lossy(sent),
+                String::from_utf8_lossy(&out)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+/// The status of the response starting `bytes`, if any bytes came; panics on anything
+/// that is not an HTTP/1.1 status line.
+fn status_of(bytes: &[u8]) -> Option<u16> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().next().unwrap_or("");
+    let status = line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|s| s.parse().ok());
+    Some(status.unwrap_or_else(|| panic!("not a status line: {text:?}")))
+}
+
+async fn no_connections_left(f: &TestFront) {
+    assert!(
+        eventually(Duration::from_secs(5), || f.front.open_connections() == 0).await,
+        "connections still open: {}",
+        f.front.open_connections()
+    );
+}
+
+async fn still_serves(f: &TestFront, path: &str) {
+    let mut c = Conn::open(f.addr).await;
+    let r = c.roundtrip(&get(path)).await;
+    assert_eq!((r.status, r.text()), (200, format!("a {path}")), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A strict recording backend: what reached it, request by request.
+
+/// One request as the backend framed it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k == name).count()
+    }
+}
+
+/// The marker a backend records when bytes on its connection were not a request: the
+/// front desynchronised the upstream connection.
+const DESYNC: &str = "!desync";
+
+struct RecBackend {
+    addr: std::net::SocketAddr,
+    seen: Arc<parking_lot::Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RecBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RecBackend {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().clone()
+    }
+    fn paths(&self) -> Vec<String> {
+        self.seen().into_iter().map(|s| s.path).collect()
+    }
+}
+
+/// Read until `buf` holds `n` bytes; false at end of stream.
+async fn want(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> bool {
+    let mut tmp = [0u8; 8192];
+    while buf.len() < n {
+        match s.read(&mut tmp).await {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => buf.extend_from_slice(&tmp[..k]),
+        }
+    }
+    true
+}
+
+/// Read one CRLF line (without it) from the front of `buf`; `None` at end of stream or
+/// on a bare LF (which a strict backend refuses).
+async fn want_line(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = buf.drain(..i + 2).take(i).collect();
+            return (!line.contains(&b'\n')).then_some(line);
+        }
+        let have = buf.len();
+        if !want(s, buf, have + 1).await {
+            return None;
+        }
+    }
+}
+
+/// A strict HTTP/1.1 backend: frames each request by its own reading (Content-Length or
+/// chunked, RFC 9112), records it, and answers `200` with `METHOD PATH BODYLEN`. Anything
+/// it cannot frame is recorded as [`DESYNC`] and the connection dropped.
+async fn recording_backend() -> RecBackend {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let desync = |log: &parking_lot::Mutex<Vec<Seen>>, what: &[u8]| {
+                    log.lock().push(Seen {
+                        method: DESYNC.into(),
+                        path: String::from_utf8_lossy(what).into_owned(),
+                        headers: vec![],
+                        body: vec![],
+                    });
+                };
+                loop {
+                    // The head.
+                    let (len, method, path, headers) = loop {
+                        let mut hs = [httparse::EMPTY_HEADER; 64];
+                        let mut req = httparse::Request::new(&mut hs);
+                        match req.parse(&buf) {
+                            Ok(httparse::Status::Complete(n)) => {
+                                let headers: Vec<(String, String)> = req
+                                    .headers
+                                    .iter()
+                                    .map(|h| {
+                                        (
+                                            h.name.to_ascii_lowercase(),
+                                            String::from_utf8_lossy(h.value).into_owned(),
+                                        )
+                                    })
+                                    .collect();
+                                break (
+                                    n,
+                                    req.method.unwrap_or("").to_string(),
+                                    req.path.unwrap_or("").to_string(),
+                                    headers,
+                                );
+                            }
+                            Ok(httparse::Status::Partial) => {
+                                let have = buf.len();
+                                if !want(&mut s, &mut buf, have + 1).await {
+                                    if !buf.is_empty() {
+                                        desync(&log, &buf);
+                                    }
+                                    return;
+                                }
+                            }
+                            Err(_) => {
+                                desync(&log, &buf);
+                                return;
+                            }
+                        }
+                    };
+                    buf.drain(..len);
+                    let te: Vec<&String> = headers
+                        .iter()
+                        .filter(|(k, _)| k == "transfer-encoding")
+                        .map(|(_, v)| v)
+                        .collect();
+                    let cl: Vec<&String> = headers
+                        .iter()
+                        .filter(|(k, _)| k == "content-length")
+                        .map(|(_, v)| v)
+                        .collect();
+                    let mut body = Vec::new();
+                    if !te.is_empty() {
+                        // A proxy must send exactly `chunked`, once, and no length with it.
+                        if te.len() != 1 || te[0] != "chunked" || !cl.is_empty() {
+                            desync(&log, format!("framing te={te:?} cl={cl:?}").as_bytes());
+                            return;
+                        }
+                        loop {
+                            let Some(line) = want_line(&mut s, &mut buf).await else {
+                                desync(&log, b"chunk size line");
+                                return;
+                            };
+                            let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
+                            let Some(n) = std::str::from_utf8(hex)
+                                .ok()
+                                .filter(|h| {
+                                    !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit())
+                                })
+                                .and_then(|h| usize::from_str_radix(h, 16).ok())
+                            else {
+                                desync(&log, &line);
+                                return;
+                            };
+                            if n == 0 {
+                                // Trailers until the empty line.
+                                loop {
+                                    match want_line(&mut s, &mut buf).await {
+                                        Some(l) if l.is_empty() => break,
+                                        Some(_) => {}
+                                        None => {
+                                            desync(&log, b"trailers");
+                                            return;
+                                        }
+                                    }
+                                }
+                                break;
+                            }
+                            if !want(&mut s, &mut buf, n + 2).await || &buf[n..n + 2] != b"\r\n" {
+                                desync(&log, b"chunk data");
+                                return;
+                            }
+                            body.extend(buf.drain(..n));
+                            buf.drain(..2);
+                        }
+                    } else if !cl.is_empty() {
+                        let Some(n) = cl
+                            .iter()
+                            .map(|v| v.parse::<usize>().ok())
+                            .reduce(|a, b| if a == b { a } else { None })
+                            .flatten()
+                        else {
+                            desync(&log, format!("content-length {cl:?}").as_bytes());
+                            return;
+                        };
+                        if !want(&mut s, &mut buf, n).await {
+                            // The front gave up mid-body and closed: not a desync.
+                            return;
+                        }
+                        body.extend(buf.drain(..n));
+                    }
+                    let answer = format!("{method} {path} {}", body.len());
+                    log.lock().push(Seen {
+                        method,
+                        path,
+                        headers,
+                        body,
+                    });
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    RecBackend { addr, seen, task }
+}
+
+async fn front_with_recorder() -> (RecBackend, TestFront) {
+    let be = recording_backend().await;
+    let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+    (be, f)
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. A valid request split at any byte position is still one valid request.
+
+const SPLIT_CL: &[u8] = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 11\r\n\r\nhello there";
+const SPLIT_CHUNKED: &[u8] = b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+    5;a=b\r\nhello\r\n1;q=\"x;y\";z\r\n \r\nA\r\n0123456789\r\n0\r\nx-trailer: yes\r\nx-more: 2\r\n\r\n";
+
+/// Send `req` as pieces cut at `cuts`, each its own segment; the echo must be `body`,
+/// and the connection must be at a request boundary afterwards.
+async fn split_delivery(
+    addr: std::net::SocketAddr,
+    req: &'static [u8],
+    cuts: Vec<usize>,
+    body: &'static str,
+) {
+    let mut c = Conn::open(addr).await;
+    c.s.set_nodelay(true).unwrap();
+    let mut from = 0;
+    for cut in cuts.iter().copied().chain([req.len()]) {
+        c.send(&req[from..cut]).await;
+        from = cut;
+        // The pause is the point: the front reads each piece on its own (there is no
+        // event to poll for "the front has read these bytes").
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let r = c.response("POST").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, body),
+        "cuts {cuts:?}: {r:?}"
+    );
+    let r = c.roundtrip(&get("/after")).await;
+    assert_eq!(r.text(), "a /after", "cuts {cuts:?}: {r:?}");
+}
+
+#[tokio::test]
+async fn request_split_at_every_byte_and_at_random_points_is_served() {
+    let (_be, f) = front_with_backend().await;
+    let cases: [(&'static [u8], &'static str); 2] = [
+        (SPLIT_CL, "hello there"),
+        (SPLIT_CHUNKED, "hello 0123456789"),
+    ];
+    let mut patterns: Vec<(usize, Vec<usize>)> = Vec::new();
+    // Two pieces, cut at every position.
+    for (i, (req, _)) in cases.iter().enumerate() {
+        for cut in 1..req.len() {
+            patterns.push((i, vec![cut]));
+        }
+    }
+    // 50 seeded patterns of 2 to 9 pieces.
+    let mut rng = StdRng::seed_from_u64(0x5eed_0001);
+    for k in 0..50 {
+        let i = k % 2;
+        let len = cases[i].0.len();
+        let mut cuts: Vec<usize> = (0..rng.gen_range(1..=8))
+            .map(|_| rng.gen_range(1..len))
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        patterns.push((i, cuts));
+    }
+    let n = patterns.len();
+    let gate = Arc::new(Semaphore::new(PARALLEL));
+    let mut set = JoinSet::new();
+    for (i, cuts) in patterns {
+        let (req, body) = cases[i];
+        let gate = gate.clone();
+        let addr = f.addr;
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            split_delivery(addr, req, cuts, body).await;
+        });
+    }
+    let mut done = 0;
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+        done += 1;
+    }
+    assert_eq!(done, n);
+    no_connections_left(&f).await;
+}
+
+#[tokio::test]
+async fn chunked_request_one_byte_per_segment_is_served() {
+    let (_be, f) = front_with_backend().await;
+    let cuts = (1..SPLIT_CHUNKED.len()).collect();
+    split_delivery(f.addr, SPLIT_CHUNKED, cuts, "hello 0123456789").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Garbage: a 4xx or a close, never a 5xx, never a hang.
+
+/// Complete heads that are almost HTTP/1.1: each is answered (any status below 500: an
+/// absolute-form or `*` target may legitimately route or 404) or closed.
+const NEAR_MISSES: &[&[u8]] = &[
+    b"GET / HTTP/2.0\r\nhost: x\r\n\r\n",
+    b"GET / HTTP/1.1x\r\nhost: x\r\n\r\n",
+    b"GET / HTTP/1.2\r\nhost: x\r\n\r\n",
+    b"GET / HTTP/0.9\r\nhost: x\r\n\r\n",
+    b"GET / http/1.1\r\nhost: x\r\n\r\n",
+    b"GET / HTTP/11\r\nhost: x\r\n\r\n",
+    b"GET /HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET/ HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET  / HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET / HTTP/1.1 \r\nhost: x\r\n\r\n",
+    b"GET /a b HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET /a\x00b HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET /\x7f HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET /\xc3\xa9 HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"G(T / HTTP/1.1\r\nhost: x\r\n\r\n",
+    b" GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx-nul: a\x00b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx-ctl: a\x01b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx-esc: \x1b[31m\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx-del: a\x7fb\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx-cr: a\rb\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx-fold: a\r\n b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx-fold: a\r\n\tb\r\n\r\n",
+    b"GET / HTTP/1.1\r\n host: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\n: empty-name\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx y: z\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx\x00y: z\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nx(y): z\r\n\r\n",
+    b"GET / HTTP/1.1\rhost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nhost: y\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\ncontent-length: 1e3\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\ncontent-length: 0x10\r\n\r\n",
+    b"GET http://x/ HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET http://elsewhere.example/ HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET http://x:99999/ HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET http:// HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET //x HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET ../../etc/passwd HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET * HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"CONNECT x:443 HTTP/1.1\r\nhost: x:443\r\n\r\n",
+    b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nhost: 127.0.0.1:1\r\n\r\n",
+    b"TRACE / HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"PRI * HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\nupgrade: h2c\r\nconnection: upgrade, http2-settings\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: \r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: a b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x@evil\r\n\r\n",
+    b"GET / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+];
+
+/// Incomplete or non-HTTP inputs, sent and then half-closed: a 4xx or a close.
+const TRUNCATED: &[&[u8]] = &[
+    b"",
+    b"\r\n",
+    b"\r\n\r\n\r\n\r\n",
+    b"GET",
+    b"GET / HTTP/1.1",
+    b"GET / HTTP/1.1\r\nhost: x\r\n",
+    b"GET / HTTP/1.1\r\nhost: x\r\n\r",
+    // (A partial preface followed by a close: see
+    // `partial_h2_preface_then_close_is_closed_promptly`.)
+    b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+    b"\x00\x00\x00\x00\x00\x00\x00\x00",
+    b"\xff\xfe\xfd",
+];
+
+/// Pieces random heads are made of: most random strings die at the first byte, these
+/// reach the header and framing rules.
+const VOCAB: &[&[u8]] = &[
+    b"GET",
+    b"POST",
+    b"HEAD",
+    b" ",
+    b"  ",
+    b"/",
+    b"/a?b=c",
+    b"*",
+    b"http://x/",
+    b"HTTP/1.1",
+    b"HTTP/1.0",
+    b"HTTP/2",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"host: x",
+    b"host:",
+    b":",
+    b"content-length: ",
+    b"5",
+    b"0",
+    b"-",
+    b"+",
+    b"transfer-encoding: ",
+    b"chunked",
+    b",",
+    b"\t",
+    b"\x00",
+    b"\x7f",
+    b"\xff",
+    b"expect: 100-continue",
+    b"connection: close",
+    b"connection: upgrade",
+    b"upgrade: websocket",
+    b"x-y: z",
+    b";",
+    b"=",
+    b"\"",
+    b"hello",
+];
+
+fn random_garbage(rng: &mut StdRng) -> Vec<u8> {
+    let len = rng.gen_range(1..300);
+    match rng.gen_range(0..3) {
+        0 => (0..len).map(|_| rng.gen()).collect(),
+        1 => (0..len)
+            .map(|_| match rng.gen_range(0..10) {
+                0 => b'\r',
+                1 => b'\n',
+                _ => rng.gen_range(0x20u8..0x7f),
+            })
+            .collect(),
+        _ => {
+            let mut out = Vec::new();
+            while out.len() < len {
+                out.extend_from_slice(VOCAB[rng.gen_range(0..VOCAB.len())]);
+            }
+            out
+        }
+    }
+}
+
+/// One hostile connection: send `bytes` (half-close after if `half_close`), then read
+/// what the front says. Returns the first status, if any response came.
+async fn hostile(addr: std::net::SocketAddr, bytes: Vec<u8>, half_close: bool) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The front may refuse and close before all the bytes are in: not an error.
+    let _ = s.write_all(&bytes).await;
+    if half_close {
+        let _ = s.shutdown().await;
+        return status_of(&read_to_close(&mut s, &bytes).await);
+    }
+    // A complete head: read the first response's status line (the connection may stay
+    // open after a valid request).
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while !got.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout(READ_LIMIT, s.read(&mut tmp)).await {
+            Err(_) => panic!(
+                "no answer and no close for {:?}",
+                String::from_utf8_lossy(&bytes)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&tmp[..n]),
+        }
+    }
+    status_of(&got)
+}
+
+#[tokio::test]
+async fn garbage_gets_a_4xx_or_a_close_and_the_front_survives() {
+    let (_be, f) = front_with_backend().await;
+    let mut inputs: Vec<(Vec<u8>, bool, bool)> = Vec::new(); // bytes, half-close, must be 4xx/close
+    for m in NEAR_MISSES {
+        inputs.push((m.to_vec(), false, false));
+    }
+    for t in TRUNCATED {
+        inputs.push((t.to_vec(), true, true));
+    }
+    let mut rng = StdRng::seed_from_u64(0x6a7b_a6e);
+    for _ in 0..200 {
+        let g = random_garbage(&mut rng);
+        inputs.push((g, true, false));
+    }
+    let gate = Arc::new(Semaphore::new(PARALLEL));
+    let mut set = JoinSet::new();
+    for (bytes, half_close, strict) in inputs {
+        let gate = gate.clone();
+        let addr = f.addr;
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            let status = hostile(addr, bytes.clone(), half_close).await;
+            (bytes, strict, status)
+        });
+    }
+    let mut outcomes = std::collections::BTreeMap::<Option<u16>, usize>::new();
+    while let Some(r) = set.join_next().await {
+        let (bytes, strict, status) = r.unwrap();
+        let shown = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(s) = status {
+            assert!(s < 500, "{s} for {shown:?}");
+            if strict {
+                assert!((400..500).contains(&s), "{s} for {shown:?}");
+            }
+        }
+        *outcomes.entry(status).or_default() += 1;
+    }
+    eprintln!("garbage outcomes (status -> connections): {outcomes:?}");
+    no_connections_left(&f).await;
+    still_serves(&f, "/after-garbage").await;
+}
+
+/// Each structured near-miss, one at a time, with the status it gets, so a change in the
+/// refusal rules shows up as a diff here (pinned).
+#[tokio::test]
+async fn near_misses_are_refused_with_400() {
+    let (be, f) = front_with_backend().await;
+    // Those the server itself refuses: 400 and close, nothing reaches the backend.
+    let refused: &[&[u8]] = &[
+        b"GET / HTTP/2.0\r\nhost: x\r\n\r\n",
+        b"GET / HTTP/1.1x\r\nhost: x\r\n\r\n",
+        b"GET / HTTP/1.2\r\nhost: x\r\n\r\n",
+        b"GET /HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET /a\x00b HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"G(T / HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-nul: a\x00b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-ctl: a\x01b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-cr: a\rb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-fold: a\r\n b\r\n\r\n",
+        b"GET / HTTP/1.1\r\n host: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\n: empty-name\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\nx y: z\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n",
+        b"GET / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    for req in refused {
+        let mut c = Conn::open(f.addr).await;
+        c.send(req).await;
+        let r = c.response("GET").await;
+        assert_eq!(r.status, 400, "{:?}: {r:?}", String::from_utf8_lossy(req));
+        assert!(c.is_closed().await);
+    }
+    assert_eq!(be.requests.load(Ordering::SeqCst), 0);
+    no_connections_left(&f).await;
+}
+
+/// The plain-TCP protocol sniffer (`front::connection::sniff`) peeks; a client that sends
+/// a prefix of the HTTP/2 preface and then closes its side must be let go at once, as the
+/// HTTP/1.1 loop does for a partial head.
+#[tokio::test]
+#[ignore = "bug: partial h2 preface + FIN is held until headerWaitTimeout (peek never sees EOF; sniff loops every 1 ms)"]
+async fn partial_h2_preface_then_close_is_closed_promptly() {
+    let (_be, f) = front_with_backend().await;
+    for prefix in [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n"[..], b"PRI", b"P"] {
+        let mut s = TcpStream::connect(f.addr).await.unwrap();
+        s.write_all(prefix).await.unwrap();
+        s.shutdown().await.unwrap();
+        let got = read_to_close(&mut s, prefix).await;
+        assert!(got.is_empty() || status_of(&got).is_some_and(|s| (400..500).contains(&s)));
+    }
+    no_connections_left(&f).await;
+}
