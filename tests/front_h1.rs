@@ -1014,7 +1014,7 @@ async fn recording_backend() -> RecBackend {
                 loop {
                     // The head.
                     let (len, method, path, headers) = loop {
-                        let mut hs = [httparse::EMPTY_HEADER; 64];
+                        let mut hs = [httparse::EMPTY_HEADER; 128];
                         let mut req = httparse::Request::new(&mut hs);
                         match req.parse(&buf) {
                             Ok(httparse::Status::Complete(n)) => {
@@ -1815,4 +1815,204 @@ async fn duplicate_equal_content_lengths_reach_the_backend_as_one() {
         .await;
     assert_eq!((r.status, r.text()), (200, "POST /echo 5".to_string()));
     assert_backend_saw(&be, &[("POST", "/echo", b"hello")], "CL twice");
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Pipelining floods.
+
+#[tokio::test]
+async fn thousand_pipelined_gets_are_answered_in_order() {
+    let (be, f) = front_with_backend().await;
+    const N: usize = 1000;
+    let mut all = Vec::new();
+    for i in 0..N {
+        all.extend_from_slice(&get(&format!("/p{i}")));
+    }
+    let mut c = Conn::open(f.addr).await;
+    let (mut rd, mut wr) = c.s.into_split();
+    // Written in one go from its own task, so the responses are read while the front
+    // still has requests to take in (neither side's buffers must hold everything).
+    let writer = tokio::spawn(async move {
+        wr.write_all(&all).await.unwrap();
+        wr
+    });
+    c.s = {
+        let wr = writer.await.unwrap();
+        rd.reunite(wr).unwrap()
+    };
+    for i in 0..N {
+        let r = c.response("GET").await;
+        assert_eq!(
+            (r.status, r.text()),
+            (200, format!("a /p{i}")),
+            "response {i}"
+        );
+    }
+    assert_eq!(be.requests.load(Ordering::SeqCst), N);
+    assert_eq!(c.roundtrip(&get("/after")).await.text(), "a /after");
+}
+
+#[tokio::test]
+async fn malformed_request_in_a_pipeline_gets_400_after_the_ones_before() {
+    let (be, f) = front_with_backend().await;
+    let mut all = Vec::new();
+    for i in 1..=50 {
+        if i == 25 {
+            all.extend_from_slice(b"GET /p25 HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n");
+        } else {
+            all.extend_from_slice(&get(&format!("/p{i}")));
+        }
+    }
+    let mut c = Conn::open(f.addr).await;
+    c.send(&all).await;
+    for i in 1..25 {
+        let r = c.response("GET").await;
+        assert_eq!(
+            (r.status, r.text()),
+            (200, format!("a /p{i}")),
+            "response {i}"
+        );
+    }
+    let r = c.response("GET").await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(c.is_closed().await);
+    assert_eq!(be.requests.load(Ordering::SeqCst), 24);
+    no_connections_left(&f).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Huge values.
+
+#[tokio::test]
+async fn huge_chunk_sizes_and_lengths_are_400() {
+    let (be, f) = front_with_recorder().await;
+    let cases: &[&[u8]] = &[
+        // Chunk sizes past u64.
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n10000000000000000\r\nhello\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n00000000000000000005\r\nhello\r\n0\r\n\r\n",
+        // Lengths of 2^64, u64::MAX and far past.
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 18446744073709551616\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 18446744073709551615\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999999999999999999999999999999\r\n\r\nhello",
+    ];
+    for req in cases {
+        let mut c = Conn::open(f.addr).await;
+        c.send(req).await;
+        let rs = responses_until_close(&mut c, "POST").await;
+        let st: Vec<u16> = rs.iter().map(|r| r.status).collect();
+        assert_eq!(st, [400], "{:?}: {rs:?}", String::from_utf8_lossy(req));
+    }
+    // None of the bodies reached the backend as data.
+    assert!(
+        be.seen().iter().all(|s| s.body.is_empty()),
+        "{:?}",
+        be.seen()
+    );
+    no_connections_left(&f).await;
+}
+
+/// A length that fits in u64 but can never arrive (19 digits): forwarded as such, the
+/// client's early goodbye ends it, and nothing is held afterwards.
+#[tokio::test]
+async fn largest_accepted_content_length_is_streamed_then_abandoned() {
+    let (_be, f) = front_with_backend().await;
+    let mut c = Conn::open(f.addr).await;
+    c.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 9999999999999999999\r\n\r\nhello")
+        .await;
+    let r = {
+        // The echo backend answers at once and streams the body back as it comes.
+        let status = c.line().await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+        c.fields().await
+    };
+    assert!(
+        r.iter()
+            .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
+            || r.iter()
+                .any(|(k, v)| k == "content-length" && v == "9999999999999999999"),
+        "{r:?}"
+    );
+    let mut echoed = Vec::new();
+    while !String::from_utf8_lossy(&c.buf).contains("hello") {
+        assert!(
+            c.fill().await > 0,
+            "closed before the echo: {:?}",
+            c.lossy()
+        );
+    }
+    echoed.extend_from_slice(&c.buf);
+    drop(c);
+    no_connections_left(&f).await;
+    still_serves(&f, "/after-huge-length").await;
+}
+
+/// `maxRequestHeaderBytes` (16 KiB) is the whole head: one of exactly 16384 bytes is
+/// served, one byte more is 431.
+#[tokio::test]
+async fn head_of_exactly_the_limit_is_served_and_one_more_byte_is_431() {
+    let (be, f) = front_with_backend().await;
+    let head = |len: usize| {
+        let start = "GET /limit HTTP/1.1\r\nhost: x\r\nx-big: ";
+        let end = "\r\n\r\n";
+        let fill = len - start.len() - end.len();
+        format!("{start}{}{end}", "v".repeat(fill)).into_bytes()
+    };
+    let at = head(16 * 1024);
+    assert_eq!(at.len(), 16384);
+    let mut c = Conn::open(f.addr).await;
+    let r = c.roundtrip(&at).await;
+    assert_eq!((r.status, r.text()), (200, "a /limit".to_string()), "{r:?}");
+    // And again on the same connection: the limit is per head, not per connection.
+    let r = c.roundtrip(&at).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    drop(c);
+
+    let over = head(16 * 1024 + 1);
+    let mut c = Conn::open(f.addr).await;
+    c.send(&over).await;
+    let r = c.response("GET").await;
+    assert_eq!(r.status, 431, "{r:?}");
+    assert!(c.is_closed().await);
+    // The same head with one byte short of its end (no final CRLF yet) at the limit:
+    // still waiting, not refused; the rest completes it.
+    let mut c = Conn::open(f.addr).await;
+    c.s.set_nodelay(true).unwrap();
+    c.send(&at[..at.len() - 1]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await; // the piece is read on its own
+    c.send(&at[at.len() - 1..]).await;
+    assert_eq!(c.response("GET").await.status, 200);
+    assert_eq!(be.requests.load(Ordering::SeqCst), 3);
+    drop(c);
+    no_connections_left(&f).await;
+}
+
+/// More than 100 header lines is 431, exactly 100 is served (and forwarded with the
+/// front's own four added: a backend must take 104).
+#[tokio::test]
+async fn hundred_headers_are_served_and_one_more_is_431() {
+    let (be, f) = front_with_recorder().await;
+    let req = |n: usize| {
+        let mut s = String::from("GET /many HTTP/1.1\r\nhost: x\r\n");
+        for i in 1..n {
+            s.push_str(&format!("x-h{i}: {i}\r\n"));
+        }
+        s.push_str("\r\n");
+        s.into_bytes()
+    };
+    let mut c = Conn::open(f.addr).await;
+    let r = c.roundtrip(&req(100)).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "GET /many 0".to_string()),
+        "{r:?}"
+    );
+    assert_eq!(be.seen()[0].headers.len(), 104);
+    let mut c = Conn::open(f.addr).await;
+    c.send(&req(101)).await;
+    let r = c.response("GET").await;
+    assert_eq!(r.status, 431, "{r:?}");
+    assert!(c.is_closed().await);
+    assert_eq!(be.seen().len(), 1);
 }
