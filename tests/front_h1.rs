@@ -953,9 +953,6 @@ impl RecBackend {
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().clone()
     }
-    fn paths(&self) -> Vec<String> {
-        self.seen().into_iter().map(|s| s.path).collect()
-    }
 }
 
 /// Read until `buf` holds `n` bytes; false at end of stream.
@@ -1424,7 +1421,7 @@ async fn garbage_gets_a_4xx_or_a_close_and_the_front_survives() {
     for t in TRUNCATED {
         inputs.push((t.to_vec(), true, true));
     }
-    let mut rng = StdRng::seed_from_u64(0x6a7b_a6e);
+    let mut rng = StdRng::seed_from_u64(0x06a7_ba6e);
     for _ in 0..200 {
         let g = random_garbage(&mut rng);
         inputs.push((g, true, false));
@@ -1829,7 +1826,7 @@ async fn thousand_pipelined_gets_are_answered_in_order() {
         all.extend_from_slice(&get(&format!("/p{i}")));
     }
     let mut c = Conn::open(f.addr).await;
-    let (mut rd, mut wr) = c.s.into_split();
+    let (rd, mut wr) = c.s.into_split();
     // Written in one go from its own task, so the responses are read while the front
     // still has requests to take in (neither side's buffers must hold everything).
     let writer = tokio::spawn(async move {
@@ -2015,4 +2012,184 @@ async fn hundred_headers_are_served_and_one_more_is_431() {
     assert_eq!(r.status, 431, "{r:?}");
     assert!(c.is_closed().await);
     assert_eq!(be.seen().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Early responses: the backend answers before (without) reading the body.
+
+/// A backend that answers every request `413` as soon as the head is in, never reading
+/// the body. `linger`: it then half-closes and drains what comes (a well-behaved server);
+/// otherwise it drops the socket at once (unread bytes make that a reset).
+async fn early_413_backend(linger: bool) -> RawBackend {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let rq = requests.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let rq = rq.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                rq.fetch_add(1, Ordering::SeqCst);
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large",
+                    )
+                    .await;
+                if linger {
+                    let _ = s.shutdown().await;
+                    while let Ok(n) = s.read(&mut tmp).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    RawBackend {
+        addr,
+        requests,
+        task,
+    }
+}
+
+/// Read responses, skipping any interim `100 Continue`, until a final one.
+async fn final_response(c: &mut Conn, method: &str) -> Resp {
+    loop {
+        let r = c.response(method).await;
+        if r.status >= 200 {
+            return r;
+        }
+        assert_eq!(r.status, 100, "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn expect_continue_upload_refused_early_gets_the_413_and_a_close() {
+    for linger in [true, false] {
+        let be = early_413_backend(linger).await;
+        let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+        let mut c = Conn::open(f.addr).await;
+        // The client waits for `100 Continue` and sends no body byte: the backend's
+        // refusal must reach it anyway (a `100` first is allowed, not needed).
+        c.send(
+            b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await;
+        let r = final_response(&mut c, "POST").await;
+        assert_eq!(
+            (r.status, r.text()),
+            (413, "too large".to_string()),
+            "linger {linger}: {r:?}"
+        );
+        // The body was never read: the connection cannot carry another request.
+        assert!(c.is_closed().await);
+        assert_eq!(be.requests.load(Ordering::SeqCst), 1);
+        no_connections_left(&f).await;
+        // The member is not blamed for the client's unsent body.
+        let members = f.front.pool("p").unwrap().members();
+        assert!(members.iter().all(|m| m.failed() == 0), "linger {linger}");
+    }
+}
+
+#[tokio::test]
+async fn upload_refused_early_while_the_body_trickles_gets_the_413() {
+    for linger in [true, false] {
+        let be = early_413_backend(linger).await;
+        let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+        let mut c = Conn::open(f.addr).await;
+        c.send(b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n")
+            .await;
+        c.send(&[b'a'; 1000]).await;
+        // The rest of the body never comes; the answer must not wait for it.
+        let r = final_response(&mut c, "POST").await;
+        assert_eq!(
+            (r.status, r.text()),
+            (413, "too large".to_string()),
+            "linger {linger}: {r:?}"
+        );
+        assert!(c.is_closed().await);
+        no_connections_left(&f).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. A client that resets mid-upload.
+
+/// Drop `c` with SO_LINGER 0: the kernel sends RST instead of FIN.
+fn reset(c: Conn) {
+    socket2::SockRef::from(&c.s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+}
+
+#[tokio::test]
+async fn client_reset_mid_upload_leaves_the_front_serving() {
+    let (be, f) = front_with_recorder().await;
+    for framing in ["content-length: 1000000", "transfer-encoding: chunked"] {
+        let mut c = Conn::open(f.addr).await;
+        c.send(format!("POST /upload HTTP/1.1\r\nhost: x\r\n{framing}\r\n\r\n").as_bytes())
+            .await;
+        if framing.starts_with("transfer") {
+            c.send(format!("{:x}\r\n", 100_000).as_bytes()).await;
+        }
+        c.send(&vec![b'u'; 64 * 1024]).await;
+        // The upload is under way upstream before the reset.
+        assert!(eventually(Duration::from_secs(5), || f.front.open_connections() == 1).await);
+        reset(c);
+        no_connections_left(&f).await;
+        let mut c = Conn::open(f.addr).await;
+        let r = c
+            .roundtrip(b"POST /next HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nnext")
+            .await;
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "POST /next 4".to_string()),
+            "{framing}: {r:?}"
+        );
+    }
+    // The abandoned uploads never completed upstream, and nothing desynchronised.
+    let seen = be.seen();
+    assert!(
+        seen.iter()
+            .all(|s| s.method != DESYNC && s.path != "/upload"),
+        "{seen:#?}"
+    );
+    // The client's reset is not the member's failure.
+    let members = f.front.pool("p").unwrap().members();
+    assert!(members.iter().all(|m| m.failed() == 0));
+}
+
+#[tokio::test]
+async fn client_reset_while_waiting_for_expect_continue_and_for_the_response() {
+    let (be, f) = front_with_backend().await;
+    // Waiting for `100 Continue` (nothing of the body sent).
+    let mut c = Conn::open(f.addr).await;
+    c.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\nexpect: 100-continue\r\n\r\n")
+        .await;
+    assert_eq!(c.response("POST").await.status, 100);
+    reset(c);
+    // Waiting for a slow response, body complete.
+    let mut c = Conn::open(f.addr).await;
+    c.send(&get("/slow?ms=3000")).await;
+    let before = be.requests.load(Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(5), || be
+            .requests
+            .load(Ordering::SeqCst)
+            > before)
+        .await
+    );
+    reset(c);
+    no_connections_left(&f).await;
+    still_serves(&f, "/after-reset").await;
 }
