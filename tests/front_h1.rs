@@ -2249,3 +2249,82 @@ async fn h2c_upgrade_is_not_forwarded() {
         "{seen:#?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// More of the same family.
+
+/// Pingora CVE-2026-2833 class: bytes sent after an upgrade request, before the backend
+/// agreed to switch, must not reach the backend raw. Here the backend declines (200), so
+/// the bytes are an ordinary pipelined request: it must arrive as a request the front
+/// forwarded (with its `via`), never as tunnel bytes.
+#[tokio::test]
+async fn bytes_after_a_declined_upgrade_are_not_tunnelled() {
+    let (be, f) = front_with_recorder().await;
+    let mut c = Conn::open(f.addr).await;
+    c.send(
+        b"GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n\
+          GET /smuggled HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let rs = responses_until_close(&mut c, "GET").await;
+    assert!(!rs.is_empty() && rs[0].status == 200, "{rs:?}");
+    let seen = be.seen();
+    assert!(
+        seen.iter()
+            .all(|s| s.method != DESYNC && s.header_count("via") == 1),
+        "{seen:#?}"
+    );
+    // Either served as the next request, or not at all (closed): never anything else.
+    assert!(rs.len() <= 2, "{rs:?}");
+    if rs.len() == 2 {
+        assert_eq!(rs[1].text(), "GET /smuggled 0");
+    }
+}
+
+/// `100 Continue` is only for a request that has a body to send.
+#[tokio::test]
+async fn expect_continue_without_a_body_gets_no_interim_response() {
+    let (_be, f) = front_with_backend().await;
+    let mut c = Conn::open(f.addr).await;
+    for req in [
+        &b"GET /e1 HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\r\n"[..],
+        b"POST /e2 HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 0\r\n\r\n",
+    ] {
+        let r = c.roundtrip(req).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // A client that sends its body without waiting: one 100 at most, then the echo, and
+    // the pipelined request after it is read as a request.
+    c.send(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\nhello\
+          GET /next HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
+    let r = final_response(&mut c, "POST").await;
+    assert_eq!((r.status, r.text()), (200, "hello".to_string()));
+    assert_eq!(c.response("GET").await.text(), "a /next");
+}
+
+/// A refusal written while the client is still sending: the client must be able to read
+/// the 400 (no reset from unread bytes that destroys the answer before it is read).
+#[tokio::test]
+async fn refusal_reaches_a_client_that_is_still_sending() {
+    let (_be, f) = front_with_backend().await;
+    let mut c = Conn::open(f.addr).await;
+    let mut req = b"GET / HTTP/1.1\r\nhost: x\r\nbad header line\r\n\r\n".to_vec();
+    req.extend(std::iter::repeat_n(b'j', 256 * 1024));
+    // The write may fail once the front closes: the answer is what matters.
+    let (rd, mut wr) = c.s.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&req).await;
+        wr
+    });
+    c.s = rd.reunite(writer.await.unwrap()).unwrap();
+    let got = read_to_close(&mut c.s, b"bad head + 256 KiB").await;
+    assert_eq!(
+        status_of(&got),
+        Some(400),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
