@@ -2328,3 +2328,53 @@ async fn refusal_reaches_a_client_that_is_still_sending() {
         String::from_utf8_lossy(&got)
     );
 }
+
+/// Pingora CVE-2025-4366 class: when the front answers by itself without reading the
+/// request body (its own 400 or 404), the unread body must never be taken for the next
+/// request. Each case hides `GET /smuggled` in the body and pipelines a sentinel.
+#[tokio::test]
+async fn unread_body_of_a_request_the_front_answers_itself_is_never_a_request() {
+    let (be, f) = front_with_recorder().await;
+    let chunked_hidden = format!("{:x}\r\n{HIDDEN}\r\n0\r\n\r\n", HIDDEN.len());
+    let cases = [
+        // The front's own 400 (no Host) keeps the connection for bodiless requests.
+        format!("POST / HTTP/1.1\r\ncontent-length: {}\r\n\r\n{HIDDEN}", HIDDEN.len()),
+        format!("POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n{chunked_hidden}"),
+        // Two Host lines.
+        format!(
+            "POST / HTTP/1.1\r\nhost: x\r\nhost: y\r\ncontent-length: {}\r\n\r\n{HIDDEN}",
+            HIDDEN.len()
+        ),
+        // The front's own 404.
+        format!(
+            "POST /.roost/nothing HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{HIDDEN}",
+            HIDDEN.len()
+        ),
+        format!(
+            "POST /.roost/nothing HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n{chunked_hidden}"
+        ),
+    ];
+    for req in &cases {
+        let mut c = Conn::open(f.addr).await;
+        c.send(req.as_bytes()).await;
+        c.send(b"GET /sentinel HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await;
+        let rs = responses_until_close(&mut c, "POST").await;
+        assert!(!rs.is_empty() && rs[0].status >= 400, "{req:?}: {rs:?}");
+        assert!(
+            rs.iter().all(|r| !r.text().contains("smuggled")),
+            "{req:?}: {rs:?}"
+        );
+        // If anything came after the refusal, it is the sentinel.
+        for r in &rs[1..] {
+            assert_eq!(r.text(), "GET /sentinel 0", "{req:?}: {rs:?}");
+        }
+    }
+    let seen = be.seen();
+    assert!(
+        seen.iter()
+            .all(|s| s.method == "GET" && s.path == "/sentinel"),
+        "{seen:#?}"
+    );
+    no_connections_left(&f).await;
+}
