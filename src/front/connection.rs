@@ -2,7 +2,7 @@
 //! every timer set, and the write-stall guard both protocols use (reliability.md §3.0).
 //! HTTP/1.1 connections are served by [`super::h1`].
 //!
-//! - Plain TCP: the first bytes are peeked under `headerWaitTimeout` to tell h2c prior
+//! - Plain TCP: the first bytes are read under `headerWaitTimeout` to tell h2c prior
 //!   knowledge from HTTP/1.1, because hyper-util's auto builder has no deadline while it
 //!   sniffs (a silent client would be held forever). TLS: ALPN decides.
 //! - HTTP/2: an idle watchdog closes a connection with no request in flight for
@@ -12,6 +12,7 @@
 
 use crate::body::Body;
 use crate::config::model::Limits;
+use bytes::{Bytes, BytesMut};
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -35,28 +36,98 @@ pub enum Protocol {
     Http2,
 }
 
-/// Peek at a plain-TCP connection to choose the protocol; `None` if the client sent
-/// nothing useful within the deadline or closed.
-pub async fn sniff(stream: &TcpStream, deadline: Duration) -> Option<Protocol> {
+/// Read the first bytes of a plain-TCP connection to choose the protocol; they are
+/// returned to be served first. `None` if the client closed or sent nothing decisive
+/// within the deadline.
+///
+/// Read, not peeked: a peek never reports the end of stream behind bytes already
+/// buffered, so a client that sent part of the h2 preface and closed would be held (and
+/// polled) until the deadline.
+pub async fn sniff(stream: &TcpStream, deadline: Duration) -> Option<(Protocol, BytesMut)> {
     let fut = async {
-        let mut buf = [0u8; 24];
+        let mut buf = BytesMut::new();
         loop {
-            let n = stream.peek(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
+            stream.readable().await.ok()?;
+            match read_some(stream, &mut buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return None,
             }
+            let n = buf.len().min(H2_PREFACE.len());
             if buf[..n] != H2_PREFACE[..n] {
-                return Some(Protocol::Http1);
+                return Some((Protocol::Http1, buf));
             }
             if n == H2_PREFACE.len() {
-                return Some(Protocol::Http2);
+                return Some((Protocol::Http2, buf));
             }
-            // A partial preface: wait for more bytes without spinning.
-            stream.readable().await.ok()?;
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // A partial preface: wait for the rest.
         }
     };
     tokio::time::timeout(deadline, fut).await.ok().flatten()
+}
+
+/// One non-blocking read appended to `buf`, through the stack so the buffer is exactly
+/// as large as what arrived (and the task's future carries no read buffer).
+fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut tmp = [0u8; 4096];
+    let n = stream.try_read(&mut tmp)?;
+    buf.extend_from_slice(&tmp[..n]);
+    Ok(n)
+}
+
+/// An I/O stream with bytes already read from it served first (the sniffed bytes).
+pub struct Rewind<I> {
+    pre: Bytes,
+    io: I,
+}
+
+impl<I> Rewind<I> {
+    pub fn new(pre: Bytes, io: I) -> Self {
+        Rewind { pre, io }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// Per-connection activity, shared by the request service and the idle watchdog.

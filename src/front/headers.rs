@@ -19,6 +19,9 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 pub enum Invalid {
     MissingHost,
     DuplicateHost,
+    /// Not `uri-host [":" port]` (RFC 9112 §3.2: 400): a space, userinfo or a path in it
+    /// would become the member's `Host` and `X-Forwarded-Host`.
+    BadHost,
     BadTransferEncoding,
 }
 
@@ -41,7 +44,12 @@ pub fn validate<B>(req: &Request<B>) -> Result<(), Invalid> {
         match (hosts.next(), hosts.next()) {
             (None, _) => return Err(Invalid::MissingHost),
             (Some(_), Some(_)) => return Err(Invalid::DuplicateHost),
+            (Some(h), None) if !valid_host(h.as_bytes()) => return Err(Invalid::BadHost),
             _ => {}
+        }
+    } else if let Some(h) = headers.get(header::HOST) {
+        if !valid_host(h.as_bytes()) {
+            return Err(Invalid::BadHost);
         }
     }
     let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
@@ -56,6 +64,57 @@ pub fn validate<B>(req: &Request<B>) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// `uri-host [":" port]` (RFC 3986 §3.2.2): a bracketed IP literal, or a reg-name /
+/// IPv4 address made of unreserved, percent-encoded and sub-delim characters; an empty
+/// value is allowed (RFC 9112 §3.2, a target without authority).
+fn valid_host(h: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = h.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
+        {
+            return false;
+        }
+        match &rest[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&b""[..], port),
+            _ => return false,
+        }
+    } else {
+        match h.iter().position(|&b| b == b':') {
+            Some(i) => (&h[..i], &h[i + 1..]),
+            None => (h, &b""[..]),
+        }
+    };
+    let reg_name = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    reg_name && port.iter().all(u8::is_ascii_digit)
 }
 
 /// Remove hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
@@ -126,9 +185,17 @@ pub fn drop_underscore_headers(headers: &mut HeaderMap) {
 }
 
 /// Whether the client asks to switch protocols (WebSocket and the like, HTTP/1.1 only).
+///
+/// Not `h2c`: a member that speaks h2c would switch, and the client would then talk
+/// HTTP/2 straight to it through the tunnel, past the front's routing and rules (h2c
+/// smuggling). Such a request is forwarded as a plain request, its `Upgrade` removed.
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get(header::UPGRADE).is_some_and(|u| {
+            !u.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"))
+        })
         && req
             .headers()
             .get_all(header::CONNECTION)
@@ -222,6 +289,26 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap()
+    }
+
+    #[test]
+    fn host_values_must_be_a_host_and_port() {
+        for ok in [
+            "x",
+            "example.com:8080",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:443",
+            "a_b",
+            "",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in [
+            "a b", "x@evil", "x/y", "x:y", "x\tz", "[::1", "x?y", "x#y", "[::1]x",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::config::model::{Backend, Config, Limits};
 use crate::farm;
 use crate::pool::Pool;
 use arc_swap::ArcSwap;
+use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -309,22 +310,32 @@ impl Front {
                     Some(p) if p == tls::ALPN_H2 => Protocol::Http2,
                     _ => Protocol::Http1,
                 };
-                self.serve(tls_stream, protocol, conn, &limits, shutdown)
-                    .await;
+                self.serve(
+                    tls_stream,
+                    BytesMut::new(),
+                    protocol,
+                    conn,
+                    &limits,
+                    shutdown,
+                )
+                .await;
             };
             return Box::pin(served).await;
         }
-        let Some(protocol) = connection::sniff(&stream, limits.header_wait_timeout).await else {
+        let Some((protocol, first)) = connection::sniff(&stream, limits.header_wait_timeout).await
+        else {
             tracing::debug!(peer = %peer, "connection closed before a request");
             return;
         };
-        self.serve(stream, protocol, conn, &limits, shutdown).await;
+        self.serve(stream, first, protocol, conn, &limits, shutdown)
+            .await;
     }
 
     /// HTTP/1.1 goes through roost's own server loop, HTTP/2 through hyper's.
     async fn serve<I>(
         self: &Arc<Self>,
         io: I,
+        first: BytesMut,
         protocol: Protocol,
         conn: ConnInfo,
         limits: &Limits,
@@ -336,7 +347,7 @@ impl Front {
             Protocol::Http1 => {
                 let front = self.clone();
                 let handler = move |req| proxy::handle(front.clone(), conn, None, req);
-                super::h1::serve(io, limits, handler, shutdown).await;
+                super::h1::serve(io, first, limits, handler, shutdown).await;
             }
             Protocol::Http2 => {
                 let activity = Activity::new();
@@ -345,6 +356,7 @@ impl Front {
                     conn: Arc::new(conn),
                     activity: activity.clone(),
                 };
+                let io = connection::Rewind::new(first.freeze(), io);
                 Box::pin(connection::serve_h2(io, limits, activity, svc, shutdown)).await;
             }
         }

@@ -118,8 +118,11 @@ enum Next {
 }
 
 /// Serve one HTTP/1.1 connection until the client or roost ends it.
+///
+/// `first` is what was already read off the connection (the protocol sniff's bytes).
 pub async fn serve<I, H, F>(
     io: I,
+    first: BytesMut,
     limits: &Limits,
     mut handler: H,
     mut shutdown: watch::Receiver<bool>,
@@ -132,10 +135,9 @@ pub async fn serve<I, H, F>(
     // hyper's header timer also ran while a keep-alive connection waited, and the idle
     // watchdog closed it after `connectionTimeout`: one deadline covers both.
     let idle_limit = limits.header_wait_timeout.min(limits.connection_timeout);
-    let conn: SharedConn<Stalled<I>> = Arc::new(Mutex::new(Shared::new(Stalled::new(
-        io,
-        limits.connection_timeout,
-    ))));
+    let mut shared = Shared::new(Stalled::new(io, limits.connection_timeout));
+    shared.rbuf = first;
+    let conn: SharedConn<Stalled<I>> = Arc::new(Mutex::new(shared));
     let mut scratch = Scratch::default();
     let mut wait_start = Instant::now();
     // One timer for the connection's life: a wait moves the deadline, and the timer is

@@ -149,10 +149,13 @@ pub fn parse(
             );
         } else if name == header::CONTENT_LENGTH {
             let n = parse_length(raw).ok_or(HeadError::Bad("bad content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Bad("conflicting content-length"));
+            match length {
+                Some(l) if l != n => return Err(HeadError::Bad("conflicting content-length")),
+                // The same length again is one length (RFC 9110 §8.6), forwarded once: a
+                // member may refuse the repeat (nginx does).
+                Some(_) => continue,
+                None => length = Some(n),
             }
-            length = Some(n);
         } else if name == header::UPGRADE {
             has_upgrade = true;
         } else if name == header::EXPECT {
@@ -293,6 +296,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(h.framing, Framing::Length(5));
+        assert_eq!(
+            h.request.headers().get_all("content-length").iter().count(),
+            1
+        );
     }
 
     #[test]
