@@ -202,7 +202,7 @@ pub fn parse(
 
 /// A `Content-Length` value: digits only (no sign, no spaces inside), as RFC 9110 §8.6
 /// defines it; `u64::from_str` would also take `+5`.
-fn parse_length(raw: &[u8]) -> Option<u64> {
+pub(super) fn parse_length(raw: &[u8]) -> Option<u64> {
     if raw.is_empty() || raw.len() > 19 || !raw.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -51,10 +51,42 @@ pub fn encode_head(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let no_body = ask.head_method || bodiless_status;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
+    // An HTTP/1.0 client is answered in its own version, as hyper did.
+    out.extend_from_slice(if ask.version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    // The first valid `Content-Length` frames the body and is written once. One pass
+    // finds it and writes the rest (a hashed lookup first cost more than the pass).
+    let mut declared: Option<u64> = None;
+    for (name, value) in headers {
+        // Framing is roost's to write: a length the body contradicts, or a
+        // transfer-coding the client did not ask for, would desync the connection.
+        // 204 and 304 carry no length either (hyper's choice, kept).
+        if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
+            continue;
+        }
+        if *name == header::CONTENT_LENGTH {
+            if bodiless_status || declared.is_some() {
+                continue;
+            }
+            match super::parse::parse_length(value.as_bytes()) {
+                Some(n) => declared = Some(n),
+                None => continue,
+            }
+        }
+        has_date |= *name == header::DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     let mut framing = if no_body {
         Framing::None
     } else if let Some(n) = declared {
@@ -67,33 +99,6 @@ pub fn encode_head(
         keep_alive = false;
         Framing::Close
     };
-    // An HTTP/1.0 client is answered in its own version, as hyper did.
-    out.extend_from_slice(if ask.version == Version::HTTP_10 {
-        b"HTTP/1.0 "
-    } else {
-        b"HTTP/1.1 "
-    });
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut has_date = false;
-    for (name, value) in headers {
-        // Framing is roost's to write: a length the body contradicts, or a
-        // transfer-coding the client did not ask for, would desync the connection.
-        // 204 and 304 carry no length either (hyper's choice, kept).
-        if *name == header::TRANSFER_ENCODING
-            || (*name == header::CONTENT_LENGTH && (declared.is_none() || bodiless_status))
-            || *name == header::CONNECTION
-        {
-            continue;
-        }
-        has_date |= *name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
     match framing {
         Framing::Length(n) if declared.is_none() => {
             out.extend_from_slice(b"content-length: ");
