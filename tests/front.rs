@@ -284,6 +284,16 @@ async fn slow_backend_is_504() {
         (s, r.as_deref()),
         (StatusCode::GATEWAY_TIMEOUT, Some("BackendTimeout"))
     );
+    // On a member connection that already served requests (its first-byte timer is kept
+    // and re-armed across requests): quick ones pass, a slow one still times out.
+    for _ in 0..3 {
+        assert_eq!(get(f.addr, "x", "/quick").await.0, StatusCode::OK);
+    }
+    let (s, r, _) = get(f.addr, "x", "/slow?ms=3000").await;
+    assert_eq!(
+        (s, r.as_deref()),
+        (StatusCode::GATEWAY_TIMEOUT, Some("BackendTimeout"))
+    );
     // The slot came back.
     assert!(
         eventually(Duration::from_secs(5), || f

@@ -215,11 +215,16 @@ pub(super) async fn handle(
         } else {
             Instant::now()
         };
-        let sent = tokio::time::timeout_at(
-            tokio::time::Instant::from_std(sent_at + client.first_byte_timeout()),
-            client.forward(&parts, body, Some(&fwd)),
-        )
-        .await;
+        // The client's first-byte timer is per member connection, re-armed only when it
+        // fires early (a timer per request cost ~2 % of the front's instructions).
+        let deadline = sent_at + client.first_byte_timeout();
+        let sent = match client
+            .forward(&parts, body, Some(&fwd), Some(deadline))
+            .await
+        {
+            Err((UpstreamError::TimedOut, _)) => Err(()),
+            other => Ok(other),
+        };
         match sent {
             Err(_) => {
                 tracing::warn!(pool = pool.name(), member = %lease.member().label, "first-byte timeout");

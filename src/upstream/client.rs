@@ -37,6 +37,8 @@ pub enum UpstreamError {
     /// The client's request body failed (malformed chunk, stalled, cut short) before the
     /// member answered: the client's fault, not the member's.
     ClientBody(io::Error),
+    /// No response head before the first-byte deadline.
+    TimedOut,
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -46,6 +48,7 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::NotSent(e) => write!(f, "connection closed before sending: {e}"),
             UpstreamError::Failed(e) => write!(f, "upstream exchange failed: {e}"),
             UpstreamError::ClientBody(e) => write!(f, "client request body failed: {e}"),
+            UpstreamError::TimedOut => write!(f, "no response before the first-byte timeout"),
         }
     }
 }
@@ -63,6 +66,10 @@ pub(crate) struct Conn {
     wbuf: Vec<u8>,
     /// Scratch space for parsing response heads.
     scratch: h1::ParseScratch,
+    /// The first-byte timer, kept for the connection's life: each request moves the
+    /// deadline and the timer is re-armed only when it fires early, so a busy connection
+    /// touches the timer wheel about once per timeout period, not twice per request.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Read buffer reserved per read: one small response fits in a single `read`.
@@ -78,7 +85,31 @@ impl Conn {
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
             scratch: h1::ParseScratch::default(),
+            timer: None,
         }
+    }
+
+    /// Whether `deadline` has passed; otherwise the timer is armed to wake the task by
+    /// then (at the latest).
+    fn poll_deadline(
+        timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+        deadline: Instant,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let d = tokio::time::Instant::from_std(deadline);
+        let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(d)));
+        if t.deadline() > d {
+            // A shorter timeout than the last request's (a reload): re-arm earlier.
+            t.as_mut().reset(d);
+        }
+        if std::future::Future::poll(t.as_mut(), cx).is_ready() {
+            if Instant::now() >= deadline {
+                return true;
+            }
+            t.as_mut().reset(d);
+            let _ = std::future::Future::poll(t.as_mut(), cx);
+        }
+        false
     }
 
     /// Read once into `rbuf` (at least `want` bytes of room). `Ok(0)` is end of stream.
@@ -142,6 +173,18 @@ enum ExchangeError {
     Failed(io::Error),
     /// The client's body failed while it was being sent.
     ClientBody(io::Error),
+    TimedOut,
+}
+
+impl ExchangeError {
+    fn into_upstream(self) -> UpstreamError {
+        match self {
+            ExchangeError::NotSent(e) => UpstreamError::NotSent(e),
+            ExchangeError::Failed(e) => UpstreamError::Failed(e),
+            ExchangeError::ClientBody(e) => UpstreamError::ClientBody(e),
+            ExchangeError::TimedOut => UpstreamError::TimedOut,
+        }
+    }
 }
 
 impl Client {
@@ -178,40 +221,47 @@ impl Client {
         req: http::Request<Body>,
     ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
         let (parts, body) = req.into_parts();
-        self.forward(&parts, body, None).await.map_err(|(e, _)| e)
+        self.forward(&parts, body, None, None)
+            .await
+            .map_err(|(e, _)| e)
     }
 
     /// Forward a request: `head` (hop-by-hop headers already removed, origin-form URI)
     /// plus the forwarding headers `fwd`, then `body`. The caller keeps the head, so a
-    /// request that was never sent can be sent again elsewhere.
+    /// request that was never sent can be sent again elsewhere. With a `deadline`, no
+    /// response head by then is [`UpstreamError::TimedOut`] (the first-byte timeout).
     pub async fn forward(
         &self,
         head: &http::request::Parts,
         mut body: Body,
         fwd: Option<&Forwarded>,
+        deadline: Option<Instant>,
     ) -> Result<http::Response<UpstreamBody>, ForwardError> {
         // Pooled connections first; one the member closed gives the request back untouched.
         while let Some(mut conn) = self.checkout_idle() {
-            match exchange(&mut conn, head, fwd, &mut body, true).await {
+            match exchange(&mut conn, head, fwd, &mut body, true, deadline).await {
                 Ok((h, w)) => return Ok(self.response(h, w, body, conn)),
                 Err(ExchangeError::NotSent(_)) => continue,
-                Err(ExchangeError::Failed(e)) => return Err((UpstreamError::Failed(e), None)),
-                Err(ExchangeError::ClientBody(e)) => {
-                    return Err((UpstreamError::ClientBody(e), None))
-                }
+                Err(e) => return Err((e.into_upstream(), None)),
             }
         }
         // Boxed: dialling (TCP, TLS handshake) is the cold path and its future is large;
         // inline it would be copied with every request's future.
-        let mut conn = match Box::pin(self.connect()).await {
+        let dial = Box::pin(self.connect());
+        let dialled = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), dial)
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+            None => dial.await,
+        };
+        let mut conn = match dialled {
             Ok(c) => c,
             Err(e) => return Err((UpstreamError::Connect(e), Some(body))),
         };
-        match exchange(&mut conn, head, fwd, &mut body, false).await {
+        match exchange(&mut conn, head, fwd, &mut body, false, deadline).await {
             Ok((h, w)) => Ok(self.response(h, w, body, conn)),
             Err(ExchangeError::NotSent(e)) => Err((UpstreamError::NotSent(e), Some(body))),
-            Err(ExchangeError::Failed(e)) => Err((UpstreamError::Failed(e), None)),
-            Err(ExchangeError::ClientBody(e)) => Err((UpstreamError::ClientBody(e), None)),
+            Err(e) => Err((e.into_upstream(), None)),
         }
     }
 
@@ -301,6 +351,7 @@ async fn exchange(
     fwd: Option<&Forwarded>,
     body: &mut Body,
     reused: bool,
+    deadline: Option<Instant>,
 ) -> Result<(Head, BodyWriter), ExchangeError> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     conn.wbuf.clear();
@@ -325,7 +376,8 @@ async fn exchange(
     let mut head_pos = 0;
     let mut head_flushed = false;
     let mut answered = false;
-    poll_fn(|cx| {
+    let mut timer = conn.timer.take();
+    let mut step = |cx: &mut Context<'_>| {
         while head_pos < conn.wbuf.len() {
             match Pin::new(&mut conn.io).poll_write(cx, &conn.wbuf[head_pos..]) {
                 Poll::Ready(Ok(0)) => {
@@ -369,8 +421,19 @@ async fn exchange(
             }
             return Poll::Ready(Err(ExchangeError::Failed(e)));
         }
+    };
+    let r = poll_fn(|cx| match step(cx) {
+        Poll::Pending => match deadline {
+            Some(d) if Conn::poll_deadline(&mut timer, d, cx) => {
+                Poll::Ready(Err(ExchangeError::TimedOut))
+            }
+            _ => Poll::Pending,
+        },
+        ready => ready,
     })
-    .await
+    .await;
+    conn.timer = timer;
+    r
 }
 
 fn fail(written: usize, e: io::Error) -> ExchangeError {
