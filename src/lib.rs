@@ -14,6 +14,7 @@ pub mod farm;
 pub mod front;
 mod metrics_text;
 pub mod pool;
+pub mod rewind;
 pub mod serve;
 pub mod supervisor;
 pub mod upstream;

@@ -356,7 +356,7 @@ impl Front {
                     conn: Arc::new(conn),
                     activity: activity.clone(),
                 };
-                let io = connection::Rewind::new(first.freeze(), io);
+                let io = crate::rewind::Rewind::new(first.freeze(), io);
                 Box::pin(connection::serve_h2(io, limits, activity, svc, shutdown)).await;
             }
         }

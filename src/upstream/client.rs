@@ -596,11 +596,8 @@ impl UpstreamBody {
         if self.state != BodyState::Upgrade {
             return None;
         }
-        let conn = self.conn.take()?;
-        Some(Upgraded {
-            io: conn.io,
-            pre: conn.rbuf.freeze(),
-        })
+        let conn = *self.conn.take()?;
+        Some(crate::rewind::Rewind::new(conn.rbuf.freeze(), conn.io))
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
@@ -716,40 +713,4 @@ impl http_body::Body for UpstreamBody {
 
 /// A member connection after `101 Switching Protocols`: first the bytes it sent with
 /// the head, then the socket.
-pub struct Upgraded {
-    io: Stream,
-    pre: Bytes,
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.pre.is_empty() {
-            let n = this.pre.len().min(buf.remaining());
-            buf.put_slice(&this.pre[..n]);
-            this.pre.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
+pub type Upgraded = crate::rewind::Rewind<Stream>;

@@ -75,7 +75,7 @@ pub(crate) async fn dial(endpoint: Endpoint) -> io::Result<Stream> {
 }
 
 /// A connection to a member: TCP, a Unix socket (local workers) or TLS over TCP.
-pub(crate) enum Stream {
+pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
     Tls(Box<TlsStream<TcpStream>>),

@@ -173,17 +173,52 @@ fn invalid(msg: &'static str) -> io::Error {
 }
 
 /// Where one header sits in the head: name and value as byte ranges.
-type Span = (u32, u32, u32, u32);
+pub(crate) type Span = (u32, u32, u32, u32);
 
-/// What a connection keeps between response heads so parsing the next one allocates
-/// nothing and recognises the same header names cheaply.
+/// What a connection keeps between heads (responses from a member here, requests from
+/// a client in the front's HTTP/1.1 server) so parsing the next one allocates nothing
+/// and recognises the same header names cheaply.
 #[derive(Default)]
 pub struct ParseScratch {
-    spans: Vec<Span>,
-    /// The previous response's header names as sent and as parsed, in order: a member
-    /// sends the same names in the same order response after response, and comparing
-    /// bytes (`memcmp`) is cheaper than `HeaderName::from_bytes`.
-    names: Vec<(Box<[u8]>, HeaderName)>,
+    pub(crate) spans: Vec<Span>,
+    /// The previous head's header names as sent and as parsed, in order: a peer sends
+    /// the same names in the same order message after message, and comparing bytes
+    /// (`memcmp`) is cheaper than `HeaderName::from_bytes`.
+    pub(crate) names: Vec<(Box<[u8]>, HeaderName)>,
+}
+
+/// Remember where each of `headers` sits relative to `base` (the start of the buffer
+/// they were parsed from), so the buffer can be frozen once and every value sliced.
+pub(crate) fn locate(spans: &mut Vec<Span>, headers: &[httparse::Header<'_>], base: usize) {
+    spans.clear();
+    spans.extend(headers.iter().map(|h| {
+        let n = h.name.as_ptr() as usize - base;
+        let v = h.value.as_ptr() as usize - base;
+        (
+            n as u32,
+            (n + h.name.len()) as u32,
+            v as u32,
+            (v + h.value.len()) as u32,
+        )
+    }));
+}
+
+/// The `i`th header's name: the cached one when the same bytes were there last time.
+/// `None`: not a valid header name.
+pub(crate) fn cached_name(
+    names: &mut Vec<(Box<[u8]>, HeaderName)>,
+    i: usize,
+    raw: &[u8],
+) -> Option<HeaderName> {
+    match names.get(i) {
+        Some((cached, n)) if **cached == *raw => Some(n.clone()),
+        _ => {
+            let n = HeaderName::from_bytes(raw).ok()?;
+            names.truncate(i);
+            names.push((raw.into(), n.clone()));
+            Some(n)
+        }
+    }
 }
 
 /// Parse a response head from the front of `buf`. `Ok(None)`: not all of it is here yet.
@@ -227,18 +262,7 @@ pub fn parse_response(
         };
         // Remember where each header is, then freeze the head once: every value is a
         // slice of that one buffer, no copy per header.
-        let base = buf.as_ptr() as usize;
-        spans.clear();
-        spans.extend(resp.headers.iter().map(|h| {
-            let n = h.name.as_ptr() as usize - base;
-            let v = h.value.as_ptr() as usize - base;
-            (
-                n as u32,
-                (n + h.name.len()) as u32,
-                v as u32,
-                (v + h.value.len()) as u32,
-            )
-        }));
+        locate(spans, resp.headers, buf.as_ptr() as usize);
         let head_bytes = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
         let mut close = version == Version::HTTP_10;
@@ -247,16 +271,7 @@ pub fn parse_response(
         let mut length: Option<u64> = None;
         for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
             let raw_name = &head_bytes[ns as usize..ne as usize];
-            let name = match names.get(i) {
-                Some((raw, n)) if **raw == *raw_name => n.clone(),
-                _ => {
-                    let n =
-                        HeaderName::from_bytes(raw_name).map_err(|_| invalid("bad header name"))?;
-                    names.truncate(i);
-                    names.push((raw_name.into(), n.clone()));
-                    n
-                }
-            };
+            let name = cached_name(names, i, raw_name).ok_or_else(|| invalid("bad header name"))?;
             let raw = &head_bytes[vs as usize..ve as usize];
             if name == header::CONNECTION {
                 for token in raw.split(|&b| b == b',') {

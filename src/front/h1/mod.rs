@@ -30,8 +30,9 @@ use super::connection::{Stalled, WokenOnly};
 use crate::body::{Body, BoxError};
 use crate::config::model::Limits;
 use crate::error::Reason;
+use crate::rewind::Rewind;
 use crate::upstream::h1::Chunked;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{Method, Request, Response, StatusCode};
 use parking_lot::Mutex;
 use std::future::{poll_fn, Future};
@@ -40,7 +41,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
 pub use self::parse::MAX_HEADERS;
@@ -62,48 +63,13 @@ impl OnUpgrade {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A client connection as a tunnel sees it, whatever carries it (TCP, TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The client's connection after `101 Switching Protocols`: the bytes that arrived
 /// with (or after) the request head first, then the socket.
-pub struct Upgraded {
-    io: Box<dyn Io>,
-    pre: Bytes,
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.pre.is_empty() {
-            let n = this.pre.len().min(buf.remaining());
-            buf.put_slice(&this.pre[..n]);
-            this.pre.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
+pub type Upgraded = Rewind<Box<dyn Io>>;
 
 /// What waiting for the next request head ended with.
 // Lives for one move on the stack; boxing the head would cost an allocation per request.
@@ -366,10 +332,7 @@ where
             let mut s = conn.lock();
             if let Some(io) = s.io.take() {
                 let pre = s.rbuf.split().freeze();
-                let _ = tx.send(Upgraded {
-                    io: Box::new(io),
-                    pre,
-                });
+                let _ = tx.send(Rewind::new(pre, Box::new(io) as Box<dyn Io>));
             }
             return Outcome::Gone;
         }

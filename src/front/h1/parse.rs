@@ -2,8 +2,9 @@
 //! rules a proxy must enforce before anything is forwarded (RFC 9112 §6, reliability.md
 //! §2: request smuggling).
 
+use crate::upstream::h1::{cached_name, locate, ParseScratch};
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use std::mem::MaybeUninit;
 
@@ -40,19 +41,9 @@ pub enum HeadError {
     Bad(&'static str),
 }
 
-/// Where one header sits in the head: name and value as byte ranges.
-type Span = (u32, u32, u32, u32);
-
-/// What a connection keeps between request heads, so the next one allocates nothing it
-/// does not keep: header positions, and the previous request's header names as sent
-/// and as parsed (a client sends the same names in the same order request after
-/// request; comparing bytes is cheaper than `HeaderName::from_bytes`, which allocates
-/// for every name it does not know).
-#[derive(Default)]
-pub struct Scratch {
-    spans: Vec<Span>,
-    names: Vec<(Box<[u8]>, HeaderName)>,
-}
+/// What a connection keeps between request heads (the same as a member connection keeps
+/// between response heads): header positions and the previous head's header names.
+pub type Scratch = ParseScratch;
 
 /// Parse a request head from the front of `buf` and split it off. `Ok(None)`: it is not
 /// all here yet (and `buf` is still under `max`).
@@ -61,7 +52,7 @@ pub fn parse(
     max: usize,
     scratch: &mut Scratch,
 ) -> Result<Option<Head>, HeadError> {
-    let Scratch { spans, names } = scratch;
+    let ParseScratch { spans, names } = scratch;
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -89,17 +80,7 @@ pub fn parse(
     let base = buf.as_ptr() as usize;
     let path = req.path.unwrap_or_default();
     let path_span = (path.as_ptr() as usize - base, path.len());
-    spans.clear();
-    spans.extend(req.headers.iter().map(|h| {
-        let n = h.name.as_ptr() as usize - base;
-        let v = h.value.as_ptr() as usize - base;
-        (
-            n as u32,
-            (n + h.name.len()) as u32,
-            v as u32,
-            (v + h.value.len()) as u32,
-        )
-    }));
+    locate(spans, req.headers, base);
     // Every value below is a slice of this one buffer: no copy per header.
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1))
@@ -114,16 +95,7 @@ pub fn parse(
     let mut length: Option<u64> = None;
     for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let raw_name = &head[ns as usize..ne as usize];
-        let name = match names.get(i) {
-            Some((raw, n)) if **raw == *raw_name => n.clone(),
-            _ => {
-                let n = HeaderName::from_bytes(raw_name)
-                    .map_err(|_| HeadError::Bad("bad header name"))?;
-                names.truncate(i);
-                names.push((raw_name.into(), n.clone()));
-                n
-            }
-        };
+        let name = cached_name(names, i, raw_name).ok_or(HeadError::Bad("bad header name"))?;
         let raw = &head[vs as usize..ve as usize];
         if name == header::CONNECTION {
             for token in raw.split(|&b| b == b',') {
