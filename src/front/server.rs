@@ -346,7 +346,10 @@ impl Front {
         match protocol {
             Protocol::Http1 => {
                 let front = self.clone();
-                let handler = move |req| proxy::handle(front.clone(), conn, None, req);
+                // Shared, not copied into the task: the connection's task future is what
+                // an idle keep-alive connection costs, and `ConnInfo` is ~100 bytes.
+                let conn = Arc::new(conn);
+                let handler = move |req| proxy::handle(front.clone(), *conn, None, req);
                 super::h1::serve(io, first, limits, handler, shutdown).await;
             }
             Protocol::Http2 => {
