@@ -760,15 +760,29 @@ async fn access_log_records_each_request() {
     let (s, reason, _) = get(st.addr, "t", "/.roost/ping").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(reason.as_deref(), Some("NoRoute"));
+    // A head the HTTP/1.1 server refuses itself is logged too (no method, no path).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut raw = tokio::net::TcpStream::connect(st.addr).await.unwrap();
+        raw.write_all(b"GET / HTTP/1.1\r\nhost : x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 400"));
+    }
     let mut lines: Vec<Value> = Vec::new();
-    wait_until("two log lines", Duration::from_secs(5), || {
+    wait_until("three log lines", Duration::from_secs(5), || {
         let l = log.clone();
         let found = std::fs::read_to_string(&l)
             .unwrap_or_default()
             .lines()
             .filter_map(|x| serde_json::from_str::<Value>(x).ok())
             .collect::<Vec<_>>();
-        let ok = found.len() >= 2;
+        let ok = found.len() >= 3;
         if ok {
             lines = found;
         }
@@ -779,6 +793,12 @@ async fn access_log_records_each_request() {
     assert!(text.contains("/logged"), "{text}");
     assert!(text.contains("NoRoute"), "{text}");
     assert!(text.contains("farm"), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["status"] == 400 && l["reason"] == "BadRequest" && l["method"].is_null()),
+        "{text}"
+    );
     st.stop().await;
 }
 

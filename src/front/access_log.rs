@@ -126,9 +126,9 @@ fn w3c_line(r: &RequestRecord) -> String {
     format!(
         "{date} {time} {} {} {} {} {} {} {} {} {} {} {} {} {}\n",
         r.local.ip(),
-        r.method,
-        dash(Some(r.target.path())),
-        dash(r.target.query()),
+        r.method.as_ref().map_or("-", |m| m.as_str()),
+        dash(r.target.as_ref().map(|t| t.path())),
+        dash(r.target.as_ref().and_then(|t| t.query())),
         r.local.port(),
         r.peer.ip(),
         dash(user_agent(r)),
@@ -148,9 +148,9 @@ fn w3c_line(r: &RequestRecord) -> String {
 fn json_line(r: &RequestRecord) -> String {
     let v = serde_json::json!({
         "time": humantime::format_rfc3339_millis(started(r)).to_string(),
-        "method": r.method.as_str(),
-        "path": r.target.path(),
-        "query": r.target.query(),
+        "method": r.method.as_ref().map(|m| m.as_str()),
+        "path": r.target.as_ref().map(|t| t.path()),
+        "query": r.target.as_ref().and_then(|t| t.query()),
         "status": r.status,
         "elapsed_ms": r.elapsed.as_secs_f64() * 1000.0,
         "client": r.peer.ip().to_string(),

@@ -40,9 +40,10 @@ pub struct ConnInfo {
 /// copies no string.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    pub method: http::Method,
-    /// Path and query as the client sent them.
-    pub target: PathAndQuery,
+    /// `None` for a request refused before its head could be read (400, 431, 408).
+    pub method: Option<http::Method>,
+    /// Path and query as the client sent them (`None` as for `method`).
+    pub target: Option<PathAndQuery>,
     pub local: SocketAddr,
     pub peer: SocketAddr,
     pub user_agent: Option<http::HeaderValue>,
@@ -131,8 +132,8 @@ pub(super) async fn handle(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut rec = RequestRecord {
-        method: req.method().clone(),
-        target: target.clone(),
+        method: Some(req.method().clone()),
+        target: Some(target.clone()),
         local: conn.local,
         peer: conn.peer,
         user_agent: req.headers().get(header::USER_AGENT).cloned(),
@@ -159,10 +160,12 @@ pub(super) async fn handle(
     let pool: Arc<Pool> = route.target.clone();
     drop(state);
     rec.pool = Some(pool.name_arc());
-    let registered =
-        front
-            .inflight
-            .register(pool.name_arc(), rec.method.clone(), target.clone(), started);
+    let registered = front.inflight.register(
+        pool.name_arc(),
+        req.method().clone(),
+        target.clone(),
+        started,
+    );
 
     // Farm pools: balancer key (hash, affinity cookie) and whether a 502/503 may be retried.
     let plan = crate::farm::request::plan(&pool, &req, conn.peer.ip());

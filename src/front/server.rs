@@ -349,8 +349,28 @@ impl Front {
                 // Shared, not copied into the task: the connection's task future is what
                 // an idle keep-alive connection costs, and `ConnInfo` is ~100 bytes.
                 let conn = Arc::new(conn);
-                let handler = move |req| proxy::handle(front.clone(), *conn, None, req);
-                super::h1::serve(io, first, limits, handler, shutdown).await;
+                let handler = {
+                    let conn = conn.clone();
+                    move |req| proxy::handle(front.clone(), *conn, None, req)
+                };
+                let front = self.clone();
+                let refused = move |r: super::h1::Refused| {
+                    let rec = RequestRecord {
+                        method: None,
+                        target: None,
+                        local: conn.local,
+                        peer: conn.peer,
+                        user_agent: None,
+                        status: r.status.as_u16(),
+                        elapsed: r.elapsed,
+                        pool: None,
+                        worker_pid: None,
+                        queue_wait: None,
+                        reason: r.reason,
+                    };
+                    front.record(&rec, None);
+                };
+                super::h1::serve(io, first, limits, handler, refused, shutdown).await;
             }
             Protocol::Http2 => {
                 let activity = Activity::new();

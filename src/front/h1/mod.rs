@@ -46,6 +46,15 @@ use tokio::sync::{oneshot, watch};
 
 pub use self::parse::MAX_HEADERS;
 
+/// A request the HTTP/1.1 server refused itself (the connection closes after it).
+pub struct Refused {
+    pub status: StatusCode,
+    /// `None` for a header timeout (a bare 408).
+    pub reason: Option<Reason>,
+    /// From when the server started waiting for the head.
+    pub elapsed: Duration,
+}
+
 /// What the proxy returns for each request: its response, or an error that closes the
 /// connection without one.
 pub type Handled = Result<Response<Body>, BoxError>;
@@ -86,11 +95,15 @@ enum Next {
 /// Serve one HTTP/1.1 connection until the client or roost ends it.
 ///
 /// `first` is what was already read off the connection (the protocol sniff's bytes).
+///
+/// `refused` is told about every request the server answers itself before the proxy sees
+/// it (an unparsable or oversized head, a header timeout), for the access log.
 pub async fn serve<I, H, F>(
     io: I,
     first: BytesMut,
     limits: &Limits,
     mut handler: H,
+    refused: impl FnOnce(Refused),
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -176,10 +189,20 @@ pub async fn serve<I, H, F>(
                 // client that may not even speak HTTP.
                 let (mut parts, _) = reason.response(Duration::ZERO).into_parts();
                 parts.headers.remove(http::header::RETRY_AFTER);
+                refused(Refused {
+                    status: parts.status,
+                    reason: Some(reason),
+                    elapsed: wait_start.elapsed(),
+                });
                 Box::pin(refuse(&conn, parts.status, parts.headers)).await;
                 return;
             }
             Next::TimedOut => {
+                refused(Refused {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    reason: None,
+                    elapsed: wait_start.elapsed(),
+                });
                 Box::pin(refuse(
                     &conn,
                     StatusCode::REQUEST_TIMEOUT,
