@@ -41,7 +41,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
 pub use self::parse::MAX_HEADERS;
@@ -234,6 +234,10 @@ pub async fn serve<I, H, F>(
                 close(&conn).await;
                 return;
             }
+            Outcome::Linger => {
+                Box::pin(linger(&conn)).await;
+                return;
+            }
             Outcome::Gone => return,
         }
         wait_start = Instant::now();
@@ -242,6 +246,8 @@ pub async fn serve<I, H, F>(
 
 /// What one request left the connection fit for.
 enum Outcome {
+    /// Close, but let the client finish sending first (see [`linger`]).
+    Linger,
     /// Read the next request.
     Next,
     /// Close (gracefully) now.
@@ -363,7 +369,11 @@ where
     let mut s = conn.lock();
     // A request body the proxy did not read to its end leaves the connection
     // mid-message.
-    if !(keep_alive && w.complete() && s.body == BodyRead::Done && !s.eof) {
+    if s.body != BodyRead::Done && !s.eof {
+        // The client may still be sending a body nobody will read (an early 413).
+        return Outcome::Linger;
+    }
+    if !(keep_alive && w.complete() && !s.eof) {
         return Outcome::Close;
     }
     if s.rbuf.is_empty() {
@@ -390,7 +400,39 @@ async fn refuse<I: AsyncRead + AsyncWrite + Unpin>(
     let (framing, _) = write::encode_head(&mut out, status, &headers, &body, &ask);
     let mut w = ResponseWriter::new(out, framing, body);
     if poll_fn(|cx| w.poll_write(cx, &**conn)).await.is_ok() {
-        close(conn).await;
+        // The client may be mid-way through a head or body that will never be read.
+        linger(conn).await;
+    }
+}
+
+/// How long, and how much, a closing connection keeps reading what the client still sends,
+/// and how long a quiet client is waited for (nginx: `lingering_time`, `lingering_timeout`).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+const LINGER_QUIET: Duration = Duration::from_millis(500);
+
+/// Close after a response while the client may still be sending (an unread request
+/// body, a refused head): send the FIN, then read and discard for up to [`LINGER_TIME`]
+/// or [`LINGER_BYTES`], or until the client is quiet for [`LINGER_QUIET`]. Closing a socket with unread bytes makes the kernel send a reset,
+/// which can destroy the response on the client's side before it is read (nginx's
+/// lingering close, for the same reason).
+async fn linger<I: AsyncRead + AsyncWrite + Unpin>(conn: &SharedConn<I>) {
+    let io = conn.lock().io.take();
+    let Some(mut io) = io else {
+        return;
+    };
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        let until = deadline.min(tokio::time::Instant::now() + LINGER_QUIET);
+        match tokio::time::timeout_at(until, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
     }
 }
 
