@@ -10,26 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn one_pool(server: &str, extra_pool: &str, extra_top: &str) -> String {
-    pool_with_slots(server, 100, extra_pool, extra_top)
+    pool_yaml(server, 100, extra_pool, extra_top)
 }
 
-/// One site on `127.0.0.1:0` routing `/` to pool `p`: one farm server with `slots`.
 fn pool_with_slots(server: &str, slots: usize, extra_pool: &str, extra_top: &str) -> String {
-    format!(
-        r#"
-sites:
-  - name: s
-    bindings: [{{listen: "127.0.0.1:0"}}]
-    applications: [{{path: /, pool: p}}]
-pools:
-  p:
-{extra_pool}
-    farm:
-      servers:
-        - {{address: "{server}", maxConcurrentRequests: {slots}}}
-{extra_top}
-"#
-    )
+    pool_yaml(server, slots, extra_pool, extra_top)
 }
 
 #[tokio::test]

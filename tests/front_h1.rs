@@ -19,26 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// Every read waits at most this long: a hung front fails the test instead of hanging it.
 const READ_LIMIT: Duration = Duration::from_secs(5);
 
-/// One site on `127.0.0.1:0` routing `/` to pool `p`: one farm server.
-fn one_pool(server: &str) -> String {
-    format!(
-        r#"
-sites:
-  - name: s
-    bindings: [{{listen: "127.0.0.1:0"}}]
-    applications: [{{path: /, pool: p}}]
-pools:
-  p:
-    farm:
-      servers:
-        - {{address: "{server}", maxConcurrentRequests: 100}}
-"#
-    )
-}
-
 async fn front_with_backend() -> (Backend, TestFront) {
     let be = Backend::start("a").await;
-    let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+    let f = TestFront::start(&one_pool_yaml(&be.addr.to_string())).await;
     (be, f)
 }
 
@@ -309,7 +292,7 @@ fn scripted(method: &str, path: &str) -> (Vec<u8>, bool) {
 
 async fn front_with_raw() -> (RawBackend, TestFront) {
     let be = raw_backend(scripted).await;
-    let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+    let f = TestFront::start(&one_pool_yaml(&be.addr.to_string())).await;
     (be, f)
 }
 
@@ -1151,7 +1134,7 @@ async fn recording_backend() -> RecBackend {
 
 async fn front_with_recorder() -> (RecBackend, TestFront) {
     let be = recording_backend().await;
-    let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+    let f = TestFront::start(&one_pool_yaml(&be.addr.to_string())).await;
     (be, f)
 }
 
@@ -2077,7 +2060,7 @@ async fn final_response(c: &mut Conn, method: &str) -> Resp {
 async fn expect_continue_upload_refused_early_gets_the_413_and_a_close() {
     for linger in [true, false] {
         let be = early_413_backend(linger).await;
-        let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+        let f = TestFront::start(&one_pool_yaml(&be.addr.to_string())).await;
         let mut c = Conn::open(f.addr).await;
         // The client waits for `100 Continue` and sends no body byte: the backend's
         // refusal must reach it anyway (a `100` first is allowed, not needed).
@@ -2105,7 +2088,7 @@ async fn expect_continue_upload_refused_early_gets_the_413_and_a_close() {
 async fn upload_refused_early_while_the_body_trickles_gets_the_413() {
     for linger in [true, false] {
         let be = early_413_backend(linger).await;
-        let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+        let f = TestFront::start(&one_pool_yaml(&be.addr.to_string())).await;
         let mut c = Conn::open(f.addr).await;
         c.send(b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n")
             .await;

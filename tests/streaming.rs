@@ -8,26 +8,10 @@ use http::Request;
 use http_body_util::BodyExt;
 use support::*;
 
-fn one_pool(server: &str) -> String {
-    format!(
-        r#"
-sites:
-  - name: s
-    bindings: [{{listen: "127.0.0.1:0"}}]
-    applications: [{{path: /, pool: p}}]
-pools:
-  p:
-    farm:
-      servers:
-        - {{address: "{server}", maxConcurrentRequests: 100}}
-"#
-    )
-}
-
 #[tokio::test]
 async fn large_bodies_stream_both_ways_without_buffering() {
     let be = Backend::start("a").await;
-    let f = TestFront::start(&one_pool(&be.addr.to_string())).await;
+    let f = TestFront::start(&one_pool_yaml(&be.addr.to_string())).await;
     const SIZE: usize = 256 << 20;
     let before = rss_kib();
     // Download.

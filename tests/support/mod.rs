@@ -181,6 +181,31 @@ pub async fn dead_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// One site on `127.0.0.1:0` routing `/` to pool `p`: one farm server with `slots`;
+/// `extra_pool` lines go into the pool, `extra_top` at the top level.
+pub fn pool_yaml(server: &str, slots: usize, extra_pool: &str, extra_top: &str) -> String {
+    format!(
+        r#"
+sites:
+  - name: s
+    bindings: [{{listen: "127.0.0.1:0"}}]
+    applications: [{{path: /, pool: p}}]
+pools:
+  p:
+{extra_pool}
+    farm:
+      servers:
+        - {{address: "{server}", maxConcurrentRequests: {slots}}}
+{extra_top}
+"#
+    )
+}
+
+/// [`pool_yaml`] with 100 slots and nothing else.
+pub fn one_pool_yaml(server: &str) -> String {
+    pool_yaml(server, 100, "", "")
+}
+
 /// A front started in-process; its first listener's bound address is `addr`.
 pub struct TestFront {
     pub front: Arc<roost::front::Front>,
