@@ -203,6 +203,23 @@ pub(crate) fn locate(spans: &mut Vec<Span>, headers: &[httparse::Header<'_>], ba
     }));
 }
 
+/// Apply a `Connection` value's tokens to `close` (`close`, and HTTP/1.0's `keep-alive`);
+/// returns whether it names `upgrade`. Shared by the client and member head parsers.
+pub(crate) fn connection_tokens(raw: &[u8], version: Version, close: &mut bool) -> bool {
+    let mut upgrade = false;
+    for token in raw.split(|&b| b == b',') {
+        let t = token.trim_ascii();
+        if t.eq_ignore_ascii_case(b"close") {
+            *close = true;
+        } else if t.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
+            *close = false;
+        } else if t.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = true;
+        }
+    }
+    upgrade
+}
+
 /// The `i`th header's name: the cached one when the same bytes were there last time.
 /// `None`: not a valid header name.
 pub(crate) fn cached_name(
@@ -274,14 +291,7 @@ pub fn parse_response(
             let name = cached_name(names, i, raw_name).ok_or_else(|| invalid("bad header name"))?;
             let raw = &head_bytes[vs as usize..ve as usize];
             if name == header::CONNECTION {
-                for token in raw.split(|&b| b == b',') {
-                    let t = token.trim_ascii();
-                    if t.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if t.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                        close = false;
-                    }
-                }
+                connection_tokens(raw, version, &mut close);
             } else if name == header::TRANSFER_ENCODING {
                 te = true;
                 // Only a final `chunked` frames the body; anything else reads to EOF.

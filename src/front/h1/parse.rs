@@ -2,7 +2,7 @@
 //! rules a proxy must enforce before anything is forwarded (RFC 9112 §6, reliability.md
 //! §2: request smuggling).
 
-use crate::upstream::h1::{cached_name, locate, ParseScratch};
+use crate::upstream::h1::{cached_name, connection_tokens, locate, ParseScratch};
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Uri, Version};
@@ -98,16 +98,7 @@ pub fn parse(
         let name = cached_name(names, i, raw_name).ok_or(HeadError::Bad("bad header name"))?;
         let raw = &head[vs as usize..ve as usize];
         if name == header::CONNECTION {
-            for token in raw.split(|&b| b == b',') {
-                let t = token.trim_ascii();
-                if t.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    close = false;
-                } else if t.eq_ignore_ascii_case(b"upgrade") {
-                    conn_upgrade = true;
-                }
-            }
+            conn_upgrade |= connection_tokens(raw, version, &mut close);
         } else if name == header::TRANSFER_ENCODING {
             // More than one Transfer-Encoding line, or a final coding other than
             // chunked, cannot be framed unambiguously (RFC 9112 §6.3): refused.
