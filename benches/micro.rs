@@ -8,8 +8,8 @@ use http::{HeaderMap, HeaderValue, Request};
 use roost::config::model::{Application, Site};
 use roost::front::headers;
 use roost::front::router::HostRouter;
+use roost::h1;
 use roost::pool::{Member, PickKey, Pool};
-use roost::upstream::h1;
 use std::net::{IpAddr, Ipv4Addr};
 
 fn site(apps: usize) -> Site {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod farm;
 pub mod front;
+pub mod h1;
 mod metrics_text;
 pub mod pool;
 pub mod rewind;

@@ -8,9 +8,10 @@
 //! front's instructions on small responses; BENCHMARKS.md, "Front optimisations").
 
 use super::connector::{dial, Endpoint, Stream};
-use super::h1::{self, Chunked, Forwarded, Head, ReqFraming, RespFraming, Step};
 use crate::body::Body;
 use crate::config::model::UpstreamTimeouts;
+use crate::h1::body::{poll_read_buf, Decode, Source};
+use crate::h1::{self, Chunked, Forwarded, ReqFraming, RespFraming, ResponseHead};
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
 use http_body::{Body as _, Frame, SizeHint};
@@ -117,13 +118,7 @@ impl Conn {
         if self.rbuf.capacity() - self.rbuf.len() < want {
             self.rbuf.reserve(want);
         }
-        let dst = self.rbuf.spare_capacity_mut();
-        let mut rb = ReadBuf::uninit(dst);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-        unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
-        Poll::Ready(Ok(n))
+        poll_read_buf(&mut self.io, &mut self.rbuf, cx)
     }
 
     /// Is an idle pooled connection still usable? The member may have closed it (or, in
@@ -290,21 +285,22 @@ impl Client {
 
     fn response(
         &self,
-        head: Head,
+        head: ResponseHead,
         w: BodyWriter,
         body: Body,
         conn: Box<Conn>,
     ) -> http::Response<UpstreamBody> {
-        let state = match head.framing {
-            RespFraming::Length(n) => BodyState::Length(n),
-            RespFraming::Chunked => BodyState::Chunked(Chunked::Size),
-            RespFraming::Eof => BodyState::Eof,
-            RespFraming::Upgrade => BodyState::Upgrade,
+        let (state, upgrade) = match head.framing {
+            RespFraming::Length(n) => (Decode::Length(n), false),
+            RespFraming::Chunked => (Decode::Chunked(Chunked::Size), false),
+            RespFraming::Eof => (Decode::Eof, false),
+            RespFraming::Upgrade => (Decode::Done, true),
         };
         let failed = w.failed.is_some();
         let mut body = UpstreamBody {
             conn: Some(conn),
             state,
+            upgrade,
             // A request body cut short leaves the connection mid-message.
             keep_alive: head.keep_alive && !failed,
             // The member answered before the request body ended (an echo, a stream, an
@@ -314,7 +310,7 @@ impl Client {
         };
         // An empty body (204, HEAD, `content-length: 0`) may never be polled by the
         // server side, so its connection goes back now.
-        if body.state == BodyState::Length(0) {
+        if body.state == Decode::Length(0) {
             body.finish();
         }
         let mut resp = http::Response::new(body);
@@ -352,7 +348,7 @@ async fn exchange(
     body: &mut Body,
     reused: bool,
     deadline: Option<Instant>,
-) -> Result<(Head, BodyWriter), ExchangeError> {
+) -> Result<(ResponseHead, BodyWriter), ExchangeError> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     conn.wbuf.clear();
     let framing = h1::encode_request_head(
@@ -550,21 +546,14 @@ impl BodyWriter {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyState {
-    Length(u64),
-    Chunked(Chunked),
-    Eof,
-    Upgrade,
-    Done,
-}
-
 /// A member's response body, read from its connection as it is polled. When it has been
 /// read to its end, the connection goes back to the member's pool; dropped half-read, the
 /// connection is closed instead, which is what a client that went away needs.
 pub struct UpstreamBody {
     conn: Option<Box<Conn>>,
-    state: BodyState,
+    state: Decode,
+    /// `101 Switching Protocols`: no body; the connection becomes a tunnel.
+    upgrade: bool,
     keep_alive: bool,
     /// The request body still going up, driven whenever this body is polled.
     /// Boxed: most requests have no body left to send once the answer starts.
@@ -580,7 +569,7 @@ struct Upload {
 impl UpstreamBody {
     /// The body has been read to its end: the connection is reusable or closed.
     fn finish(&mut self) {
-        self.state = BodyState::Done;
+        self.state = Decode::Done;
         if let Some(conn) = self.conn.take() {
             // Bytes beyond the announced body mean the member and roost disagree; an
             // upload still going means the connection is mid-request.
@@ -593,7 +582,7 @@ impl UpstreamBody {
     /// After `101 Switching Protocols`: the member's connection as a byte stream (with
     /// whatever it already sent past the head), for the tunnel.
     pub fn into_upgraded(mut self) -> Option<Upgraded> {
-        if self.state != BodyState::Upgrade {
+        if !self.upgrade {
             return None;
         }
         let conn = *self.conn.take()?;
@@ -612,65 +601,32 @@ impl UpstreamBody {
                 self.upload = None;
             }
         }
-        loop {
-            let Some(conn) = self.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match self.state {
-                BodyState::Length(0) => {
-                    self.finish();
-                    return Poll::Ready(None);
-                }
-                BodyState::Length(left) => {
-                    if conn.rbuf.is_empty() {
-                        let want = left.min(READ_MAX as u64) as usize;
-                        if ready!(conn.poll_fill(cx, want.max(READ_CHUNK)))? == 0 {
-                            return Poll::Ready(Some(Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "member closed the connection mid-body",
-                            ))));
-                        }
-                    }
-                    let n = left.min(conn.rbuf.len() as u64) as usize;
-                    let data = conn.rbuf.split_to(n).freeze();
-                    self.state = BodyState::Length(left - n as u64);
-                    if left == n as u64 {
-                        self.finish();
-                    }
-                    return Poll::Ready(Some(Ok(data)));
-                }
-                BodyState::Chunked(mut dec) => {
-                    let step = dec.step(&mut conn.rbuf);
-                    self.state = BodyState::Chunked(dec);
-                    match step? {
-                        Step::Data(d) => return Poll::Ready(Some(Ok(d))),
-                        Step::Done => {
-                            self.finish();
-                            return Poll::Ready(None);
-                        }
-                        Step::More => {
-                            if ready!(conn.poll_fill(cx, READ_MAX))? == 0 {
-                                return Poll::Ready(Some(Err(io::Error::new(
-                                    io::ErrorKind::UnexpectedEof,
-                                    "member closed the connection mid-chunk",
-                                ))));
-                            }
-                        }
-                    }
-                }
-                BodyState::Eof => {
-                    if !conn.rbuf.is_empty() {
-                        return Poll::Ready(Some(Ok(conn.rbuf.split().freeze())));
-                    }
-                    if ready!(conn.poll_fill(cx, READ_MAX))? == 0 {
-                        self.keep_alive = false;
-                        self.finish();
-                        return Poll::Ready(None);
-                    }
-                }
-                BodyState::Upgrade | BodyState::Done => return Poll::Ready(None),
-            }
+        if self.upgrade {
+            return Poll::Ready(None);
         }
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let eof = self.state == Decode::Eof;
+        let r = ready!(self.state.poll_next(conn.as_mut(), cx, READ_MAX, "member"));
+        if self.state == Decode::Done {
+            // A body read to the member's close ends the connection's life.
+            self.keep_alive &= !eof;
+            // The last bytes are in hand: the connection goes back before the client
+            // has even been sent them.
+            self.finish();
+        }
+        Poll::Ready(r)
+    }
+}
+
+impl Source for Conn {
+    fn buf(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        Conn::poll_fill(self, cx, want.max(READ_CHUNK))
     }
 }
 
@@ -688,7 +644,7 @@ impl http_body::Body for UpstreamBody {
             Some(Err(e)) => {
                 // A broken body leaves the connection unusable.
                 this.conn = None;
-                this.state = BodyState::Done;
+                this.state = Decode::Done;
                 Poll::Ready(Some(Err(e)))
             }
             None => Poll::Ready(None),
@@ -696,16 +652,14 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(
-            self.state,
-            BodyState::Done | BodyState::Upgrade | BodyState::Length(0)
-        )
+        self.upgrade || matches!(self.state, Decode::Done | Decode::Length(0))
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.state {
-            BodyState::Length(n) => SizeHint::with_exact(n),
-            BodyState::Done | BodyState::Upgrade => SizeHint::with_exact(0),
+            _ if self.upgrade => SizeHint::with_exact(0),
+            Decode::Length(n) => SizeHint::with_exact(n),
+            Decode::Done => SizeHint::with_exact(0),
             _ => SizeHint::default(),
         }
     }

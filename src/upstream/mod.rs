@@ -9,8 +9,7 @@
 
 mod client;
 mod connector;
-pub mod h1;
 
+pub use crate::h1::{Forwarded, X_FORWARDED_FOR};
 pub use client::{Client, ForwardError, Upgraded, UpstreamBody, UpstreamError};
 pub use connector::Endpoint;
-pub use h1::{Forwarded, X_FORWARDED_FOR};

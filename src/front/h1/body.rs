@@ -5,7 +5,7 @@
 //! Both run in the connection's one task, so the lock is never contended; it exists
 //! because the body must be `Send + Sync + 'static` to travel inside the request.
 
-use crate::upstream::h1::{Chunked, Step};
+use crate::h1::body::{poll_read_buf, Decode, Source};
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use parking_lot::Mutex;
@@ -22,23 +22,17 @@ const STACK_READ: usize = 4096;
 /// Body reads go straight into the buffer, this much at a time at most.
 const BODY_READ: usize = 64 * 1024;
 
-/// Where the current request's body is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyRead {
-    /// Read to its end (or there was none).
-    Done,
-    Length(u64),
-    Chunked(Chunked),
-    /// Cut short (the client closed, or sent a broken chunk): the connection cannot
-    /// carry another request.
-    Failed,
-}
+/// Where the current request's body is (`Done` when there was none).
+pub type BodyRead = Decode;
 
 pub struct Shared<I> {
     /// `None` once handed to an upgrade tunnel.
     pub io: Option<I>,
     pub rbuf: BytesMut,
     pub body: BodyRead,
+    /// The body was cut short (the client closed, or sent a broken chunk): the
+    /// connection cannot carry another request.
+    pub failed: bool,
     /// Bumped for every request: a body kept past its request reads nothing more.
     pub generation: u32,
     /// Bytes of `100 Continue` still to write before the body is read.
@@ -57,6 +51,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Shared<I> {
             io: Some(io),
             rbuf: BytesMut::new(),
             body: BodyRead::Done,
+            failed: false,
             generation: 0,
             continue_left: 0,
             eof: false,
@@ -71,13 +66,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Shared<I> {
         };
         let spare = self.rbuf.capacity() - self.rbuf.len();
         let n = if spare > 0 && spare >= want.min(STACK_READ) {
-            let dst = self.rbuf.spare_capacity_mut();
-            let mut rb = ReadBuf::uninit(dst);
-            ready!(Pin::new(io).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            // SAFETY: `poll_read` initialised `n` bytes of the spare capacity.
-            unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
-            n
+            ready!(poll_read_buf(io, &mut self.rbuf, cx))?
         } else if want > STACK_READ {
             self.rbuf.reserve(want);
             return self.poll_fill(cx, want);
@@ -98,6 +87,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Shared<I> {
     pub fn begin_body(&mut self, body: BodyRead, expect_continue: bool) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         self.body = body;
+        self.failed = false;
         self.continue_left = if expect_continue && body != BodyRead::Done {
             CONTINUE.len()
         } else {
@@ -119,52 +109,23 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Shared<I> {
             }
             self.continue_left -= n;
         }
-        loop {
-            match self.body {
-                BodyRead::Done => return Poll::Ready(None),
-                BodyRead::Failed => {
-                    return Poll::Ready(Some(Err(io::Error::other("request body failed"))))
-                }
-                BodyRead::Length(left) => {
-                    if self.rbuf.is_empty() {
-                        let want = left.min(BODY_READ as u64) as usize;
-                        if ready!(self.poll_fill(cx, want))? == 0 {
-                            return Poll::Ready(Some(Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "client closed mid-body",
-                            ))));
-                        }
-                    }
-                    let n = left.min(self.rbuf.len() as u64) as usize;
-                    let left = left - n as u64;
-                    self.body = if left == 0 {
-                        BodyRead::Done
-                    } else {
-                        BodyRead::Length(left)
-                    };
-                    return Poll::Ready(Some(Ok(self.rbuf.split_to(n).freeze())));
-                }
-                BodyRead::Chunked(mut dec) => {
-                    let step = dec.step(&mut self.rbuf);
-                    self.body = BodyRead::Chunked(dec);
-                    match step? {
-                        Step::Data(d) => return Poll::Ready(Some(Ok(d))),
-                        Step::Done => {
-                            self.body = BodyRead::Done;
-                            return Poll::Ready(None);
-                        }
-                        Step::More => {
-                            if ready!(self.poll_fill(cx, BODY_READ))? == 0 {
-                                return Poll::Ready(Some(Err(io::Error::new(
-                                    io::ErrorKind::UnexpectedEof,
-                                    "client closed mid-chunk",
-                                ))));
-                            }
-                        }
-                    }
-                }
-            }
+        if self.failed {
+            return Poll::Ready(Some(Err(io::Error::other("request body failed"))));
         }
+        let mut body = self.body;
+        let r = body.poll_next(self, cx, BODY_READ, "client");
+        self.body = body;
+        r
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Source for Shared<I> {
+    fn buf(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        Shared::poll_fill(self, cx, want)
     }
 }
 
@@ -197,7 +158,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> http_body::Body for RequestBody<I> {
         match ready!(s.poll_body(cx)) {
             Some(Ok(d)) => Poll::Ready(Some(Ok(Frame::data(d)))),
             Some(Err(e)) => {
-                s.body = BodyRead::Failed;
+                s.failed = true;
                 Poll::Ready(Some(Err(e)))
             }
             None => Poll::Ready(None),

@@ -20,18 +20,18 @@
 //! ([`super::connection::Stalled`]).
 
 mod body;
-mod parse;
 mod write;
 
 use self::body::{BodyRead, RequestBody, Shared, SharedConn};
-use self::parse::{HeadError, Scratch};
-use self::write::{Ask, ResponseWriter, Sink};
+use self::write::{ResponseWriter, Sink};
 use super::connection::{Stalled, WokenOnly};
 use crate::body::{Body, BoxError};
 use crate::config::model::Limits;
 use crate::error::Reason;
+use crate::h1::reply::{self, Ask};
+use crate::h1::request::{self as parse, HeadError, Scratch};
+use crate::h1::Chunked;
 use crate::rewind::Rewind;
-use crate::upstream::h1::Chunked;
 use bytes::BytesMut;
 use http::{Method, Request, Response, StatusCode};
 use parking_lot::Mutex;
@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
-pub use self::parse::MAX_HEADERS;
+pub use crate::h1::request::MAX_HEADERS;
 
 /// A request the HTTP/1.1 server refused itself (the connection closes after it).
 pub struct Refused {
@@ -348,7 +348,7 @@ where
     };
     let mut out = Vec::with_capacity(256 + parts.headers.len() * 48);
     let (framing, keep_alive) =
-        write::encode_head(&mut out, parts.status, &parts.headers, &body, &ask);
+        reply::encode_head(&mut out, parts.status, &parts.headers, &body, &ask);
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     drop(parts);
     let mut w = ResponseWriter::new(out, framing, body);
@@ -397,7 +397,7 @@ async fn refuse<I: AsyncRead + AsyncWrite + Unpin>(
     };
     let body = crate::body::empty();
     let mut out = Vec::with_capacity(256);
-    let (framing, _) = write::encode_head(&mut out, status, &headers, &body, &ask);
+    let (framing, _) = reply::encode_head(&mut out, status, &headers, &body, &ask);
     let mut w = ResponseWriter::new(out, framing, body);
     if poll_fn(|cx| w.poll_write(cx, &**conn)).await.is_ok() {
         // The client may be mid-way through a head or body that will never be read.

@@ -3,152 +3,18 @@
 //! head into one write and large ones written from their own buffers (no copy).
 
 use crate::body::{Body, BoxError};
+use crate::h1::reply::Framing;
 use bytes::{Buf, Bytes};
-use http::header::{self, HeaderMap};
-use http::{StatusCode, Version};
 use http_body::Body as _;
-use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime};
 
 /// Frames up to this size are copied next to the head or the previous frame, so a small
 /// response goes out in one `write`; larger ones are written from their own buffer.
 const COPY_MAX: usize = 8 * 1024;
 /// Stop gathering frames and write once this much is buffered.
 const GATHER_MAX: usize = 64 * 1024;
-
-/// How the body is delimited for the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body on the wire (HEAD, 1xx, 204, 304).
-    None,
-    Length(u64),
-    Chunked,
-    /// Until the connection closes (an HTTP/1.0 client and a length nobody knows).
-    Close,
-}
-
-/// What the request said that shapes the response.
-pub struct Ask {
-    pub head_method: bool,
-    pub version: Version,
-    pub keep_alive: bool,
-}
-
-/// Encode the response head into `out`; returns the body framing and whether the
-/// connection stays open after this response.
-pub fn encode_head(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &Body,
-    ask: &Ask,
-) -> (Framing, bool) {
-    let mut keep_alive = ask.keep_alive;
-    let bodiless_status = status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let no_body = ask.head_method || bodiless_status;
-    // An HTTP/1.0 client is answered in its own version, as hyper did.
-    out.extend_from_slice(if ask.version == Version::HTTP_10 {
-        b"HTTP/1.0 "
-    } else {
-        b"HTTP/1.1 "
-    });
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut has_date = false;
-    // The first valid `Content-Length` frames the body and is written once. One pass
-    // finds it and writes the rest (a hashed lookup first cost more than the pass).
-    let mut declared: Option<u64> = None;
-    for (name, value) in headers {
-        // Framing is roost's to write: a length the body contradicts, or a
-        // transfer-coding the client did not ask for, would desync the connection.
-        // 204 and 304 carry no length either (hyper's choice, kept).
-        if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
-            continue;
-        }
-        if *name == header::CONTENT_LENGTH {
-            if bodiless_status || declared.is_some() {
-                continue;
-            }
-            match super::parse::parse_length(value.as_bytes()) {
-                Some(n) => declared = Some(n),
-                None => continue,
-            }
-        }
-        has_date |= *name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let mut framing = if no_body {
-        Framing::None
-    } else if let Some(n) = declared {
-        Framing::Length(n)
-    } else if let Some(n) = body.size_hint().exact() {
-        Framing::Length(n)
-    } else if ask.version == Version::HTTP_11 {
-        Framing::Chunked
-    } else {
-        keep_alive = false;
-        Framing::Close
-    };
-    match framing {
-        Framing::Length(n) if declared.is_none() => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        _ => {}
-    }
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        out.extend_from_slice(b"connection: upgrade\r\n");
-        framing = Framing::None;
-    } else if ask.version == Version::HTTP_10 {
-        // Closing is HTTP/1.0's default; keep-alive is what must be said.
-        if keep_alive {
-            out.extend_from_slice(b"connection: keep-alive\r\n");
-        }
-    } else if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    if !has_date {
-        out.extend_from_slice(b"date: ");
-        put_date(out);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    (framing, keep_alive)
-}
-
-thread_local! {
-    /// The `Date` value, formatted once per second per thread (as hyper does).
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
-}
-
-fn put_date(out: &mut Vec<u8>) {
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    DATE.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.0 != secs {
-            let s = httpdate::fmt_http_date(now);
-            d.1.copy_from_slice(&s.as_bytes()[..29]);
-            d.0 = secs;
-        }
-        out.extend_from_slice(&d.1);
-    });
-}
 
 /// Where a response is written: the client's connection, locked only for each write
 /// (the response body, polled in between, may read the request body off the same
@@ -380,81 +246,6 @@ fn hex_len(n: usize, buf: &mut [u8; 16]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::body;
-    use http::HeaderValue;
-
-    fn ask(version: Version, keep_alive: bool) -> Ask {
-        Ask {
-            head_method: false,
-            version,
-            keep_alive,
-        }
-    }
-
-    fn head(
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &Body,
-        ask: &Ask,
-    ) -> (String, Framing, bool) {
-        let mut out = Vec::new();
-        let (f, k) = encode_head(&mut out, status, headers, body, ask);
-        (String::from_utf8(out).unwrap(), f, k)
-    }
-
-    #[test]
-    fn framing_follows_what_is_known() {
-        let h = HeaderMap::new();
-        let (s, f, k) = head(
-            StatusCode::OK,
-            &h,
-            &body::full("hello"),
-            &ask(Version::HTTP_11, true),
-        );
-        assert!(s.starts_with("HTTP/1.1 200 OK\r\n"), "{s}");
-        assert!(
-            s.contains("content-length: 5\r\n") && s.contains("date: "),
-            "{s}"
-        );
-        assert_eq!((f, k), (Framing::Length(5), true));
-
-        let stream = body::boxed(http_body_util::StreamBody::new(
-            futures_util::stream::empty::<Result<http_body::Frame<Bytes>, std::io::Error>>(),
-        ));
-        let (s, f, _) = head(StatusCode::OK, &h, &stream, &ask(Version::HTTP_11, true));
-        assert!(s.contains("transfer-encoding: chunked\r\n"), "{s}");
-        assert_eq!(f, Framing::Chunked);
-        let (s, f, k) = head(StatusCode::OK, &h, &stream, &ask(Version::HTTP_10, true));
-        // Closing is HTTP/1.0's default: nothing to say.
-        assert!(
-            s.starts_with("HTTP/1.0 200 OK\r\n") && !s.contains("connection"),
-            "{s}"
-        );
-        assert_eq!((f, k), (Framing::Close, false));
-
-        let mut with_len = HeaderMap::new();
-        with_len.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
-        with_len.insert(
-            header::DATE,
-            HeaderValue::from_static("Thu, 26 Nov 2026 10:00:00 GMT"),
-        );
-        let head_ask = Ask {
-            head_method: true,
-            ..ask(Version::HTTP_10, true)
-        };
-        let (s, f, _) = head(StatusCode::OK, &with_len, &body::empty(), &head_ask);
-        assert_eq!(s.matches("content-length: 12\r\n").count(), 1, "{s}");
-        assert_eq!(s.matches("date: ").count(), 1, "{s}");
-        assert!(s.contains("connection: keep-alive\r\n"), "{s}");
-        assert_eq!(f, Framing::None);
-        let (s, f, _) = head(
-            StatusCode::NO_CONTENT,
-            &h,
-            &body::empty(),
-            &ask(Version::HTTP_11, true),
-        );
-        assert!(!s.contains("content-length"), "{s}");
-        assert_eq!(f, Framing::None);
-    }
 
     #[test]
     fn chunk_sizes_are_hex() {

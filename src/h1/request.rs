@@ -2,7 +2,7 @@
 //! rules a proxy must enforce before anything is forwarded (RFC 9112 §6, reliability.md
 //! §2: request smuggling).
 
-use crate::upstream::h1::{cached_name, connection_tokens, locate, ParseScratch};
+use super::fields::{cached_name, connection_tokens, locate, parse_length, ParseScratch};
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Uri, Version};
@@ -161,17 +161,6 @@ pub fn parse(
         expect_continue: expect_continue && version == Version::HTTP_11,
         upgrade: conn_upgrade && has_upgrade && version == Version::HTTP_11,
     }))
-}
-
-/// A `Content-Length` value: digits only (no sign, no spaces inside), as RFC 9110 §8.6
-/// defines it; `u64::from_str` would also take `+5`.
-pub(super) fn parse_length(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() || raw.len() > 19 || !raw.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    raw.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add((d - b'0') as u64)
-    })
 }
 
 #[cfg(test)]
