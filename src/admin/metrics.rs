@@ -261,6 +261,7 @@ impl Collector for RoostCollector {
             f.encode(&mut encoder)?;
         }
         drop(state);
+        encode_upstream(&mut encoder)?;
 
         // Worker metrics from the cache, labelled like the worker's own /.roost/metrics.
         let ws = self.sampler.workers();
@@ -346,6 +347,22 @@ impl Collector for RoostCollector {
         }
         Ok(())
     }
+}
+
+/// Member connections closed instead of reused, by reason (all members together).
+fn encode_upstream(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let mut discarded = Family::new(
+        "upstream_connections_discarded",
+        "Pooled member connections closed instead of reused, by reason.",
+        MetricType::Counter,
+    );
+    for why in crate::upstream::Discard::ALL {
+        discarded.push(
+            vec![("reason", why.as_str().to_string())],
+            Value::Counter(why.count()),
+        );
+    }
+    discarded.encode(encoder)
 }
 
 /// p50/p99 of a pool's response time over its lifetime (for the API and `roost ctl`).

@@ -7,7 +7,8 @@
 //! chunk through channels between the two (two extra wake-ups per request, ~30 % of the
 //! front's instructions on small responses; BENCHMARKS.md, "Front optimisations").
 
-use super::connector::{dial, Endpoint, Stream};
+use super::connector::{dial, Endpoint, Peek, Stream};
+use super::Discard;
 use crate::body::Body;
 use crate::config::model::UpstreamTimeouts;
 use crate::h1::body::{poll_read_buf, Decode, Source};
@@ -121,20 +122,33 @@ impl Conn {
         poll_read_buf(&mut self.io, &mut self.rbuf, cx)
     }
 
-    /// Is an idle pooled connection still usable? The member may have closed it (or, in
-    /// breach of the protocol, sent bytes) while it sat in the pool. No system call
-    /// unless the socket has signalled readability since its last read.
-    fn still_open(&mut self) -> bool {
+    /// May this connection carry another request? Not if the member sent anything
+    /// no request asked for (read already, waiting in the socket, or decrypted and held
+    /// by TLS) or closed it: bytes there now would be read as the next request's
+    /// response. Asked when a connection goes back to the pool and again when it is
+    /// taken from it.
+    fn reusable(&mut self) -> Result<(), Discard> {
         if !self.rbuf.is_empty() {
-            return false;
+            return Err(Discard::StrayBytes);
         }
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        let mut rb = ReadBuf::uninit(&mut probe);
-        // Pending: nothing to read, still open. EOF, stray bytes or an error: not reusable.
-        Pin::new(&mut self.io)
-            .poll_read(&mut cx, &mut rb)
-            .is_pending()
+        match self.io.peek() {
+            Peek::Quiet => {}
+            Peek::Unread => return Err(Discard::StrayBytes),
+            Peek::Closed => return Err(Discard::Closed),
+        }
+        if let Stream::Tls(_) = self.io {
+            // Plaintext rustls decrypted with an earlier record but nobody has read.
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            let mut rb = ReadBuf::uninit(&mut probe);
+            match Pin::new(&mut self.io).poll_read(&mut cx, &mut rb) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => return Err(Discard::Closed),
+                Poll::Ready(Ok(())) => return Err(Discard::StrayBytes),
+                Poll::Ready(Err(_)) => return Err(Discard::Closed),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -263,8 +277,13 @@ impl Client {
     fn checkout_idle(&self) -> Option<Box<Conn>> {
         loop {
             let Idle { mut conn, since } = self.inner.idle.lock().pop()?;
-            if since.elapsed() <= self.inner.idle_timeout && conn.still_open() {
-                return Some(conn);
+            if since.elapsed() > self.inner.idle_timeout {
+                Discard::IdleTimeout.record();
+                continue;
+            }
+            match conn.reusable() {
+                Ok(()) => return Some(conn),
+                Err(why) => why.record(),
             }
         }
     }
@@ -320,7 +339,11 @@ impl Client {
         resp
     }
 
-    fn put_back(&self, conn: Box<Conn>) {
+    fn put_back(&self, mut conn: Box<Conn>) {
+        if let Err(why) = conn.reusable() {
+            why.record();
+            return;
+        }
         let mut idle = self.inner.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
@@ -571,9 +594,10 @@ impl UpstreamBody {
     fn finish(&mut self) {
         self.state = Decode::Done;
         if let Some(conn) = self.conn.take() {
-            // Bytes beyond the announced body mean the member and roost disagree; an
-            // upload still going means the connection is mid-request.
-            if self.keep_alive && self.upload.is_none() && conn.rbuf.is_empty() {
+            // An upload still going means the connection is mid-request; bytes beyond
+            // the announced body (the member and roost disagree) are caught by
+            // `put_back`'s check.
+            if self.keep_alive && self.upload.is_none() {
                 self.client.put_back(conn);
             }
         }

@@ -81,6 +81,53 @@ pub enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// What an idle connection's socket holds, asked of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// Nothing to read and still open: reusable.
+    Quiet,
+    /// Bytes the member sent with no request outstanding.
+    Unread,
+    /// The member closed it (or it failed).
+    Closed,
+}
+
+impl Stream {
+    /// Ask the kernel, now, whether anything arrived on the socket (`recv` with
+    /// `MSG_PEEK | MSG_DONTWAIT`). tokio's readiness is not enough here: it learns of
+    /// new bytes only when the reactor next polls epoll, which under load comes after
+    /// the connection has already been taken for the next request. For TLS any byte on
+    /// the wire counts: a record after a complete response is not a response to the
+    /// next request either.
+    pub(crate) fn peek(&self) -> Peek {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.get_ref().0.as_raw_fd(),
+        };
+        let mut byte = 0u8;
+        // SAFETY: `fd` is an open socket owned by `self` for the duration of the call,
+        // and the buffer is one valid, writable byte.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            1.. => Peek::Unread,
+            0 => Peek::Closed,
+            _ => match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => Peek::Quiet,
+                _ => Peek::Closed,
+            },
+        }
+    }
+}
+
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {

@@ -13,3 +13,40 @@ mod connector;
 pub use crate::h1::{Forwarded, X_FORWARDED_FOR};
 pub use client::{Client, ForwardError, Upgraded, UpstreamBody, UpstreamError};
 pub use connector::Endpoint;
+
+/// Why a pooled member connection was closed instead of reused
+/// (`roost_upstream_connections_discarded_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    /// The member sent bytes no request asked for: after a complete response, or while
+    /// the connection sat idle. Reusing it would hand them to the next request.
+    StrayBytes,
+    /// The member closed the idle connection (or it failed).
+    Closed,
+    /// It sat idle longer than the member's idle timeout.
+    IdleTimeout,
+}
+
+impl Discard {
+    pub const ALL: [Discard; 3] = [Discard::StrayBytes, Discard::Closed, Discard::IdleTimeout];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Discard::StrayBytes => "stray_bytes",
+            Discard::Closed => "closed",
+            Discard::IdleTimeout => "idle_timeout",
+        }
+    }
+
+    /// Connections discarded for this reason since start, across all members.
+    pub fn count(self) -> u64 {
+        DISCARDED[self as usize].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn record(self) {
+        DISCARDED[self as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+static DISCARDED: [std::sync::atomic::AtomicU64; 3] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 3];
