@@ -87,7 +87,8 @@ async fn chunked_head_204_and_length_responses_reuse_one_connection() {
         for a in answers {
             heads.push(answer(&mut s, 0, a).await);
         }
-        heads
+        // The connection stays open (a closed one is rightly not pooled).
+        (heads, s)
     })
     .await;
     let r = c.send(get("/chunked")).await.unwrap();
@@ -126,7 +127,7 @@ async fn chunked_head_204_and_length_responses_reuse_one_connection() {
     assert_eq!(body_of(r).await, "abc");
     assert_eq!(c.idle_connections(), 1);
 
-    let heads = member.await.unwrap();
+    let (heads, _open) = member.await.unwrap();
     assert!(
         heads[0].starts_with("GET /chunked HTTP/1.1\r\n"),
         "{}",
