@@ -28,6 +28,8 @@ pub enum Reason {
     ServerTooBusy,
     /// No connection to the member could be made, or it failed before a response.
     ConnectFailed,
+    /// The member broke HTTP (a malformed or ambiguous response head).
+    BadGateway,
     /// The member did not answer within the first-byte timeout.
     BackendTimeout,
     /// No site/application matched, or the path is reserved.
@@ -49,13 +51,14 @@ pub enum Side {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::QueueFull,
         Reason::QueueTimeout,
         Reason::AppOffline,
         Reason::Disabled,
         Reason::ServerTooBusy,
         Reason::ConnectFailed,
+        Reason::BadGateway,
         Reason::BackendTimeout,
         Reason::NoRoute,
         Reason::ClientGone,
@@ -71,6 +74,7 @@ impl Reason {
             Reason::Disabled => "Disabled",
             Reason::ServerTooBusy => "ServerTooBusy",
             Reason::ConnectFailed => "ConnectFailed",
+            Reason::BadGateway => "BadGateway",
             Reason::BackendTimeout => "BackendTimeout",
             Reason::NoRoute => "NoRoute",
             Reason::ClientGone => "ClientGone",
@@ -86,7 +90,7 @@ impl Reason {
             | Reason::AppOffline
             | Reason::Disabled
             | Reason::ServerTooBusy => StatusCode::SERVICE_UNAVAILABLE,
-            Reason::ConnectFailed => StatusCode::BAD_GATEWAY,
+            Reason::ConnectFailed | Reason::BadGateway => StatusCode::BAD_GATEWAY,
             Reason::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::NoRoute => StatusCode::NOT_FOUND,
             // 499 is nginx's "client closed request"; it is only ever logged.
@@ -101,9 +105,10 @@ impl Reason {
             Reason::ClientGone | Reason::BadRequest | Reason::HeadersTooLarge | Reason::NoRoute => {
                 Side::Client
             }
-            Reason::ConnectFailed | Reason::BackendTimeout | Reason::ServerTooBusy => {
-                Side::Upstream
-            }
+            Reason::ConnectFailed
+            | Reason::BadGateway
+            | Reason::BackendTimeout
+            | Reason::ServerTooBusy => Side::Upstream,
             Reason::QueueFull | Reason::QueueTimeout | Reason::AppOffline | Reason::Disabled => {
                 Side::Internal
             }

@@ -284,6 +284,13 @@ fn scripted(method: &str, path: &str) -> (Vec<u8>, bool) {
         "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n",
         "/nodate" => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         "/server" => b"HTTP/1.1 200 OK\r\nserver: upstream/1.0\r\ncontent-length: 2\r\n\r\nok",
+        // Members that break HTTP/1.1 (each must be a 502 BadGateway).
+        "/bad/bare-lf" => b"HTTP/1.1 200 OK\r\nx-a: b\ncontent-length: 2\r\n\r\nok",
+        "/bad/plus-length" => b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok",
+        "/bad/obs-fold" => b"HTTP/1.1 200 OK\r\nx-a: b\r\n c\r\ncontent-length: 2\r\n\r\nok",
+        "/bad/gzip-chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        "/bad/space-colon" => b"HTTP/1.1 200 OK\r\ncontent-length : 2\r\n\r\nok",
+        "/bad/status" => b"HTTP/1.1 2000 OK\r\ncontent-length: 2\r\n\r\nok",
         _ if method == "HEAD" => b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n",
         _ => b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello world!",
     };
@@ -2356,4 +2363,119 @@ async fn unread_body_of_a_request_the_front_answers_itself_is_never_a_request() 
         "{seen:#?}"
     );
     no_connections_left(&f).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Strict framing on both sides (hostile peers).
+
+/// A member that breaks HTTP/1.1 gets the client a 502 `BadGateway`, not a guess at what
+/// the member meant and not `ConnectFailed` (which would send an operator to the network).
+#[tokio::test]
+async fn a_member_that_breaks_http_is_a_502_bad_gateway() {
+    let (_be, f) = front_with_raw().await;
+    for path in [
+        "/bad/bare-lf",
+        "/bad/plus-length",
+        "/bad/obs-fold",
+        "/bad/gzip-chunked",
+        "/bad/space-colon",
+        "/bad/status",
+    ] {
+        let mut c = Conn::open(f.addr).await;
+        let r = c.roundtrip(&get(path)).await;
+        assert_eq!(r.status, 502, "{path}: {r:?}");
+        assert_eq!(
+            r.header("x-roost-reason"),
+            Some("BadGateway"),
+            "{path}: {r:?}"
+        );
+        assert!(!r.text().contains("ok"), "{path}: {r:?}");
+    }
+    let pool = f.front.pool("p").unwrap();
+    assert_eq!(
+        pool.counters().rejected(roost::error::Reason::BadGateway),
+        6
+    );
+    assert_eq!(
+        pool.counters()
+            .rejected(roost::error::Reason::ConnectFailed),
+        0
+    );
+}
+
+/// A bare LF anywhere in chunked framing is 400: read as a line end by one parser and
+/// not by another, it is a smuggling vector.
+#[tokio::test]
+async fn bare_lf_anywhere_in_chunked_framing_is_400() {
+    let (be, f) = front_with_recorder().await;
+    for body in [
+        &b"3;x\nabc\r\n0\r\n\r\n"[..],
+        b"3\r\nabc\r\n0;x\n\r\n",
+        b"3\r\nabc\r\n0\r\nx-t: 1\n\r\n",
+        b"3\r\nabc\r\n0\r\n\n",
+        b"3;x\rabc\r\n0\r\n\r\n",
+    ] {
+        let mut req =
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        let mut c = Conn::open(f.addr).await;
+        c.send(&req).await;
+        let rs = responses_until_close(&mut c, "POST").await;
+        assert!(
+            rs.len() <= 1 && rs.iter().all(|r| r.status == 400),
+            "{:?}: {rs:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert!(
+        be.seen().iter().all(|s| s.method != DESYNC),
+        "{:?}",
+        be.seen().iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
+}
+
+/// Userinfo in an absolute-form target never reaches a member as its Host; `*` is
+/// OPTIONS only.
+#[tokio::test]
+async fn userinfo_in_the_target_and_a_stray_asterisk_are_400() {
+    for req in [
+        &b"GET http://a@evil/ HTTP/1.1\r\nhost: x\r\n\r\n"[..],
+        b"GET http://user:pw@x/ HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET * HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"POST * HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+    ] {
+        let (be, f) = front_with_backend().await;
+        let mut c = Conn::open(f.addr).await;
+        let r = c.roundtrip(req).await;
+        assert_eq!(r.status, 400, "{:?}: {r:?}", String::from_utf8_lossy(req));
+        assert_eq!(be.requests.load(Ordering::SeqCst), 0);
+    }
+}
+
+/// A client that half-closes mid-body is gone: roost closes, it never writes the 499
+/// it logs (`ClientGone` is a log and metric reason, not a status on the wire).
+#[tokio::test]
+async fn a_client_gone_mid_body_never_gets_a_499() {
+    let (_be, f) = front_with_backend().await;
+    for framing in ["content-length: 100", "transfer-encoding: chunked"] {
+        let mut c = Conn::open(f.addr).await;
+        let head = format!("POST /echo HTTP/1.1\r\nhost: x\r\n{framing}\r\n\r\n");
+        c.send(head.as_bytes()).await;
+        c.send(if framing.starts_with("content") {
+            b"abc"
+        } else {
+            b"3\r\nabc\r\n"
+        })
+        .await;
+        c.s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.s.read_to_end(&mut rest)).await;
+        let all = [c.buf.clone(), rest].concat();
+        let text = String::from_utf8_lossy(&all);
+        assert!(!text.contains(" 499"), "{framing}: {text}");
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 400"),
+            "{framing}: {text}"
+        );
+    }
 }

@@ -85,6 +85,9 @@ async fn serve(
             };
             loop {
                 let (s, _) = l.accept().await.unwrap();
+                // Without it Nagle holds the small stray until the answer is acked (a
+                // delayed ACK: ~40 ms), and the stray would arrive mid-request.
+                s.set_nodelay(true).unwrap();
                 let (strays, sent) = (strays.clone(), sent.clone());
                 match tls.clone() {
                     Some(acceptor) => {
@@ -122,14 +125,18 @@ async fn conn<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{id}",
             id.len()
         );
-        if w.lock().await.write_all(reply.as_bytes()).await.is_err() {
+        let mut wl = w.lock().await;
+        if wl.write_all(reply.as_bytes()).await.is_err() || wl.flush().await.is_err() {
             return;
         }
+        drop(wl);
         if std::mem::take(&mut first) {
             let (w, strays, sent) = (w.clone(), strays.clone(), sent.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(stray_after).await;
-                if w.lock().await.write_all(STRAY).await.is_ok() {
+                let mut w = w.lock().await;
+                // Flushed: TLS may hold written bytes until then.
+                if w.write_all(STRAY).await.is_ok() && w.flush().await.is_ok() {
                     strays.fetch_add(1, Ordering::SeqCst);
                     let _ = sent.send(());
                 }
@@ -315,4 +322,75 @@ async fn through_the_front_no_client_reads_another_requests_response() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(Discard::StrayBytes.count() >= before + 9);
+}
+
+/// A request written on a pooled connection that the member closes unanswered (the
+/// keep-alive race) is sent again, and counted as a retry after a send; when nothing
+/// can take it, it is reported as unanswered, not as a connect failure.
+#[tokio::test]
+async fn a_request_resent_after_an_unanswered_send_is_counted_as_such() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let member = tokio::spawn(async move {
+        // First connection: answer one request, then read the next and close unanswered.
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = Vec::new();
+        read_head(&mut s, &mut buf).await.unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        read_head(&mut s, &mut buf).await.unwrap();
+        drop(s);
+        // The re-send arrives on a new connection; its answer is the request's.
+        let (mut s, _) = l.accept().await.unwrap();
+        let id = read_head(&mut s, &mut Vec::new()).await.unwrap();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{id}",
+            id.len()
+        );
+        s.write_all(reply.as_bytes()).await.unwrap();
+        // Then the listener goes: the next re-send finds no member.
+        (s, l)
+    });
+    let c = Client::new(
+        Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        &timeouts(),
+    );
+    assert_eq!(send(&c, "first").await, "ok");
+    let before = roost::upstream::Retry::AfterSend.count();
+    assert_eq!(send(&c, "again").await, "again");
+    assert!(roost::upstream::Retry::AfterSend.count() > before);
+    let (s, l) = member.await.unwrap();
+    drop(s);
+
+    // Now the pooled connection is closed under the next request and nobody listens.
+    let member = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let id = read_head(&mut s, &mut Vec::new()).await.unwrap();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{id}",
+            id.len()
+        );
+        s.write_all(reply.as_bytes()).await.unwrap();
+        drop(l);
+        read_head(&mut s, &mut Vec::new()).await;
+        drop(s);
+    });
+    assert_eq!(send(&c, "third").await, "third");
+    let req = http::Request::get("/")
+        .header("host", "m")
+        .body(roost::body::empty())
+        .unwrap();
+    let Err(err) = c.send(req).await else {
+        panic!("no member left to answer");
+    };
+    member.await.unwrap();
+    assert!(
+        matches!(err, roost::upstream::UpstreamError::Unanswered(_)),
+        "{err}"
+    );
+    assert_eq!(err.reason(), roost::error::Reason::ConnectFailed);
 }

@@ -80,7 +80,7 @@ impl Collector for RoostCollector {
         );
         let mut rejected = Family::new(
             "pool_rejected",
-            "Requests the pool refused, by reason.",
+            "Requests the pool refused or its members failed to answer, by reason.",
             MetricType::Counter,
         );
         let mut queue_wait = Family::new(

@@ -251,3 +251,77 @@ mod tests {
         assert_eq!(cookie_value("").len(), 16);
     }
 }
+
+/// The farm's per-request policy as the proxy step sees it: one object, asked before
+/// each send and after each outcome. For a pool that is not a farm it does nothing
+/// (no key, no retries of answered requests, no passive health).
+#[derive(Debug, Default)]
+pub struct Policy {
+    plan: Option<Plan>,
+    /// A 502/503 has been retried once already.
+    status_retried: bool,
+}
+
+/// What the proxy does with a member's response.
+pub enum Verdict {
+    /// Send it to the client.
+    Keep,
+    /// Drop it and send the request to another server.
+    RetryElsewhere,
+}
+
+impl Policy {
+    pub fn new<B: http_body::Body>(pool: &Pool, req: &Request<B>, peer: IpAddr) -> Policy {
+        Policy {
+            plan: plan(pool, req, peer),
+            status_retried: false,
+        }
+    }
+
+    /// The balancer key for the first attempt.
+    pub fn key(&self) -> PickKey {
+        self.plan
+            .as_ref()
+            .map(|p| p.key.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the request may be replayed after a 502/503 (idempotent, no body).
+    pub fn replayable(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| p.replayable)
+    }
+
+    /// After a response head from `member`: retry a 502/503 elsewhere (once, within
+    /// the budget), else record the outcome and add the affinity cookie.
+    pub fn after_response<B>(
+        &mut self,
+        pool: &Arc<Pool>,
+        member: &Member,
+        upgrade: bool,
+        resp: &mut http::Response<B>,
+    ) -> Verdict {
+        let Some(p) = &self.plan else {
+            return Verdict::Keep;
+        };
+        let status = resp.status();
+        if !upgrade && !self.status_retried && retry_status(pool, p, member, status) {
+            tracing::debug!(pool = pool.name(), member = %member.label, %status, "retrying on another server");
+            note_outcome(pool, member, false);
+            self.status_retried = true;
+            return Verdict::RetryElsewhere;
+        }
+        note_outcome(pool, member, !status.is_server_error());
+        if let Some(c) = p.set_cookie(pool, member) {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Verdict::Keep
+    }
+
+    /// After a failed exchange: passive health counts it unless it says nothing about
+    /// the member (a pooled connection closed while idle, the client's own body).
+    pub fn after_failure(&self, pool: &Arc<Pool>, member: &Member, blames_member: bool) {
+        if self.plan.is_some() && blames_member {
+            note_outcome(pool, member, false);
+        }
+    }
+}

@@ -23,6 +23,9 @@ pub enum Invalid {
     /// would become the member's `Host` and `X-Forwarded-Host`.
     BadHost,
     BadTransferEncoding,
+    /// An absolute-form or `:authority` with userinfo (`http://a@evil/`) or that is not
+    /// `uri-host[:port]`, or `*` with a method other than OPTIONS.
+    BadTarget,
 }
 
 /// The host a request is for: the URI authority (h2 `:authority`, absolute-form) wins
@@ -39,6 +42,7 @@ pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
 /// Refuse requests whose framing or target is ambiguous.
 pub fn validate<B>(req: &Request<B>) -> Result<(), Invalid> {
     let headers = req.headers();
+    validate_target(req)?;
     if req.version() == Version::HTTP_11 {
         let mut hosts = headers.get_all(header::HOST).iter();
         match (hosts.next(), hosts.next()) {
@@ -62,6 +66,21 @@ pub fn validate<B>(req: &Request<B>) -> Result<(), Invalid> {
         if !v.trim().eq_ignore_ascii_case("chunked") {
             return Err(Invalid::BadTransferEncoding);
         }
+    }
+    Ok(())
+}
+
+/// The request target: its authority (absolute-form, HTTP/2 `:authority`) is held to
+/// the same rule as `Host`, since it becomes the member's `Host` (userinfo is not allowed
+/// in an `http(s)` URI sent on the wire, RFC 9110 §4.2.4); `*` is OPTIONS only.
+fn validate_target<B>(req: &Request<B>) -> Result<(), Invalid> {
+    if let Some(a) = req.uri().authority() {
+        if !valid_host(a.as_str().as_bytes()) {
+            return Err(Invalid::BadTarget);
+        }
+    }
+    if req.uri().path() == "*" && req.method() != http::Method::OPTIONS {
+        return Err(Invalid::BadTarget);
     }
     Ok(())
 }

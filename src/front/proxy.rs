@@ -58,7 +58,7 @@ pub struct RequestRecord {
 /// The rejection that closes the connection instead of answering
 /// (`loadBalancerCapabilities: TcpLevel`): a load balancer in front sees a TCP failure.
 #[derive(Debug, thiserror::Error)]
-#[error("connection closed: pool is {0}")]
+#[error("connection closed instead of answering: {0}")]
 pub struct CloseConnection(pub Reason);
 
 /// The per-connection hyper service: every request goes through [`handle`].
@@ -67,6 +67,30 @@ pub struct Service {
     pub(super) front: Arc<Front>,
     pub(super) conn: Arc<ConnInfo>,
     pub(super) activity: Arc<super::connection::Activity>,
+}
+
+impl RequestRecord {
+    /// The record of a request as it arrived (status and timings filled in later).
+    fn of(req: &Request<Body>, conn: &ConnInfo) -> RequestRecord {
+        RequestRecord {
+            method: Some(req.method().clone()),
+            target: Some(
+                req.uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            ),
+            local: conn.local,
+            peer: conn.peer,
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            status: 0,
+            elapsed: Duration::ZERO,
+            pool: None,
+            worker_pid: None,
+            queue_wait: None,
+            reason: None,
+        }
+    }
 }
 
 /// A request being handled, as both servers hold it.
@@ -119,211 +143,222 @@ impl ClientUpgrade {
 trait Tunnel: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Tunnel for T {}
 
+/// The proxy step: validate → route → prepare the upstream request → forward (with
+/// the pool's admission and the farm's retries) → stream the response back.
 pub(super) async fn handle(
     front: Arc<Front>,
     conn: ConnInfo,
     in_flight: Option<InFlight>,
-    mut req: Request<Body>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, BoxError> {
     let started = Instant::now();
-    let target = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut rec = RequestRecord {
-        method: Some(req.method().clone()),
-        target: Some(target.clone()),
-        local: conn.local,
-        peer: conn.peer,
-        user_agent: req.headers().get(header::USER_AGENT).cloned(),
-        status: 0,
-        elapsed: Duration::ZERO,
-        pool: None,
-        worker_pid: None,
-        queue_wait: None,
-        reason: None,
-    };
-
+    let mut rec = RequestRecord::of(&req, &conn);
     if let Err(why) = headers::validate(&req) {
         tracing::debug!(?why, peer = %conn.peer, "bad request");
-        return Ok(front.reject(rec, started, Reason::BadRequest, None));
+        return front.refuse(rec, started, Reason::BadRequest, None);
     }
-    let state = front.state();
-    let host = headers::request_host(&req);
-    let Some(route) = state
-        .router(&conn.listen)
-        .and_then(|r| r.route(host, req.uri().path()))
-    else {
-        return Ok(front.reject(rec, started, Reason::NoRoute, None));
+    let Some(pool) = route(&front, &conn, &req) else {
+        return front.refuse(rec, started, Reason::NoRoute, None);
     };
-    let pool: Arc<Pool> = route.target.clone();
-    drop(state);
     rec.pool = Some(pool.name_arc());
     let registered = front.inflight.register(
         pool.name_arc(),
         req.method().clone(),
-        target.clone(),
+        rec.target
+            .clone()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         started,
     );
+    let mut up = Upstream::prepare(&front, &conn, &pool, req);
+    match forward(&pool, &mut up, &mut rec, &registered, started).await {
+        Ok((lease, resp)) => Ok(finish(
+            front,
+            rec,
+            started,
+            pool,
+            lease,
+            registered,
+            in_flight,
+            resp,
+            up.client_upgrade,
+        )),
+        Err(Stop::Refuse(reason)) => front.refuse(rec, started, reason, Some(&pool)),
+        Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),
+    }
+}
 
-    // Farm pools: balancer key (hash, affinity cookie) and whether a 502/503 may be retried.
-    let plan = crate::farm::request::plan(&pool, &req, conn.peer.ip());
+/// The pool the request's host and path route to.
+fn route(front: &Front, conn: &ConnInfo, req: &Request<Body>) -> Option<Arc<Pool>> {
+    let state = front.state();
+    let host = headers::request_host(req);
+    let route = state
+        .router(&conn.listen)
+        .and_then(|r| r.route(host, req.uri().path()))?;
+    Some(route.target.clone())
+}
 
-    // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it. Made
-    // while the request still lends `host` (no copy of it).
-    let fwd = headers::forwarding(req.headers(), host, conn.peer.ip(), conn.tls);
+/// The request as it goes to members: the client's head minus hop-by-hop headers (kept
+/// here so a retry sends it again without a copy), the forwarding headers the encoder
+/// writes beside it, the body as a stream, and the farm's policy for it.
+struct Upstream {
+    parts: http::request::Parts,
+    body: Body,
+    fwd: crate::upstream::Forwarded,
+    policy: farm_request::Policy,
+    upgrade: bool,
+    client_upgrade: Option<ClientUpgrade>,
+}
 
-    let upgrade = headers::is_upgrade(&req);
-    let client_upgrade = upgrade.then(|| ClientUpgrade::take(&mut req));
-
-    // The upstream request: the client's head minus hop-by-hop headers, the forwarding
-    // headers written beside it by the encoder; the body stays a stream. The head stays
-    // here, so a retry sends it again without a copy.
-    let (mut parts, incoming) = req.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::drop_underscore_headers(&mut parts.headers);
-    parts.version = Version::HTTP_11;
-    parts.uri = http::Uri::from(target);
-    // A replayable request (idempotent, no body) may be sent again after a 502/503.
-    let replayable = plan.as_ref().is_some_and(|p| p.replayable) && !upgrade;
-    // A request without a body (most of them) needs no progress timer.
-    let mut body = if incoming.is_end_stream() {
-        incoming
-    } else {
-        body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout))
-    };
-
-    let mut key: PickKey = plan.as_ref().map(|p| p.key.clone()).unwrap_or_default();
-    let mut tried_retry = false;
-    let mut tried_status_retry = false;
-    loop {
-        let lease = match pool.acquire(&key).await {
-            Ok(l) => l,
-            Err(reason) => {
-                if pool.closes_connection(reason) {
-                    return Err(Box::new(CloseConnection(reason)));
-                }
-                return Ok(front.reject(rec, started, reason, Some(&pool)));
-            }
-        };
-        rec.queue_wait = Some(lease.queue_wait());
-        rec.worker_pid = lease.member().pid;
-        registered.entry.set_executing(lease.member().pid);
-        let client = lease.member().client.clone();
-        // Clock reads cost ~30 ns each here (a few per request add up): a request that did
-        // not wait is sent at the time it started, and the timeout takes a deadline.
-        let sent_at = if lease.queue_wait().is_zero() && !tried_retry && !tried_status_retry {
-            started
+impl Upstream {
+    fn prepare(front: &Front, conn: &ConnInfo, pool: &Pool, mut req: Request<Body>) -> Upstream {
+        let policy = farm_request::Policy::new(pool, &req, conn.peer.ip());
+        // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it.
+        let host = headers::request_host(&req);
+        let fwd = headers::forwarding(req.headers(), host, conn.peer.ip(), conn.tls);
+        let upgrade = headers::is_upgrade(&req);
+        let client_upgrade = upgrade.then(|| ClientUpgrade::take(&mut req));
+        let target = req.uri().path_and_query().cloned();
+        let (mut parts, incoming) = req.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::drop_underscore_headers(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        parts.uri = http::Uri::from(target.unwrap_or_else(|| PathAndQuery::from_static("/")));
+        // A request without a body (most of them) needs no progress timer.
+        let body = if incoming.is_end_stream() {
+            incoming
         } else {
-            Instant::now()
+            body::boxed(BodyTimeout::new(incoming, front.limits().body_timeout))
         };
-        // The client's first-byte timer is per member connection, re-armed only when it
-        // fires early (a timer per request cost ~2 % of the front's instructions).
-        let deadline = sent_at + client.first_byte_timeout();
-        let sent = match client
-            .forward(&parts, body, Some(&fwd), Some(deadline))
-            .await
-        {
-            Err((UpstreamError::TimedOut, _)) => Err(()),
-            other => Ok(other),
-        };
-        match sent {
-            Err(_) => {
-                tracing::warn!(pool = pool.name(), member = %lease.member().label, "first-byte timeout");
-                if plan.is_some() {
-                    farm_request::note_outcome(&pool, lease.member(), false);
-                }
-                return Ok(front.reject(rec, started, Reason::BackendTimeout, Some(&pool)));
-            }
-            Ok(Ok(mut resp)) => {
-                lease
-                    .member()
-                    .observe_latency(sent_at.elapsed().as_micros() as u64);
-                if let Some(p) = &plan {
-                    let status = resp.status();
-                    if replayable
-                        && !tried_status_retry
-                        && farm_request::retry_status(&pool, p, lease.member(), status)
-                    {
-                        tracing::debug!(pool = pool.name(), member = %lease.member().label, %status, "retrying on another server");
-                        farm_request::note_outcome(&pool, lease.member(), false);
-                        tried_status_retry = true;
-                        key.avoid = Some(lease.member().label.clone());
-                        // Replayable requests have no body.
-                        body = body::empty();
-                        drop(resp);
-                        drop(lease);
-                        continue;
-                    }
-                    farm_request::note_outcome(&pool, lease.member(), !status.is_server_error());
-                    if let Some(c) = p.set_cookie(&pool, lease.member()) {
-                        resp.headers_mut().append(header::SET_COOKIE, c);
-                    }
-                }
-                return Ok(finish(
-                    front,
-                    rec,
-                    started,
-                    pool,
-                    lease,
-                    registered,
-                    in_flight,
-                    resp,
-                    client_upgrade,
-                ));
-            }
-            Ok(Err((UpstreamError::ClientBody(e), _))) => {
-                // The member is not to blame: a malformed body is the client's 400, a
-                // stalled or cut one means the client is gone (or as good as).
-                tracing::debug!(pool = pool.name(), peer = %conn.peer, error = %e, "client request body failed");
-                let reason = if client_body_malformed(&e) {
-                    Reason::BadRequest
-                } else {
-                    Reason::ClientGone
-                };
-                return Ok(front.reject(rec, started, reason, Some(&pool)));
-            }
-            Ok(Err((e, unsent))) => {
-                tracing::warn!(pool = pool.name(), member = %lease.member().label, error = %e, "upstream request failed");
-                lease.member().note_failure();
-                // A pooled connection the server closed while idle is not the server failing.
-                if plan.is_some() && !matches!(e, UpstreamError::NotSent(..)) {
-                    farm_request::note_outcome(&pool, lease.member(), false);
-                }
-                match unsent {
-                    // Never sent: one retry, on whichever member has a slot next.
-                    Some(b) if !tried_retry => {
-                        tried_retry = true;
-                        body = b;
-                        key.avoid = Some(lease.member().label.clone());
-                        drop(lease);
-                        continue;
-                    }
-                    _ => return Ok(front.reject(rec, started, Reason::ConnectFailed, Some(&pool))),
-                }
-            }
+        Upstream {
+            parts,
+            body,
+            fwd,
+            policy,
+            upgrade,
+            client_upgrade,
         }
     }
 }
 
-/// Whether a client body error is a framing error (a bad chunk) rather than a client
-/// that stalled or went away. The error arrives wrapped: upstream writer → body box.
-fn client_body_malformed(e: &std::io::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::InvalidData {
-                return true;
-            }
-            if let Some(inner) = io.get_ref() {
-                cur = Some(inner);
-                continue;
+/// Why the proxy step ends without a member's response.
+enum Stop {
+    /// roost answers with this reason's response.
+    Refuse(Reason),
+    /// The connection closes instead (`TcpLevel` rejections).
+    Close(Reason),
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    Answered(Response<UpstreamBody>),
+    /// Send again on another member (never sent, or a 502/503 the farm may retry).
+    Again,
+    Failed(Reason),
+}
+
+/// Take a slot, send, and retry as the pool's policy allows: a request never sent goes
+/// once more to another member; a farm may replay an idempotent request after a 502/503.
+async fn forward(
+    pool: &Arc<Pool>,
+    up: &mut Upstream,
+    rec: &mut RequestRecord,
+    registered: &Registered,
+    started: Instant,
+) -> Result<(Lease, Response<UpstreamBody>), Stop> {
+    let mut key: PickKey = up.policy.key();
+    let mut retried = false;
+    loop {
+        let lease = match pool.acquire(&key).await {
+            Ok(l) => l,
+            Err(reason) if pool.closes_connection(reason) => return Err(Stop::Close(reason)),
+            Err(reason) => return Err(Stop::Refuse(reason)),
+        };
+        rec.queue_wait = Some(lease.queue_wait());
+        rec.worker_pid = lease.member().pid;
+        registered.entry.set_executing(lease.member().pid);
+        // Clock reads cost ~30 ns each here (a few per request add up): a request that did
+        // not wait, and is not a retry, is sent at the time it started.
+        let first = lease.queue_wait().is_zero() && !retried;
+        let sent_at = if first { started } else { Instant::now() };
+        match attempt(pool, up, &lease, sent_at, &mut retried).await {
+            Attempt::Answered(resp) => return Ok((lease, resp)),
+            Attempt::Again => key.avoid = Some(lease.member().label.clone()),
+            Attempt::Failed(reason) => return Err(Stop::Refuse(reason)),
+        }
+    }
+}
+
+/// Send once on the member `lease` holds, and judge the outcome.
+async fn attempt(
+    pool: &Arc<Pool>,
+    up: &mut Upstream,
+    lease: &Lease,
+    sent_at: Instant,
+    retried: &mut bool,
+) -> Attempt {
+    let member = lease.member();
+    let client = member.client.clone();
+    // The client's first-byte timer is per member connection, re-armed only when it
+    // fires early (a timer per request cost ~2 % of the front's instructions).
+    let deadline = sent_at + client.first_byte_timeout();
+    let body = std::mem::replace(&mut up.body, body::empty());
+    match client
+        .forward(&up.parts, body, Some(&up.fwd), Some(deadline))
+        .await
+    {
+        Ok(mut resp) => {
+            member.observe_latency(sent_at.elapsed().as_micros() as u64);
+            match up
+                .policy
+                .after_response(pool, member, up.upgrade, &mut resp)
+            {
+                // Replayable requests have no body: `up.body` stays empty.
+                farm_request::Verdict::RetryElsewhere => Attempt::Again,
+                farm_request::Verdict::Keep => Attempt::Answered(resp),
             }
         }
-        cur = err.source();
+        Err((e, unsent)) => failed(pool, up, member, e, unsent, retried),
     }
-    false
+}
+
+/// A failed exchange: log it as what it was, count it against the member when it is
+/// the member's fault, and retry a request that can still be sent once more.
+fn failed(
+    pool: &Arc<Pool>,
+    up: &mut Upstream,
+    member: &crate::pool::Member,
+    e: UpstreamError,
+    unsent: Option<Body>,
+    retried: &mut bool,
+) -> Attempt {
+    let reason = e.reason();
+    match &e {
+        UpstreamError::ClientBody(_) => {
+            tracing::debug!(pool = pool.name(), error = %e, "client request body failed");
+            return Attempt::Failed(reason);
+        }
+        UpstreamError::TimedOut => {
+            tracing::warn!(pool = pool.name(), member = %member.label, "first-byte timeout");
+        }
+        _ => {
+            tracing::warn!(pool = pool.name(), member = %member.label, error = %e, %reason, "upstream request failed");
+        }
+    }
+    if !matches!(e, UpstreamError::TimedOut) {
+        member.note_failure();
+    }
+    up.policy.after_failure(pool, member, e.blames_member());
+    match unsent {
+        Some(b) if !*retried => {
+            *retried = true;
+            if e.was_sent() {
+                tracing::info!(pool = pool.name(), member = %member.label, "retrying after send (idempotent, unanswered) on another member");
+            }
+            up.body = b;
+            Attempt::Again
+        }
+        _ => Attempt::Failed(reason),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -530,6 +565,22 @@ impl http_body::Body for BodyTimeout {
 }
 
 impl Front {
+    /// Refuse a request: roost's own response, or for a client that is gone (`499` is
+    /// only ever logged) a close, so no invented status reaches the wire.
+    pub(super) fn refuse(
+        &self,
+        rec: RequestRecord,
+        started: Instant,
+        reason: Reason,
+        pool: Option<&Arc<Pool>>,
+    ) -> Result<Response<Body>, BoxError> {
+        let resp = self.reject(rec, started, reason, pool);
+        if reason == Reason::ClientGone {
+            return Err(Box::new(CloseConnection(reason)));
+        }
+        Ok(resp)
+    }
+
     /// Answer a request roost refuses itself, and record it.
     pub(super) fn reject(
         &self,
@@ -545,6 +596,13 @@ impl Front {
         rec.status = resp.status().as_u16();
         rec.reason = Some(reason);
         rec.elapsed = started.elapsed();
+        if let Some(p) = pool {
+            // The pool counts its own refusals (queue, state); failures to get an answer
+            // from a member are counted here, each under its own reason.
+            if reason.side() == crate::error::Side::Upstream {
+                p.counters().reject(reason);
+            }
+        }
         self.record(&rec, pool);
         resp
     }

@@ -15,8 +15,8 @@ pub enum Chunked {
     Data(u64),
     /// After a chunk's data, expecting `\r\n`.
     DataEnd,
-    /// After the last chunk: trailer lines until an empty one.
-    Trailers,
+    /// After the last chunk: trailer lines until an empty one (bytes of them so far).
+    Trailers(u32),
     Done,
 }
 
@@ -37,34 +37,16 @@ impl Chunked {
         loop {
             match *self {
                 Chunked::Size => {
-                    let Some(eol) = find_crlf(buf) else {
-                        if buf.len() > 4096 {
+                    let Some(eol) = find_line(buf)? else {
+                        if buf.len() > MAX_SIZE_LINE {
                             return Err(invalid("chunk size line too long"));
                         }
                         return Ok(Step::More);
                     };
-                    let line = &buf[..eol];
-                    let hex = line
-                        .split(|&b| b == b';')
-                        .next()
-                        .unwrap_or_default()
-                        .trim_ascii();
-                    if hex.is_empty() || hex.len() > 16 {
-                        return Err(invalid("bad chunk size"));
-                    }
-                    let mut size: u64 = 0;
-                    for &b in hex {
-                        let d = (b as char)
-                            .to_digit(16)
-                            .ok_or_else(|| invalid("bad chunk size"))?;
-                        size = size
-                            .checked_mul(16)
-                            .and_then(|s| s.checked_add(d as u64))
-                            .ok_or_else(|| invalid("chunk size overflow"))?;
-                    }
+                    let size = parse_size_line(&buf[..eol])?;
                     buf.advance(eol + 2);
                     *self = if size == 0 {
-                        Chunked::Trailers
+                        Chunked::Trailers(0)
                     } else {
                         Chunked::Data(size)
                     };
@@ -93,18 +75,25 @@ impl Chunked {
                     buf.advance(2);
                     *self = Chunked::Size;
                 }
-                Chunked::Trailers => {
-                    let Some(eol) = find_crlf(buf) else {
-                        if buf.len() > MAX_HEAD {
+                Chunked::Trailers(seen) => {
+                    let Some(eol) = find_line(buf)? else {
+                        if seen as usize + buf.len() > MAX_HEAD {
                             return Err(invalid("trailers too large"));
                         }
                         return Ok(Step::More);
                     };
-                    buf.advance(eol + 2);
                     if eol == 0 {
+                        buf.advance(2);
                         *self = Chunked::Done;
                         return Ok(Step::Done);
                     }
+                    check_trailer_line(&buf[..eol])?;
+                    let seen = seen as usize + eol + 2;
+                    if seen > MAX_HEAD {
+                        return Err(invalid("trailers too large"));
+                    }
+                    buf.advance(eol + 2);
+                    *self = Chunked::Trailers(seen as u32);
                 }
                 Chunked::Done => return Ok(Step::Done),
             }
@@ -112,8 +101,71 @@ impl Chunked {
     }
 }
 
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
+/// A chunk-size line longer than this (with its extensions) is refused.
+const MAX_SIZE_LINE: usize = 4096;
+
+/// The end of the first line in `buf`: the index of its CR. Lines end in CRLF only; a
+/// bare LF or a bare CR anywhere in chunked framing is refused, because a parser in
+/// front of roost that ends lines at LF would frame the body differently (smuggling).
+fn find_line(buf: &[u8]) -> io::Result<Option<usize>> {
+    let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.contains(&b'\r') && buf.last() != Some(&b'\r') {
+            return Err(invalid("bare CR in chunked framing"));
+        }
+        return Ok(None);
+    };
+    if lf == 0 || buf[lf - 1] != b'\r' {
+        return Err(invalid("bare LF in chunked framing"));
+    }
+    if buf[..lf - 1].contains(&b'\r') {
+        return Err(invalid("bare CR in chunked framing"));
+    }
+    Ok(Some(lf - 1))
+}
+
+/// `chunk-size [ chunk-ext ]` (RFC 9112 §7.1): hex digits from the first byte, then
+/// nothing, or optional whitespace and `;` extensions made of visible characters.
+fn parse_size_line(line: &[u8]) -> io::Result<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(invalid("bad chunk size"));
+    }
+    if digits > 16 {
+        return Err(invalid("chunk size overflow"));
+    }
+    let ext = line[digits..].trim_ascii_start();
+    if !ext.is_empty() && (ext[0] != b';' || ext.iter().any(|&b| is_ctl(b))) {
+        return Err(invalid("bad chunk extension"));
+    }
+    let mut size: u64 = 0;
+    for &b in &line[..digits] {
+        let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(d))
+            .ok_or_else(|| invalid("chunk size overflow"))?;
+    }
+    Ok(size)
+}
+
+/// A trailer field line: `name: value`, a token name, no control bytes, no obs-fold.
+fn check_trailer_line(line: &[u8]) -> io::Result<()> {
+    let colon = line.iter().position(|&b| b == b':');
+    let name_ok = colon.is_some_and(|c| {
+        c > 0
+            && line[..c]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    });
+    if !name_ok || line.iter().any(|&b| is_ctl(b)) {
+        return Err(invalid("bad trailer field"));
+    }
+    Ok(())
+}
+
+/// Control bytes other than horizontal tab.
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 #[cfg(test)]
@@ -155,5 +207,72 @@ mod tests {
         let mut buf = BytesMut::from(&b"3\r\nabcXY"[..]);
         assert!(matches!(dec.step(&mut buf).unwrap(), Step::Data(_)));
         assert!(dec.step(&mut buf).is_err());
+    }
+
+    /// Decode `wire` whole; the body, or the error.
+    fn decode(wire: &[u8]) -> io::Result<Vec<u8>> {
+        let mut dec = Chunked::Size;
+        let mut buf = BytesMut::from(wire);
+        let mut body = Vec::new();
+        loop {
+            match dec.step(&mut buf)? {
+                Step::Data(d) => body.extend_from_slice(&d),
+                Step::Done => return Ok(body),
+                Step::More => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+    }
+
+    #[test]
+    fn lines_end_in_crlf_only() {
+        for wire in [
+            &b"3;x\nabc\r\n0\r\n\r\n"[..],       // bare LF inside an extension
+            b"3\nabc\r\n0\r\n\r\n",              // bare LF after the size
+            b"3\r\nabc\r\n0\n\r\n",              // bare LF after the last size
+            b"3\r\nabc\r\n0\r\nX: y\n\r\n",      // bare LF in a trailer
+            b"3\r\nabc\r\n0\r\n\n",              // bare LF ending the trailers
+            b"3\rx\r\nabc\r\n0\r\n\r\n",         // bare CR in the size line
+            b"3\r\nabc\r\n0\r\nX: a\rb\r\n\r\n", // bare CR in a trailer
+        ] {
+            let e = decode(wire).expect_err(&String::from_utf8_lossy(wire));
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{wire:?}");
+        }
+        // A bare CR is refused before its line is complete, too.
+        let mut dec = Chunked::Size;
+        assert!(dec.step(&mut BytesMut::from(&b"3\rx"[..])).is_err());
+        // A CR at the end of what has arrived may be the start of CRLF.
+        let mut dec = Chunked::Size;
+        assert!(matches!(
+            dec.step(&mut BytesMut::from(&b"3\r"[..])).unwrap(),
+            Step::More
+        ));
+    }
+
+    #[test]
+    fn size_lines_and_trailers_are_strict() {
+        assert_eq!(
+            decode(b"3;a=b;c=\"d e\"\r\nabc\r\n0\r\n\r\n").unwrap(),
+            b"abc"
+        );
+        assert_eq!(decode(b"3 ;a\r\nabc\r\n0\r\n\r\n").unwrap(), b"abc");
+        assert_eq!(decode(b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n").unwrap(), b"abc");
+        for wire in [
+            &b" 3\r\nabc\r\n0\r\n\r\n"[..],      // whitespace before the size
+            b"3 x\r\nabc\r\n0\r\n\r\n",          // junk after the size
+            b"+3\r\nabc\r\n0\r\n\r\n",           // a sign
+            b"3;a\x00\r\nabc\r\n0\r\n\r\n",      // a control byte in an extension
+            b"3\r\nabc\r\n0\r\n folded\r\n\r\n", // obs-fold in the trailers
+            b"3\r\nabc\r\n0\r\nno colon\r\n\r\n",
+            b"3\r\nabc\r\n0\r\n: empty name\r\n\r\n",
+        ] {
+            assert!(decode(wire).is_err(), "{:?}", String::from_utf8_lossy(wire));
+        }
+        // Trailers are bounded as a whole, not only line by line.
+        let mut wire = b"0\r\n".to_vec();
+        for i in 0..10_000 {
+            wire.extend_from_slice(format!("x-{i}: 0123456789\r\n").as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        assert!(decode(&wire).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! as the client side: a member that breaks HTTP gets a 502 (`BadGateway`), never a
 //! guess that could frame the body differently from what the member meant.
 
-use super::fields::{cached_name, connection_tokens, invalid, locate, ParseScratch};
+use super::fields::{cached_name, connection_tokens, invalid, locate, parse_length, ParseScratch};
 use bytes::{Buf, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version};
@@ -63,6 +63,9 @@ pub fn parse_response(
             }
             Err(_) => return Err(invalid("malformed response head")),
         };
+        if has_bare_lf(&buf[..len]) {
+            return Err(invalid("bare LF in response head"));
+        }
         let code = resp.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| invalid("bad status code"))?;
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
@@ -80,7 +83,6 @@ pub fn parse_response(
         let head_bytes = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
         let mut close = version == Version::HTTP_10;
-        let mut chunked = false;
         let mut te = false;
         let mut length: Option<u64> = None;
         for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
@@ -90,17 +92,15 @@ pub fn parse_response(
             if name == header::CONNECTION {
                 connection_tokens(raw, version, &mut close);
             } else if name == header::TRANSFER_ENCODING {
+                // Only `chunked` alone: roost decodes it and the client gets roost's own
+                // framing, so another coding (`gzip, chunked`) would reach the client as
+                // plain bytes it cannot decode. nginx refuses it the same way (502).
+                if te || !raw.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    return Err(invalid("unsupported transfer-encoding"));
+                }
                 te = true;
-                // Only a final `chunked` frames the body; anything else reads to EOF.
-                chunked = raw
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if name == header::CONTENT_LENGTH {
-                let n = std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .ok_or_else(|| invalid("bad content-length"))?;
+                let n = parse_length(raw).ok_or_else(|| invalid("bad content-length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(invalid("conflicting content-length"));
                 }
@@ -127,11 +127,10 @@ pub fn parse_response(
         {
             RespFraming::Length(0)
         } else if te {
-            if chunked {
-                RespFraming::Chunked
-            } else {
-                RespFraming::Eof
+            if version == Version::HTTP_10 {
+                return Err(invalid("transfer-encoding in an HTTP/1.0 response"));
             }
+            RespFraming::Chunked
         } else if let Some(n) = length {
             RespFraming::Length(n)
         } else {
@@ -147,6 +146,14 @@ pub fn parse_response(
             keep_alive,
         }));
     }
+}
+
+/// A line of the head that ends in LF without CR. httparse accepts it (RFC 9112 §2.2
+/// allows it); a member is held to CRLF so no line ends where another parser's would not.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 #[cfg(test)]
@@ -180,7 +187,7 @@ mod tests {
         assert_eq!(h.framing, RespFraming::Length(0));
 
         let (h, _) = parse(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n",
             Method::GET,
         );
         assert_eq!(h.framing, RespFraming::Chunked);
@@ -265,5 +272,30 @@ mod tests {
         assert!(parse_response(&mut buf, &Method::GET, &mut ParseScratch::default()).is_err());
         let mut buf = BytesMut::from(&b"garbage\r\n\r\n"[..]);
         assert!(parse_response(&mut buf, &Method::GET, &mut ParseScratch::default()).is_err());
+    }
+
+    fn refused(raw: &[u8]) -> bool {
+        let mut buf = BytesMut::from(raw);
+        parse_response(&mut buf, &Method::GET, &mut ParseScratch::default()).is_err()
+    }
+
+    #[test]
+    fn a_member_is_held_to_strict_framing() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: b\r\n\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: b\r\n folded\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(refused(raw), "{:?}", String::from_utf8_lossy(raw));
+        }
     }
 }

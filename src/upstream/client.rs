@@ -8,7 +8,7 @@
 //! front's instructions on small responses; BENCHMARKS.md, "Front optimisations").
 
 use super::connector::{dial, Endpoint, Peek, Stream};
-use super::Discard;
+use super::{Discard, Retry, UpstreamError};
 use crate::body::Body;
 use crate::config::model::UpstreamTimeouts;
 use crate::h1::body::{poll_read_buf, Decode, Source};
@@ -24,36 +24,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// Why a request to a member failed, and whether it can be retried elsewhere.
-#[derive(Debug)]
-pub enum UpstreamError {
-    /// No connection could be made; the request was never sent.
-    Connect(io::Error),
-    /// The connection failed before the member could have acted on the request (nothing
-    /// written, or a reused connection closed before answering a body-less idempotent
-    /// request).
-    NotSent(io::Error),
-    /// The request was (at least partly) sent, then the exchange failed.
-    Failed(io::Error),
-    /// The client's request body failed (malformed chunk, stalled, cut short) before the
-    /// member answered: the client's fault, not the member's.
-    ClientBody(io::Error),
-    /// No response head before the first-byte deadline.
-    TimedOut,
-}
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UpstreamError::Connect(e) => write!(f, "connect failed: {e}"),
-            UpstreamError::NotSent(e) => write!(f, "connection closed before sending: {e}"),
-            UpstreamError::Failed(e) => write!(f, "upstream exchange failed: {e}"),
-            UpstreamError::ClientBody(e) => write!(f, "client request body failed: {e}"),
-            UpstreamError::TimedOut => write!(f, "no response before the first-byte timeout"),
-        }
-    }
-}
 
 /// A failed [`Client::forward`]: the error, and the request body back when the request
 /// was never sent (so it can go to another member without having been buffered).
@@ -177,21 +147,26 @@ const MAX_IDLE: usize = 1024;
 
 /// How one exchange on one connection ended, before the caller decides about retries.
 enum ExchangeError {
-    /// The member cannot have acted on the request.
+    /// Nothing of the request was written.
     NotSent(io::Error),
-    Failed(io::Error),
-    /// The client's body failed while it was being sent.
-    ClientBody(io::Error),
-    TimedOut,
+    /// Written on a reused connection that closed with no answer and nothing of a body
+    /// sent, for an idempotent method: the member cannot have acted on it.
+    Unanswered(io::Error),
+    Other(UpstreamError),
+}
+
+impl From<UpstreamError> for ExchangeError {
+    fn from(e: UpstreamError) -> Self {
+        ExchangeError::Other(e)
+    }
 }
 
 impl ExchangeError {
     fn into_upstream(self) -> UpstreamError {
         match self {
             ExchangeError::NotSent(e) => UpstreamError::NotSent(e),
-            ExchangeError::Failed(e) => UpstreamError::Failed(e),
-            ExchangeError::ClientBody(e) => UpstreamError::ClientBody(e),
-            ExchangeError::TimedOut => UpstreamError::TimedOut,
+            ExchangeError::Unanswered(e) => UpstreamError::Unanswered(e),
+            ExchangeError::Other(e) => e,
         }
     }
 }
@@ -246,14 +221,28 @@ impl Client {
         fwd: Option<&Forwarded>,
         deadline: Option<Instant>,
     ) -> Result<http::Response<UpstreamBody>, ForwardError> {
-        // Pooled connections first; one the member closed gives the request back untouched.
+        // Pooled connections first; one the member closed as we reused it (the
+        // keep-alive race) gives the request back untouched, to be sent again.
+        let mut resent = false;
         while let Some(mut conn) = self.checkout_idle() {
             match exchange(&mut conn, head, fwd, &mut body, true, deadline).await {
                 Ok((h, w)) => return Ok(self.response(h, w, body, conn)),
                 Err(ExchangeError::NotSent(_)) => continue,
+                Err(ExchangeError::Unanswered(_)) => {
+                    Retry::AfterSend.record();
+                    resent = true;
+                }
                 Err(e) => return Err((e.into_upstream(), None)),
             }
         }
+        // What failed after an unanswered send is reported as such: the request went out.
+        let failed = |e: io::Error, resent: bool| {
+            if resent {
+                UpstreamError::Unanswered(e)
+            } else {
+                UpstreamError::Connect(e)
+            }
+        };
         // Boxed: dialling (TCP, TLS handshake) is the cold path and its future is large;
         // inline it would be copied with every request's future.
         let dial = Box::pin(self.connect());
@@ -265,10 +254,13 @@ impl Client {
         };
         let mut conn = match dialled {
             Ok(c) => c,
-            Err(e) => return Err((UpstreamError::Connect(e), Some(body))),
+            Err(e) => return Err((failed(e, resent), Some(body))),
         };
         match exchange(&mut conn, head, fwd, &mut body, false, deadline).await {
             Ok((h, w)) => Ok(self.response(h, w, body, conn)),
+            Err(ExchangeError::NotSent(e)) if resent => {
+                Err((UpstreamError::Unanswered(e), Some(body)))
+            }
             Err(ExchangeError::NotSent(e)) => Err((UpstreamError::NotSent(e), Some(body))),
             Err(e) => Err((e.into_upstream(), None)),
         }
@@ -408,15 +400,17 @@ async fn exchange(
             }
         }
         if !head_flushed {
-            ready!(Pin::new(&mut conn.io).poll_flush(cx)).map_err(ExchangeError::Failed)?;
+            ready!(Pin::new(&mut conn.io).poll_flush(cx))
+                .map_err(|e| ExchangeError::Other(UpstreamError::Failed(e)))?;
             head_flushed = true;
         }
         if !w.done {
-            w.poll(conn, body, cx).map_err(ExchangeError::ClientBody)?;
+            w.poll(conn, body, cx)
+                .map_err(|e| ExchangeError::Other(UpstreamError::ClientBody(e)))?;
         }
         loop {
             if let Some(head) = h1::parse_response(&mut conn.rbuf, &parts.method, &mut conn.scratch)
-                .map_err(ExchangeError::Failed)?
+                .map_err(|e| ExchangeError::Other(UpstreamError::Protocol(e)))?
             {
                 let w = std::mem::replace(&mut w, BodyWriter::finished(framing));
                 return Poll::Ready(Ok((head, w)));
@@ -436,15 +430,15 @@ async fn exchange(
             // A pooled connection the member closed as we reused it (the keep-alive
             // race): nothing was acted on if nothing came back and nothing of a body went.
             if reused && !answered && !w.started && idempotent(&parts.method) {
-                return Poll::Ready(Err(ExchangeError::NotSent(e)));
+                return Poll::Ready(Err(ExchangeError::Unanswered(e)));
             }
-            return Poll::Ready(Err(ExchangeError::Failed(e)));
+            return Poll::Ready(Err(UpstreamError::Failed(e).into()));
         }
     };
     let r = poll_fn(|cx| match step(cx) {
         Poll::Pending => match deadline {
             Some(d) if Conn::poll_deadline(&mut timer, d, cx) => {
-                Poll::Ready(Err(ExchangeError::TimedOut))
+                Poll::Ready(Err(UpstreamError::TimedOut.into()))
             }
             _ => Poll::Pending,
         },
@@ -459,7 +453,7 @@ fn fail(written: usize, e: io::Error) -> ExchangeError {
     if written == 0 {
         ExchangeError::NotSent(e)
     } else {
-        ExchangeError::Failed(e)
+        UpstreamError::Failed(e).into()
     }
 }
 

@@ -9,10 +9,12 @@
 
 mod client;
 mod connector;
+mod error;
 
 pub use crate::h1::{Forwarded, X_FORWARDED_FOR};
-pub use client::{Client, ForwardError, Upgraded, UpstreamBody, UpstreamError};
+pub use client::{Client, ForwardError, Upgraded, UpstreamBody};
 pub use connector::Endpoint;
+pub use error::{is_invalid_data, UpstreamError};
 
 /// Why a pooled member connection was closed instead of reused
 /// (`roost_upstream_connections_discarded_total{reason}`).
@@ -50,3 +52,29 @@ impl Discard {
 
 static DISCARDED: [std::sync::atomic::AtomicU64; 3] =
     [const { std::sync::atomic::AtomicU64::new(0) }; 3];
+
+/// Requests a member client sent again on its own (`roost_upstream_retries_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Written on a pooled connection the member closed without answering (the
+    /// keep-alive race), then sent again: a retry after a send, not a connect failure.
+    AfterSend,
+}
+
+impl Retry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retry::AfterSend => "after_send",
+        }
+    }
+
+    pub fn count(self) -> u64 {
+        RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn record(self) {
+        RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
