@@ -362,7 +362,15 @@ fn encode_upstream(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Erro
             Value::Counter(why.count()),
         );
     }
-    discarded.encode(encoder)
+    discarded.encode(encoder)?;
+    let mut retries = Family::new(
+        "upstream_retries",
+        "Requests sent again by the member client itself, by kind (after_send: written on a pooled connection the member closed unanswered).",
+        MetricType::Counter,
+    );
+    let r = crate::upstream::Retry::AfterSend;
+    retries.push(vec![("kind", r.as_str().to_string())], Value::Counter(r.count()));
+    retries.encode(encoder)
 }
 
 /// p50/p99 of a pool's response time over its lifetime (for the API and `roost ctl`).
