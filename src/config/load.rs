@@ -11,6 +11,7 @@
 //! handshake and are left alone.
 
 use super::error::{ConfigErrors, Problem};
+use super::files;
 use super::model::Config;
 use super::raw::{RawConfig, Shape, SCHEMA};
 use super::tree::{self, Marked, Positions};
@@ -68,9 +69,8 @@ where
     V: AsRef<str>,
 {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::single(&origin, format!("cannot read the configuration: {e}"))
-    })?;
+    let text = files::read_bounded_string(path, files::CONFIG_CAP)
+        .map_err(|e| ConfigErrors::single(&origin, format!("configuration file: {e}")))?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

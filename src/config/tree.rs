@@ -3,6 +3,7 @@
 //! unknown keys against [`SCHEMA`](super::raw::SCHEMA) with a "did you mean" suggestion.
 
 use super::raw::Shape;
+use std::collections::hash_map;
 use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -294,10 +295,18 @@ pub fn duplicate_keys(root: Option<&Marked>) -> Vec<(String, Pos, usize)> {
     fn walk(m: &Marked, path: &str, out: &mut Vec<(String, Pos, usize)>) {
         match &m.node {
             Node::Map(entries) => {
-                for (i, e) in entries.iter().enumerate() {
+                // A hash set per map, not a scan of the earlier keys: `pools` may hold
+                // 100,000 entries, and a scan per entry made that quadratic.
+                let mut first_line: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
+                for e in entries {
                     let child = join(path, &e.key);
-                    if let Some(first) = entries[..i].iter().find(|f| f.key == e.key) {
-                        out.push((child.clone(), e.key_pos, first.key_pos.0));
+                    match first_line.entry(e.key.as_str()) {
+                        hash_map::Entry::Occupied(first) => {
+                            out.push((child.clone(), e.key_pos, *first.get()))
+                        }
+                        hash_map::Entry::Vacant(v) => {
+                            v.insert(e.key_pos.0);
+                        }
                     }
                     walk(&e.value, &child, out);
                 }

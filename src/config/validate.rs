@@ -514,9 +514,9 @@ fn check_cert_files(cert: &Path, key: &Path) -> Vec<(&'static str, String)> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let mut out = Vec::new();
-    let chain = match std::fs::read(cert) {
+    let chain = match super::files::read_bounded(cert, super::files::PEM_CAP) {
         Err(e) => {
-            out.push(("cert", format!("cannot read {}: {e}", cert.display())));
+            out.push(("cert", e.to_string()));
             None
         }
         Ok(bytes) => match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
@@ -537,9 +537,9 @@ fn check_cert_files(cert: &Path, key: &Path) -> Vec<(&'static str, String)> {
             }
         },
     };
-    let key_der = match std::fs::read(key) {
+    let key_der = match super::files::read_bounded(key, super::files::PEM_CAP) {
         Err(e) => {
-            out.push(("key", format!("cannot read {}: {e}", key.display())));
+            out.push(("key", e.to_string()));
             None
         }
         Ok(bytes) => match PrivateKeyDer::from_pem_slice(&bytes) {
@@ -1703,12 +1703,8 @@ fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> FarmTls {
     let cap = format!("{tp}.caFile");
     let ca_file = ctx.path_buf(&t.ca_file, &cap);
     if let Some(ca) = &ca_file {
-        match std::fs::read(ca) {
-            Err(e) => ctx.report(
-                &cap,
-                leaf_value(&t.ca_file),
-                format!("cannot read {}: {e}", ca.display()),
-            ),
+        match super::files::read_bounded(ca, super::files::PEM_CAP) {
+            Err(e) => ctx.report(&cap, leaf_value(&t.ca_file), e.to_string()),
             Ok(bytes) => {
                 match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
                     Ok(c) if !c.is_empty() => {}
