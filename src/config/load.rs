@@ -14,7 +14,7 @@ use super::error::{ConfigErrors, Problem};
 use super::files;
 use super::model::Config;
 use super::raw::{RawConfig, Shape, SCHEMA};
-use super::tree::{self, Marked, Positions};
+use super::tree::{self, Marked};
 use super::validate::{self, Ctx};
 use figment::providers::{Format, Yaml};
 use figment::value::{Dict, Map, Value};
@@ -194,8 +194,7 @@ where
             return Err(ConfigErrors { problems });
         }
     };
-    let positions = Positions::build(root.as_ref());
-    let mut ctx = Ctx::new(&positions, origin, &overrides.paths, base_dir);
+    let mut ctx = Ctx::new(root.as_ref(), origin, &overrides.paths, base_dir);
     let config = validate::validate(&raw, &mut ctx);
     problems.append(&mut ctx.problems);
     if problems.is_empty() {

@@ -414,6 +414,30 @@ pools:
         );
     }
 
+    /// The duplicate-key walk must stay linear in the size of one map (`pools` may hold
+    /// 100,000 names). No absolute time: 4x the keys may cost at most 10x the time (best
+    /// of three each), where a per-key scan of the earlier keys costs 16x.
+    #[test]
+    fn duplicate_keys_scale_linearly_with_map_size() {
+        let best = |n: usize| {
+            let doc: String = (0..n).map(|i| format!("p{i}: 1\n")).collect();
+            let root = parse(&doc).unwrap();
+            (0..3)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    assert!(duplicate_keys(root.as_ref()).is_empty());
+                    t.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let (small, large) = (best(10_000), best(40_000));
+        assert!(
+            large < small * 10,
+            "10,000 keys: {small:?}, 40,000 keys: {large:?}"
+        );
+    }
+
     #[test]
     fn parent_paths() {
         assert_eq!(parent("a.b[2]"), Some("a.b"));

@@ -8,7 +8,7 @@
 use super::error::Problem;
 use super::model::*;
 use super::raw::*;
-use super::tree::{suggest, Positions};
+use super::tree::{suggest, Marked, Positions};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,7 +18,10 @@ use std::time::Duration;
 /// Everything a check needs to report a problem in the right place.
 pub struct Ctx<'a> {
     pub problems: Vec<Problem>,
-    positions: &'a Positions,
+    /// The marked YAML tree; its position index is built on the first problem only, so
+    /// a valid configuration (100,000 pools) never pays for a path string per key.
+    root: Option<&'a Marked>,
+    positions: std::cell::OnceCell<Positions>,
     file: &'a str,
     /// (key path, variable name) for values that came from the environment.
     env_paths: &'a [(String, String)],
@@ -62,14 +65,15 @@ fn dur(secs: u64) -> Duration {
 
 impl<'a> Ctx<'a> {
     pub fn new(
-        positions: &'a Positions,
+        root: Option<&'a Marked>,
         file: &'a str,
         env_paths: &'a [(String, String)],
         base_dir: &'a Path,
     ) -> Self {
         Ctx {
             problems: Vec::new(),
-            positions,
+            root,
+            positions: std::cell::OnceCell::new(),
             file,
             env_paths,
             base_dir,
@@ -89,7 +93,10 @@ impl<'a> Ctx<'a> {
     pub fn report(&mut self, path: &str, value: Option<&Value>, message: impl Into<String>) {
         let (file, line_col) = match self.env_var_for(path) {
             Some(var) => (format!("environment {var}"), None),
-            None => (self.file.to_string(), self.positions.value_pos(path)),
+            None => {
+                let positions = self.positions.get_or_init(|| Positions::build(self.root));
+                (self.file.to_string(), positions.value_pos(path))
+            }
         };
         self.problems.push(Problem {
             path: path.to_string(),
