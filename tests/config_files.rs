@@ -30,8 +30,13 @@ fn fifo_in(dir: &Path) -> PathBuf {
 
 /// `roost check -c FILE`, killed (and reported as a hang) after a generous limit.
 fn check(file: &Path) -> (Option<i32>, String) {
+    roost("check", file)
+}
+
+/// `roost CMD -c FILE` that is expected to exit; killed and reported if it hangs.
+fn roost(cmd: &str, file: &Path) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(["check", "-c"])
+        .args([cmd, "-c"])
         .arg(file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -49,7 +54,7 @@ fn check(file: &Path) -> (Option<i32>, String) {
         if Instant::now() > deadline {
             child.kill().unwrap();
             child.wait().unwrap();
-            panic!("roost check -c {} hung", file.display());
+            panic!("roost {cmd} -c {} hung", file.display());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -160,13 +165,8 @@ fn serve_refuses_a_fifo_key_at_startup() {
     let fifo = fifo_in(dir.path());
     let f = dir.path().join("proxy.yaml");
     std::fs::write(&f, tls_site_yaml(DEV_CRT, &fifo.display().to_string())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(["serve", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = roost("serve", &f);
+    assert_eq!(code, Some(2), "{err}");
     assert_contains_all(&err, &["tls.key = ", "a FIFO (named pipe)"]);
 }
 
