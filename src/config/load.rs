@@ -70,7 +70,7 @@ where
 {
     let origin = path.display().to_string();
     let text = files::read_bounded_string(path, files::CONFIG_CAP)
-        .map_err(|e| ConfigErrors::single(&origin, format!("configuration file: {e}")))?;
+        .map_err(|e| ConfigErrors::single(&origin, e.to_string()))?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
