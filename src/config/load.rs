@@ -11,9 +11,10 @@
 //! handshake and are left alone.
 
 use super::error::{ConfigErrors, Problem};
+use super::files;
 use super::model::Config;
 use super::raw::{RawConfig, Shape, SCHEMA};
-use super::tree::{self, Marked, Positions};
+use super::tree::{self, Marked};
 use super::validate::{self, Ctx};
 use figment::providers::{Format, Yaml};
 use figment::value::{Dict, Map, Value};
@@ -68,9 +69,8 @@ where
     V: AsRef<str>,
 {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::single(&origin, format!("cannot read the configuration: {e}"))
-    })?;
+    let text = files::read_bounded_string(path, files::CONFIG_CAP)
+        .map_err(|e| ConfigErrors::single(&origin, e.to_string()))?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -194,8 +194,7 @@ where
             return Err(ConfigErrors { problems });
         }
     };
-    let positions = Positions::build(root.as_ref());
-    let mut ctx = Ctx::new(&positions, origin, &overrides.paths, base_dir);
+    let mut ctx = Ctx::new(root.as_ref(), origin, &overrides.paths, base_dir);
     let config = validate::validate(&raw, &mut ctx);
     problems.append(&mut ctx.problems);
     if problems.is_empty() {

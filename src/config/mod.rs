@@ -7,6 +7,7 @@
 //! reason and line:column.
 
 pub mod error;
+pub mod files;
 mod load;
 pub mod model;
 pub mod raw;

@@ -8,7 +8,7 @@
 use super::error::Problem;
 use super::model::*;
 use super::raw::*;
-use super::tree::{suggest, Positions};
+use super::tree::{suggest, Marked, Positions};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,7 +18,10 @@ use std::time::Duration;
 /// Everything a check needs to report a problem in the right place.
 pub struct Ctx<'a> {
     pub problems: Vec<Problem>,
-    positions: &'a Positions,
+    /// The marked YAML tree; its position index is built on the first problem only, so
+    /// a valid configuration (100,000 pools) never pays for a path string per key.
+    root: Option<&'a Marked>,
+    positions: std::cell::OnceCell<Positions>,
     file: &'a str,
     /// (key path, variable name) for values that came from the environment.
     env_paths: &'a [(String, String)],
@@ -62,14 +65,15 @@ fn dur(secs: u64) -> Duration {
 
 impl<'a> Ctx<'a> {
     pub fn new(
-        positions: &'a Positions,
+        root: Option<&'a Marked>,
         file: &'a str,
         env_paths: &'a [(String, String)],
         base_dir: &'a Path,
     ) -> Self {
         Ctx {
             problems: Vec::new(),
-            positions,
+            root,
+            positions: std::cell::OnceCell::new(),
             file,
             env_paths,
             base_dir,
@@ -89,7 +93,10 @@ impl<'a> Ctx<'a> {
     pub fn report(&mut self, path: &str, value: Option<&Value>, message: impl Into<String>) {
         let (file, line_col) = match self.env_var_for(path) {
             Some(var) => (format!("environment {var}"), None),
-            None => (self.file.to_string(), self.positions.value_pos(path)),
+            None => {
+                let positions = self.positions.get_or_init(|| Positions::build(self.root));
+                (self.file.to_string(), positions.value_pos(path))
+            }
         };
         self.problems.push(Problem {
             path: path.to_string(),
@@ -514,9 +521,9 @@ fn check_cert_files(cert: &Path, key: &Path) -> Vec<(&'static str, String)> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let mut out = Vec::new();
-    let chain = match std::fs::read(cert) {
+    let chain = match super::files::read_bounded(cert, super::files::PEM_CAP) {
         Err(e) => {
-            out.push(("cert", format!("cannot read {}: {e}", cert.display())));
+            out.push(("cert", e.to_string()));
             None
         }
         Ok(bytes) => match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
@@ -537,9 +544,9 @@ fn check_cert_files(cert: &Path, key: &Path) -> Vec<(&'static str, String)> {
             }
         },
     };
-    let key_der = match std::fs::read(key) {
+    let key_der = match super::files::read_bounded(key, super::files::PEM_CAP) {
         Err(e) => {
-            out.push(("key", format!("cannot read {}: {e}", key.display())));
+            out.push(("key", e.to_string()));
             None
         }
         Ok(bytes) => match PrivateKeyDer::from_pem_slice(&bytes) {
@@ -1703,12 +1710,8 @@ fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> FarmTls {
     let cap = format!("{tp}.caFile");
     let ca_file = ctx.path_buf(&t.ca_file, &cap);
     if let Some(ca) = &ca_file {
-        match std::fs::read(ca) {
-            Err(e) => ctx.report(
-                &cap,
-                leaf_value(&t.ca_file),
-                format!("cannot read {}: {e}", ca.display()),
-            ),
+        match super::files::read_bounded(ca, super::files::PEM_CAP) {
+            Err(e) => ctx.report(&cap, leaf_value(&t.ca_file), e.to_string()),
             Ok(bytes) => {
                 match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
                     Ok(c) if !c.is_empty() => {}

@@ -2,6 +2,7 @@
 //! or a configured CA bundle, optionally presents a client certificate (mutual TLS), and
 //! — only when asked, with a loud warning — skips verification.
 
+use crate::config::files::{read_bounded, FileError, PEM_CAP};
 use crate::config::model::FarmTls;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -26,11 +27,8 @@ pub fn default_tls_client() -> Arc<rustls::ClientConfig> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsClientError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Read(#[from] FileError),
     #[error("{path}: {message}")]
     Pem { path: String, message: String },
     #[error("TLS client configuration: {0}")]
@@ -38,10 +36,7 @@ pub enum TlsClientError {
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, TlsClientError> {
-    std::fs::read(path).map_err(|source| TlsClientError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+    Ok(read_bounded(path, PEM_CAP)?)
 }
 
 fn certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, TlsClientError> {

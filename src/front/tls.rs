@@ -1,5 +1,6 @@
 //! TLS termination with rustls (ring provider): certificates per binding, chosen by SNI.
 
+use crate::config::files::{read_bounded, PEM_CAP};
 use crate::config::model::Tls;
 use rustls::crypto::ring;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -51,26 +52,28 @@ impl ResolvesServerCert for SniResolver {
 }
 
 fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Cert {
-            path: cert.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    // Bounded reads: a configured path may name a FIFO or a device (see config::files).
+    let cert_err = |reason: String| TlsError::Cert {
+        path: cert.display().to_string(),
+        reason,
+    };
+    let key_err = |reason: String| TlsError::Key {
+        path: key.display().to_string(),
+        reason,
+    };
+    let cert_pem = read_bounded(cert, PEM_CAP).map_err(|e| cert_err(e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_err(e.to_string()))?;
     if chain.is_empty() {
         return Err(TlsError::Cert {
             path: cert.display().to_string(),
             reason: "no PEM certificate found".into(),
         });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let signing = ring::sign::any_supported_type(&key_der).map_err(|e| TlsError::Key {
-        path: key.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let key_pem = read_bounded(key, PEM_CAP).map_err(|e| key_err(e.to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| key_err(e.to_string()))?;
+    let signing = ring::sign::any_supported_type(&key_der).map_err(|e| key_err(e.to_string()))?;
     Ok(CertifiedKey::new(chain, signing))
 }
 
