@@ -218,7 +218,7 @@ impl Settings {
 }
 
 /// Counts for `/metrics` and the diagnosis.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
     pub open: usize,
     pub max: usize,
