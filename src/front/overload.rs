@@ -424,14 +424,16 @@ impl Manager {
     }
 
     fn longest_idle(&self) -> Option<Arc<Tracked>> {
-        let mut best: Option<(u64, Arc<Tracked>)> = None;
+        // Keyed by (idle since, accept order): ties go to the older connection.
+        let mut best: Option<((u64, u64), Arc<Tracked>)> = None;
         for shard in &self.shards {
             for t in shard.lock().values() {
                 let w = t.word.load(Ordering::Relaxed);
+                let key = (w >> 2, t.seq);
                 if ConnState::from_word(w) == ConnState::Idle
-                    && best.as_ref().is_none_or(|(since, _)| (w >> 2) < *since)
+                    && best.as_ref().is_none_or(|(k, _)| key < *k)
                 {
-                    best = Some((w >> 2, t.clone()));
+                    best = Some((key, t.clone()));
                 }
             }
         }
