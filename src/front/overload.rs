@@ -514,3 +514,111 @@ impl Manager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize, per_client: Option<usize>, stale: Duration) -> Limits {
+        Limits {
+            max_request_header_bytes: 16384,
+            header_wait_timeout: Duration::from_secs(120),
+            connection_timeout: Duration::from_secs(120),
+            body_timeout: Duration::from_secs(120),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: max,
+            shutdown_grace: Duration::from_secs(1),
+            max_connections_per_client: per_client,
+            overload: crate::config::model::Overload {
+                high_water: 0.5,
+                header_wait_timeout: stale,
+                idle_timeout: stale,
+            },
+        }
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    fn admit(m: &Arc<Manager>, ip: IpAddr) -> Conn {
+        m.admit(ip, ConnState::AwaitingHead).expect("admitted").0
+    }
+
+    #[test]
+    fn at_the_cap_the_oldest_silent_then_the_longest_idle_make_room() {
+        let m = Manager::new(&limits(4, None, Duration::from_secs(60)));
+        let c: Vec<Conn> = (0..4).map(|_| admit(&m, A)).collect();
+        c[0].set_active();
+        let now = Instant::now();
+        c[1].set_idle(now + Duration::from_secs(2));
+        c[2].set_idle(now + Duration::from_secs(1));
+        // c[3] is silent: it goes first although it is the newest.
+        let d = admit(&m, A);
+        assert!(c[3].is_reclaimed() && !c[2].is_reclaimed());
+        d.set_active();
+        // Then the longest idle (c[2]), then c[1]; the active one never.
+        let e = admit(&m, A);
+        assert!(c[2].is_reclaimed() && !c[1].is_reclaimed());
+        e.set_active();
+        let f = admit(&m, A);
+        assert!(c[1].is_reclaimed());
+        f.set_active();
+        assert_eq!(
+            m.admit(A, ConnState::AwaitingHead).err(),
+            Some(Refusal::MaxConnections)
+        );
+        assert!(!c[0].is_reclaimed());
+        let s = m.snapshot();
+        assert_eq!((s.open, s.reclaimed, s.refused), (4, [0, 1, 0, 2], [1, 0]));
+        assert_eq!(s.by_state, [0, 0, 4, 0]);
+        drop(c);
+        assert_eq!(m.open(), 3, "reclaimed ones were already uncounted");
+    }
+
+    #[test]
+    fn per_client_cap_counts_each_address_and_gives_places_back() {
+        let m = Manager::new(&limits(100, Some(2), Duration::from_secs(60)));
+        let a1 = admit(&m, A);
+        let _a2 = admit(&m, A);
+        assert_eq!(m.admit(A, ConnState::Handshake).err(), Some(Refusal::PerClient));
+        let _b = admit(&m, B);
+        drop(a1);
+        let _a3 = admit(&m, A);
+        assert_eq!(m.snapshot().refused, [0, 1]);
+        assert!(m.clients.lock().values().all(|n| *n == 2 || *n == 1));
+    }
+
+    #[test]
+    fn pressure_starts_at_the_high_water_mark_and_sweeps_only_stale_connections() {
+        let m = Manager::new(&limits(10, None, Duration::from_millis(30)));
+        let mut v = Vec::new();
+        for i in 0..5 {
+            let (c, pressured) = m.admit(A, ConnState::AwaitingHead).unwrap();
+            assert_eq!(pressured, i == 4, "connection {i}");
+            v.push(c);
+        }
+        v[0].set_active();
+        v[1].set_idle(Instant::now());
+        assert_eq!(m.sweep(), 0, "nothing has outlived the reduced timeouts yet");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(m.sweep(), 4, "three silent and one idle");
+        assert!(!v[0].is_reclaimed());
+        // Below the mark nothing is swept.
+        let late = admit(&m, A);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(m.sweep(), 0);
+        assert!(!late.is_reclaimed());
+    }
+
+    #[test]
+    fn pressured_limits_are_never_longer() {
+        let l = limits(10, None, Duration::from_secs(5));
+        let p = pressured(&l);
+        assert_eq!(p.header_wait_timeout, Duration::from_secs(5));
+        assert_eq!(p.connection_timeout, Duration::from_secs(5));
+        assert_eq!(p.tls_handshake_timeout, Duration::from_secs(5));
+        let mut short = l.clone();
+        short.header_wait_timeout = Duration::from_secs(1);
+        assert_eq!(pressured(&short).header_wait_timeout, Duration::from_secs(1));
+    }
+}
