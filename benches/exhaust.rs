@@ -196,7 +196,9 @@ fn closed_by_server(socks: &[TcpStream]) -> usize {
                     libc::MSG_DONTWAIT | libc::MSG_PEEK,
                 )
             };
-            n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
+            n == 0
+                || (n < 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
         })
         .count()
 }

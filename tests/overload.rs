@@ -11,7 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 fn yaml(backend: &Backend, limits: &str) -> String {
-    pool_yaml(&backend.addr.to_string(), 100, "", &format!("limits: {limits}"))
+    pool_yaml(
+        &backend.addr.to_string(),
+        100,
+        "",
+        &format!("limits: {limits}"),
+    )
 }
 
 /// `n` TCP connections that send nothing, each admitted before the next is opened (the
@@ -22,7 +27,9 @@ async fn silent(f: &TestFront, n: usize) -> Vec<TcpStream> {
         let base = f.front.open_connections();
         v.push(TcpStream::connect(f.addr).await.unwrap());
         assert!(
-            eventually(Duration::from_secs(10), || f.front.open_connections() > base).await,
+            eventually(Duration::from_secs(10), || f.front.open_connections()
+                > base)
+            .await,
             "connection {} not admitted",
             v.len()
         );
@@ -108,7 +115,10 @@ async fn silent_connections_make_room_for_a_client_oldest_first() {
     let mut stays = idle(f.addr).await;
     assert!(closed_within(&mut quiet[1], Duration::from_secs(10)).await);
     assert!(!closed_within(&mut quiet[2], Duration::from_millis(300)).await);
-    assert_eq!(raw_get(&mut stays, "/again").await, (200, "a /again".into()));
+    assert_eq!(
+        raw_get(&mut stays, "/again").await,
+        (200, "a /again".into())
+    );
 }
 
 #[tokio::test]
@@ -154,7 +164,13 @@ async fn busy_connections_are_never_reclaimed() {
             .unwrap();
         busy.push(s);
     }
-    assert!(eventually(Duration::from_secs(10), || be.active.load(std::sync::atomic::Ordering::SeqCst) == 2).await);
+    assert!(
+        eventually(Duration::from_secs(10), || be
+            .active
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 2)
+        .await
+    );
     // Every connection has a request in flight: the newcomer is refused, as before.
     let mut extra = TcpStream::connect(f.addr).await.unwrap();
     let _ = extra.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
@@ -184,7 +200,10 @@ async fn per_client_cap_refuses_the_next_connection_from_that_address() {
     let sock = TcpSocket::new_v4().unwrap();
     sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
     let mut other = sock.connect(f.addr).await.unwrap();
-    assert_eq!(raw_get(&mut other, "/other").await, (200, "a /other".into()));
+    assert_eq!(
+        raw_get(&mut other, "/other").await,
+        (200, "a /other".into())
+    );
 
     // A connection that closes gives its place back.
     drop(quiet.pop());
@@ -257,7 +276,12 @@ async fn metrics_show_states_and_reclaims_and_diagnosis_names_it() {
         .await
         .unwrap();
     let _quiet = silent(&f, 3).await;
-    let want = [("awaiting_head", 3.0), ("idle", 1.0), ("active", 1.0), ("handshake", 0.0)];
+    let want = [
+        ("awaiting_head", 3.0),
+        ("idle", 1.0),
+        ("active", 1.0),
+        ("handshake", 0.0),
+    ];
     let mut text = String::new();
     let ok = {
         let mut ok = false;
@@ -281,7 +305,10 @@ async fn metrics_show_states_and_reclaims_and_diagnosis_names_it() {
     let reclaimed = "roost_front_connections_reclaimed_total{reason=\"awaiting_head\"}";
     assert_eq!(metric(&text, reclaimed), Some(1.0), "{text}");
     assert_eq!(
-        metric(&text, "roost_front_connections_refused_total{reason=\"max_connections\"}"),
+        metric(
+            &text,
+            "roost_front_connections_refused_total{reason=\"max_connections\"}"
+        ),
         Some(0.0)
     );
 
@@ -338,7 +365,9 @@ fn overload_settings_are_validated_with_clear_errors() {
         "",
         "limits: {maxConnectionsPerClient: -1, overload: {highWater: 1.5, headerWaitTimeout: 0, idleTimeout: soon}}",
     );
-    let err = roost::config::load_str(&bad, "t.yaml").unwrap_err().to_string();
+    let err = roost::config::load_str(&bad, "t.yaml")
+        .unwrap_err()
+        .to_string();
     for want in [
         "limits.maxConnectionsPerClient",
         "limits.overload.highWater",
@@ -357,6 +386,84 @@ fn overload_settings_are_validated_with_clear_errors() {
     let c = roost::config::load_str(&good, "t.yaml").unwrap();
     assert_eq!(c.limits.max_connections_per_client, Some(50));
     assert_eq!(c.limits.overload.high_water, 0.9);
-    assert_eq!(c.limits.overload.header_wait_timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.limits.overload.header_wait_timeout,
+        Duration::from_secs(5)
+    );
     assert_eq!(c.limits.overload.idle_timeout, Duration::from_secs(2));
+}
+
+/// A CA-signed certificate for `a.test` in `dir`, and a client config trusting the CA.
+fn tls_files(dir: &std::path::Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["a.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("a.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    std::sync::Arc::new(cfg)
+}
+
+#[tokio::test]
+async fn connections_stuck_in_the_tls_handshake_make_room() {
+    init_tracing();
+    let be = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = tls_files(dir.path());
+    let d = dir.path().display();
+    let f = TestFront::start(&format!(
+        r#"
+sites:
+  - name: s
+    bindings: [{{listen: "127.0.0.1:0", tls: {{cert: "{d}/a.crt", key: "{d}/a.key"}}}}]
+    applications: [{{path: /, pool: p}}]
+pools:
+  p:
+    farm:
+      servers: [{{address: "{}"}}]
+limits: {{maxConnections: 3}}
+"#,
+        be.addr
+    ))
+    .await;
+    let mut quiet = silent(&f, 3).await;
+    assert_eq!(f.front.connections().snapshot().by_state, [3, 0, 0, 0]);
+
+    let tcp = TcpStream::connect(f.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("a.test").unwrap();
+    let mut tls = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(client).connect(name, tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("a TLS client is served while silent sockets fill the front");
+    tls.write_all(b"GET /tls HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("a /tls"),
+        "{text}"
+    );
+    assert!(closed_within(&mut quiet[0], Duration::from_secs(10)).await);
+    assert!(!closed_within(&mut quiet[2], Duration::from_millis(300)).await);
+    assert_eq!(f.front.connections().snapshot().reclaimed[0], 1);
 }

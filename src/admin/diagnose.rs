@@ -493,7 +493,8 @@ fn connection_pressure(before: &FrontConns, now: &FrontConns, secs: f64) -> Opti
     let reclaimed: Vec<u64> = (0..4)
         .map(|i| delta(before.reclaimed[i], now.reclaimed[i]))
         .collect();
-    let silent = reclaimed[ConnState::Handshake as usize] + reclaimed[ConnState::AwaitingHead as usize];
+    let silent =
+        reclaimed[ConnState::Handshake as usize] + reclaimed[ConnState::AwaitingHead as usize];
     let idle = reclaimed[ConnState::Idle as usize];
     let full = delta(
         before.refused[Refusal::MaxConnections as usize],
@@ -807,7 +808,12 @@ mod tests {
         assert!(diagnose(&h).findings.is_empty());
     }
 
-    fn front(open: usize, by_state: [usize; 4], reclaimed: [u64; 4], refused: [u64; 2]) -> FrontConns {
+    fn front(
+        open: usize,
+        by_state: [usize; 4],
+        reclaimed: [u64; 4],
+        refused: [u64; 2],
+    ) -> FrontConns {
         FrontConns {
             open,
             max: 100,
@@ -840,7 +846,11 @@ mod tests {
         assert_eq!(rules_of(&r), vec!["connection_pressure"]);
         let f = &r.findings[0];
         assert_eq!((f.severity, f.pool.as_str()), (Severity::Warning, "front"));
-        assert!(f.title.contains("40 connections that sent no request"), "{}", f.title);
+        assert!(
+            f.title.contains("40 connections that sent no request"),
+            "{}",
+            f.title
+        );
         assert!(f.advice.contains("maxConnectionsPerClient"));
         assert!(f.evidence[1].contains("95 awaiting a request head"));
         // Refusals with every connection busy are critical.

@@ -377,9 +377,15 @@ fn encode_front_connections(
     );
     for st in ConnState::ALL {
         let i = st as usize;
-        by_state.push(l(&[("state", st.as_str())]), Value::Gauge(s.by_state[i] as i64));
+        by_state.push(
+            l(&[("state", st.as_str())]),
+            Value::Gauge(s.by_state[i] as i64),
+        );
         if st != ConnState::Active {
-            reclaimed.push(l(&[("reason", st.as_str())]), Value::Counter(s.reclaimed[i]));
+            reclaimed.push(
+                l(&[("reason", st.as_str())]),
+                Value::Counter(s.reclaimed[i]),
+            );
         }
     }
     for r in Refusal::ALL {
@@ -389,7 +395,10 @@ fn encode_front_connections(
         );
     }
     limit.push(l(&[("kind", "max")]), Value::Gauge(s.max as i64));
-    limit.push(l(&[("kind", "high_water")]), Value::Gauge(s.high_water as i64));
+    limit.push(
+        l(&[("kind", "high_water")]),
+        Value::Gauge(s.high_water as i64),
+    );
     for f in [&by_state, &reclaimed, &refused, &limit] {
         f.encode(encoder)?;
     }

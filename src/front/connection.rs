@@ -10,8 +10,8 @@
 //! - Both: [`Stalled`] closes a connection whose writes make no progress for
 //!   `connectionTimeout` (a client that stopped reading).
 
-use crate::body::Body;
 use super::overload::Tracked;
+use crate::body::Body;
 use crate::config::model::Limits;
 use bytes::BytesMut;
 use hyper::body::Incoming;
@@ -209,7 +209,15 @@ pub async fn serve_h2<I, S>(
     let conn = b.serve_connection(io, service);
     // In-flight streams get `shutdownGrace` (at least a few seconds) to finish.
     let grace = limits.shutdown_grace.max(Duration::from_secs(1));
-    drive(conn, watchdog, stop, reclaim, |c| c.graceful_shutdown(), grace).await;
+    drive(
+        conn,
+        watchdog,
+        stop,
+        reclaim,
+        |c| c.graceful_shutdown(),
+        grace,
+    )
+    .await;
 }
 
 /// Run a hyper connection future; on watchdog or shutdown, shut it down gracefully and

@@ -122,8 +122,7 @@ impl Tracked {
 
     /// A request head arrived (HTTP/1.1) or a stream opened (HTTP/2).
     pub fn set_active(&self) {
-        self.word
-            .store(ConnState::Active as u64, Ordering::Relaxed);
+        self.word.store(ConnState::Active as u64, Ordering::Relaxed);
     }
 
     /// The connection waits for its next request since `since`.
@@ -295,11 +294,7 @@ impl Manager {
     /// Returns it registered, and whether it arrived under pressure (it should use
     /// [`pressured`] limits). At `maxConnections` it takes the place of a connection
     /// that has sent no head, or else of an idle one.
-    pub fn admit(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        state: ConnState,
-    ) -> Result<(Conn, bool), Refusal> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, state: ConnState) -> Result<(Conn, bool), Refusal> {
         let s = self.settings.load();
         let client = match s.per_client {
             Some(cap) => {
@@ -580,7 +575,10 @@ mod tests {
         let m = Manager::new(&limits(100, Some(2), Duration::from_secs(60)));
         let a1 = admit(&m, A);
         let _a2 = admit(&m, A);
-        assert_eq!(m.admit(A, ConnState::Handshake).err(), Some(Refusal::PerClient));
+        assert_eq!(
+            m.admit(A, ConnState::Handshake).err(),
+            Some(Refusal::PerClient)
+        );
         let _b = admit(&m, B);
         drop(a1);
         let _a3 = admit(&m, A);
@@ -599,7 +597,11 @@ mod tests {
         }
         v[0].set_active();
         v[1].set_idle(Instant::now());
-        assert_eq!(m.sweep(), 0, "nothing has outlived the reduced timeouts yet");
+        assert_eq!(
+            m.sweep(),
+            0,
+            "nothing has outlived the reduced timeouts yet"
+        );
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(m.sweep(), 4, "three silent and one idle");
         assert!(!v[0].is_reclaimed());
@@ -619,6 +621,9 @@ mod tests {
         assert_eq!(p.tls_handshake_timeout, Duration::from_secs(5));
         let mut short = l.clone();
         short.header_wait_timeout = Duration::from_secs(1);
-        assert_eq!(pressured(&short).header_wait_timeout, Duration::from_secs(1));
+        assert_eq!(
+            pressured(&short).header_wait_timeout,
+            Duration::from_secs(1)
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use super::connection::{self, Activity, Protocol};
 use super::inflight::Registry;
-use super::overload::{self, ConnState, Conn};
+use super::overload::{self, Conn, ConnState};
 use super::proxy::{self, ConnInfo, RequestRecord};
 use super::router::HostRouter;
 use super::tls;
