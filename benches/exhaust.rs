@@ -46,7 +46,7 @@ fn raise_nofile() -> u64 {
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
         }
     }
-    r.rlim_cur as u64
+    r.rlim_cur
 }
 
 /// A hyper backend answering `hello, world` on its own thread.
