@@ -215,6 +215,8 @@ pools:
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections: 10000,
             shutdown_grace: Duration::from_secs(30),
+            max_connections_per_client: None,
+            overload: Default::default(),
         }
     );
     assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());

@@ -408,15 +408,24 @@ async fn connection_cap_closes_extra_connections() {
         "limits: {maxConnections: 2}",
     ))
     .await;
+    // Both connections busy (idle ones would be reclaimed for the newcomer: tests/overload.rs).
     let mut a = h1(f.addr).await;
     let mut b = h1(f.addr).await;
+    let mut pending = Vec::new();
     for tx in [&mut a, &mut b] {
-        let r = tx
-            .send_request(Request::get("/").header("host", "x").body(empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        let req = Request::get("/slow?ms=1500")
+            .header("host", "x")
+            .body(empty());
+        pending.push(tx.send_request(req.unwrap()));
     }
+    let pending = tokio::spawn(futures_util::future::join_all(pending));
+    assert!(
+        eventually(Duration::from_secs(10), || be
+            .active
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 2)
+        .await
+    );
     let mut c = TcpStream::connect(f.addr).await.unwrap();
     let _ = c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
     let mut buf = [0u8; 64];
@@ -424,6 +433,9 @@ async fn connection_cap_closes_extra_connections() {
         .await
         .unwrap();
     assert!(matches!(n, Ok(0) | Err(_)), "third connection was served");
+    for r in pending.await.unwrap() {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
     drop(a);
     assert!(eventually(Duration::from_secs(5), || f.front.open_connections() < 2).await);
     assert_eq!(get(f.addr, "x", "/again").await.0, StatusCode::OK);

@@ -339,6 +339,7 @@ mod tests {
                 worker_failures_total: 0,
             }],
             workers: vec![],
+            front: Default::default(),
         })
     }
 

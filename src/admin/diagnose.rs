@@ -7,6 +7,7 @@
 //! with synthetic snapshots. Each [`Finding`] carries the numbers it was based on.
 
 use super::sampler::{PoolSample, Sample, ThreadPoolView, WorkerSample};
+use crate::front::overload::Snapshot as FrontConns;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -88,6 +89,7 @@ pub fn diagnose(history: &[Arc<Sample>]) -> Report {
         };
         rules(&ctx, &mut findings);
     }
+    findings.extend(connection_pressure(&first.front, &last.front, secs));
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.pool.cmp(&b.pool)));
     Report {
         window_seconds: secs,
@@ -482,6 +484,86 @@ fn rules(c: &Ctx, out: &mut Vec<Finding>) {
     }
 }
 
+/// The front's overload manager acted (it reclaimed or refused connections) or the open
+/// connections stand past its high-water mark. Front-wide: the finding's `pool` is
+/// `front`.
+fn connection_pressure(before: &FrontConns, now: &FrontConns, secs: f64) -> Option<Finding> {
+    use crate::front::overload::{ConnState, Refusal};
+    let delta = |a: u64, b: u64| b.saturating_sub(a);
+    let reclaimed: Vec<u64> = (0..4)
+        .map(|i| delta(before.reclaimed[i], now.reclaimed[i]))
+        .collect();
+    let silent =
+        reclaimed[ConnState::Handshake as usize] + reclaimed[ConnState::AwaitingHead as usize];
+    let idle = reclaimed[ConnState::Idle as usize];
+    let full = delta(
+        before.refused[Refusal::MaxConnections as usize],
+        now.refused[Refusal::MaxConnections as usize],
+    );
+    let per_client = delta(
+        before.refused[Refusal::PerClient as usize],
+        now.refused[Refusal::PerClient as usize],
+    );
+    let pressured = now.max > 0 && now.open >= now.high_water;
+    if silent + idle + full + per_client == 0 && !pressured {
+        return None;
+    }
+    let st = |s: ConnState| now.by_state[s as usize];
+    let evidence = vec![
+        format!(
+            "open connections {} of maxConnections {} (high water {})",
+            now.open, now.max, now.high_water
+        ),
+        format!(
+            "now: {} in TLS handshake, {} awaiting a request head, {} active, {} idle",
+            st(ConnState::Handshake),
+            st(ConnState::AwaitingHead),
+            st(ConnState::Active),
+            st(ConnState::Idle)
+        ),
+        format!(
+            "last {secs:.0} s: {silent} reclaimed without a request head, {idle} idle reclaimed, \
+             {full} refused at maxConnections, {per_client} refused by maxConnectionsPerClient"
+        ),
+    ];
+    let (severity, title, advice) = if full > 0 {
+        (
+            Severity::Critical,
+            format!("{full} connections refused: every open connection had a request in flight"),
+            "the front is full of busy connections: raise limits.maxConnections, or add \
+             capacity so requests finish sooner",
+        )
+    } else if silent >= idle && silent + per_client > 0 {
+        (
+            Severity::Warning,
+            format!("connection pressure: {silent} connections that sent no request were closed"),
+            "clients open connections and send nothing (a slow or silent client flood): set \
+             limits.maxConnectionsPerClient, lower limits.overload.headerWaitTimeout; if the \
+             clients are real, raise limits.maxConnections",
+        )
+    } else {
+        (
+            Severity::Warning,
+            format!(
+                "connection pressure: {} of {} connections open, {idle} idle keep-alive \
+                 connections closed early",
+                now.open, now.max
+            ),
+            // (also the case of pressure with nothing reclaimed yet)
+            "many clients hold idle keep-alive connections: raise limits.maxConnections or \
+             lower limits.overload.idleTimeout",
+        )
+    };
+    Some(Finding {
+        severity,
+        pool: "front".into(),
+        rule: "connection_pressure",
+        title,
+        evidence,
+        advice: advice.into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +632,7 @@ mod tests {
             at_unix_ms: at,
             pools: vec![p],
             workers: w,
+            front: Default::default(),
         })
     }
 
@@ -723,5 +806,60 @@ mod tests {
             sample(61_000, p1, vec![]),
         ];
         assert!(diagnose(&h).findings.is_empty());
+    }
+
+    fn front(
+        open: usize,
+        by_state: [usize; 4],
+        reclaimed: [u64; 4],
+        refused: [u64; 2],
+    ) -> FrontConns {
+        FrontConns {
+            open,
+            max: 100,
+            high_water: 80,
+            by_state,
+            reclaimed,
+            refused,
+        }
+    }
+
+    #[test]
+    fn reclaimed_silent_connections_are_a_connection_pressure_finding() {
+        let at = |ms, f: FrontConns| {
+            let mut s = (*sample(ms, pool(0, 0, 10), vec![])).clone();
+            s.front = f;
+            Arc::new(s)
+        };
+        // Quiet: nothing reclaimed, below the high-water mark.
+        let quiet = [
+            at(0, front(10, [0, 2, 3, 5], [0; 4], [0; 2])),
+            at(2000, front(10, [0, 2, 3, 5], [0; 4], [0; 2])),
+        ];
+        assert!(diagnose(&quiet).findings.is_empty());
+        // 40 silent connections closed to make room, at the cap.
+        let h = [
+            at(0, front(100, [0, 95, 5, 0], [0; 4], [0; 2])),
+            at(2000, front(100, [0, 95, 5, 0], [1, 39, 0, 0], [0; 2])),
+        ];
+        let r = diagnose(&h);
+        assert_eq!(rules_of(&r), vec!["connection_pressure"]);
+        let f = &r.findings[0];
+        assert_eq!((f.severity, f.pool.as_str()), (Severity::Warning, "front"));
+        assert!(
+            f.title.contains("40 connections that sent no request"),
+            "{}",
+            f.title
+        );
+        assert!(f.advice.contains("maxConnectionsPerClient"));
+        assert!(f.evidence[1].contains("95 awaiting a request head"));
+        // Refusals with every connection busy are critical.
+        let full = [
+            at(0, front(100, [0, 0, 100, 0], [0; 4], [0; 2])),
+            at(2000, front(100, [0, 0, 100, 0], [0; 4], [7, 0])),
+        ];
+        let r = diagnose(&full);
+        assert_eq!(r.findings[0].severity, Severity::Critical);
+        assert!(r.findings[0].title.contains("7 connections refused"));
     }
 }

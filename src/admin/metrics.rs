@@ -262,6 +262,7 @@ impl Collector for RoostCollector {
         }
         drop(state);
         encode_upstream(&mut encoder)?;
+        encode_front_connections(&front.connections().snapshot(), &mut encoder)?;
 
         // Worker metrics from the cache, labelled like the worker's own /.roost/metrics.
         let ws = self.sampler.workers();
@@ -371,6 +372,62 @@ fn encode_upstream(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Erro
     let r = crate::upstream::Retry::AfterSend;
     retries.push(vec![("kind", r.as_str().to_string())], Value::Counter(r.count()));
     retries.encode(encoder)
+}
+
+/// The front's open connections by state, and what the overload manager did.
+fn encode_front_connections(
+    s: &crate::front::overload::Snapshot,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    use crate::front::overload::{ConnState, Refusal};
+    let mut by_state = Family::new(
+        "front_connections",
+        "Open client connections by state (handshake, awaiting_head, active, idle).",
+        MetricType::Gauge,
+    );
+    let mut reclaimed = Family::new(
+        "front_connections_reclaimed",
+        "Connections the overload manager closed to make room, by the state they were in.",
+        MetricType::Counter,
+    );
+    let mut refused = Family::new(
+        "front_connections_refused",
+        "Connections closed at accept: max_connections (every open one busy) or per_client.",
+        MetricType::Counter,
+    );
+    let mut limit = Family::new(
+        "front_connections_limit",
+        "maxConnections (kind=max) and the overload high-water mark (kind=high_water).",
+        MetricType::Gauge,
+    );
+    for st in ConnState::ALL {
+        let i = st as usize;
+        by_state.push(
+            l(&[("state", st.as_str())]),
+            Value::Gauge(s.by_state[i] as i64),
+        );
+        if st != ConnState::Active {
+            reclaimed.push(
+                l(&[("reason", st.as_str())]),
+                Value::Counter(s.reclaimed[i]),
+            );
+        }
+    }
+    for r in Refusal::ALL {
+        refused.push(
+            l(&[("reason", r.as_str())]),
+            Value::Counter(s.refused[r as usize]),
+        );
+    }
+    limit.push(l(&[("kind", "max")]), Value::Gauge(s.max as i64));
+    limit.push(
+        l(&[("kind", "high_water")]),
+        Value::Gauge(s.high_water as i64),
+    );
+    for f in [&by_state, &reclaimed, &refused, &limit] {
+        f.encode(encoder)?;
+    }
+    Ok(())
 }
 
 /// p50/p99 of a pool's response time over its lifetime (for the API and `roost ctl`).

@@ -126,6 +126,8 @@ pub struct Sample {
     pub at_unix_ms: u64,
     pub pools: Vec<PoolSample>,
     pub workers: Vec<WorkerSample>,
+    /// The front's connections (overload manager counters).
+    pub front: crate::front::overload::Snapshot,
 }
 
 impl Sample {
@@ -310,6 +312,7 @@ impl Sampler {
                 .unwrap_or(0),
             pools,
             workers: workers.clone(),
+            front: self.front.connections().snapshot(),
         });
         self.workers.store(Arc::new(workers));
         let mut h = self.history.lock();

@@ -75,6 +75,34 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Open connections one client address may hold (`None`: no cap).
+    pub max_connections_per_client: Option<usize>,
+    /// What the front does under connection pressure (`front::overload`).
+    pub overload: Overload,
+}
+
+/// `limits.overload`: past `high_water` × `maxConnections` open connections, new
+/// connections get the shorter timeouts below and existing ones that outlived them are
+/// reclaimed; at `maxConnections` a newcomer takes the place of the oldest connection
+/// that has sent no request head (then the longest-idle one) before anyone is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overload {
+    /// A fraction of `maxConnections` in (0, 1].
+    pub high_water: f64,
+    /// The head wait (first bytes, whole head, TLS handshake) under pressure.
+    pub header_wait_timeout: Duration,
+    /// The keep-alive idle wait (and write-stall limit) under pressure.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            high_water: 0.8,
+            header_wait_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// An application pool: a queue in front of members (local workers or farm servers).

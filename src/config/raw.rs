@@ -107,6 +107,16 @@ pub struct RawLimits {
     pub tls_handshake_timeout: Leaf,
     pub max_connections: Leaf,
     pub shutdown_grace: Leaf,
+    pub max_connections_per_client: Leaf,
+    pub overload: Opt<RawOverload>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawOverload {
+    pub high_water: Leaf,
+    pub header_wait_timeout: Leaf,
+    pub idle_timeout: Leaf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +356,15 @@ const LIMITS: Shape = Shape::Map(&[
     ("tlsHandshakeTimeout", Shape::Leaf),
     ("maxConnections", Shape::Leaf),
     ("shutdownGrace", Shape::Leaf),
+    ("maxConnectionsPerClient", Shape::Leaf),
+    (
+        "overload",
+        Shape::Map(&[
+            ("highWater", Shape::Leaf),
+            ("headerWaitTimeout", Shape::Leaf),
+            ("idleTimeout", Shape::Leaf),
+        ]),
+    ),
 ]);
 const PROCESS_MODEL: Shape = Shape::Map(&[
     ("command", Shape::Leaf),

@@ -10,6 +10,7 @@
 //! - Both: [`Stalled`] closes a connection whose writes make no progress for
 //!   `connectionTimeout` (a client that stopped reading).
 
+use super::overload::Tracked;
 use crate::body::Body;
 use crate::config::model::Limits;
 use bytes::BytesMut;
@@ -83,20 +84,36 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds since `start` when the last request finished.
     last_done_ms: AtomicU64,
+    /// The connection's place in the overload registry (active while a stream is open).
+    track: Option<Arc<Tracked>>,
 }
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
+        Self::with(None)
+    }
+
+    /// Activity that also reports idle/active to the overload registry.
+    pub fn tracked(track: Arc<Tracked>) -> Arc<Activity> {
+        Self::with(Some(track))
+    }
+
+    fn with(track: Option<Arc<Tracked>>) -> Arc<Activity> {
         Arc::new(Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
+            track,
         })
     }
 
     /// Mark a request in flight until the guard drops (the response body finished).
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            if let Some(t) = &self.track {
+                t.set_active();
+            }
+        }
         InFlight {
             activity: self.clone(),
             done_at: None,
@@ -133,7 +150,13 @@ impl Drop for InFlight {
         );
         a.last_done_ms
             .store(done.as_millis() as u64, Ordering::Relaxed);
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if a.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if let Some(t) = &a.track {
+                // A stream that opens meanwhile may be overwritten as idle: a reclaimed
+                // HTTP/2 connection with a stream open still closes gracefully.
+                t.set_idle(a.start + done);
+            }
+        }
     }
 }
 
@@ -168,6 +191,15 @@ pub async fn serve_h2<I, S>(
         }
         let _ = shutdown.changed().await;
     });
+    // Reclaimed under connection pressure: an idle connection is dropped at once, one
+    // with a stream open (a race with the reclaim) closes gracefully.
+    let reclaim = async {
+        match &activity.track {
+            Some(t) => t.reclaimed().await,
+            None => std::future::pending().await,
+        }
+        activity.idle_for().is_some()
+    };
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
         .max_header_list_size(limits.max_request_header_bytes as u32)
@@ -177,7 +209,15 @@ pub async fn serve_h2<I, S>(
     let conn = b.serve_connection(io, service);
     // In-flight streams get `shutdownGrace` (at least a few seconds) to finish.
     let grace = limits.shutdown_grace.max(Duration::from_secs(1));
-    drive(conn, watchdog, stop, |c| c.graceful_shutdown(), grace).await;
+    drive(
+        conn,
+        watchdog,
+        stop,
+        reclaim,
+        |c| c.graceful_shutdown(),
+        grace,
+    )
+    .await;
 }
 
 /// Run a hyper connection future; on watchdog or shutdown, shut it down gracefully and
@@ -186,6 +226,7 @@ async fn drive<C, E>(
     conn: C,
     watchdog: impl Future<Output = ()>,
     stop: impl Future<Output = ()>,
+    reclaim: impl Future<Output = bool>,
     graceful: impl FnOnce(Pin<&mut C>),
     grace: Duration,
 ) where
@@ -195,6 +236,7 @@ async fn drive<C, E>(
     tokio::pin!(conn);
     tokio::pin!(watchdog);
     tokio::pin!(stop);
+    tokio::pin!(reclaim);
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
@@ -204,6 +246,12 @@ async fn drive<C, E>(
         }
         _ = &mut watchdog => tracing::debug!("idle connection closed"),
         _ = &mut stop => {}
+        idle = &mut reclaim => {
+            if idle {
+                tracing::debug!("idle connection reclaimed");
+                return;
+            }
+        }
     }
     graceful(conn.as_mut());
     // HTTP/2's graceful close waits for the peer to acknowledge a PING after the GOAWAY;
@@ -364,6 +412,8 @@ mod tests {
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections: 10,
             shutdown_grace: Duration::from_secs(1),
+            max_connections_per_client: None,
+            overload: Default::default(),
         }
     }
 

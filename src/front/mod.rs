@@ -11,6 +11,7 @@ pub mod connection;
 pub mod h1;
 pub mod headers;
 pub mod inflight;
+pub mod overload;
 pub mod proxy;
 pub mod router;
 pub mod server;

@@ -7,6 +7,7 @@
 
 use super::connection::{self, Activity, Protocol};
 use super::inflight::Registry;
+use super::overload::{self, Conn, ConnState};
 use super::proxy::{self, ConnInfo, RequestRecord};
 use super::router::HostRouter;
 use super::tls;
@@ -22,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// Something that runs alongside the pools and must follow them through reloads: the
@@ -70,8 +71,8 @@ struct ListenerHandle {
 pub struct Front {
     state: ArcSwap<State>,
     pub inflight: Arc<Registry>,
-    connections: Arc<Semaphore>,
-    max_connections: usize,
+    /// Open connections: the cap, pressure, reclaiming (`front::overload`).
+    connections: Arc<overload::Manager>,
     shutdown: watch::Sender<bool>,
     listeners: Mutex<BTreeMap<SocketAddr, ListenerHandle>>,
     hooks: Mutex<Vec<Arc<dyn PoolHooks>>>,
@@ -109,8 +110,7 @@ impl Front {
         let front = Arc::new(Front {
             state: ArcSwap::from_pointee(state),
             inflight: Arc::new(Registry::default()),
-            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-            max_connections: config.limits.max_connections,
+            connections: overload::Manager::new(&config.limits),
             shutdown,
             listeners: Mutex::new(BTreeMap::new()),
             hooks: Mutex::new(hooks),
@@ -118,6 +118,7 @@ impl Front {
             reload_lock: tokio::sync::Mutex::new(()),
         });
         let bound = bind_all(&config)?;
+        front.connections.spawn_sweeper();
         for (addr, listener) in bound {
             front.spawn_listener(addr, listener);
         }
@@ -166,7 +167,12 @@ impl Front {
 
     /// Open client connections.
     pub fn open_connections(&self) -> usize {
-        self.max_connections - self.connections.available_permits()
+        self.connections.open()
+    }
+
+    /// The connection registry (states, reclaim and refusal counts).
+    pub fn connections(&self) -> &overload::Manager {
+        &self.connections
     }
 
     /// Apply a new configuration without dropping connections: pools are kept by name
@@ -186,6 +192,7 @@ impl Front {
             new_listeners.push((*addr, bind(*addr)?));
         }
         self.state.store(Arc::new(state));
+        self.connections.configure(&config.limits);
         for (addr, l) in new_listeners {
             self.spawn_listener(addr, l);
         }
@@ -259,17 +266,27 @@ impl Front {
                     continue;
                 }
             };
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                // At `maxConnections`: close at once, as HTTP.sys does, rather than let
-                // the process run out of descriptors.
-                tracing::debug!(peer = %peer, "connection refused: at maxConnections");
-                drop(stream);
-                continue;
+            let acceptor = self.state().tls.get(&listen).cloned();
+            let first = match acceptor {
+                Some(_) => ConnState::Handshake,
+                None => ConnState::AwaitingHead,
+            };
+            // At `maxConnections` a connection that has sent nothing (or an idle one)
+            // makes room; if every one is busy, close at once, as HTTP.sys does, rather
+            // than let the process run out of descriptors.
+            let (conn, pressured) = match self.connections.admit(peer.ip(), first) {
+                Ok(x) => x,
+                Err(why) => {
+                    tracing::debug!(peer = %peer, why = why.as_str(), "connection refused");
+                    drop(stream);
+                    continue;
+                }
             };
             let front = self.clone();
             tokio::spawn(async move {
-                front.connection(listen, stream, peer).await;
-                drop(permit);
+                front
+                    .connection(listen, stream, peer, acceptor, conn, pressured)
+                    .await;
             });
         }
     }
@@ -277,24 +294,38 @@ impl Front {
     /// One client connection. The task's future is sized for the plain HTTP/1.1 path
     /// (every idle keep-alive connection holds one): TLS state and hyper's HTTP/2
     /// connection are boxed, or each plain connection would carry ~12 KiB of their room.
-    async fn connection(self: Arc<Self>, listen: SocketAddr, stream: TcpStream, peer: SocketAddr) {
+    ///
+    /// `conn` is the connection's place in the registry (dropped when the task ends);
+    /// under pressure the connection runs on the overload timeouts.
+    async fn connection(
+        self: Arc<Self>,
+        listen: SocketAddr,
+        stream: TcpStream,
+        peer: SocketAddr,
+        acceptor: Option<TlsAcceptor>,
+        conn: Conn,
+        pressured: bool,
+    ) {
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(listen);
-        let limits = self.limits();
-        let acceptor = self.state().tls.get(&listen).cloned();
+        let mut limits = self.limits();
+        if pressured {
+            limits = overload::pressured(&limits);
+        }
         let shutdown = self.shutdown.subscribe();
-        let mut conn = ConnInfo {
+        let mut info = ConnInfo {
             listen,
             local,
             peer,
             tls: false,
         };
         if let Some(acceptor) = acceptor {
-            conn.tls = true;
+            info.tls = true;
             let served = async move {
-                let hs =
-                    tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
-                        .await;
+                let hs = tokio::select! {
+                    r = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)) => r,
+                    _ = conn.reclaimed() => return,
+                };
                 let tls_stream = match hs {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
@@ -306,6 +337,7 @@ impl Front {
                         return;
                     }
                 };
+                conn.set_awaiting_head();
                 let protocol = match tls_stream.get_ref().1.alpn_protocol() {
                     Some(p) if p == tls::ALPN_H2 => Protocol::Http2,
                     _ => Protocol::Http1,
@@ -314,24 +346,29 @@ impl Front {
                     tls_stream,
                     BytesMut::new(),
                     protocol,
-                    conn,
+                    info,
                     &limits,
                     shutdown,
+                    &conn,
                 )
                 .await;
             };
             return Box::pin(served).await;
         }
-        let Some((protocol, first)) = connection::sniff(&stream, limits.header_wait_timeout).await
-        else {
+        let sniffed = tokio::select! {
+            r = connection::sniff(&stream, limits.header_wait_timeout) => r,
+            _ = conn.reclaimed() => return,
+        };
+        let Some((protocol, first)) = sniffed else {
             tracing::debug!(peer = %peer, "connection closed before a request");
             return;
         };
-        self.serve(stream, first, protocol, conn, &limits, shutdown)
+        self.serve(stream, first, protocol, info, &limits, shutdown, &conn)
             .await;
     }
 
     /// HTTP/1.1 goes through roost's own server loop, HTTP/2 through hyper's.
+    #[allow(clippy::too_many_arguments)]
     async fn serve<I>(
         self: &Arc<Self>,
         io: I,
@@ -340,6 +377,7 @@ impl Front {
         conn: ConnInfo,
         limits: &Limits,
         shutdown: watch::Receiver<bool>,
+        track: &Conn,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -370,10 +408,12 @@ impl Front {
                     };
                     front.record(&rec, None);
                 };
-                super::h1::serve(io, first, limits, handler, refused, shutdown).await;
+                super::h1::serve(io, first, limits, handler, refused, shutdown, track).await;
             }
             Protocol::Http2 => {
-                let activity = Activity::new();
+                // An HTTP/2 connection with no stream open is idle (it sent its preface).
+                track.set_idle(Instant::now());
+                let activity = Activity::tracked(track.tracked().clone());
                 let svc = proxy::Service {
                     front: self.clone(),
                     conn: Arc::new(conn),

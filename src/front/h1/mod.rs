@@ -25,6 +25,7 @@ mod write;
 use self::body::{BodyRead, RequestBody, Shared, SharedConn};
 use self::write::{ResponseWriter, Sink};
 use super::connection::{Stalled, WokenOnly};
+use super::overload::Tracked;
 use crate::body::{Body, BoxError};
 use crate::config::model::Limits;
 use crate::error::Reason;
@@ -90,6 +91,8 @@ enum Next {
     TimedOut,
     /// The client closed, went silent past the deadline, or the front is stopping.
     Closed,
+    /// The overload manager took the connection's place (connection pressure): drop it.
+    Reclaimed,
 }
 
 /// Serve one HTTP/1.1 connection until the client or roost ends it.
@@ -98,6 +101,10 @@ enum Next {
 ///
 /// `refused` is told about every request the server answers itself before the proxy sees
 /// it (an unparsable or oversized head, a header timeout), for the access log.
+///
+/// `track` is the connection's place in the overload registry: told when a head arrives
+/// and when the connection goes idle, and watched (only while a head is awaited) for a
+/// reclaim.
 pub async fn serve<I, H, F>(
     io: I,
     first: BytesMut,
@@ -105,6 +112,7 @@ pub async fn serve<I, H, F>(
     mut handler: H,
     refused: impl FnOnce(Refused),
     mut shutdown: watch::Receiver<bool>,
+    track: &Tracked,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: FnMut(Request<Body>) -> F,
@@ -138,6 +146,10 @@ pub async fn serve<I, H, F>(
     loop {
         let deadline = wait_start + idle_limit;
         let next = poll_fn(|cx| {
+            // Checked first: a connection reclaimed without a head stays without one.
+            if track.poll_reclaimed(cx).is_ready() {
+                return Poll::Ready(Next::Reclaimed);
+            }
             let mut s = conn.lock();
             loop {
                 if !s.rbuf.is_empty() {
@@ -176,7 +188,10 @@ pub async fn serve<I, H, F>(
         .await;
 
         let head = match next {
-            Next::Head(h) => h,
+            Next::Head(h) => {
+                track.set_active();
+                h
+            }
             Next::Refuse(e) => {
                 let reason = match e {
                     HeadError::TooLarge => Reason::HeadersTooLarge,
@@ -215,6 +230,7 @@ pub async fn serve<I, H, F>(
                 close(&conn).await;
                 return;
             }
+            Next::Reclaimed => return,
         };
 
         // Boxed: the request's state (its future, the response being written) exists only
@@ -241,6 +257,7 @@ pub async fn serve<I, H, F>(
             Outcome::Gone => return,
         }
         wait_start = Instant::now();
+        track.set_idle(wait_start);
     }
 }
 
