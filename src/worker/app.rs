@@ -72,11 +72,12 @@ impl Router {
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
 
-    pub(crate) fn find(&self, path: &str) -> Option<&Handler> {
+    /// The handler for `path` and the route prefix it was registered under.
+    pub(crate) fn find_route(&self, path: &str) -> Option<(&str, &Handler)> {
         self.routes
             .iter()
             .find(|(p, _)| prefix_matches(p, path))
-            .map(|(_, h)| h)
+            .map(|(p, h)| (p.as_str(), h))
     }
 }
 
