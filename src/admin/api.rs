@@ -337,8 +337,15 @@ mod tests {
                 duration: d.snapshot(),
                 queue_wait: Histogram::default().snapshot(),
                 worker_failures_total: 0,
+                ping_failures_total: 0,
+                members_view: vec![],
+                starting_seconds: vec![],
+                startup_time_limit_seconds: 90.0,
+                always_running: false,
+                cpu: None,
             }],
             workers: vec![],
+            machine: Default::default(),
         })
     }
 

@@ -81,7 +81,11 @@ pub fn affinity(pid: u32) -> Option<BTreeSet<usize>> {
     }
     let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: CPU_ISSET reads the set filled above, for indexes within its size.
-    Some((0..max).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+    Some(
+        (0..max)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect(),
+    )
 }
 
 /// The CPU quota of `pid`'s cgroup (v2 `cpu.max`), in cores; `None` when unlimited or
@@ -143,9 +147,15 @@ mod tests {
     #[test]
     fn stat_line_busy_excludes_idle_and_iowait() {
         let t = parse_stat_cpu_line("cpu  100 0 50 800 50 0 0 0 0 0").unwrap();
-        assert_eq!(t, MachineTicks { busy: 150, total: 1000 });
+        assert_eq!(
+            t,
+            MachineTicks {
+                busy: 150,
+                total: 1000
+            }
+        );
         let later = parse_stat_cpu_line("cpu  250 0 100 850 50 0 0 0 0 0").unwrap();
-        assert_eq!(busy_between(t, later), Some(0.75));
+        assert_eq!(busy_between(t, later), Some(0.8));
         assert_eq!(parse_stat_cpu_line("cpu0 1 2 3 4"), None);
         assert!(machine_ticks().is_some());
     }
@@ -165,7 +175,10 @@ mod tests {
         assert!(once <= mine.len() as f64);
         // A second process that inherited our mask (as garden workers do): same cores, not
         // twice as many.
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert_eq!(affinity(child.id()), Some(mine));
         assert_eq!(cores_for(&[me, child.id()]), once);
         let _ = child.kill();

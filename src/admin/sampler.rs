@@ -257,7 +257,12 @@ fn members_view(pool: &Pool, kind: &str) -> Vec<MemberView> {
             label: m.label.clone(),
             pid: m.pid,
             usable: m.usable(),
-            state: if m.is_draining() { "draining" } else { "running" }.into(),
+            state: if m.is_draining() {
+                "draining"
+            } else {
+                "running"
+            }
+            .into(),
             active: m.active(),
             slots: m.slots(),
             served: m.served(),
@@ -418,7 +423,9 @@ impl Sampler {
         for (name, pool) in &state.pools {
             let cfg = state.config.pools.get(name);
             let (kind, builtin, limit) = match cfg.map(|c| &c.backend) {
-                Some(Backend::Garden(pm)) => ("garden", pm.command.is_none(), pm.startup_time_limit),
+                Some(Backend::Garden(pm)) => {
+                    ("garden", pm.command.is_none(), pm.startup_time_limit)
+                }
                 _ => ("farm", false, Duration::ZERO),
             };
             let startup = StartupConfig {

@@ -328,7 +328,7 @@ mod tests {
         r.add("/", Handler::Sync(Arc::new(|_| text("root"))));
         r.add("/api", Handler::Sync(Arc::new(|_| text("api"))));
         r.add("/api/v2/", Handler::Sync(Arc::new(|_| text("v2"))));
-        let which = |p: &str| match r.find(p) {
+        let which = |p: &str| match r.find_route(p).map(|(_, h)| h) {
             Some(Handler::Sync(f)) => {
                 let resp = f(http::Request::new(crate::body::empty()));
                 format!("{:?}", resp.body().size_hint().exact())
