@@ -33,12 +33,15 @@ pub const WINDOW_MS: u64 = 10_000;
 
 /// The workers' CPU at or above this share of their cores is saturated...
 const HIGH_CPU: f64 = 0.85;
-/// ...and so is a machine this busy, when the pool's workers take at least
-/// [`CPU_CONSUMER`] of their cores (on a shared machine the pool's own share stays low
-/// while the machine is at 100 %; a pool that barely uses the CPU is not the CPU's victim
-/// in the same way: its threads wait on something else).
+/// ...and so is a machine this busy when the pool's workers take at least
+/// [`CPU_CONSUMER`] of their cores or [`THREAD_COMPUTES`] per busy thread: on a shared
+/// machine the pool's own share stays low while the machine is at 100 %, yet its threads
+/// want the CPU; a pool whose threads barely use it waits on something else.
 const MACHINE_BUSY: f64 = 0.90;
 const CPU_CONSUMER: f64 = 0.35;
+/// ...or when its busy threads each get at least this share of a core (threads that block
+/// use next to none; threads that compute get their slice of a crowded machine).
+const THREAD_COMPUTES: f64 = 0.1;
 /// Below this share of their cores the workers "idle" (blocking, waiting on a backend).
 const LOW_CPU: f64 = 0.5;
 /// A farm server this much slower than the pool's other servers is "the slow one".
@@ -480,10 +483,9 @@ fn cpu_saturated(cpu: &CpuView) -> bool {
     let Some(pool) = cpu.pool else {
         return false;
     };
-    pool.share() >= HIGH_CPU
-        || cpu
-            .machine
-            .is_some_and(|m| m >= MACHINE_BUSY && pool.share() >= CPU_CONSUMER)
+    let hungry =
+        pool.share() >= CPU_CONSUMER || cpu.per_busy_thread().is_some_and(|c| c >= THREAD_COMPUTES);
+    pool.share() >= HIGH_CPU || cpu.machine.is_some_and(|m| m >= MACHINE_BUSY) && hungry
 }
 
 fn cpu_bound(c: &Ctx) -> Option<Finding> {

@@ -228,6 +228,15 @@ fn a_saturated_shared_machine_with_the_pool_among_its_users_is_cpu() {
         )
     });
     assert_eq!(rules_of(&diagnose(&h)), vec!["cpu_bound"]);
+    // Crowded out: 0.4 of 2 cores (20 %), but that is 0.2 core for each busy thread.
+    let h = series(|i| {
+        (
+            with_cpu(pool(8, 8, 8), 0.4, 2.0),
+            vec![worker(1, 4, 2, 64, i)],
+            1.0,
+        )
+    });
+    assert_eq!(rules_of(&diagnose(&h)), vec!["cpu_bound"]);
     // The same machine with a pool that barely uses the CPU: its threads block.
     let h = series(|i| {
         let t = 3 + i as usize;

@@ -29,6 +29,8 @@ pub struct CpuView {
     /// The machine's busy share, and its cores.
     pub machine: Option<f64>,
     pub machine_cores: usize,
+    /// Busy worker-pool threads of the pool's workers (mean).
+    pub busy_threads: f64,
 }
 
 impl CpuView {
@@ -36,13 +38,24 @@ impl CpuView {
         self.pool.map(|p| p.share())
     }
 
+    /// Cores' worth of CPU per busy thread: near 0 when the threads block (sleep, lock,
+    /// I/O), a large fraction of a core when they compute, even on a machine so shared
+    /// that the pool's own share stays low.
+    pub fn per_busy_thread(&self) -> Option<f64> {
+        let p = self.pool?;
+        (self.busy_threads >= 1.0).then(|| p.used_cores / self.busy_threads)
+    }
+
     pub fn text(&self) -> String {
         let pool = match self.pool {
             Some(p) => format!(
-                "workers used {:.2} of the {:.0} cores they may run on ({:.0}%)",
+                "workers used {:.2} of the {:.0} cores they may run on ({:.0}%), {:.2} per \
+                 busy thread ({:.1} busy)",
                 p.used_cores,
                 p.cores,
-                p.share() * 100.0
+                p.share() * 100.0,
+                self.per_busy_thread().unwrap_or(0.0),
+                self.busy_threads
             ),
             None => "workers' CPU unknown".into(),
         };
@@ -154,6 +167,15 @@ impl<'a> Ctx<'a> {
             .filter_map(|s| self.pool_at(s).and_then(|p| p.cpu))
             .collect();
         let machine: Vec<f64> = recent.iter().filter_map(|s| s.machine.busy).collect();
+        let busy: Vec<f64> = recent
+            .iter()
+            .map(|s| {
+                s.workers_of(&self.pool.name)
+                    .flat_map(|w| w.counters.worker_pools.values())
+                    .map(|t| t.busy as f64)
+                    .sum()
+            })
+            .collect();
         let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         CpuView {
             pool: (!pools.is_empty()).then(|| PoolCpu {
@@ -163,6 +185,7 @@ impl<'a> Ctx<'a> {
             }),
             machine: mean(&machine),
             machine_cores: self.last().machine.cores,
+            busy_threads: mean(&busy).unwrap_or(0.0),
         }
     }
 
