@@ -42,6 +42,9 @@ const CPU_CONSUMER: f64 = 0.35;
 /// ...or when its busy threads each get at least this share of a core (threads that block
 /// use next to none; threads that compute get their slice of a crowded machine).
 const THREAD_COMPUTES: f64 = 0.1;
+/// ...or when at least this share of its busy threads is runnable (state R: computing or
+/// waiting for a core) rather than asleep.
+const RUNNABLE: f64 = 0.5;
 /// Below this share of their cores the workers "idle" (blocking, waiting on a backend).
 const LOW_CPU: f64 = 0.5;
 /// A farm server this much slower than the pool's other servers is "the slow one".
@@ -483,8 +486,9 @@ fn cpu_saturated(cpu: &CpuView) -> bool {
     let Some(pool) = cpu.pool else {
         return false;
     };
-    let hungry =
-        pool.share() >= CPU_CONSUMER || cpu.per_busy_thread().is_some_and(|c| c >= THREAD_COMPUTES);
+    let hungry = pool.share() >= CPU_CONSUMER
+        || cpu.per_busy_thread().is_some_and(|c| c >= THREAD_COMPUTES)
+        || cpu.runnable_share().is_some_and(|r| r >= RUNNABLE);
     pool.share() >= HIGH_CPU || cpu.machine.is_some_and(|m| m >= MACHINE_BUSY) && hungry
 }
 
@@ -590,7 +594,9 @@ fn max_threads_advice(c: &Ctx, w: &WorkerSample, max: usize) -> String {
 /// Threads below max, work queued, threads added at the starvation rate, CPU idle.
 fn threadpool_starvation(c: &Ctx) -> Option<Finding> {
     let cpu = c.cpu();
-    if cpu.pool_share().is_some_and(|s| s >= LOW_CPU) {
+    if cpu.pool_share().is_some_and(|s| s >= LOW_CPU)
+        || cpu.runnable_share().is_some_and(|r| r >= RUNNABLE)
+    {
         return None;
     }
     for w in c.workers() {

@@ -105,6 +105,10 @@ pub struct WorkerSample {
     pub unanswered: u32,
     /// The process state letter from `/proc/PID/stat` (`R`, `S`, `D`, `T` stopped, `Z`).
     pub process_state: Option<char>,
+    /// Its threads running or waiting for a CPU (state `R`) at the sample: threads that
+    /// compute are runnable even when a crowded machine gives them little CPU; threads
+    /// that block are not.
+    pub runnable_threads: Option<usize>,
 }
 
 /// One member of a pool (a worker or a farm server) at one sample.
@@ -479,6 +483,7 @@ impl Sampler {
                 cpu_percent,
                 unanswered,
                 process_state: stat.map(|(_, st)| st),
+                runnable_threads: runnable_threads(pid),
             });
         }
         *ticks = seen;
@@ -548,6 +553,26 @@ fn clk_tck() -> f64 {
     }
 }
 
+/// Worker-pool threads of `pid` in state `R` (running or runnable). The I/O threads
+/// (`roost-io`, busy answering this very sample's counters request), the main thread and
+/// the pools' gate threads are left out.
+fn runnable_threads(pid: u32) -> Option<usize> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let n = tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter(|s| {
+            let (Some(open), Some(close)) = (s.find('('), s.rfind(')')) else {
+                return false;
+            };
+            let name = &s[open + 1..close];
+            let pool_thread = !matches!(name, "roost" | "roost-io") && !name.ends_with("-gate");
+            pool_thread && s[close + 1..].split_whitespace().next() == Some("R")
+        })
+        .count();
+    Some(n)
+}
+
 /// utime + stime of a process, in clock ticks, and its state letter.
 fn process_stat(pid: u32) -> Option<(u64, char)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -570,6 +595,8 @@ mod tests {
         let (_, state) = process_stat(std::process::id()).unwrap();
         // We are running (R) or between two slices (S).
         assert!("RS".contains(state), "{state}");
+        // This test's own thread (named after the test) is running while it reads.
+        assert!(runnable_threads(std::process::id()).unwrap() >= 1);
     }
 
     #[test]

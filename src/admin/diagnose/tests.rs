@@ -77,6 +77,7 @@ fn worker(pid: u32, threads: usize, busy: usize, max: usize, starvation: u64) ->
         cpu_percent: Some(1.0),
         unanswered: 0,
         process_state: Some('S'),
+        runnable_threads: None,
     }
 }
 
@@ -235,6 +236,13 @@ fn a_saturated_shared_machine_with_the_pool_among_its_users_is_cpu() {
             vec![worker(1, 4, 2, 64, i)],
             1.0,
         )
+    });
+    assert_eq!(rules_of(&diagnose(&h)), vec!["cpu_bound"]);
+    // Crowded out further (0.04 core per thread), but its busy threads are runnable.
+    let h = series(|i| {
+        let mut w = worker(1, 6, 5, 64, i);
+        w.runnable_threads = Some(5);
+        (with_cpu(pool(8, 8, 8), 0.2, 2.0), vec![w], 1.0)
     });
     assert_eq!(rules_of(&diagnose(&h)), vec!["cpu_bound"]);
     // The same machine with a pool that barely uses the CPU: its threads block.

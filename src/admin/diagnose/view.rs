@@ -31,6 +31,8 @@ pub struct CpuView {
     pub machine_cores: usize,
     /// Busy worker-pool threads of the pool's workers (mean).
     pub busy_threads: f64,
+    /// Their threads in state R, running or waiting for a core (mean; `None` unknown).
+    pub runnable: Option<f64>,
 }
 
 impl CpuView {
@@ -41,6 +43,12 @@ impl CpuView {
     /// Cores' worth of CPU per busy thread: near 0 when the threads block (sleep, lock,
     /// I/O), a large fraction of a core when they compute, even on a machine so shared
     /// that the pool's own share stays low.
+    /// Share of the busy threads that are runnable (compute) rather than asleep (block).
+    pub fn runnable_share(&self) -> Option<f64> {
+        let r = self.runnable?;
+        (self.busy_threads >= 1.0).then(|| (r / self.busy_threads).min(1.0))
+    }
+
     pub fn per_busy_thread(&self) -> Option<f64> {
         let p = self.pool?;
         (self.busy_threads >= 1.0).then(|| p.used_cores / self.busy_threads)
@@ -50,12 +58,13 @@ impl CpuView {
         let pool = match self.pool {
             Some(p) => format!(
                 "workers used {:.2} of the {:.0} cores they may run on ({:.0}%), {:.2} per \
-                 busy thread ({:.1} busy)",
+                 busy thread ({:.1} busy, {:.1} runnable)",
                 p.used_cores,
                 p.cores,
                 p.share() * 100.0,
                 self.per_busy_thread().unwrap_or(0.0),
-                self.busy_threads
+                self.busy_threads,
+                self.runnable.unwrap_or(0.0)
             ),
             None => "workers' CPU unknown".into(),
         };
@@ -176,6 +185,14 @@ impl<'a> Ctx<'a> {
                     .sum()
             })
             .collect();
+        let runnable: Vec<f64> = recent
+            .iter()
+            .filter_map(|s| {
+                s.workers_of(&self.pool.name)
+                    .map(|w| w.runnable_threads.map(|n| n as f64))
+                    .sum::<Option<f64>>()
+            })
+            .collect();
         let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         CpuView {
             pool: (!pools.is_empty()).then(|| PoolCpu {
@@ -186,6 +203,7 @@ impl<'a> Ctx<'a> {
             machine: mean(&machine),
             machine_cores: self.last().machine.cores,
             busy_threads: mean(&busy).unwrap_or(0.0),
+            runnable: mean(&runnable),
         }
     }
 
