@@ -195,7 +195,7 @@ impl Collector for RoostCollector {
                     "privateMemory",
                     "schedule",
                     "configChange",
-                    "onDemand",
+                    "manual",
                 ];
                 for reason in reasons {
                     let v = st
