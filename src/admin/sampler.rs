@@ -219,6 +219,9 @@ pub fn merged_duration(pool: &Pool) -> HistogramSnapshot {
                 }
                 acc.count += s.count;
                 acc.sum_seconds += s.sum_seconds;
+                for (a, b) in acc.bucket_sums.iter_mut().zip(&s.bucket_sums) {
+                    *a += b;
+                }
                 acc
             }
         });
