@@ -229,6 +229,7 @@ pools:
         ("pool_queue_limit", "gauge"),
         ("pool_queue_oldest_seconds", "gauge"),
         ("pool_arrivals", "counter"),
+        ("pool_retries", "counter"),
         ("pool_rejected", "counter"),
         ("pool_queue_wait_seconds", "histogram"),
         ("pool_active_requests", "gauge"),

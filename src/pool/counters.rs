@@ -110,6 +110,9 @@ impl HistogramSnapshot {
 #[derive(Default)]
 pub struct PoolCounters {
     pub arrivals: AtomicU64,
+    /// Second and later attempts of a request (farm retries on another server): counted
+    /// apart, so retries do not inflate the arrival rate.
+    pub retries: AtomicU64,
     rejected: [AtomicU64; Reason::ALL.len()],
     /// Requests holding a slot right now.
     pub active: AtomicI64,
