@@ -393,11 +393,12 @@ fn hung_worker(c: &Ctx) -> Option<Finding> {
     if let Some(w) = w {
         return Some(unanswering(c, w));
     }
-    if let Some(w) = c.workers().find(|w| no_progress(c, w)) {
+    if let Some((w, stuck_s)) = c.workers().find_map(|w| no_progress(c, w).map(|s| (w, s))) {
         let g = &w.counters.gate;
         let mut evidence = vec![format!(
-            "worker {}: {} requests executing, none completed for {:.0} s (completed stays {})",
-            w.pid, g.executing, c.secs, g.completed
+            "worker {}: {} requests executing, none completed for {stuck_s:.0} s (completed \
+             stays {})",
+            w.pid, g.executing, g.completed
         )];
         evidence.extend(busy_route_lines(&w.counters.busy_routes, busy_threads(w)));
         return Some(hung(w.pid, "finishes no request", evidence));
@@ -461,20 +462,19 @@ fn hung(pid: u32, what: &str, evidence: Vec<String>) -> Finding {
     )
 }
 
-/// Requests execute but the completed count has not moved for [`NO_PROGRESS_MS`].
-fn no_progress(c: &Ctx, w: &WorkerSample) -> bool {
+/// Requests execute but the completed count has not moved for [`NO_PROGRESS_MS`]: for
+/// how many seconds.
+fn no_progress(c: &Ctx, w: &WorkerSample) -> Option<f64> {
     let last = c.last().at_unix_ms;
     let first_same = c
         .window
         .iter()
         .filter_map(|s| s.workers.iter().find(|x| x.pid == w.pid).map(|x| (s, x)))
         .find(|(_, x)| x.unanswered == 0 && x.counters.gate.completed == w.counters.gate.completed);
-    let Some((since, _)) = first_same else {
-        return false;
-    };
-    w.unanswered == 0
-        && w.counters.gate.executing > 0
-        && last.saturating_sub(since.at_unix_ms) >= NO_PROGRESS_MS
+    let (since, _) = first_same?;
+    let stuck_ms = last.saturating_sub(since.at_unix_ms);
+    (w.unanswered == 0 && w.counters.gate.executing > 0 && stuck_ms >= NO_PROGRESS_MS)
+        .then_some(stuck_ms as f64 / 1000.0)
 }
 
 fn busy_threads(w: &WorkerSample) -> usize {

@@ -330,6 +330,11 @@ fn requests_that_never_finish_are_a_hang() {
     let r = diagnose(&h);
     assert_eq!(rules_of(&r), vec!["hung_worker"]);
     assert!(r.findings[0].title.contains("finishes no request"));
+    assert!(
+        evidence(&r).contains("none completed for 9 s"),
+        "{}",
+        evidence(&r)
+    );
 }
 
 #[test]
