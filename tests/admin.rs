@@ -229,6 +229,7 @@ pools:
         ("pool_queue_limit", "gauge"),
         ("pool_queue_oldest_seconds", "gauge"),
         ("pool_arrivals", "counter"),
+        ("pool_retries", "counter"),
         ("pool_rejected", "counter"),
         ("pool_queue_wait_seconds", "histogram"),
         ("pool_active_requests", "gauge"),
@@ -649,7 +650,7 @@ async fn recycle_a_garden_through_the_api() {
     let v = get_json(admin, "/api/v1/pools/web").await;
     let hist = v["recycle_history"].as_array().unwrap();
     assert_eq!(hist.len(), 1, "{v}");
-    assert_eq!(hist[0]["reason"], "onDemand");
+    assert_eq!(hist[0]["reason"], "manual");
     assert_eq!(get(st.addr, "t", "/").await.0, StatusCode::OK);
 
     // Stop and start go through the supervisor.

@@ -369,6 +369,22 @@ pools:
     let status = sup.status("web").unwrap();
     assert_eq!(status.recycle_history.len(), 1);
 
+    // The buttons follow the pool's state, and stop asks first: declined, the pool serves.
+    eval_until(
+        &mut cdp,
+        "start disabled while the pool runs",
+        "document.getElementById('pool-web-start').disabled === true \
+         && document.getElementById('pool-web-stop').disabled === false",
+        Duration::from_secs(10),
+    )
+    .await;
+    cdp.eval(
+        "window.confirm = () => false; document.getElementById('pool-web-stop').click(); true",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pool.snapshot().state.as_str(), "Started");
+
     let errors = cdp.errors();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 

@@ -529,7 +529,7 @@ async fn overlapped_recycle_under_load_fails_no_request() {
         assert_eq!(slow.await.unwrap().unwrap().0, 200);
         assert!(ok >= 40, "only {ok} requests");
         let st = h.sup.status("smooth").unwrap();
-        assert_eq!(st.recycles_total.get("onDemand"), Some(&1));
+        assert_eq!(st.recycles_total.get("manual"), Some(&1));
         assert!(
             st.worker_failures_total.is_empty(),
             "{:?}",
@@ -1170,7 +1170,7 @@ pools:
             seen.len()
         );
         let st = sup.status("app").unwrap();
-        assert_eq!(st.recycles_total.get("onDemand"), Some(&2));
+        assert_eq!(st.recycles_total.get("manual"), Some(&2));
         front.shutdown(Duration::from_secs(2)).await;
         sup.shutdown().await;
         for p in before {

@@ -19,7 +19,8 @@ pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
     let garden = matches!(pcfg.map(|c| &c.backend), Some(Backend::Garden(_)));
     let s = pool.snapshot();
     let (p50, p99) = latency_quantiles(pool);
-    let recent = recent_latency(&sampler.history(), name);
+    let live = super::sampler::merged_duration(pool);
+    let recent = recent_latency(&sampler.history(), name, &live, now_unix_ms());
     let status = sampler.supervisor().and_then(|sup| sup.status(name));
     let cached = sampler.workers();
     let workers: Vec<Value> = match &status {
@@ -122,19 +123,40 @@ pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
 /// How far back "recent" latency looks.
 const RECENT_MS: u64 = 60_000;
 
-/// (window seconds, p50, p99) of the requests that finished in the last minute of samples.
-fn recent_latency(history: &[Arc<Sample>], pool: &str) -> Option<(f64, Option<f64>, Option<f64>)> {
-    let last = history.last()?;
+/// (window seconds, p50, p99) of the requests that finished in the last minute: the live
+/// histogram `now` against the oldest sample of that minute, so requests that finished
+/// since the last sample count (the 1-minute p99 is never `-` while the p99 has a value
+/// from a request of the last minute). Without an older sample the whole history is the
+/// last minute.
+fn recent_latency(
+    history: &[Arc<Sample>],
+    pool: &str,
+    live: &crate::pool::HistogramSnapshot,
+    now_ms: u64,
+) -> Option<(f64, Option<f64>, Option<f64>)> {
     let first = history
         .iter()
-        .find(|s| last.at_unix_ms.saturating_sub(s.at_unix_ms) <= RECENT_MS)?;
-    let (a, b) = (first.pool(pool)?, last.pool(pool)?);
-    let window = b.duration.since(&a.duration);
+        .filter(|s| now_ms.saturating_sub(s.at_unix_ms) <= RECENT_MS)
+        .find_map(|s| s.pool(pool).map(|p| (s.at_unix_ms, p)));
+    let (window_s, window) = match first {
+        Some((at, p)) => (
+            now_ms.saturating_sub(at) as f64 / 1000.0,
+            live.since(&p.duration),
+        ),
+        None => (RECENT_MS as f64 / 1000.0, live.clone()),
+    };
     Some((
-        last.at_unix_ms.saturating_sub(first.at_unix_ms) as f64 / 1000.0,
+        window_s,
         interpolated_quantile(&window, 0.5),
         interpolated_quantile(&window, 0.99),
     ))
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn pools_json(sampler: &Sampler) -> Value {
@@ -282,9 +304,12 @@ pub fn stats_json(history: &[Arc<Sample>], since: Option<u64>) -> Value {
     })
 }
 
-/// The `q` quantile with linear interpolation inside its bucket (as Prometheus's
-/// `histogram_quantile` does), so charts move smoothly instead of jumping between bucket
-/// bounds. `None` without samples; the +Inf bucket reports the last finite bound.
+/// The `q` quantile, interpolated inside its bucket (as Prometheus's
+/// `histogram_quantile` does) but around where that bucket's samples really are: the
+/// bucket's samples are taken as spread evenly over the widest range inside the bucket
+/// centred on their mean. A 50 ms workload then reads p50 ≈ p99 ≈ 50 ms, not 75 / 100 ms
+/// (its bucket is 50..100 ms). `None` without samples; the +Inf bucket reports the last
+/// finite bound.
 pub fn interpolated_quantile(h: &crate::pool::HistogramSnapshot, q: f64) -> Option<f64> {
     use crate::pool::counters::BUCKETS;
     if h.count == 0 {
@@ -299,7 +324,15 @@ pub fn interpolated_quantile(h: &crate::pool::HistogramSnapshot, q: f64) -> Opti
                 return BUCKETS.last().copied();
             };
             let lower = if i == 0 { 0.0 } else { BUCKETS[i - 1] };
-            return Some(lower + (upper - lower) * ((rank - seen) / c).clamp(0.0, 1.0));
+            let (lo, hi) = match h.bucket_sums.get(i) {
+                Some(&sum) if sum > 0.0 => {
+                    let mean = (sum / c).clamp(lower, upper);
+                    let half = (mean - lower).min(upper - mean);
+                    (mean - half, mean + half)
+                }
+                _ => (lower, upper),
+            };
+            return Some(lo + (hi - lo) * ((rank - seen) / c).clamp(0.0, 1.0));
         }
         seen += c;
     }
@@ -337,9 +370,16 @@ mod tests {
                 duration: d.snapshot(),
                 queue_wait: Histogram::default().snapshot(),
                 worker_failures_total: 0,
+                ping_failures_total: 0,
+                members_view: vec![],
+                starting_seconds: vec![],
+                startup_time_limit_seconds: 90.0,
+                always_running: false,
+                cpu: None,
             }],
             workers: vec![],
             front: Default::default(),
+            machine: Default::default(),
         })
     }
 
@@ -360,6 +400,26 @@ mod tests {
         let v = stats_json(&h, Some(1000));
         assert_eq!(v["pools"][0]["points"].as_array().unwrap().len(), 1);
         assert_eq!(v["at_unix_ms"], 3000);
+    }
+
+    #[test]
+    fn recent_latency_counts_requests_since_the_last_sample() {
+        // One sample with no requests; then 10 requests of 300 ms finish before the next.
+        let h = vec![sample(1000, 0, 0, 0)];
+        let live = Histogram::default();
+        for _ in 0..10 {
+            live.observe(Duration::from_millis(300));
+        }
+        let (secs, p50, p99) = recent_latency(&h, "web", &live.snapshot(), 1500).unwrap();
+        assert_eq!(secs, 0.5);
+        assert!(p50.is_some() && p99.is_some(), "{p50:?} {p99:?}");
+        // Without any sample yet, everything so far is recent.
+        let (_, _, p99) = recent_latency(&[], "web", &live.snapshot(), 1500).unwrap();
+        assert!(p99.is_some());
+        // Requests older than the minute do not count.
+        let old = sample(1000, 0, 0, 10);
+        let (_, _, p99) = recent_latency(&[old], "web", &live.snapshot(), 30_000).unwrap();
+        assert_eq!(p99, None);
     }
 
     #[test]
@@ -391,10 +451,23 @@ mod tests {
             h.observe(Duration::from_millis(300));
         }
         let s = h.snapshot();
+        // Around where the samples are (300 ms), not the bucket's middle (375 ms) or top.
         let p50 = interpolated_quantile(&s, 0.5).unwrap();
-        assert!((p50 - 0.375).abs() < 1e-9, "{p50}");
+        assert!((p50 - 0.3).abs() < 1e-6, "{p50}");
         let p99 = interpolated_quantile(&s, 0.99).unwrap();
-        assert!(p99 > 0.49 && p99 <= 0.5, "{p99}");
+        assert!((0.3..0.36).contains(&p99), "{p99}");
+        // A 50 ms workload (just over the 50 ms bound): p50 and p99 read ~50 ms.
+        let h50 = Histogram::default();
+        for i in 0..100 {
+            h50.observe(Duration::from_micros(50_500 + i * 10));
+        }
+        let s50 = h50.snapshot();
+        let (p50, p99) = (
+            interpolated_quantile(&s50, 0.5).unwrap(),
+            interpolated_quantile(&s50, 0.99).unwrap(),
+        );
+        assert!((0.050..0.052).contains(&p50), "{p50}");
+        assert!((0.050..0.053).contains(&p99), "{p99}");
         // One slow outlier past the last bound.
         h.observe(Duration::from_secs(500));
         assert_eq!(interpolated_quantile(&h.snapshot(), 1.0), Some(120.0));

@@ -116,7 +116,11 @@
       const msg = el("div", { class: "msg" });
       for (const a of ["recycle", "stop", "start"]) {
         const b = el("button", { "data-pool": p.name, "data-action": a, id: id + "-" + a }, a);
-        b.addEventListener("click", () => act(p.name, a, msg));
+        b.addEventListener("click", () => {
+          // Stopping refuses every request of the pool (503): ask first.
+          if (a === "stop" && !window.confirm("Stop pool " + p.name + "? Its requests get 503 until it is started again.")) return;
+          act(p.name, a, msg);
+        });
         actions.appendChild(b);
       }
       h.appendChild(actions);
@@ -128,6 +132,12 @@
     const badge = card.querySelector(".state");
     badge.textContent = p.state || "?";
     badge.className = "badge state " + (p.state || "");
+    // The buttons follow the pool's state: a stopped pool can only be started.
+    const stopped = p.state === "Stopped" || p.state === "AppOffline";
+    const btn = (a) => card.querySelector('[data-action="' + a + '"]');
+    btn("start").disabled = !stopped;
+    btn("stop").disabled = p.state === "Stopped";
+    btn("recycle").disabled = stopped;
     card.querySelector(".kind").textContent = p.kind || "";
     const charts = card.querySelector(".charts");
     const pts = p.points;

@@ -1,31 +1,57 @@
-//! Starvation diagnosis (`GET /api/v1/diagnose`, `roost ctl diagnose`): rules over the
-//! sampled counters that say *why* a pool's queue grows, after the .NET thread-pool
-//! starvation guide and the IIS counters an operator would read (see
-//! `shared/reference/iis-and-peers.md` §3.3 and `threadpool.md` §2).
+//! Diagnosis (`GET /api/v1/diagnose`, `roost ctl diagnose`): why a pool's requests wait,
+//! as one root cause per pool with the numbers behind it, after the .NET thread-pool rules
+//! (`shared/reference/threadpool.md`) and the IIS counters an operator would read.
 //!
-//! The rules are pure functions of a window of [`Sample`]s, so they are unit-tested
-//! with synthetic snapshots. Each [`Finding`] carries the numbers it was based on.
+//! The causes are tried in a fixed order, a decision tree; the first that holds is the
+//! pool's finding, and the symptoms it explains (queue full, every slot busy, 503s from
+//! the workers' gates) are added to its evidence instead of standing beside it:
+//!
+//! 1. the pool is offline (rapid-fail) or stopped — nothing else matters;
+//! 2. workers still starting while requests wait → start-up;
+//! 3. a worker does not answer its counters, stopped, or makes no progress → hung worker;
+//! 4. the CPU the workers may use (or the machine's) near saturation → CPU, never starvation;
+//! 5. worker threads at `maxWorkerThreads` with work queued → max threads;
+//! 6. threads below max, work queued, starvation injections, low CPU → starvation;
+//! 7. the worker gate full while threads idle → the gate;
+//! 8. farm servers ejected or failing checks → server down;
+//! 9. members idle and slow to answer → backend latency (a slow farm server by name);
+//! 10. workers crashing → worker failures.
+//!
+//! Without a cause, the symptoms are reported on their own. The rules are pure functions
+//! of a window of [`Sample`]s, unit-tested with synthetic samples in `diagnose/tests.rs`
+//! and end to end in `tests/diagnose.rs`.
 
-use super::sampler::{PoolSample, Sample, ThreadPoolView, WorkerSample};
-use crate::front::overload::Snapshot as FrontConns;
+mod front;
+mod view;
+
+use super::sampler::{PoolSample, Sample, WorkerSample};
 use serde::Serialize;
 use std::sync::Arc;
+use view::{busy_route_lines, needed_threads, top_route, CpuView, Ctx};
 
 /// How far back the rules look.
 pub const WINDOW_MS: u64 = 10_000;
 
-/// CPU below this share of the worker's cores counts as "low" (starvation / backend
-/// latency look like this; CPU overload does not).
-const LOW_CPU: f64 = 0.5;
-/// CPU above this share of the cores is "CPU-bound".
+/// The workers' CPU at or above this share of their cores is saturated...
 const HIGH_CPU: f64 = 0.85;
-/// A thread pool is starved when, in every sample of this last stretch, all the threads
-/// its goal allows were busy and work waited (a healthy pool adds a thread or drains its
-/// queue well within it)...
-const STUCK_MS: u64 = 2500;
-/// ...and those samples cover at least this much time (with the default one-second
-/// sampling that takes three samples: two samples span a jittery ~1 s).
-const STUCK_SPAN_MS: u64 = 1500;
+/// ...and so is a machine this busy when the pool's workers take at least
+/// [`CPU_CONSUMER`] of their cores or [`THREAD_COMPUTES`] per busy thread: on a shared
+/// machine the pool's own share stays low while the machine is at 100 %, yet its threads
+/// want the CPU; a pool whose threads barely use it waits on something else.
+const MACHINE_BUSY: f64 = 0.90;
+const CPU_CONSUMER: f64 = 0.35;
+/// ...or when its busy threads each get at least this share of a core (threads that block
+/// use next to none; threads that compute get their slice of a crowded machine).
+const THREAD_COMPUTES: f64 = 0.1;
+/// ...or when at least this share of its busy threads is runnable (state R: computing or
+/// waiting for a core) rather than asleep.
+const RUNNABLE: f64 = 0.5;
+/// Below this share of their cores the workers "idle" (blocking, waiting on a backend).
+const LOW_CPU: f64 = 0.5;
+/// A farm server this much slower than the pool's other servers is "the slow one".
+const SLOW_FACTOR: f64 = 4.0;
+/// Completed requests frozen for this long while some execute: no progress.
+const NO_PROGRESS_MS: u64 = 8000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,12 +65,34 @@ pub enum Severity {
 pub struct Finding {
     pub severity: Severity,
     pub pool: String,
-    /// A stable identifier of the rule (for scripts and tests).
+    /// A stable identifier of the cause (for scripts and tests).
     pub rule: &'static str,
     pub title: String,
-    /// The numbers behind the finding.
+    /// The numbers behind the finding (the symptoms it explains come last).
     pub evidence: Vec<String>,
     pub advice: String,
+    /// The symptoms this cause explains: `queue_full`, `queue_timeout`,
+    /// `request_queue_limit`, `saturated`.
+    pub symptoms: Vec<&'static str>,
+}
+
+impl Finding {
+    fn new(severity: Severity, rule: &'static str, title: String, evidence: Vec<String>) -> Self {
+        Finding {
+            severity,
+            pool: String::new(),
+            rule,
+            title,
+            evidence,
+            advice: String::new(),
+            symptoms: Vec::new(),
+        }
+    }
+
+    fn advice(mut self, a: impl Into<String>) -> Self {
+        self.advice = a.into();
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +103,7 @@ pub struct Report {
     pub findings: Vec<Finding>,
 }
 
-/// Run every rule over the samples of the last [`WINDOW_MS`].
+/// Run the decision tree for every pool over the samples of the last [`WINDOW_MS`].
 pub fn diagnose(history: &[Arc<Sample>]) -> Report {
     let Some(last) = history.last() else {
         return Report {
@@ -68,28 +116,21 @@ pub fn diagnose(history: &[Arc<Sample>]) -> Report {
         .iter()
         .filter(|s| last.at_unix_ms.saturating_sub(s.at_unix_ms) <= WINDOW_MS)
         .collect();
-    let first = window[0];
-    let secs = (last.at_unix_ms.saturating_sub(first.at_unix_ms)) as f64 / 1000.0;
+    let secs = last.at_unix_ms.saturating_sub(window[0].at_unix_ms) as f64 / 1000.0;
     let mut findings = Vec::new();
     for p in &last.pools {
-        let before = first.pool(&p.name).unwrap_or(p);
         let ctx = Ctx {
             pool: p,
-            before,
+            before: window[0].pool(&p.name).unwrap_or(p),
             secs,
             window: &window,
-            workers: last.workers_of(&p.name).collect(),
-            workers_before: first.workers_of(&p.name).collect(),
-            peak_queue: window
-                .iter()
-                .filter_map(|s| s.pool(&p.name))
-                .map(|x| x.queue_length)
-                .max()
-                .unwrap_or(0),
         };
-        rules(&ctx, &mut findings);
+        if let Some(mut f) = diagnose_pool(&ctx) {
+            f.pool = p.name.clone();
+            findings.push(f);
+        }
     }
-    findings.extend(connection_pressure(&first.front, &last.front, secs));
+    findings.extend(front::connection_pressure(&window[0].front, &last.front, secs));
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.pool.cmp(&b.pool)));
     Report {
         window_seconds: secs,
@@ -98,768 +139,757 @@ pub fn diagnose(history: &[Arc<Sample>]) -> Report {
     }
 }
 
-struct Ctx<'a> {
-    pool: &'a PoolSample,
-    before: &'a PoolSample,
-    secs: f64,
-    window: &'a [&'a Arc<Sample>],
-    workers: Vec<&'a WorkerSample>,
-    workers_before: Vec<&'a WorkerSample>,
-    peak_queue: usize,
-}
+type Rule = fn(&Ctx) -> Option<Finding>;
 
-impl Ctx<'_> {
-    fn rejected_delta(&self, reason: &str) -> u64 {
-        self.pool
-            .rejected(reason)
-            .saturating_sub(self.before.rejected(reason))
+/// The causes in the order they are tried (see the module docs).
+const CAUSES: [Rule; 10] = [
+    startup,
+    no_capacity,
+    hung_worker,
+    cpu_bound,
+    threadpool_at_max,
+    threadpool_starvation,
+    gate_bound,
+    server_down,
+    backend_latency,
+    worker_failures,
+];
+
+/// The pool's one finding: its state, else the first cause that holds (with the
+/// symptoms it explains), else the symptoms alone.
+fn diagnose_pool(c: &Ctx) -> Option<Finding> {
+    if let Some(f) = pool_state(c.pool) {
+        return Some(f);
     }
-
-    /// Requests are piling up in the front's queue.
-    fn queue_pressure(&self) -> bool {
-        let p = self.pool;
-        p.queue_length > 0
-            && (p.queue_length >= self.before.queue_length || p.queue_oldest_seconds >= 1.0)
-    }
-
-    /// Every thread of `pid`'s pool `tp` that the goal lets run busy, with work queued, in every sample of the
-    /// last [`STUCK_MS`] (and the samples span at least [`STUCK_SPAN_MS`]).
-    fn stuck(&self, pid: u32, tp: &str) -> bool {
-        let Some(last) = self.window.last() else {
-            return false;
-        };
-        let recent: Vec<&ThreadPoolView> = self
-            .window
-            .iter()
-            .filter(|s| last.at_unix_ms.saturating_sub(s.at_unix_ms) <= STUCK_MS)
-            .filter_map(|s| s.workers.iter().find(|w| w.pid == pid))
-            .filter_map(|w| w.counters.worker_pools.get(tp))
-            .collect();
-        let span = self
-            .window
-            .iter()
-            .filter(|s| last.at_unix_ms.saturating_sub(s.at_unix_ms) <= STUCK_MS)
-            .filter(|s| s.workers.iter().any(|w| w.pid == pid))
-            .map(|s| last.at_unix_ms - s.at_unix_ms)
-            .max()
-            .unwrap_or(0);
-        span >= STUCK_SPAN_MS
-            && recent.len() >= 2
-            && recent
-                .iter()
-                .all(|t| t.threads > 0 && t.busy >= t.threads.min(t.goal).max(1) && t.queued > 0)
-    }
-
-    fn worker_before(&self, pid: u32) -> Option<&WorkerSample> {
-        self.workers_before.iter().copied().find(|w| w.pid == pid)
-    }
-
-    /// Mean worker CPU as a share of the cores it has (None when unknown).
-    fn cpu_share(&self) -> Option<f64> {
-        let mut used = 0.0;
-        let mut cores = 0.0;
-        let mut any = false;
-        for w in &self.workers {
-            if let Some(c) = w.cpu_percent {
-                used += c / 100.0;
-                cores += w.counters.cpus.max(1) as f64;
-                any = true;
+    let symptoms = symptoms(c);
+    match CAUSES.iter().find_map(|rule| rule(c)) {
+        Some(mut f) => {
+            for s in symptoms {
+                if s.refuses {
+                    f.severity = Severity::Critical;
+                }
+                f.symptoms.push(s.rule);
+                f.evidence.push(s.evidence);
             }
+            Some(f)
         }
-        any.then(|| used / cores.max(1.0))
-    }
-
-    fn cpu_text(&self) -> String {
-        match self.cpu_share() {
-            Some(s) => format!("worker CPU {:.0}% of their cores", s * 100.0),
-            None => "worker CPU unknown".to_string(),
-        }
+        None => unexplained(c, symptoms),
     }
 }
 
-fn rules(c: &Ctx, out: &mut Vec<Finding>) {
+fn pool_state(p: &PoolSample) -> Option<Finding> {
+    match p.state.as_str() {
+        "AppOffline" => Some(
+            Finding::new(
+                Severity::Critical,
+                "rapid_fail_offline",
+                "rapid-fail protection stopped the pool: every request gets 503 AppOffline".into(),
+                vec![format!(
+                    "worker failures so far: {}",
+                    p.worker_failures_total
+                )],
+            )
+            .advice(
+                "look at the pool's last failures (roost ctl pools) and the worker's output, \
+                 fix the cause, then `roost ctl start POOL`",
+            ),
+        ),
+        "Stopped" => Some(
+            Finding::new(
+                Severity::Info,
+                "stopped",
+                "the pool is stopped by an operator (503 Disabled)".into(),
+                vec![],
+            )
+            .advice("`roost ctl start POOL` when it should serve again"),
+        ),
+        _ => None,
+    }
+}
+
+/// A symptom: what the operator sees, explained by a cause.
+struct Symptom {
+    rule: &'static str,
+    evidence: String,
+    /// Requests are being refused (makes the finding critical).
+    refuses: bool,
+}
+
+fn symptoms(c: &Ctx) -> Vec<Symptom> {
     let p = c.pool;
-    let name = p.name.clone();
-    let mut push = |severity, rule, title: String, evidence: Vec<String>, advice: &str| {
-        out.push(Finding {
-            severity,
-            pool: name.clone(),
-            rule,
-            title,
-            evidence,
-            advice: advice.to_string(),
-        })
-    };
-
-    // Rapid-fail protection took the pool offline.
-    if p.state == "AppOffline" {
-        push(
-            Severity::Critical,
-            "rapid_fail_offline",
-            "rapid-fail protection stopped the pool: every request gets 503 AppOffline".into(),
-            vec![format!(
-                "worker failures so far: {}",
-                p.worker_failures_total
-            )],
-            "look at the pool's last failures (roost ctl pools) and the worker's output, fix \
-             the cause, then `roost ctl start POOL`",
-        );
-        return;
-    }
-    if p.state == "Stopped" {
-        push(
-            Severity::Info,
-            "stopped",
-            "the pool is stopped by an operator (503 Disabled)".into(),
-            vec![],
-            "`roost ctl start POOL` when it should serve again",
-        );
-        return;
-    }
-
-    let queue_full = c.rejected_delta("QueueFull");
-    if queue_full > 0 {
-        push(
-            Severity::Critical,
-            "queue_full",
-            format!("queueLength reached: {queue_full} requests refused with 503 QueueFull"),
-            vec![
-                format!("queue {}/{}", p.queue_length, p.queue_limit),
-                format!("{queue_full} QueueFull in the last {:.0} s", c.secs),
-            ],
-            "the pool cannot keep up: see the other findings for why; raise queueLength only \
-             to absorb short bursts",
-        );
+    let mut out = Vec::new();
+    let full = c.rejected_delta("QueueFull");
+    if full > 0 {
+        out.push(Symptom {
+            rule: "queue_full",
+            evidence: format!(
+                "symptom: queueLength reached, {full} requests refused with 503 QueueFull in \
+                 {:.0} s (queue {}/{})",
+                c.secs, p.queue_length, p.queue_limit
+            ),
+            refuses: true,
+        });
     }
     let timeouts = c.rejected_delta("QueueTimeout");
     if timeouts > 0 {
-        push(
-            Severity::Warning,
-            "queue_timeout",
-            format!("{timeouts} requests waited longer than queueTimeout (503 QueueTimeout)"),
-            vec![format!(
-                "oldest queued request {:.1} s",
+        out.push(Symptom {
+            rule: "queue_timeout",
+            evidence: format!(
+                "symptom: {timeouts} requests waited longer than queueTimeout (503 \
+                 QueueTimeout); oldest queued {:.1} s",
                 p.queue_oldest_seconds
-            )],
-            "requests wait too long for a slot: add capacity or find what holds the slots",
-        );
+            ),
+            refuses: true,
+        });
     }
+    let gate = c
+        .gate_rejected_delta()
+        .max(c.rejected_delta("ServerTooBusy"));
+    if gate > 0 {
+        let limit = c
+            .workers()
+            .map(|w| w.counters.gate.request_queue_limit)
+            .next();
+        out.push(Symptom {
+            rule: "request_queue_limit",
+            evidence: format!(
+                "symptom: {gate} requests refused by the workers' gates (503 ServerTooBusy, \
+                 requestQueueLimit {})",
+                limit.unwrap_or(0)
+            ),
+            refuses: true,
+        });
+    }
+    if c.majority(|s| c.saturated_in(s)) && c.pressure() {
+        out.push(Symptom {
+            rule: "saturated",
+            evidence: format!(
+                "symptom: every slot busy ({}/{}) with {} requests queued in the front",
+                p.active, p.capacity, p.queue_length
+            ),
+            refuses: false,
+        });
+    }
+    out
+}
 
-    // Waiting for workers that are not there (spawn-bound, or all members unhealthy).
-    if p.queue_length > 0 && p.capacity == 0 {
-        push(
+/// Symptoms without an identified cause: still worth saying.
+fn unexplained(c: &Ctx, symptoms: Vec<Symptom>) -> Option<Finding> {
+    let first = symptoms.first()?;
+    let refuses = symptoms.iter().any(|s| s.refuses);
+    let (title, advice) = match first.rule {
+        "request_queue_limit" => (
+            "requestQueueLimit reached: workers answer 503 ServerTooBusy",
+            "the workers' own queue is full: let the front queue instead (lower \
+             maxConcurrentRequestsPerProcess) or raise requestQueueLimit",
+        ),
+        "saturated" => (
+            "every slot is busy and requests queue",
+            "add capacity (maxProcesses, maxConcurrentRequestsPerProcess, farm servers) or \
+             make requests cheaper",
+        ),
+        _ => (
+            "the pool refuses requests and no single cause stands out",
+            "the pool cannot keep up: add capacity or make requests cheaper; raise \
+             queueLength only to absorb short bursts",
+        ),
+    };
+    let mut f = Finding::new(
+        if refuses {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        first.rule,
+        title.into(),
+        vec![c.cpu().text()],
+    )
+    .advice(advice);
+    for s in symptoms {
+        f.symptoms.push(s.rule);
+        f.evidence.push(s.evidence);
+    }
+    Some(f)
+}
+
+/// Workers still starting while requests wait for them.
+fn startup(c: &Ctx) -> Option<Finding> {
+    let p = c.pool;
+    let waiting = p.queue_length > 0 || c.rejected_delta("QueueFull") > 0;
+    let longest = p
+        .starting_seconds
+        .iter()
+        .copied()
+        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))))?;
+    if !waiting {
+        return None;
+    }
+    let usable = p.members_view.iter().filter(|m| m.usable).count();
+    let mut evidence = vec![
+        format!(
+            "{} worker(s) starting, the oldest for {longest:.1} s of startupTimeLimit {:.0} s",
+            p.starting_seconds.len(),
+            p.startup_time_limit_seconds
+        ),
+        format!(
+            "{} requests queued (oldest {:.1} s); {usable} ready worker(s), {} slots",
+            p.queue_length, p.queue_oldest_seconds, p.capacity
+        ),
+    ];
+    if !p.always_running {
+        evidence.push("startMode onDemand: the first request starts the workers".into());
+    }
+    Some(
+        Finding::new(
+            Severity::Warning,
+            "startup",
+            format!("requests wait for workers still starting ({longest:.1} s so far)"),
+            evidence,
+        )
+        .advice(
+            "start workers before traffic needs them: startMode: alwaysRunning starts them \
+             with the pool, initializationPages warm a new worker up before it gets \
+             requests, and overlapped recycling (disallowOverlappingRotation: false) keeps \
+             the old worker serving while its replacement starts; make the app's start-up \
+             cheaper, or raise startupTimeLimit if it is legitimately slow",
+        ),
+    )
+}
+
+/// Requests queued and no member to take them (none starting either).
+fn no_capacity(c: &Ctx) -> Option<Finding> {
+    let p = c.pool;
+    if p.queue_length == 0 || p.capacity > 0 || p.kind == "farm" && server_down(c).is_some() {
+        return None;
+    }
+    Some(
+        Finding::new(
             Severity::Critical,
             "no_capacity",
             "requests are queued but no worker or server can take them".into(),
             vec![
-                format!("queue {}", p.queue_length),
+                format!(
+                    "queue {} (oldest {:.1} s)",
+                    p.queue_length, p.queue_oldest_seconds
+                ),
                 format!("members {} (none usable)", p.members),
             ],
-            "workers are starting, crashing or unhealthy: check the pool's failures and the \
-             farm health checks; a slow startup shows as spawn-bound queues",
-        );
-    }
+        )
+        .advice(
+            "workers are crashing or servers unhealthy: check the pool's failures and the \
+             farm health checks",
+        ),
+    )
+}
 
-    // The worker gate refuses requests (requestQueueLimit).
-    let mut gate_rejects = 0;
-    for w in &c.workers {
-        let before = c.worker_before(w.pid).map(|b| b.counters.gate.rejected);
-        gate_rejects += w
-            .counters
-            .gate
-            .rejected
-            .saturating_sub(before.unwrap_or(w.counters.gate.rejected));
+/// A worker that answers nothing, is stopped, or finishes nothing.
+fn hung_worker(c: &Ctx) -> Option<Finding> {
+    let pings = c
+        .pool
+        .ping_failures_total
+        .saturating_sub(c.before.ping_failures_total);
+    let w = c
+        .workers()
+        .filter(|w| w.unanswered >= 2 || (w.unanswered >= 1 && w.process_state == Some('T')))
+        .max_by_key(|w| w.unanswered);
+    if let Some(w) = w {
+        return Some(unanswering(c, w));
     }
-    let server_too_busy = c.rejected_delta("ServerTooBusy");
-    if gate_rejects > 0 || server_too_busy > 0 {
-        let limit = c
-            .workers
-            .first()
-            .map(|w| w.counters.gate.request_queue_limit)
-            .unwrap_or(0);
-        push(
-            Severity::Critical,
-            "request_queue_limit",
-            "requestQueueLimit reached: workers answer 503 ServerTooBusy".into(),
-            vec![
+    if let Some((w, stuck_s)) = c.workers().find_map(|w| no_progress(c, w).map(|s| (w, s))) {
+        let g = &w.counters.gate;
+        let mut evidence = vec![format!(
+            "worker {}: {} requests executing, none completed for {stuck_s:.0} s (completed \
+             stays {})",
+            w.pid, g.executing, g.completed
+        )];
+        evidence.extend(busy_route_lines(&w.counters.busy_routes, busy_threads(w)));
+        return Some(hung(w.pid, "finishes no request", evidence));
+    }
+    (pings > 0).then(|| {
+        hung(
+            0,
+            "stopped answering pings and was replaced",
+            vec![format!(
+                "{pings} worker(s) killed for not answering /.roost/ping within \
+                 pingResponseTime in the last {:.0} s",
+                c.secs
+            )],
+        )
+    })
+}
+
+fn unanswering(c: &Ctx, w: &WorkerSample) -> Finding {
+    let g = &w.counters.gate;
+    let mut evidence = vec![format!(
+        "worker {}: /.roost/counters unanswered in the last {} samples (timeout 800 ms each)",
+        w.pid, w.unanswered
+    )];
+    match w.process_state {
+        Some('T') | Some('t') => evidence.push(format!(
+            "process state T: stopped by a signal or a debugger (kill -CONT {})",
+            w.pid
+        )),
+        Some(s) => evidence.push(format!("process state {s}")),
+        None => evidence.push("process gone".into()),
+    }
+    evidence.push(format!(
+        "when last seen: {} requests executing, {} queued in its gate, {} completed",
+        g.executing, g.queued, g.completed
+    ));
+    evidence.extend(busy_route_lines(&w.counters.busy_routes, busy_threads(w)));
+    let pool_waits = c.pool.queue_length;
+    if pool_waits > 0 {
+        evidence.push(format!("{pool_waits} requests queued in the front"));
+    }
+    hung(w.pid, "does not answer", evidence)
+}
+
+fn hung(pid: u32, what: &str, evidence: Vec<String>) -> Finding {
+    let who = if pid > 0 {
+        format!("worker {pid}")
+    } else {
+        "a worker".into()
+    };
+    Finding::new(
+        Severity::Critical,
+        "hung_worker",
+        format!("hung worker: {who} {what}"),
+        evidence,
+    )
+    .advice(
+        "take a stack dump of the worker (gdb -p PID, eu-stack -p PID) to see where its \
+         threads wait; with pinging enabled the supervisor replaces a worker that misses \
+         pingResponseTime (lower pingInterval/pingResponseTime to replace it sooner); a \
+         worker stopped by SIGSTOP or a debugger resumes with kill -CONT",
+    )
+}
+
+/// Requests execute but the completed count has not moved for [`NO_PROGRESS_MS`]: for
+/// how many seconds.
+fn no_progress(c: &Ctx, w: &WorkerSample) -> Option<f64> {
+    let last = c.last().at_unix_ms;
+    let first_same = c
+        .window
+        .iter()
+        .filter_map(|s| s.workers.iter().find(|x| x.pid == w.pid).map(|x| (s, x)))
+        .find(|(_, x)| x.unanswered == 0 && x.counters.gate.completed == w.counters.gate.completed);
+    let (since, _) = first_same?;
+    let stuck_ms = last.saturating_sub(since.at_unix_ms);
+    (w.unanswered == 0 && w.counters.gate.executing > 0 && stuck_ms >= NO_PROGRESS_MS)
+        .then_some(stuck_ms as f64 / 1000.0)
+}
+
+fn busy_threads(w: &WorkerSample) -> usize {
+    w.counters.worker_pools.values().map(|t| t.busy).sum()
+}
+
+/// The workers' CPU (or the machine's, with the pool a big consumer) is nearly all used.
+fn cpu_saturated(cpu: &CpuView) -> bool {
+    let Some(pool) = cpu.pool else {
+        return false;
+    };
+    let hungry = pool.share() >= CPU_CONSUMER
+        || cpu.per_busy_thread().is_some_and(|c| c >= THREAD_COMPUTES)
+        || cpu.runnable_share().is_some_and(|r| r >= RUNNABLE);
+    pool.share() >= HIGH_CPU || cpu.machine.is_some_and(|m| m >= MACHINE_BUSY) && hungry
+}
+
+fn cpu_bound(c: &Ctx) -> Option<Finding> {
+    let cpu = c.cpu();
+    if !cpu_saturated(&cpu) || !c.pressure() {
+        return None;
+    }
+    let mut evidence = vec![cpu.text()];
+    let (threads, busy, queued) = c.workers().fold((0, 0, 0), |acc, w| {
+        w.counters.worker_pools.values().fold(acc, |(a, b, q), t| {
+            (
+                a + t.threads,
+                b + t.busy,
+                q + t.queued + w.counters.gate.queued,
+            )
+        })
+    });
+    evidence.push(format!(
+        "worker threads {threads}, {busy} busy, {queued} work items waiting"
+    ));
+    for w in c.workers() {
+        evidence.extend(busy_route_lines(&w.counters.busy_routes, busy_threads(w)));
+    }
+    let title = match cpu.pool_share() {
+        Some(s) if s >= HIGH_CPU => format!(
+            "CPU-bound: the workers use {:.0}% of the cores they may run on",
+            s * 100.0
+        ),
+        _ => "CPU-bound: the machine's CPU is saturated and the workers are among its users"
+            .to_string(),
+    };
+    Some(
+        Finding::new(Severity::Warning, "cpu_bound", title, evidence).advice(
+            "more threads will not help a CPU-bound pool (the thread pool stops adding \
+             threads above 95 % CPU; raising minWorkerThreads only adds context switches): \
+             make the handlers cheaper, cache responses, or add cores or farm servers; if \
+             other processes take the CPU, move them or give the workers their own cores \
+             (affinity, cgroup cpu.max)",
+        ),
+    )
+}
+
+/// Worker threads at `maxWorkerThreads` with work waiting for one.
+fn threadpool_at_max(c: &Ctx) -> Option<Finding> {
+    for w in c.workers() {
+        for (name, t) in &w.counters.worker_pools {
+            let at_max = c.tp_majority(w.pid, name, |t| {
+                t.max > 0 && (t.threads >= t.max || t.goal >= t.max) && t.queued > 0
+            });
+            if !at_max {
+                continue;
+            }
+            let mut evidence = vec![
                 format!(
-                    "{} rejected by worker gates",
-                    gate_rejects.max(server_too_busy)
+                    "worker {} pool {name:?}: threads {}/{} (maxWorkerThreads), goal {}, {} busy",
+                    w.pid, t.threads, t.max, t.goal, t.busy
                 ),
-                format!("requestQueueLimit {limit}"),
-            ],
-            "the workers' own queue is full: let the front queue instead (lower \
-             maxConcurrentRequestsPerProcess) or raise requestQueueLimit",
-        );
+                format!(
+                    "{} work items queued, {} requests in the worker's gate queue",
+                    t.queued, w.counters.gate.queued
+                ),
+                c.cpu().text(),
+            ];
+            evidence.extend(busy_route_lines(&w.counters.busy_routes, t.busy));
+            let advice = max_threads_advice(c, w, t.max);
+            return Some(
+                Finding::new(
+                    Severity::Critical,
+                    "threadpool_at_max",
+                    format!(
+                        "worker {} thread pool {name:?} is at maxWorkerThreads ({}) with work \
+                         waiting",
+                        w.pid, t.max
+                    ),
+                    evidence,
+                )
+                .advice(advice),
+            );
+        }
     }
+    None
+}
 
-    // The worker's concurrency gate holds requests back while its threads idle (the
-    // IIS 7 "12 per CPU" trap): maxConcurrentRequestsPerCPU / maxConcurrentThreadsPerCPU.
-    for w in &c.workers {
+fn max_threads_advice(c: &Ctx, w: &WorkerSample, max: usize) -> String {
+    let mut a = String::from("raise maxWorkerThreads");
+    if let Some(r) = top_route(&w.counters.busy_routes) {
+        let per_worker = c.arrival_rate() / c.workers().count().max(1) as f64;
+        let need = needed_threads(per_worker, r.max_ms.max(r.avg_ms));
+        if need > max {
+            a += &format!(
+                " (about {need}: {per_worker:.1} requests/s per worker × {:.0} ms each on \
+                 `{}`)",
+                r.max_ms.max(r.avg_ms),
+                r.route
+            );
+        }
+    }
+    a + ", or stop holding threads while waiting: make the blocking handlers async or wrap \
+         the blocking calls in roost::worker::blocking"
+}
+
+/// Threads below max, work queued, threads added at the starvation rate, CPU idle.
+fn threadpool_starvation(c: &Ctx) -> Option<Finding> {
+    let cpu = c.cpu();
+    if cpu.pool_share().is_some_and(|s| s >= LOW_CPU)
+        || cpu.runnable_share().is_some_and(|r| r >= RUNNABLE)
+    {
+        return None;
+    }
+    for w in c.workers() {
+        for (name, t) in &w.counters.worker_pools {
+            let before = c
+                .worker_before(w.pid)
+                .and_then(|b| b.counters.worker_pools.get(name));
+            let starved = t.injections.starvation.saturating_sub(
+                before.map_or(t.injections.starvation, |b| b.injections.starvation),
+            );
+            let queued = c.tp_majority(w.pid, name, |t| t.queued > 0 && t.threads < t.max.max(1));
+            let all_busy = c.tp_majority(w.pid, name, |t| {
+                t.threads > 0 && t.busy >= t.threads.min(t.goal).max(1)
+            });
+            if queued && (starved > 0 || all_busy) {
+                let threads_before = before.map_or(t.threads, |b| b.threads);
+                return Some(starvation(c, w, name, t, starved, threads_before, &cpu));
+            }
+        }
+    }
+    None
+}
+
+fn starvation(
+    c: &Ctx,
+    w: &WorkerSample,
+    name: &str,
+    t: &crate::admin::sampler::ThreadPoolView,
+    starved: u64,
+    threads_before: usize,
+    cpu: &CpuView,
+) -> Finding {
+    let mut evidence = vec![
+        format!(
+            "worker {} pool {name:?}: threads {threads_before} -> {} in {:.0} s (goal {}, max \
+             {}), {} busy, {} work items queued",
+            w.pid, t.threads, c.secs, t.goal, t.max, t.busy, t.queued
+        ),
+        format!(
+            "{starved} starvation injections ({:.1}/s; the starvation rule adds at most 2 \
+             threads/s)",
+            starved as f64 / c.secs.max(1.0)
+        ),
+        cpu.text(),
+    ];
+    evidence.extend(busy_route_lines(&w.counters.busy_routes, t.busy));
+    if cpu.machine.is_some_and(|m| m >= 0.8) {
+        evidence.push(format!(
+            "machine CPU at 80 % or more: starvation injection slows to one thread per {} s",
+            t.goal.max(1)
+        ));
+    }
+    let mut advice = String::from(
+        "handlers block their threads while the CPU idles: make them async, or wrap the \
+         blocking calls in roost::worker::blocking so threads are added at once",
+    );
+    if let Some(r) = top_route(&w.counters.busy_routes) {
+        let per_worker = c.arrival_rate() / c.workers().count().max(1) as f64;
+        let hold = r.max_ms.max(r.avg_ms);
+        let need = needed_threads(per_worker, hold).min(t.max.max(1));
+        advice += &format!(
+            "; to absorb the load meanwhile set minWorkerThreads ≈ {need} ({per_worker:.1} \
+             requests/s per worker × {hold:.0} ms blocking on `{}`)",
+            r.route
+        );
+    } else {
+        advice += "; raise minWorkerThreads to absorb bursts";
+    }
+    Finding::new(
+        Severity::Critical,
+        "threadpool_starvation",
+        format!(
+            "synchronous blocking in handlers (thread-pool starvation) in worker {}",
+            w.pid
+        ),
+        evidence,
+    )
+    .advice(advice)
+}
+
+/// The worker's concurrency gate holds requests back while its threads idle (the IIS 7
+/// "12 per CPU" trap).
+fn gate_bound(c: &Ctx) -> Option<Finding> {
+    let held = |w: &WorkerSample| {
         let g = &w.counters.gate;
         let req_cap = g.max_executing > 0 && g.executing >= g.max_executing;
         let thr_cap = g.max_executing_threads > 0 && g.executing_threads >= g.max_executing_threads;
-        let idle_threads = w
+        let idle = w
             .counters
             .worker_pools
             .values()
             .all(|t| t.busy < t.threads || t.threads < t.max);
-        if g.queued > 0 && (req_cap || thr_cap) && idle_threads {
-            let which = if thr_cap {
-                format!(
-                    "maxConcurrentThreadsPerCPU: {}/{} requests on threads",
-                    g.executing_threads, g.max_executing_threads
-                )
-            } else {
-                format!(
-                    "maxConcurrentRequestsPerCPU: {}/{} requests executing",
-                    g.executing, g.max_executing
-                )
-            };
-            push(
+        g.queued > 0 && (req_cap || thr_cap) && idle
+    };
+    let w = c
+        .workers()
+        .find(|w| c.majority(|s| s.workers.iter().find(|x| x.pid == w.pid).is_some_and(held)))?;
+    let g = &w.counters.gate;
+    let which = if g.max_executing_threads > 0 && g.executing_threads >= g.max_executing_threads {
+        format!(
+            "maxConcurrentThreadsPerCPU: {}/{} requests on threads",
+            g.executing_threads, g.max_executing_threads
+        )
+    } else {
+        format!(
+            "maxConcurrentRequestsPerCPU: {}/{} requests executing",
+            g.executing, g.max_executing
+        )
+    };
+    let idle: usize = w
+        .counters
+        .worker_pools
+        .values()
+        .map(|t| t.threads - t.busy.min(t.threads))
+        .sum();
+    Some(
+        Finding::new(
+            Severity::Warning,
+            "gate_bound",
+            format!(
+                "worker {}'s concurrency gate is full while it has room",
+                w.pid
+            ),
+            vec![
+                which,
+                format!("gate queued {}", g.queued),
+                format!("{idle} worker threads idle"),
+                c.cpu().text(),
+            ],
+        )
+        .advice(
+            "the per-CPU limits of the worker hold requests back: raise \
+             maxConcurrentRequestsPerCPU / maxConcurrentThreadsPerCPU (0 = off)",
+        ),
+    )
+}
+
+/// Farm servers taken out of rotation (ejected by outlier detection, failing checks).
+fn server_down(c: &Ctx) -> Option<Finding> {
+    let p = c.pool;
+    if p.kind != "farm" {
+        return None;
+    }
+    let down: Vec<_> = p
+        .members_view
+        .iter()
+        .filter(|m| m.state == "ejected" || m.state == "unhealthy")
+        .collect();
+    if down.is_empty() {
+        return None;
+    }
+    let usable = p.members_view.iter().filter(|m| m.usable).count();
+    let mut evidence: Vec<String> = down
+        .iter()
+        .map(|m| {
+            format!(
+                "server {} {}: {} failed of {} served, {} ejections",
+                m.label,
+                m.state,
+                m.failed,
+                m.served + m.failed,
+                m.ejections
+            )
+        })
+        .collect();
+    evidence.push(format!(
+        "{usable} of {} servers usable",
+        p.members_view.len()
+    ));
+    let severity = if usable == 0 {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    Some(
+        Finding::new(
+            severity,
+            "server_down",
+            format!(
+                "farm server {} is out of rotation ({})",
+                down[0].label, down[0].state
+            ),
+            evidence,
+        )
+        .advice(
+            "the server fails its requests or health checks: check that it runs and listens \
+             on that address; it returns by itself once it answers again",
+        ),
+    )
+}
+
+/// Every slot busy while the members idle: they wait on something slow.
+fn backend_latency(c: &Ctx) -> Option<Finding> {
+    if !c.majority(|s| c.saturated_in(s)) || !c.pressure() {
+        return None;
+    }
+    let cpu = c.cpu();
+    if cpu.pool_share().is_some_and(|s| s >= LOW_CPU) {
+        return None;
+    }
+    let p = c.pool;
+    let mut evidence = vec![
+        format!(
+            "active {}/{} slots, {} queued",
+            p.active, p.capacity, p.queue_length
+        ),
+        cpu.text(),
+    ];
+    let slowest = p
+        .members_view
+        .iter()
+        .max_by(|a, b| a.latency_ewma_ms.total_cmp(&b.latency_ewma_ms));
+    let others = p
+        .members_view
+        .iter()
+        .filter(|m| slowest.is_some_and(|s| s.label != m.label))
+        .map(|m| m.latency_ewma_ms)
+        .fold(None, |a: Option<f64>, l| Some(a.map_or(l, |a| a.max(l))));
+    if let Some(s) = slowest {
+        evidence.push(format!(
+            "member response time (EWMA): slowest {} {:.0} ms, the others at most {:.0} ms",
+            s.label,
+            s.latency_ewma_ms,
+            others.unwrap_or(0.0)
+        ));
+    }
+    let one_slow = match (slowest, others) {
+        (Some(s), Some(o)) => s.latency_ewma_ms >= SLOW_FACTOR * o.max(1.0),
+        _ => false,
+    };
+    if let (true, Some(slowest)) = (p.kind == "farm", slowest) {
+        let all = if one_slow || others.is_none() {
+            ""
+        } else {
+            " (like the others)"
+        };
+        evidence.push(format!(
+            "server {} holds {} of its {} slots",
+            slowest.label, slowest.active, slowest.slots
+        ));
+        return Some(
+            Finding::new(
                 Severity::Warning,
-                "gate_bound",
+                "slow_server",
                 format!(
-                    "worker {}'s concurrency gate is full while it has room",
-                    w.pid
+                    "farm server {} is slow: {:.0} ms per response{all}",
+                    slowest.label, slowest.latency_ewma_ms
                 ),
-                vec![which, format!("gate queued {}", g.queued), c.cpu_text()],
-                "the per-CPU limits of the worker hold requests back: raise \
-                 maxConcurrentRequestsPerCPU / maxConcurrentThreadsPerCPU (0 = off)",
-            );
-        }
+                evidence,
+            )
+            .advice(
+                "the server answers slowly: look at that server (its load, its own \
+                 dependencies); meanwhile leastResponseTime balancing or a lower weight sends \
+                 it less, and maxConcurrentRequests bounds what it holds",
+            ),
+        );
     }
+    Some(
+        Finding::new(
+            Severity::Warning,
+            "backend_latency",
+            "backend latency, not CPU: every slot is busy while the workers idle".into(),
+            evidence,
+        )
+        .advice(
+            "requests wait on something slow (a database, a remote call): fix that \
+             dependency, or raise maxConcurrentRequestsPerProcess / maxProcesses if it can \
+             take more concurrent calls",
+        ),
+    )
+}
 
-    // Thread-pool findings, per worker.
-    let cpu = c.cpu_share();
-    let pressure = c.queue_pressure() || c.workers.iter().any(|w| w.counters.gate.queued > 0);
-    let mut threadpool_finding = false;
-    for w in &c.workers {
-        for (tp, t) in &w.counters.worker_pools {
-            let at_max = t.max > 0 && t.threads >= t.max && t.busy >= t.max;
-            let waiting = t.queued > 0 || w.counters.gate.queued > 0;
-            if at_max && (waiting || pressure) {
-                threadpool_finding = true;
-                push(
-                    Severity::Critical,
-                    "threadpool_at_max",
-                    format!(
-                        "worker {} thread pool {tp:?} is at maxWorkerThreads ({}) with work waiting",
-                        w.pid, t.max
-                    ),
-                    vec![
-                        format!("threads {}/{} busy {}", t.threads, t.max, t.busy),
-                        format!("work items queued {}", t.queued),
-                        format!("gate queued {}", w.counters.gate.queued),
-                        format!("front queue {}", p.queue_length),
-                        c.cpu_text(),
-                    ],
-                    "raise maxWorkerThreads, or mark blocking calls with the blocking hint \
-                     (roost::worker::blocking) / make the handlers async so threads are not \
-                     held while they wait",
-                );
-                continue;
-            }
-            let tp_before = c
-                .worker_before(w.pid)
-                .and_then(|b| b.counters.worker_pools.get(tp));
-            let starved = t.injections.starvation.saturating_sub(
-                tp_before
-                    .map(|b| b.injections.starvation)
-                    .unwrap_or(t.injections.starvation),
-            );
-            let threads_before = tp_before.map(|b| b.threads).unwrap_or(t.threads);
-            let low_cpu = cpu.map(|s| s < LOW_CPU).unwrap_or(t.cpu_percent < 80);
-            // Threads climbing at the starvation rate, or every thread held with work
-            // waiting, while the process barely uses the CPU: the handlers block.
-            let climbing = starved >= 2 && t.busy >= t.threads.saturating_sub(1);
-            if low_cpu && (climbing || c.stuck(w.pid, tp)) {
-                threadpool_finding = true;
-                let mut evidence = vec![
-                    format!(
-                        "threads {threads_before} -> {} in {:.0} s (goal {}, max {}), {} busy",
-                        t.threads, c.secs, t.goal, t.max, t.busy
-                    ),
-                    format!("work items queued {}", t.queued),
-                    format!(
-                        "{starved} starvation injections ({:.1}/s)",
-                        starved as f64 / c.secs.max(1.0)
-                    ),
-                    c.cpu_text(),
-                ];
-                if t.cpu_percent >= 80 {
-                    // .NET's rule, which the worker pool copies: with the machine's CPU at
-                    // 80 % or more, starvation injection waits goal x 1 s per thread.
-                    evidence.push(format!(
-                        "machine CPU {}%: starvation injection slows to one thread per {} s",
-                        t.cpu_percent,
-                        t.goal.max(1)
-                    ));
-                }
-                push(
-                    Severity::Critical,
-                    "threadpool_starvation",
-                    format!(
-                        "synchronous blocking in handlers (thread-pool starvation) in worker {}",
-                        w.pid
-                    ),
-                    evidence,
-                    "handlers block their threads while the CPU idles: make them async, or \
-                     wrap the blocking calls in roost::worker::blocking so threads are added \
-                     at once; raise minWorkerThreads to absorb bursts",
-                );
-            }
-        }
-    }
-
-    // All slots busy: is it CPU or something the workers wait on?
-    let saturated = p.capacity > 0 && p.active >= p.capacity && (pressure || c.peak_queue > 0);
-    if saturated && !threadpool_finding {
-        match cpu {
-            Some(s) if s >= HIGH_CPU => push(
-                Severity::Warning,
-                "cpu_bound",
-                "CPU-bound: every slot is busy and the workers use the CPU fully".into(),
-                vec![
-                    format!("active {}/{} slots", p.active, p.capacity),
-                    format!("front queue {}", p.queue_length),
-                    c.cpu_text(),
-                ],
-                "more threads or slots will not help: add machines (a farm), make handlers \
-                 cheaper, or cache responses",
-            ),
-            Some(s) if s < LOW_CPU => push(
-                Severity::Warning,
-                "backend_latency",
-                "backend latency, not CPU: every slot is busy while the workers idle".into(),
-                vec![
-                    format!("active {}/{} slots", p.active, p.capacity),
-                    format!("front queue {}", p.queue_length),
-                    c.cpu_text(),
-                ],
-                "requests wait on something slow (a database, a remote call): fix that \
-                 dependency, or raise maxConcurrentRequestsPerProcess / maxProcesses if it \
-                 can take more concurrent calls",
-            ),
-            Some(_) => push(
-                Severity::Warning,
-                "saturated",
-                "every slot is busy and requests queue".into(),
-                vec![
-                    format!("active {}/{} slots", p.active, p.capacity),
-                    format!("front queue {}", p.queue_length),
-                    c.cpu_text(),
-                ],
-                "add capacity (maxProcesses, maxConcurrentRequestsPerProcess, farm servers) \
-                 or make requests cheaper",
-            ),
-            None => push(
-                Severity::Warning,
-                "saturated",
-                "every slot is busy and requests queue".into(),
-                vec![
-                    format!("active {}/{} slots", p.active, p.capacity),
-                    format!("front queue {}", p.queue_length),
-                    format!("oldest {:.1} s", p.queue_oldest_seconds),
-                ],
-                "the members are slow or too few: add servers or raise their \
-                 maxConcurrentRequests if they can take more",
-            ),
-        }
-    }
-
-    // Workers failing (crash, startup, ping) recently.
-    let failed = p
+/// Workers crashing (or failing start-up) recently.
+fn worker_failures(c: &Ctx) -> Option<Finding> {
+    let failed = c
+        .pool
         .worker_failures_total
         .saturating_sub(c.before.worker_failures_total);
-    if failed > 0 {
-        push(
+    (failed > 0).then(|| {
+        Finding::new(
             Severity::Warning,
             "worker_failures",
             format!("{failed} worker failures in the last {:.0} s", c.secs),
-            vec![format!("failures total {}", p.worker_failures_total)],
-            "see the pool's last failures; repeated crashes take the pool offline \
-             (rapidFailProtection)",
-        );
-    }
-}
-
-/// The front's overload manager acted (it reclaimed or refused connections) or the open
-/// connections stand past its high-water mark. Front-wide: the finding's `pool` is
-/// `front`.
-fn connection_pressure(before: &FrontConns, now: &FrontConns, secs: f64) -> Option<Finding> {
-    use crate::front::overload::{ConnState, Refusal};
-    let delta = |a: u64, b: u64| b.saturating_sub(a);
-    let reclaimed: Vec<u64> = (0..4)
-        .map(|i| delta(before.reclaimed[i], now.reclaimed[i]))
-        .collect();
-    let silent =
-        reclaimed[ConnState::Handshake as usize] + reclaimed[ConnState::AwaitingHead as usize];
-    let idle = reclaimed[ConnState::Idle as usize];
-    let full = delta(
-        before.refused[Refusal::MaxConnections as usize],
-        now.refused[Refusal::MaxConnections as usize],
-    );
-    let per_client = delta(
-        before.refused[Refusal::PerClient as usize],
-        now.refused[Refusal::PerClient as usize],
-    );
-    let pressured = now.max > 0 && now.open >= now.high_water;
-    if silent + idle + full + per_client == 0 && !pressured {
-        return None;
-    }
-    let st = |s: ConnState| now.by_state[s as usize];
-    let evidence = vec![
-        format!(
-            "open connections {} of maxConnections {} (high water {})",
-            now.open, now.max, now.high_water
-        ),
-        format!(
-            "now: {} in TLS handshake, {} awaiting a request head, {} active, {} idle",
-            st(ConnState::Handshake),
-            st(ConnState::AwaitingHead),
-            st(ConnState::Active),
-            st(ConnState::Idle)
-        ),
-        format!(
-            "last {secs:.0} s: {silent} reclaimed without a request head, {idle} idle reclaimed, \
-             {full} refused at maxConnections, {per_client} refused by maxConnectionsPerClient"
-        ),
-    ];
-    let (severity, title, advice) = if full > 0 {
-        (
-            Severity::Critical,
-            format!("{full} connections refused: every open connection had a request in flight"),
-            "the front is full of busy connections: raise limits.maxConnections, or add \
-             capacity so requests finish sooner",
+            vec![format!("failures total {}", c.pool.worker_failures_total)],
         )
-    } else if silent >= idle && silent + per_client > 0 {
-        (
-            Severity::Warning,
-            format!("connection pressure: {silent} connections that sent no request were closed"),
-            "clients open connections and send nothing (a slow or silent client flood): set \
-             limits.maxConnectionsPerClient, lower limits.overload.headerWaitTimeout; if the \
-             clients are real, raise limits.maxConnections",
+        .advice(
+            "see the pool's last failures (roost ctl pools); repeated crashes take the pool \
+             offline (rapidFailProtection)",
         )
-    } else {
-        (
-            Severity::Warning,
-            format!(
-                "connection pressure: {} of {} connections open, {idle} idle keep-alive \
-                 connections closed early",
-                now.open, now.max
-            ),
-            // (also the case of pressure with nothing reclaimed yet)
-            "many clients hold idle keep-alive connections: raise limits.maxConnections or \
-             lower limits.overload.idleTimeout",
-        )
-    };
-    Some(Finding {
-        severity,
-        pool: "front".into(),
-        rule: "connection_pressure",
-        title,
-        evidence,
-        advice: advice.into(),
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::admin::sampler::{GateView, InjectionsView, ThreadPoolView, WorkerCounters};
-    use crate::pool::Histogram;
-    use std::collections::BTreeMap;
-
-    fn pool(queue: usize, active: usize, capacity: usize) -> PoolSample {
-        PoolSample {
-            name: "web".into(),
-            state: "Started".into(),
-            kind: "garden",
-            queue_length: queue,
-            queue_limit: 1000,
-            queue_oldest_seconds: if queue > 0 { 2.0 } else { 0.0 },
-            capacity,
-            active,
-            members: 1,
-            arrivals: 0,
-            completed: 0,
-            rejected: BTreeMap::new(),
-            duration: Histogram::default().snapshot(),
-            queue_wait: Histogram::default().snapshot(),
-            worker_failures_total: 0,
-        }
-    }
-
-    fn worker(threads: usize, busy: usize, max: usize, starvation: u64, cpu: f64) -> WorkerSample {
-        let mut pools = BTreeMap::new();
-        pools.insert(
-            "default".to_string(),
-            ThreadPoolView {
-                threads,
-                busy,
-                queued: 5,
-                goal: threads,
-                min: 2,
-                max,
-                injections: InjectionsView {
-                    starvation,
-                    ..Default::default()
-                },
-                cpu_percent: 5,
-                ..Default::default()
-            },
-        );
-        WorkerSample {
-            pool: "web".into(),
-            pid: 42,
-            counters: WorkerCounters {
-                pid: 42,
-                cpus: 2,
-                worker_pools: pools,
-                gate: GateView {
-                    request_queue_limit: 5000,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            cpu_percent: Some(cpu),
-        }
-    }
-
-    fn sample(at: u64, p: PoolSample, w: Vec<WorkerSample>) -> Arc<Sample> {
-        Arc::new(Sample {
-            at_unix_ms: at,
-            pools: vec![p],
-            workers: w,
-            front: Default::default(),
-        })
-    }
-
-    fn rules_of(r: &Report) -> Vec<&'static str> {
-        r.findings.iter().map(|f| f.rule).collect()
-    }
-
-    #[test]
-    fn no_samples_no_findings() {
-        assert!(diagnose(&[]).findings.is_empty());
-    }
-
-    #[test]
-    fn idle_pool_is_healthy() {
-        let h = vec![
-            sample(0, pool(0, 0, 10), vec![worker(2, 0, 8, 0, 1.0)]),
-            sample(5000, pool(0, 0, 10), vec![worker(2, 0, 8, 0, 1.0)]),
-        ];
-        assert!(diagnose(&h).findings.is_empty(), "{:?}", diagnose(&h));
-    }
-
-    #[test]
-    fn thread_pool_at_max_with_a_growing_queue() {
-        let h = vec![
-            sample(0, pool(3, 10, 10), vec![worker(4, 4, 4, 2, 2.0)]),
-            sample(5000, pool(9, 10, 10), vec![worker(4, 4, 4, 2, 2.0)]),
-        ];
-        let r = diagnose(&h);
-        assert_eq!(rules_of(&r), vec!["threadpool_at_max"]);
-        let f = &r.findings[0];
-        assert_eq!(f.severity, Severity::Critical);
-        assert!(f.advice.contains("maxWorkerThreads"));
-        assert!(f.evidence.iter().any(|e| e.contains("threads 4/4")));
-    }
-
-    #[test]
-    fn starvation_rate_with_low_cpu() {
-        // Threads climb 4 → 9 at the starvation rate, all busy, CPU nearly idle.
-        let h = vec![
-            sample(0, pool(5, 10, 10), vec![worker(4, 4, 100, 2, 3.0)]),
-            sample(2500, pool(8, 10, 10), vec![worker(9, 9, 100, 7, 3.0)]),
-        ];
-        let r = diagnose(&h);
-        assert_eq!(rules_of(&r), vec!["threadpool_starvation"]);
-        assert!(r.findings[0].title.contains("synchronous blocking"));
-        assert!(r.findings[0].evidence[2].contains("5 starvation injections"));
-    }
-
-    #[test]
-    fn every_thread_held_with_work_waiting_is_starvation() {
-        // Injection stalls (the machine's CPU is busy elsewhere) yet the worker idles.
-        let mut w = worker(2, 2, 100, 1, 1.0);
-        w.counters
-            .worker_pools
-            .get_mut("default")
-            .unwrap()
-            .cpu_percent = 100;
-        let h: Vec<Arc<Sample>> = (0..8)
-            .map(|i| sample(i * 250, pool(0, 20, 50), vec![w.clone()]))
-            .collect();
-        let r = diagnose(&h);
-        assert_eq!(rules_of(&r), vec!["threadpool_starvation"]);
-        assert!(r.findings[0]
-            .evidence
-            .iter()
-            .any(|e| e.contains("machine CPU 100%")));
-        // Half a second of it is not enough to call it.
-        assert!(diagnose(&h[..3]).findings.is_empty());
-        // One-second sampling with jitter: three samples are enough, two are not.
-        let at = |ms| sample(ms, pool(0, 20, 50), vec![w.clone()]);
-        assert_eq!(
-            rules_of(&diagnose(&[at(0), at(998), at(1997)])),
-            vec!["threadpool_starvation"]
-        );
-        assert!(diagnose(&[at(0), at(998)]).findings.is_empty());
-    }
-
-    #[test]
-    fn starvation_with_busy_cpu_is_not_called_starvation() {
-        let h = vec![
-            sample(0, pool(5, 10, 10), vec![worker(4, 4, 100, 2, 190.0)]),
-            sample(2500, pool(8, 10, 10), vec![worker(9, 9, 100, 7, 190.0)]),
-        ];
-        let r = diagnose(&h);
-        assert_eq!(rules_of(&r), vec!["cpu_bound"]);
-    }
-
-    #[test]
-    fn all_slots_busy_with_idle_workers_is_backend_latency() {
-        let h = vec![
-            sample(0, pool(2, 10, 10), vec![worker(3, 0, 100, 0, 2.0)]),
-            sample(3000, pool(6, 10, 10), vec![worker(3, 0, 100, 0, 2.0)]),
-        ];
-        let r = diagnose(&h);
-        assert_eq!(rules_of(&r), vec!["backend_latency"]);
-        assert!(r.findings[0].title.contains("backend latency, not CPU"));
-    }
-
-    #[test]
-    fn gate_rejections_mean_request_queue_limit() {
-        let mut w0 = worker(2, 0, 100, 0, 2.0);
-        let mut w1 = w0.clone();
-        w0.counters.gate.rejected = 10;
-        w1.counters.gate.rejected = 25;
-        let h = vec![
-            sample(0, pool(0, 1, 10), vec![w0]),
-            sample(3000, pool(0, 1, 10), vec![w1]),
-        ];
-        let r = diagnose(&h);
-        assert_eq!(rules_of(&r), vec!["request_queue_limit"]);
-        assert!(r.findings[0].evidence[0].contains("15 rejected"));
-    }
-
-    #[test]
-    fn a_full_gate_with_idle_threads_is_gate_bound() {
-        let mut w = worker(4, 1, 100, 0, 5.0);
-        w.counters.worker_pools.get_mut("default").unwrap().queued = 0;
-        w.counters.gate = GateView {
-            current: 12,
-            queued: 10,
-            executing: 2,
-            executing_threads: 2,
-            max_executing: 100,
-            max_executing_threads: 2,
-            request_queue_limit: 5000,
-            ..Default::default()
-        };
-        let h = vec![
-            sample(0, pool(0, 12, 50), vec![w.clone()]),
-            sample(2000, pool(0, 12, 50), vec![w]),
-        ];
-        let r = diagnose(&h);
-        assert_eq!(rules_of(&r), vec!["gate_bound"]);
-        assert!(r.findings[0].evidence[0].contains("maxConcurrentThreadsPerCPU: 2/2"));
-    }
-
-    #[test]
-    fn rapid_fail_offline_and_stopped() {
-        let mut p = pool(0, 0, 0);
-        p.state = "AppOffline".into();
-        p.worker_failures_total = 5;
-        let r = diagnose(&[sample(0, p.clone(), vec![])]);
-        assert_eq!(rules_of(&r), vec!["rapid_fail_offline"]);
-        p.state = "Stopped".into();
-        let r = diagnose(&[sample(0, p, vec![])]);
-        assert_eq!(rules_of(&r), vec!["stopped"]);
-        assert_eq!(r.findings[0].severity, Severity::Info);
-    }
-
-    #[test]
-    fn queue_full_and_no_capacity() {
-        let p0 = pool(0, 0, 0);
-        let mut p1 = pool(1000, 0, 0);
-        p1.rejected.insert("QueueFull".into(), 40);
-        let r = diagnose(&[sample(0, p0, vec![]), sample(2000, p1, vec![])]);
-        assert_eq!(rules_of(&r), vec!["queue_full", "no_capacity"]);
-        assert!(r.findings[0].title.contains("40 requests"));
-    }
-
-    #[test]
-    fn old_samples_fall_out_of_the_window() {
-        let mut p0 = pool(0, 0, 10);
-        p0.rejected.insert("QueueFull".into(), 0);
-        let mut p1 = pool(0, 0, 10);
-        p1.rejected.insert("QueueFull".into(), 7);
-        // The rejections happened long before the window: nothing to report now.
-        let h = vec![
-            sample(0, p0, vec![]),
-            sample(1000, p1.clone(), vec![]),
-            sample(60_000, p1.clone(), vec![]),
-            sample(61_000, p1, vec![]),
-        ];
-        assert!(diagnose(&h).findings.is_empty());
-    }
-
-    fn front(
-        open: usize,
-        by_state: [usize; 4],
-        reclaimed: [u64; 4],
-        refused: [u64; 2],
-    ) -> FrontConns {
-        FrontConns {
-            open,
-            max: 100,
-            high_water: 80,
-            by_state,
-            reclaimed,
-            refused,
-        }
-    }
-
-    #[test]
-    fn reclaimed_silent_connections_are_a_connection_pressure_finding() {
-        let at = |ms, f: FrontConns| {
-            let mut s = (*sample(ms, pool(0, 0, 10), vec![])).clone();
-            s.front = f;
-            Arc::new(s)
-        };
-        // Quiet: nothing reclaimed, below the high-water mark.
-        let quiet = [
-            at(0, front(10, [0, 2, 3, 5], [0; 4], [0; 2])),
-            at(2000, front(10, [0, 2, 3, 5], [0; 4], [0; 2])),
-        ];
-        assert!(diagnose(&quiet).findings.is_empty());
-        // 40 silent connections closed to make room, at the cap.
-        let h = [
-            at(0, front(100, [0, 95, 5, 0], [0; 4], [0; 2])),
-            at(2000, front(100, [0, 95, 5, 0], [1, 39, 0, 0], [0; 2])),
-        ];
-        let r = diagnose(&h);
-        assert_eq!(rules_of(&r), vec!["connection_pressure"]);
-        let f = &r.findings[0];
-        assert_eq!((f.severity, f.pool.as_str()), (Severity::Warning, "front"));
-        assert!(
-            f.title.contains("40 connections that sent no request"),
-            "{}",
-            f.title
-        );
-        assert!(f.advice.contains("maxConnectionsPerClient"));
-        assert!(f.evidence[1].contains("95 awaiting a request head"));
-        // Refusals with every connection busy are critical.
-        let full = [
-            at(0, front(100, [0, 0, 100, 0], [0; 4], [0; 2])),
-            at(2000, front(100, [0, 0, 100, 0], [0; 4], [7, 0])),
-        ];
-        let r = diagnose(&full);
-        assert_eq!(r.findings[0].severity, Severity::Critical);
-        assert!(r.findings[0].title.contains("7 connections refused"));
-    }
-}
+mod tests;

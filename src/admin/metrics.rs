@@ -13,6 +13,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use crate::metrics_text::CONTENT_TYPE;
@@ -76,6 +77,11 @@ impl Collector for RoostCollector {
         let mut arrivals = Family::new(
             "pool_arrivals",
             "Requests that arrived at the pool (ArrivalRate).",
+            MetricType::Counter,
+        );
+        let mut retries = Family::new(
+            "pool_retries",
+            "Retries of requests on another member (not counted as arrivals).",
             MetricType::Counter,
         );
         let mut rejected = Family::new(
@@ -144,6 +150,10 @@ impl Collector for RoostCollector {
             queue_limit.push(p(), Value::Gauge(s.queue_limit as i64));
             oldest.push(p(), Value::GaugeF(s.queue_oldest_seconds));
             arrivals.push(p(), Value::Counter(s.arrivals));
+            retries.push(
+                p(),
+                Value::Counter(pool.counters().retries.load(Ordering::Relaxed)),
+            );
             for r in crate::error::Reason::ALL {
                 rejected.push(
                     l(&[("pool", name), ("reason", r.as_str())]),
@@ -195,7 +205,7 @@ impl Collector for RoostCollector {
                     "privateMemory",
                     "schedule",
                     "configChange",
-                    "onDemand",
+                    "manual",
                 ];
                 for reason in reasons {
                     let v = st
@@ -247,6 +257,7 @@ impl Collector for RoostCollector {
             &queue_limit,
             &oldest,
             &arrivals,
+            &retries,
             &rejected,
             &queue_wait,
             &active,

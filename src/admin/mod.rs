@@ -11,6 +11,7 @@
 //! `admin.token` takes effect at the next start.
 
 pub mod api;
+pub mod cpu;
 pub mod ctl;
 pub mod diagnose;
 pub mod metrics;

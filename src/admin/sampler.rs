@@ -3,7 +3,8 @@
 //! time from `/proc`. The latest worker counters feed `/metrics` (so a scrape never waits
 //! on a worker); the last [`HISTORY`] samples feed the dashboard and the diagnosis rules.
 
-use crate::config::model::Backend;
+use super::cpu::{self, MachineCpu, MachineTicks};
+use crate::config::model::{Backend, StartMode};
 use crate::front::Front;
 use crate::pool::{HistogramSnapshot, Member, Pool};
 use crate::supervisor::Supervisor;
@@ -65,6 +66,16 @@ pub struct GateView {
     pub max_executing_threads: usize,
 }
 
+/// One route's share of a worker's busy threads (`busy_routes` in `/.roost/counters`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BusyRouteView {
+    pub route: String,
+    pub threads: usize,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+}
+
 /// A built-in worker's `/.roost/counters` document.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -76,6 +87,7 @@ pub struct WorkerCounters {
     pub io_threads: usize,
     pub worker_pools: BTreeMap<String, ThreadPoolView>,
     pub gate: GateView,
+    pub busy_routes: Vec<BusyRouteView>,
 }
 
 /// One worker at one sample.
@@ -87,6 +99,50 @@ pub struct WorkerSample {
     /// CPU the process used since the previous sample, in percent of one core
     /// (200 = two cores busy); `None` on its first sample.
     pub cpu_percent: Option<f64>,
+    /// Consecutive samples in which the worker did not answer `/.roost/counters` within
+    /// the fetch timeout (0 = it answered this time; `counters` are then fresh, otherwise
+    /// they are the last ones it gave).
+    pub unanswered: u32,
+    /// The process state letter from `/proc/PID/stat` (`R`, `S`, `D`, `T` stopped, `Z`).
+    pub process_state: Option<char>,
+    /// Its threads running or waiting for a CPU (state `R`) at the sample: threads that
+    /// compute are runnable even when a crowded machine gives them little CPU; threads
+    /// that block are not.
+    pub runnable_threads: Option<usize>,
+}
+
+/// One member of a pool (a worker or a farm server) at one sample.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MemberView {
+    pub label: String,
+    pub pid: Option<u32>,
+    /// Takes new requests (healthy, not draining).
+    pub usable: bool,
+    /// Farm servers: `healthy`, `unhealthy`, `ejected`, `draining`; workers: `running`
+    /// or `draining`.
+    pub state: String,
+    pub active: usize,
+    pub slots: usize,
+    pub served: u64,
+    pub failed: u64,
+    pub ejections: u64,
+    /// Response-head latency EWMA (0 = no sample yet).
+    pub latency_ewma_ms: f64,
+}
+
+/// A pool's own processes' CPU against the cores they may use.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct PoolCpu {
+    /// Cores' worth of CPU the pool's workers used (1.5 = one and a half cores).
+    pub used_cores: f64,
+    /// Cores they may run on together (affinity union, cgroup quota), each counted once.
+    pub cores: f64,
+}
+
+impl PoolCpu {
+    pub fn share(&self) -> f64 {
+        self.used_cores / self.cores.max(0.01)
+    }
 }
 
 /// One pool at one sample: cumulative counters (rates come from two samples).
@@ -109,6 +165,15 @@ pub struct PoolSample {
     pub duration: HistogramSnapshot,
     pub queue_wait: HistogramSnapshot,
     pub worker_failures_total: u64,
+    /// Of those, workers killed for not answering pings.
+    pub ping_failures_total: u64,
+    pub members_view: Vec<MemberView>,
+    /// How long each worker still starting (not yet ready) has been starting, in seconds.
+    pub starting_seconds: Vec<f64>,
+    pub startup_time_limit_seconds: f64,
+    pub always_running: bool,
+    /// The pool's worker processes' CPU (gardens of built-in workers).
+    pub cpu: Option<PoolCpu>,
 }
 
 impl PoolSample {
@@ -128,6 +193,8 @@ pub struct Sample {
     pub workers: Vec<WorkerSample>,
     /// The front's connections (overload manager counters).
     pub front: crate::front::overload::Snapshot,
+    /// The whole machine's CPU since the previous sample.
+    pub machine: MachineCpu,
 }
 
 impl Sample {
@@ -154,6 +221,9 @@ pub fn merged_duration(pool: &Pool) -> HistogramSnapshot {
                 }
                 acc.count += s.count;
                 acc.sum_seconds += s.sum_seconds;
+                for (a, b) in acc.bucket_sums.iter_mut().zip(&s.bucket_sums) {
+                    *a += b;
+                }
                 acc
             }
         });
@@ -161,12 +231,83 @@ pub fn merged_duration(pool: &Pool) -> HistogramSnapshot {
     out.unwrap_or_else(|| crate::pool::Histogram::default().snapshot())
 }
 
-pub fn pool_sample(pool: &Pool, kind: &'static str, supervisor: Option<&Supervisor>) -> PoolSample {
+/// What the configuration says about a pool's start-up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartupConfig {
+    pub startup_time_limit_seconds: f64,
+    pub always_running: bool,
+}
+
+/// Every member as the diagnosis sees it (farm servers with their farm state).
+fn members_view(pool: &Pool, kind: &str) -> Vec<MemberView> {
+    if kind == "farm" {
+        let states = crate::farm::server_states(pool);
+        if !states.is_empty() {
+            return states
+                .into_iter()
+                .map(|s| MemberView {
+                    label: s.server,
+                    pid: None,
+                    usable: s.usable,
+                    state: s.state.to_string(),
+                    active: s.active,
+                    slots: s.effective_slots,
+                    served: s.served,
+                    failed: s.failed,
+                    ejections: s.ejections,
+                    latency_ewma_ms: s.latency_ewma_ms,
+                })
+                .collect();
+        }
+    }
+    pool.members()
+        .iter()
+        .map(|m| MemberView {
+            label: m.label.clone(),
+            pid: m.pid,
+            usable: m.usable(),
+            state: if m.is_draining() {
+                "draining"
+            } else {
+                "running"
+            }
+            .into(),
+            active: m.active(),
+            slots: m.slots(),
+            served: m.served(),
+            failed: m.failed(),
+            ejections: 0,
+            latency_ewma_ms: m.latency_ewma_us() as f64 / 1000.0,
+        })
+        .collect()
+}
+
+pub fn pool_sample(
+    pool: &Pool,
+    kind: &'static str,
+    supervisor: Option<&Supervisor>,
+    startup: StartupConfig,
+) -> PoolSample {
     let s = pool.snapshot();
-    let failures = supervisor
-        .and_then(|sup| sup.status(pool.name()))
+    let status = supervisor.and_then(|sup| sup.status(pool.name()));
+    let failures = status
+        .as_ref()
         .map(|st| st.worker_failures_total.values().sum())
         .unwrap_or(0);
+    let ping_failures = status
+        .as_ref()
+        .and_then(|st| st.worker_failures_total.get("ping").copied())
+        .unwrap_or(0);
+    let starting_seconds = status
+        .as_ref()
+        .map(|st| {
+            st.workers
+                .iter()
+                .filter(|w| w.state == "starting")
+                .map(|w| w.uptime_s)
+                .collect()
+        })
+        .unwrap_or_default();
     PoolSample {
         name: s.name,
         state: s.state.as_str().to_string(),
@@ -187,6 +328,12 @@ pub fn pool_sample(pool: &Pool, kind: &'static str, supervisor: Option<&Supervis
         duration: merged_duration(pool),
         queue_wait: pool.counters().queue_wait.snapshot(),
         worker_failures_total: failures,
+        ping_failures_total: ping_failures,
+        members_view: members_view(pool, kind),
+        starting_seconds,
+        startup_time_limit_seconds: startup.startup_time_limit_seconds,
+        always_running: startup.always_running,
+        cpu: None,
     }
 }
 
@@ -199,6 +346,8 @@ pub struct Sampler {
     history: Mutex<VecDeque<Arc<Sample>>>,
     /// CPU ticks per pid at the previous sample.
     cpu_ticks: Mutex<HashMap<u32, (u64, std::time::Instant)>>,
+    /// The machine's CPU counters at the previous sample.
+    machine_ticks: Mutex<Option<MachineTicks>>,
 }
 
 impl Sampler {
@@ -209,6 +358,7 @@ impl Sampler {
             workers: ArcSwap::from_pointee(Vec::new()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             cpu_ticks: Mutex::new(HashMap::new()),
+            machine_ticks: Mutex::new(None),
         })
     }
 
@@ -245,66 +395,17 @@ impl Sampler {
 
     /// Take one sample now (also used by tests to avoid waiting for the timer).
     pub async fn sample_once(&self) -> Arc<Sample> {
-        let state = self.front.state();
-        let mut pools = Vec::new();
-        let mut targets: Vec<(String, Arc<Member>)> = Vec::new();
-        for (name, pool) in &state.pools {
-            let cfg = state.config.pools.get(name);
-            let (kind, builtin) = match cfg.map(|c| &c.backend) {
-                Some(Backend::Garden(pm)) => ("garden", pm.command.is_none()),
-                _ => ("farm", false),
-            };
-            pools.push(pool_sample(pool, kind, self.supervisor.as_deref()));
-            if builtin {
-                for m in pool.members() {
-                    if m.pid.is_some() && !m.is_draining() {
-                        targets.push((name.clone(), m));
-                    }
-                }
-            }
-        }
-        drop(state);
+        let (mut pools, targets) = self.pool_samples();
         let fetched =
             futures_util::future::join_all(targets.into_iter().map(|(pool, m)| async move {
                 let c = fetch_counters(&m).await;
                 (pool, m.pid.unwrap_or(0), c)
             }))
             .await;
-        let previous = self.workers.load_full();
-        let mut workers = Vec::new();
-        let mut ticks = self.cpu_ticks.lock();
-        let mut seen = HashMap::new();
-        for (pool, pid, c) in fetched {
-            let counters = match c {
-                Some(c) => c,
-                // Keep the last known counters of a worker that was slow to answer.
-                None => match previous.iter().find(|w| w.pid == pid) {
-                    Some(w) => w.counters.clone(),
-                    None => continue,
-                },
-            };
-            let now = std::time::Instant::now();
-            let cpu_percent = match process_cpu_ticks(pid) {
-                Some(t) => {
-                    let pct = ticks.get(&pid).and_then(|(t0, at)| {
-                        let secs = now.duration_since(*at).as_secs_f64();
-                        (secs > 0.05)
-                            .then(|| (t.saturating_sub(*t0) as f64 / clk_tck()) / secs * 100.0)
-                    });
-                    seen.insert(pid, (t, now));
-                    pct
-                }
-                None => None,
-            };
-            workers.push(WorkerSample {
-                pool,
-                pid,
-                counters,
-                cpu_percent,
-            });
+        let workers = self.worker_samples(fetched);
+        for p in &mut pools {
+            p.cpu = pool_cpu(workers.iter().filter(|w| w.pool == p.name));
         }
-        *ticks = seen;
-        drop(ticks);
         let sample = Arc::new(Sample {
             at_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -313,6 +414,7 @@ impl Sampler {
             pools,
             workers: workers.clone(),
             front: self.front.connections().snapshot(),
+            machine: self.machine_cpu(),
         });
         self.workers.store(Arc::new(workers));
         let mut h = self.history.lock();
@@ -322,6 +424,108 @@ impl Sampler {
         h.push_back(sample.clone());
         sample
     }
+
+    /// Every pool's counters, and the built-in workers whose counters to fetch.
+    fn pool_samples(&self) -> (Vec<PoolSample>, Vec<(String, Arc<Member>)>) {
+        let state = self.front.state();
+        let mut pools = Vec::new();
+        let mut targets: Vec<(String, Arc<Member>)> = Vec::new();
+        for (name, pool) in &state.pools {
+            let cfg = state.config.pools.get(name);
+            let (kind, builtin, limit) = match cfg.map(|c| &c.backend) {
+                Some(Backend::Garden(pm)) => {
+                    ("garden", pm.command.is_none(), pm.startup_time_limit)
+                }
+                _ => ("farm", false, Duration::ZERO),
+            };
+            let startup = StartupConfig {
+                startup_time_limit_seconds: limit.as_secs_f64(),
+                always_running: cfg.is_some_and(|c| c.start_mode == StartMode::AlwaysRunning),
+            };
+            pools.push(pool_sample(pool, kind, self.supervisor.as_deref(), startup));
+            if builtin {
+                for m in pool.members() {
+                    if m.pid.is_some() && !m.is_draining() {
+                        targets.push((name.clone(), m));
+                    }
+                }
+            }
+        }
+        (pools, targets)
+    }
+
+    /// The fetched counters with each worker's CPU since the previous sample. A worker
+    /// that did not answer keeps its last counters and counts one more unanswered sample.
+    fn worker_samples(
+        &self,
+        fetched: Vec<(String, u32, Option<WorkerCounters>)>,
+    ) -> Vec<WorkerSample> {
+        let previous = self.workers.load_full();
+        let mut workers = Vec::new();
+        let mut ticks = self.cpu_ticks.lock();
+        let mut seen = HashMap::new();
+        for (pool, pid, c) in fetched {
+            let before = previous.iter().find(|w| w.pid == pid);
+            let (counters, unanswered) = match (c, before) {
+                (Some(c), _) => (c, 0),
+                (None, Some(w)) => (w.counters.clone(), w.unanswered + 1),
+                // Never answered yet: nothing to show (it is still coming up).
+                (None, None) => continue,
+            };
+            let now = std::time::Instant::now();
+            let stat = process_stat(pid);
+            let cpu_percent = stat.as_ref().and_then(|&(t, _)| {
+                let pct = ticks.get(&pid).and_then(|(t0, at)| {
+                    let secs = now.duration_since(*at).as_secs_f64();
+                    (secs > 0.05).then(|| (t.saturating_sub(*t0) as f64 / clk_tck()) / secs * 100.0)
+                });
+                seen.insert(pid, (t, now));
+                pct
+            });
+            workers.push(WorkerSample {
+                pool,
+                pid,
+                counters,
+                cpu_percent,
+                unanswered,
+                process_state: stat.map(|(_, st)| st),
+                runnable_threads: runnable_threads(pid),
+            });
+        }
+        *ticks = seen;
+        workers
+    }
+
+    fn machine_cpu(&self) -> MachineCpu {
+        let now = cpu::machine_ticks();
+        let mut prev = self.machine_ticks.lock();
+        let busy = match (*prev, now) {
+            (Some(a), Some(b)) => cpu::busy_between(a, b),
+            _ => None,
+        };
+        *prev = now;
+        MachineCpu {
+            busy,
+            cores: cpu::online_cores(),
+        }
+    }
+}
+
+/// The workers' CPU against the cores they may use together (`None` before any worker
+/// has two samples).
+fn pool_cpu<'a>(workers: impl Iterator<Item = &'a WorkerSample>) -> Option<PoolCpu> {
+    let mut used = None;
+    let mut pids = Vec::new();
+    for w in workers {
+        pids.push(w.pid);
+        if let Some(c) = w.cpu_percent {
+            *used.get_or_insert(0.0) += c / 100.0;
+        }
+    }
+    Some(PoolCpu {
+        used_cores: used?,
+        cores: cpu::cores_for(&pids),
+    })
 }
 
 /// `GET /.roost/counters` on a built-in worker, bounded by [`FETCH_TIMEOUT`].
@@ -355,16 +559,37 @@ fn clk_tck() -> f64 {
     }
 }
 
-/// utime + stime of a process, in clock ticks.
-fn process_cpu_ticks(pid: u32) -> Option<u64> {
+/// Worker-pool threads of `pid` in state `R` (running or runnable). The I/O threads
+/// (`roost-io`, busy answering this very sample's counters request), the main thread and
+/// the pools' gate threads are left out.
+fn runnable_threads(pid: u32) -> Option<usize> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let n = tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter(|s| {
+            let (Some(open), Some(close)) = (s.find('('), s.rfind(')')) else {
+                return false;
+            };
+            let name = &s[open + 1..close];
+            let pool_thread = !matches!(name, "roost" | "roost-io") && !name.ends_with("-gate");
+            pool_thread && s[close + 1..].split_whitespace().next() == Some("R")
+        })
+        .count();
+    Some(n)
+}
+
+/// utime + stime of a process, in clock ticks, and its state letter.
+fn process_stat(pid: u32) -> Option<(u64, char)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces: parse after the last ')'.
     let rest = &s[s.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // Fields after the name start at field 3 (state); utime is field 14, stime 15.
+    let state = f.first()?.chars().next()?;
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime + stime, state))
 }
 
 #[cfg(test)]
@@ -373,7 +598,11 @@ mod tests {
 
     #[test]
     fn own_cpu_ticks_are_readable() {
-        assert!(process_cpu_ticks(std::process::id()).is_some());
+        let (_, state) = process_stat(std::process::id()).unwrap();
+        // We are running (R) or between two slices (S).
+        assert!("RS".contains(state), "{state}");
+        // This test's own thread (named after the test) is running while it reads.
+        assert!(runnable_threads(std::process::id()).unwrap() >= 1);
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const BUCKETS: [f64; 17] = [
 pub struct Histogram {
     counts: [AtomicU64; BUCKETS.len() + 1],
     sum_us: AtomicU64,
+    /// Sum per bucket, so a quantile can be placed around where a bucket's samples really
+    /// are (a 50 ms workload is not "p50 75 ms" because its bucket is 50..100 ms).
+    bucket_sum_us: [AtomicU64; BUCKETS.len() + 1],
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +29,8 @@ pub struct HistogramSnapshot {
     pub counts: Vec<u64>,
     pub sum_seconds: f64,
     pub count: u64,
+    /// Per-bucket sums of the samples, in seconds (same indexes as `counts`).
+    pub bucket_sums: Vec<f64>,
 }
 
 impl Histogram {
@@ -36,8 +41,9 @@ impl Histogram {
             .position(|&b| s <= b)
             .unwrap_or(BUCKETS.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        let us = d.as_micros() as u64;
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.bucket_sum_us[i].fetch_add(us, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {
@@ -50,6 +56,11 @@ impl Histogram {
             count: counts.iter().sum(),
             counts,
             sum_seconds: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            bucket_sums: self
+                .bucket_sum_us
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed) as f64 / 1e6)
+                .collect(),
         }
     }
 }
@@ -84,6 +95,12 @@ impl HistogramSnapshot {
             count: counts.iter().sum(),
             counts,
             sum_seconds: (self.sum_seconds - earlier.sum_seconds).max(0.0),
+            bucket_sums: self
+                .bucket_sums
+                .iter()
+                .zip(earlier.bucket_sums.iter().chain(std::iter::repeat(&0.0)))
+                .map(|(a, b)| (a - b).max(0.0))
+                .collect(),
         }
     }
 }
@@ -93,6 +110,9 @@ impl HistogramSnapshot {
 #[derive(Default)]
 pub struct PoolCounters {
     pub arrivals: AtomicU64,
+    /// Second and later attempts of a request (farm retries on another server): counted
+    /// apart, so retries do not inflate the arrival rate.
+    pub retries: AtomicU64,
     rejected: [AtomicU64; Reason::ALL.len()],
     /// Requests holding a slot right now.
     pub active: AtomicI64,

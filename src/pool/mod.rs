@@ -307,7 +307,13 @@ impl Pool {
     pub async fn acquire(self: &Arc<Self>, key: &PickKey) -> Result<Lease, Reason> {
         // No idle-clock touch here: while a request is active or queued the pool is not
         // idle, and its release touches it (one clock read per request, not two).
-        self.counters.arrivals.fetch_add(1, Ordering::Relaxed);
+        // A retry (it avoids the member it failed on) is the same request again.
+        let counter = if key.avoid.is_some() {
+            &self.counters.retries
+        } else {
+            &self.counters.arrivals
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         if let Some(reason) = self.state_rejection() {
             self.counters.reject(reason);
             return Err(reason);

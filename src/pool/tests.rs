@@ -345,3 +345,24 @@ async fn idle_for_is_zero_while_active() {
     assert_eq!(snap.active, 0);
     assert_eq!(snap.arrivals, 1);
 }
+
+#[tokio::test]
+async fn retries_are_counted_apart_from_arrivals() {
+    let pool = Pool::new(&pool_cfg(
+        10,
+        Duration::from_secs(5),
+        LoadBalancing::RoundRobin,
+    ));
+    pool.add_member(member("a", 4, 1));
+    pool.add_member(member("b", 4, 1));
+    let first = pool.acquire(&PickKey::default()).await.unwrap();
+    let retry = PickKey {
+        avoid: Some(first.member().label.clone()),
+        ..PickKey::default()
+    };
+    let second = pool.acquire(&retry).await.unwrap();
+    assert_ne!(second.member().label, first.member().label);
+    let c = pool.counters();
+    assert_eq!(c.arrivals.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(c.retries.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -404,7 +404,7 @@ impl State {
                 let mut n = 0;
                 for w in self.workers.values_mut() {
                     if w.phase == Phase::Running && !w.retiring && w.recycle.is_none() {
-                        w.recycle = Some("onDemand");
+                        w.recycle = Some("manual");
                         n += 1;
                     }
                 }
@@ -786,7 +786,7 @@ impl State {
                 .workers
                 .values()
                 .filter(|w| w.phase == Phase::Running && w.recycle.is_some())
-                .map(|w| (w.id, w.recycle.unwrap_or("onDemand")))
+                .map(|w| (w.id, w.recycle.unwrap_or("manual")))
                 .next();
             if let Some((id, reason)) = next {
                 self.begin_rotation(id, reason);

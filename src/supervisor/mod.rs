@@ -92,7 +92,7 @@ pub struct PoolStatus {
     pub worker_starts_total: u64,
     /// By kind: `crash`, `startup`, `ping`.
     pub worker_failures_total: BTreeMap<String, u64>,
-    /// By reason: `time`, `requests`, `privateMemory`, `schedule`, `configChange`, `onDemand`.
+    /// By reason: `time`, `requests`, `privateMemory`, `schedule`, `configChange`, `manual` (an operator's recycle).
     pub recycles_total: BTreeMap<String, u64>,
 }
 

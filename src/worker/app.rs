@@ -72,11 +72,12 @@ impl Router {
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
 
-    pub(crate) fn find(&self, path: &str) -> Option<&Handler> {
+    /// The handler for `path` and the route prefix it was registered under.
+    pub(crate) fn find_route(&self, path: &str) -> Option<(&str, &Handler)> {
         self.routes
             .iter()
             .find(|(p, _)| prefix_matches(p, path))
-            .map(|(_, h)| h)
+            .map(|(p, h)| (p.as_str(), h))
     }
 }
 
@@ -327,7 +328,7 @@ mod tests {
         r.add("/", Handler::Sync(Arc::new(|_| text("root"))));
         r.add("/api", Handler::Sync(Arc::new(|_| text("api"))));
         r.add("/api/v2/", Handler::Sync(Arc::new(|_| text("v2"))));
-        let which = |p: &str| match r.find(p) {
+        let which = |p: &str| match r.find_route(p).map(|(_, h)| h) {
             Some(Handler::Sync(f)) => {
                 let resp = f(http::Request::new(crate::body::empty()));
                 format!("{:?}", resp.body().size_hint().exact())

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Names accepted by `--app`.
 pub const APPS: [&str; 3] = ["demo", "hello", "static:DIR"];
@@ -56,6 +56,37 @@ pub fn static_files(settings: Settings, dir: &std::path::Path) -> Result<WorkerB
         .route_service("/", svc))
 }
 
+/// Spin until this thread has used `cpu` of CPU time (not wall time: on a busy machine the
+/// thread is descheduled part of the time, and a wall-clock spin would then use less CPU
+/// than asked, so `/cpu` could not reliably load the machine).
+pub fn burn_cpu(cpu: Duration) {
+    let Some(start) = thread_cpu_time() else {
+        return;
+    };
+    let mut spins: u64 = 0;
+    loop {
+        // Check the clock every few thousand spins: the call itself costs ~50 ns.
+        for _ in 0..4096 {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
+        match thread_cpu_time() {
+            Some(now) if now.saturating_sub(start) < cpu => {}
+            _ => return,
+        }
+    }
+}
+
+/// CPU time used by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 /// `hello`: "hello" for every path.
 pub fn hello(settings: Settings) -> WorkerBuilder {
     WorkerBuilder::new(settings)
@@ -86,12 +117,8 @@ pub fn demo(settings: Settings) -> WorkerBuilder {
                 Ok(ms) => ms,
                 Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
             };
-            let end = Instant::now() + Duration::from_millis(ms);
-            let mut spins: u64 = 0;
-            while Instant::now() < end {
-                spins = std::hint::black_box(spins.wrapping_add(1));
-            }
-            text(format!("spun {ms} ms\n"))
+            burn_cpu(Duration::from_millis(ms));
+            text(format!("spun {ms} ms of CPU\n"))
         })
         .route_sync("/block-hinted", |req| {
             let ms = match millis(&req) {
@@ -412,6 +439,31 @@ mod etag {
             assert!(matches(&HeaderValue::from_static("\"x\", \"10-ff\""), &tag));
             assert!(matches(&HeaderValue::from_static("*"), &tag));
             assert!(!matches(&HeaderValue::from_static("W/\"10-fe\""), &tag));
+        }
+    }
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn burn_cpu_uses_cpu_time_not_wall_time() {
+        // Two spinners per core: each is descheduled part of the time, so a wall-clock
+        // spin would fall short of its CPU budget; the CPU-time spin may not.
+        let n = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let before = thread_cpu_time().unwrap();
+                    burn_cpu(Duration::from_millis(60));
+                    thread_cpu_time().unwrap() - before
+                })
+            })
+            .collect();
+        for t in threads {
+            let used = t.join().unwrap();
+            assert!(used >= Duration::from_millis(60), "{used:?}");
         }
     }
 }

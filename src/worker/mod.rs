@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod apps;
+pub mod busy;
 pub mod cli;
 pub mod gate;
 pub mod listen;

@@ -13,6 +13,7 @@
 //! 3. stop the worker pools' idle threads; the process exits 0.
 
 use super::app::{self, Handler, IoHandle, Request, Response, Router, WorkerBuilder};
+use super::busy::BusyRoutes;
 use super::gate::{Gate, GateLimits, Kind, Permit};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
@@ -75,6 +76,8 @@ struct Inner {
     pool_routes: Vec<(String, Arc<ThreadPool>)>,
     default_pool: Arc<ThreadPool>,
     gate: Arc<Gate>,
+    /// Which route each busy worker-pool thread runs (`busy_routes` in the counters).
+    busy: Arc<BusyRoutes>,
     started: Instant,
     stopping: AtomicBool,
 }
@@ -127,6 +130,7 @@ impl WorkerBuilder {
                 pool_routes,
                 default_pool,
                 gate,
+                busy: Arc::default(),
                 started: Instant::now(),
                 stopping: AtomicBool::new(false),
             }),
@@ -254,9 +258,10 @@ impl Worker {
         if path.starts_with("/.roost/") {
             return self.internal(path);
         }
-        let Some(handler) = self.inner.router.find(path).cloned() else {
+        let Some((route, handler)) = self.inner.router.find_route(path) else {
             return app::status(StatusCode::NOT_FOUND, "not found");
         };
+        let handler = handler.clone();
         let kind = match handler {
             Handler::Async(_) => Kind::Async,
             Handler::Sync(_) => Kind::Thread,
@@ -283,8 +288,11 @@ impl Worker {
                 let thread = permit.take_thread_slot();
                 // The permit travels with the job, so a request whose client left still
                 // counts until its thread is really done with it.
+                let (busy, route) = (self.inner.busy.clone(), Arc::<str>::from(route));
                 let job = move || {
+                    let running = busy.enter(route);
                     let resp = f(req);
+                    drop(running);
                     drop(thread);
                     (resp, permit)
                 };
@@ -360,6 +368,7 @@ impl Worker {
             "io": io,
             "worker_pools": pools,
             "gate": i.gate.counters(),
+            "busy_routes": i.busy.snapshot(),
         })
     }
 

@@ -1,0 +1,450 @@
+//! The diagnosis under real conditions: real `roost worker` processes (or real farm
+//! servers) behind a real front, real load over loopback, and the verdict of the
+//! decision tree asserted by the majority of three readings a second apart. Each case is
+//! a scenario of issue 15. The scenarios run one at a time (they share two cores) and
+//! assert only the cause, never timings.
+
+// The scenarios share two cores, so they run one at a time: each test holds a plain
+// mutex guard across its awaits on purpose (every test has its own runtime).
+#![allow(clippy::await_holding_lock)]
+
+mod support;
+
+use roost::admin::diagnose::{diagnose, Report};
+use roost::admin::{Admin, AdminContext};
+use roost::front::Front;
+use roost::supervisor::{Supervisor, SupervisorOptions};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One scenario at a time: a CPU-overload case must not be the starvation case's noise.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Stack {
+    front: Arc<Front>,
+    sup: Option<Arc<Supervisor>>,
+    admin: Admin,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start(yaml: &str, garden: bool) -> Stack {
+        init_tracing();
+        let dir = tempfile::Builder::new()
+            .prefix("rd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let cfg = roost::config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let sup = garden.then(|| {
+            Supervisor::new(SupervisorOptions {
+                roost_exe: env!("CARGO_BIN_EXE_roost").into(),
+                runtime_dir: Some(dir.path().join("run")),
+            })
+        });
+        let hooks: Vec<Arc<dyn roost::front::PoolHooks>> = sup
+            .iter()
+            .map(|s| s.clone() as Arc<dyn roost::front::PoolHooks>)
+            .collect();
+        let front = Front::start(cfg, hooks).await.expect("front starts");
+        let addr = front.bound_addresses()[0].1;
+        let admin_cfg = roost::config::model::Admin {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+        };
+        let ctx = AdminContext {
+            front: front.clone(),
+            supervisor: sup.clone(),
+            reload: None,
+        };
+        let admin = Admin::start_with_interval(&admin_cfg, ctx, Duration::from_millis(250))
+            .await
+            .expect("admin starts");
+        Stack {
+            front,
+            sup,
+            admin,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    async fn wait_workers(&self, n: usize) {
+        let pool = self.front.pool("web").unwrap();
+        let ok = eventually(Duration::from_secs(20), || pool.members().len() >= n).await;
+        assert!(ok, "{n} workers never became ready");
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let pool = self.front.pool("web").unwrap();
+        pool.members().iter().filter_map(|m| m.pid).collect()
+    }
+
+    fn report(&self) -> Report {
+        diagnose(&self.admin.sampler().history())
+    }
+
+    /// The pool's cause (`healthy` without a finding) in three readings a second apart,
+    /// after `settle` of load; also returns the last report for messages.
+    async fn verdicts(&self, pool: &str, settle: Duration) -> (Vec<String>, Report) {
+        tokio::time::sleep(settle).await;
+        let mut out = Vec::new();
+        let mut last = self.report();
+        for i in 0..3 {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            last = self.report();
+            let rule = last
+                .findings
+                .iter()
+                .find(|f| f.pool == pool)
+                .map_or("healthy".to_string(), |f| f.rule.to_string());
+            out.push(rule);
+        }
+        (out, last)
+    }
+
+    async fn stop(self) {
+        self.admin.shutdown();
+        if let Some(s) = &self.sup {
+            s.shutdown().await;
+        }
+    }
+}
+
+fn majority(v: &[String], rule: &str) -> bool {
+    v.iter().filter(|r| *r == rule).count() * 2 > v.len()
+}
+
+fn assert_cause(v: &[String], r: &Report, rule: &str) {
+    assert!(majority(v, rule), "expected {rule}, got {v:?}\n{r:#?}");
+}
+
+/// One GET over a fresh connection: the status, or `None` if the exchange failed.
+async fn status_of(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.ok()?;
+    let head = String::from_utf8_lossy(&resp[..resp.len().min(64)]).into_owned();
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `clients` loops of requests to `path` through the front (bounded load: each client
+/// waits for its answer before the next request, and backs off after a refusal).
+fn load(addr: SocketAddr, clients: usize, path: &'static str) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = (0..clients)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let ok = tokio::time::timeout(Duration::from_secs(10), status_of(addr, path))
+                        .await
+                        .is_ok_and(|s| s == Some(200));
+                    // A refused client waits before retrying, so the load stays bounded
+                    // (a spinning retry loop would take the CPU from the workers).
+                    if !ok {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    Load { stop, tasks }
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn garden(processes: usize, slots: usize, queue: usize, worker: &str) -> String {
+    format!(
+        r#"
+sites:
+  - name: s
+    bindings: [{{listen: "127.0.0.1:0"}}]
+    applications: [{{path: /, pool: web}}]
+pools:
+  web:
+    startMode: alwaysRunning
+    queueLength: {queue}
+    processModel:
+      maxProcesses: {processes}
+      maxConcurrentRequestsPerProcess: {slots}
+    worker:
+      app: demo
+{worker}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lightly_loaded_pool_is_healthy() {
+    let _one = serial();
+    let st = Stack::start(&garden(1, 20, 100, ""), true).await;
+    st.wait_workers(1).await;
+    let _load = load(st.addr, 2, "/async?ms=20");
+    let (v, r) = st.verdicts("web", Duration::from_secs(2)).await;
+    assert_cause(&v, &r, "healthy");
+    st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_overload_of_a_garden_is_cpu_with_the_full_queue_as_its_symptom() {
+    let _one = serial();
+    // The shipped shape: a garden of two on this machine, CPU work beyond capacity, and
+    // a short queue that overflows.
+    let st = Stack::start(&garden(2, 4, 4, ""), true).await;
+    st.wait_workers(2).await;
+    let _load = load(st.addr, 16, "/cpu?ms=40");
+    let (v, r) = st.verdicts("web", Duration::from_secs(3)).await;
+    assert_cause(&v, &r, "cpu_bound");
+    let f = r.findings.iter().find(|f| f.pool == "web").unwrap();
+    assert!(f.symptoms.contains(&"queue_full"), "{f:#?}");
+    assert!(!f.advice.contains("raise minWorkerThreads"), "{}", f.advice);
+    st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_overload_of_a_single_process_is_cpu() {
+    let _one = serial();
+    let st = Stack::start(&garden(1, 8, 100, ""), true).await;
+    st.wait_workers(1).await;
+    let _load = load(st.addr, 12, "/cpu?ms=40");
+    let (v, r) = st.verdicts("web", Duration::from_secs(3)).await;
+    assert_cause(&v, &r, "cpu_bound");
+    st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_handlers_starve_the_thread_pool() {
+    let _one = serial();
+    let st = Stack::start(
+        &garden(
+            1,
+            50,
+            200,
+            "      minWorkerThreads: 1\n      maxWorkerThreads: 200\n",
+        ),
+        true,
+    )
+    .await;
+    st.wait_workers(1).await;
+    let _load = load(st.addr, 30, "/block?ms=500");
+    let (v, r) = st.verdicts("web", Duration::from_secs(2)).await;
+    assert_cause(&v, &r, "threadpool_starvation");
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.rule == "threadpool_starvation");
+    if let Some(f) = f {
+        assert!(
+            f.evidence.iter().any(|e| e.contains("`/block` held")),
+            "{f:#?}"
+        );
+        assert!(f.advice.contains("minWorkerThreads ≈"), "{}", f.advice);
+    }
+    st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_pool_at_its_max_is_max_threads() {
+    let _one = serial();
+    let st = Stack::start(
+        &garden(
+            1,
+            50,
+            200,
+            "      minWorkerThreads: 2\n      maxWorkerThreads: 3\n",
+        ),
+        true,
+    )
+    .await;
+    st.wait_workers(1).await;
+    let _load = load(st.addr, 12, "/block?ms=200");
+    let (v, r) = st.verdicts("web", Duration::from_secs(2)).await;
+    assert_cause(&v, &r, "threadpool_at_max");
+    let f = r.findings.iter().find(|f| f.pool == "web").unwrap();
+    assert!(f.advice.contains("maxWorkerThreads"), "{}", f.advice);
+    st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_worker_gate_with_idle_threads_is_the_gate() {
+    let _one = serial();
+    // One request per CPU may execute; the requests wait on I/O, the threads idle.
+    let st = Stack::start(
+        &garden(1, 30, 200, "      maxConcurrentRequestsPerCPU: 1\n"),
+        true,
+    )
+    .await;
+    st.wait_workers(1).await;
+    let _load = load(st.addr, 12, "/async?ms=200");
+    let (v, r) = st.verdicts("web", Duration::from_secs(2)).await;
+    assert_cause(&v, &r, "gate_bound");
+    st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_is_a_hung_worker() {
+    let _one = serial();
+    let st = Stack::start(&garden(1, 8, 100, ""), true).await;
+    st.wait_workers(1).await;
+    let _load = load(st.addr, 4, "/cpu?ms=5");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = st.pids()[0];
+    // SAFETY: kill(2) with a pid we started; SIGSTOP takes effect at once.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    let (v, r) = st.verdicts("web", Duration::from_secs(2)).await;
+    // SAFETY: as above; let it stop normally.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    assert_cause(&v, &r, "hung_worker");
+    let f = r.findings.iter().find(|f| f.pool == "web").unwrap();
+    assert!(
+        f.evidence.iter().any(|e| e.contains("process state T")),
+        "{f:#?}"
+    );
+    st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_slow_to_start_are_start_up() {
+    let _one = serial();
+    // A worker command that runs but never listens: it stays "starting".
+    let yaml = r#"
+sites:
+  - name: s
+    bindings: [{listen: "127.0.0.1:0"}]
+    applications: [{path: /, pool: web}]
+pools:
+  web:
+    queueLength: 100
+    processModel:
+      command: sleep
+      args: ["30"]
+      listen: tcp
+      startupTimeLimit: 20s
+"#;
+    let st = Stack::start(yaml, true).await;
+    let _load = load(st.addr, 4, "/");
+    let (v, r) = st.verdicts("web", Duration::from_secs(2)).await;
+    assert_cause(&v, &r, "startup");
+    let f = r.findings.iter().find(|f| f.pool == "web").unwrap();
+    assert!(f.evidence[0].contains("startupTimeLimit 20 s"), "{f:#?}");
+    st.stop().await;
+}
+
+/// A server that answers every request after `delay`.
+async fn slow_server(delay: Duration) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        seen.clear();
+                        tokio::time::sleep(delay).await;
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nslow\n";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_farm_server_is_named() {
+    let _one = serial();
+    let fast = Backend::start("fast").await;
+    let (slow, task) = slow_server(Duration::from_secs(2)).await;
+    let yaml = format!(
+        r#"
+sites:
+  - name: s
+    bindings: [{{listen: "127.0.0.1:0"}}]
+    applications: [{{path: /, pool: web}}]
+pools:
+  web:
+    queueLength: 100
+    farm:
+      servers:
+        - {{address: "{}", maxConcurrentRequests: 2}}
+        - {{address: "{slow}", maxConcurrentRequests: 2}}
+"#,
+        fast.addr
+    );
+    let st = Stack::start(&yaml, false).await;
+    let _load = load(st.addr, 12, "/x");
+    let (v, r) = st.verdicts("web", Duration::from_secs(4)).await;
+    assert_cause(&v, &r, "slow_server");
+    let f = r.findings.iter().find(|f| f.pool == "web").unwrap();
+    assert!(f.title.contains(&slow.to_string()), "{f:#?}");
+    task.abort();
+    st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_and_ctl_show_the_cause() {
+    let _one = serial();
+    let st = Stack::start(&garden(1, 4, 4, "      maxWorkerThreads: 2\n"), true).await;
+    st.wait_workers(1).await;
+    let _load = load(st.addr, 12, "/block?ms=300");
+    let started = Instant::now();
+    let ok = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = st.report();
+        if r.findings.iter().any(|f| f.rule == "threadpool_at_max") {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            break false;
+        }
+    };
+    assert!(ok, "{:#?}", st.report());
+    let admin = st.admin.addr();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+            .args(["ctl", "--admin", &format!("http://{admin}"), "diagnose"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("maxWorkerThreads"), "{text}");
+    st.stop().await;
+}
