@@ -1165,6 +1165,45 @@ mod tests {
     }
 
     #[test]
+    fn detected_blocking_counts_apart_and_takes_back_only_what_it_added() {
+        let mut c = ThreadPoolConfig::new("t-detect", 2, 20);
+        c.blocking_threads_without_delay = 10;
+        c.blocking_detection = false; // the gate must not overwrite `detected` here
+        let pool = ThreadPool::new(c);
+        let inner = &pool.inner;
+        {
+            let mut st = inner.state.lock();
+            st.goal = 4; // as if starvation had added 2
+            st.hc.force_change(4, Transition::Starvation);
+        }
+        inner.notify_blocked(); // hinted: target 3, below the goal: nothing to add
+        {
+            let mut st = inner.state.lock();
+            st.detected = 4; // target 2 + 1 + 4 = 7
+            inner.blocking_adjust(&mut st, Instant::now(), true);
+        }
+        let c = pool.counters();
+        assert_eq!((c.goal, c.blocked, c.blocked_detected), (7, 1, 4));
+        assert_eq!(
+            (c.injections.blocking, c.injections.blocking_detected),
+            (0, 3)
+        );
+        assert_eq!(
+            c.last_transition.map(|t| t.transition),
+            Some(Transition::BlockingDetected)
+        );
+        {
+            let mut st = inner.state.lock();
+            st.detected = 0;
+            inner.blocking_adjust(&mut st, Instant::now(), true);
+        }
+        assert_eq!(pool.counters().goal, 4, "starvation's increase must stay");
+        inner.notify_unblocked();
+        assert_eq!(pool.counters().goal, 4);
+        pool.shutdown();
+    }
+
+    #[test]
     fn blocking_beyond_the_free_threads_waits_for_delay_steps() {
         let mut c = ThreadPoolConfig::new("t-steps", 1, 50);
         c.blocking_threads_without_delay = 1;
