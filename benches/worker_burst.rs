@@ -469,6 +469,8 @@ mod monitor_cost {
     /// Time the thread has spent on a CPU (first field of `schedstat`, nanoseconds).
     fn cpu_time(tid: i32) -> Option<Duration> {
         let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
-        Some(Duration::from_nanos(s.split_whitespace().next()?.parse().ok()?))
+        Some(Duration::from_nanos(
+            s.split_whitespace().next()?.parse().ok()?,
+        ))
     }
 }

@@ -321,7 +321,12 @@ fn counters_serialize_with_the_contract_fields() {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
     assert!(v.get("blocked_detected").is_some(), "{v}");
-    for key in ["hill_climbing", "starvation", "blocking", "blocking_detected"] {
+    for key in [
+        "hill_climbing",
+        "starvation",
+        "blocking",
+        "blocking_detected",
+    ] {
         assert!(
             v["injections"].get(key).is_some(),
             "missing injections.{key}"
@@ -479,7 +484,10 @@ fn goal_drops_back_to_min_once_detected_threads_run_again() {
     // The last items started once the queue was empty: the count may lag but not exceed.
     let c = pool.counters();
     assert!(c.goal >= n && c.goal <= min + n, "{c:?}");
-    assert!(c.blocked_detected >= n - min && c.blocked_detected <= n, "{c:?}");
+    assert!(
+        c.blocked_detected >= n - min && c.blocked_detected <= n,
+        "{c:?}"
+    );
     assert!(c.injections.blocking_detected >= (n - min) as u64, "{c:?}");
     assert_eq!(c.blocked, 0);
     latch.open();

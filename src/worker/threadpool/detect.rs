@@ -30,9 +30,10 @@ use parking_lot::MutexGuard;
 use super::{Inner, State};
 
 /// At most one `/proc` read per this much time on average: the period stretches with the
-/// number of busy threads (64 busy threads ⇒ one sample per 64 ms at least), so the monitor's
-/// cost stays below ~0.5 % of a core however many threads block.
-pub(crate) const MIN_TIME_PER_READ: Duration = Duration::from_millis(1);
+/// number of busy threads (64 busy threads ⇒ one sample per 128 ms at least), so the
+/// monitor's cost stays at or below ~0.5 % of a core however many threads block (a read
+/// costs 3–10 µs of CPU, the high end on a loaded machine).
+pub(crate) const MIN_TIME_PER_READ: Duration = Duration::from_millis(2);
 
 /// The kernel thread id of the calling thread.
 pub(crate) fn gettid() -> i32 {
@@ -202,7 +203,11 @@ impl Inner {
 
     /// Read the busy, unhinted threads (with the pool unlocked), update the detected count
     /// and adjust the goal. Returns how many threads were read.
-    fn detection_sample(self: &Arc<Self>, st: &mut MutexGuard<'_, State>, d: &mut Detector) -> usize {
+    fn detection_sample(
+        self: &Arc<Self>,
+        st: &mut MutexGuard<'_, State>,
+        d: &mut Detector,
+    ) -> usize {
         let mut tids = std::mem::take(&mut d.tids);
         tids.clear();
         tids.extend(
@@ -286,7 +291,10 @@ mod tests {
         // The sleeper wakes every 20 ms, so a sample can catch it running: it must still
         // be counted in most samples, and the spinner never.
         assert!(counts[1..].iter().all(|&c| c <= 1), "{counts:?}");
-        assert!(counts[1..].iter().filter(|&&c| c == 1).count() >= 2, "{counts:?}");
+        assert!(
+            counts[1..].iter().filter(|&&c| c == 1).count() >= 2,
+            "{counts:?}"
+        );
         // Gone threads are forgotten and count as not blocked.
         assert_eq!(d.sample(&[a, b], Instant::now()), 0);
         assert!(d.seen.is_empty());

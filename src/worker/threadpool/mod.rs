@@ -77,7 +77,7 @@ pub struct ThreadPoolConfig {
     /// for them as for hinted ones (same delay steps; `blocking_detected` injections).
     pub blocking_detection: bool,
     /// How often the gate thread samples busy threads while work is queued (stretched to
-    /// 1 ms per busy thread, so the cost stays bounded).
+    /// 2 ms per busy thread, so the cost stays bounded).
     pub blocking_detection_interval: Duration,
     /// Stack size of pool threads; `None` = Rust's default (2 MiB).
     pub stack_size: Option<usize>,
@@ -1249,7 +1249,10 @@ mod tests {
         *release.0.lock() = true;
         release.1.notify_all();
         pool.shutdown();
-        assert!(c.goal <= 3 && c.busy <= 3, "raises skipped the delay: {c:?}");
+        assert!(
+            c.goal <= 3 && c.busy <= 3,
+            "raises skipped the delay: {c:?}"
+        );
     }
 
     #[test]
