@@ -1417,3 +1417,58 @@ fn proxy_yaml_tls_example_is_valid_when_uncommented() {
     // What validation accepted, the front can serve.
     roost::front::tls::server_config(tls).expect("the dev certificate builds a TLS config");
 }
+
+#[test]
+fn worker_blocking_detection_defaults_switch_and_bad_interval() {
+    let garden = |worker_keys: &str| {
+        one_pool(
+            "g",
+            &format!("    processModel: {{maxProcesses: 1}}\n    worker:\n{worker_keys}"),
+        )
+    };
+    let c = load(&garden("      app: demo\n")).unwrap_or_else(|e| panic!("{e}"));
+    let Backend::Garden(pm) = &c.pools["g"].backend else {
+        panic!()
+    };
+    assert!(pm.worker.blocking_detection, "on by default");
+    assert_eq!(
+        pm.worker.blocking_detection_interval,
+        Duration::from_millis(50)
+    );
+
+    let yaml = garden("      blockingDetection: false\n      blockingDetectionInterval: 120ms\n");
+    let c = load(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let Backend::Garden(pm) = &c.pools["g"].backend else {
+        panic!()
+    };
+    assert!(!pm.worker.blocking_detection);
+    assert_eq!(
+        pm.worker.blocking_detection_interval,
+        Duration::from_millis(120)
+    );
+
+    let yaml = garden("      blockingDetection: sometimes\n      blockingDetectionInterval: 30s\n");
+    let e = errors(&yaml);
+    expect(
+        &e,
+        &yaml,
+        "pools.g.worker.blockingDetection",
+        "expected true or false",
+        "sometimes",
+    );
+    expect(
+        &e,
+        &yaml,
+        "pools.g.worker.blockingDetectionInterval",
+        "between 1ms and 10s",
+        "30s",
+    );
+    let yaml = garden("      blockingDetectionInterval: 0\n");
+    expect(
+        &errors(&yaml),
+        &yaml,
+        "pools.g.worker.blockingDetectionInterval",
+        "longer than 0",
+        "blockingDetectionInterval",
+    );
+}

@@ -102,6 +102,8 @@ fn standin() -> ProcessModel {
             max_concurrent_threads_per_cpu: 0,
             pools: BTreeMap::new(),
             routes: BTreeMap::new(),
+            blocking_detection: true,
+            blocking_detection_interval: Duration::from_millis(50),
         },
     }
 }

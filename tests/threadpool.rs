@@ -126,7 +126,9 @@ fn block_items(pool: &ThreadPool, latch: &Latch, n: usize, hint: bool) {
 #[test]
 fn starvation_grows_a_blocked_pool_at_about_two_threads_per_second() {
     let min = 2;
-    let pool = ThreadPool::new(cfg("it-starve", min, 64));
+    let mut c = cfg("it-starve", min, 64);
+    c.blocking_detection = false; // starvation alone is under test
+    let pool = ThreadPool::new(c);
     let latch = Latch::default();
     let start = Instant::now();
     block_items(&pool, &latch, 20, false);
@@ -166,7 +168,9 @@ fn starvation_grows_a_blocked_pool_at_about_two_threads_per_second() {
 fn blocking_hints_inject_faster_than_starvation() {
     let min = 2;
     let n = 12;
-    let starved = ThreadPool::new(cfg("it-starved", min, 64));
+    let mut c = cfg("it-starved", min, 64);
+    c.blocking_detection = false; // the unhinted pool has only starvation to help it
+    let starved = ThreadPool::new(c);
     let hinted = ThreadPool::new(cfg("it-hinted", min, 64));
     let (l1, l2) = (Latch::default(), Latch::default());
     let start = Instant::now();
@@ -316,7 +320,13 @@ fn counters_serialize_with_the_contract_fields() {
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
-    for key in ["hill_climbing", "starvation", "blocking"] {
+    assert!(v.get("blocked_detected").is_some(), "{v}");
+    for key in [
+        "hill_climbing",
+        "starvation",
+        "blocking",
+        "blocking_detected",
+    ] {
         assert!(
             v["injections"].get(key).is_some(),
             "missing injections.{key}"
@@ -334,6 +344,7 @@ fn hill_climbing_adds_threads_for_latency_bound_work() {
     let min = 2;
     let mut c = cfg("it-hc", min, 40);
     c.starvation_detection = false;
+    c.blocking_detection = false; // sleeping items would be detected: only hill climbing
     c.hill_climbing_config.cpu_high_percent = 101;
     let pool = ThreadPool::new(c);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -376,12 +387,15 @@ fn cpu_bound_flood_keeps_the_goal_near_the_core_count() {
     };
     let start = Instant::now();
     let mut goals = Vec::new();
+    let mut most_detected = 0;
     while start.elapsed() < Duration::from_secs(4) {
         while pool.counters().queued < 50 {
             pool.spawn(spin);
         }
+        let c = pool.counters();
+        most_detected = most_detected.max(c.blocked_detected);
         if start.elapsed() > Duration::from_secs(2) {
-            goals.push(pool.counters().goal);
+            goals.push(c.goal);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -392,6 +406,181 @@ fn cpu_bound_flood_keeps_the_goal_near_the_core_count() {
         mean <= cores as f64 + 3.0,
         "mean goal {mean} with {cores} cores"
     );
+    // Blocking detection is on (the default) and must leave running threads alone.
+    assert_eq!(most_detected, 0, "{c:?}");
+    assert_eq!(c.injections.blocking_detected, 0, "{c:?}");
     pool.set_limits(1, 1);
     pool.shutdown();
+}
+
+/// Submit `n` items that sleep `ms` without a hint; returns a counter of finished items.
+fn sleep_items(pool: &ThreadPool, n: usize, ms: u64) -> Arc<AtomicUsize> {
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..n {
+        let done = done.clone();
+        pool.spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    done
+}
+
+#[test]
+fn unhinted_blocking_burst_is_detected_and_drains_much_faster() {
+    // 40 items sleeping 200 ms on min 2: 4 s on 2 threads. Without detection neither
+    // starvation (something is dequeued every ~100 ms) nor hill climbing (its first move
+    // needs ~9 accepted samples of >= 7 completions) can help much in that time; with it
+    // the pool grows within a few samples. Both pools run at once, so load from other
+    // processes weighs on both alike.
+    let (n, ms, min) = (40, 200, 2);
+    let mut off = cfg("it-det-off", min, 64);
+    off.blocking_detection = false;
+    let off = ThreadPool::new(off);
+    let on = ThreadPool::new(cfg("it-det-on", min, 64));
+    let start = Instant::now();
+    let done_off = sleep_items(&off, n, ms);
+    let done_on = sleep_items(&on, n, ms);
+    assert!(wait_until(Duration::from_secs(30), || done_on
+        .load(Ordering::SeqCst)
+        == n));
+    let t_on = start.elapsed();
+    assert!(wait_until(Duration::from_secs(30), || done_off
+        .load(Ordering::SeqCst)
+        == n));
+    let t_off = start.elapsed();
+    let (c_on, c_off) = (on.counters(), off.counters());
+    eprintln!("detection on: {t_on:?} {c_on:?}\ndetection off: {t_off:?} {c_off:?}");
+    assert!(c_on.injections.blocking_detected >= 2, "{c_on:?}");
+    assert_eq!(c_on.injections.blocking, 0, "no hints were given");
+    assert!(on
+        .transitions()
+        .iter()
+        .any(|t| t.transition == Transition::BlockingDetected));
+    assert_eq!(c_off.injections.blocking_detected, 0, "{c_off:?}");
+    assert!(
+        t_on * 2 < t_off,
+        "detection on drained in {t_on:?}, off in {t_off:?}"
+    );
+    on.shutdown();
+    off.shutdown();
+}
+
+#[test]
+fn goal_drops_back_to_min_once_detected_threads_run_again() {
+    // Starvation and hill climbing off: every goal change here is blocking detection's.
+    let (n, min) = (8, 2);
+    let mut c = cfg("it-det-back", min, 32);
+    c.starvation_detection = false;
+    c.hill_climbing = false;
+    let pool = ThreadPool::new(c);
+    let latch = Latch::default();
+    block_items(&pool, &latch, n, false);
+    assert!(
+        wait_until(Duration::from_secs(20), || pool.counters().busy == n),
+        "detection did not start all blocked items: {:?}",
+        pool.counters()
+    );
+    // The last items started once the queue was empty: the count may lag but not exceed.
+    let c = pool.counters();
+    assert!(c.goal >= n && c.goal <= min + n, "{c:?}");
+    assert!(
+        c.blocked_detected >= n - min && c.blocked_detected <= n,
+        "{c:?}"
+    );
+    assert!(c.injections.blocking_detected >= (n - min) as u64, "{c:?}");
+    assert_eq!(c.blocked, 0);
+    latch.open();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let c = pool.counters();
+            c.goal == min && c.blocked_detected == 0 && c.completed == n as u64
+        }),
+        "goal did not come back to min: {:?}",
+        pool.counters()
+    );
+    pool.shutdown();
+}
+
+#[test]
+fn detection_switched_off_adds_no_threads_for_unhinted_blocking() {
+    let run = |detect: bool| {
+        let mut c = cfg(if detect { "it-sw-on" } else { "it-sw-off" }, 2, 32);
+        c.starvation_detection = false;
+        c.hill_climbing = false;
+        c.blocking_detection = detect;
+        c.blocking_detection_interval = Duration::from_millis(20);
+        let pool = ThreadPool::new(c);
+        let latch = Latch::default();
+        block_items(&pool, &latch, 6, false);
+        // Long enough for dozens of 20 ms samples, even on a loaded box.
+        let grew = wait_until(Duration::from_millis(1500), || pool.counters().busy > 2);
+        let c = pool.counters();
+        latch.open();
+        pool.shutdown();
+        (grew, c)
+    };
+    let (grew, c) = run(false);
+    assert!(!grew, "{c:?}");
+    assert_eq!((c.goal, c.busy, c.blocked_detected), (2, 2, 0), "{c:?}");
+    assert_eq!(c.injections.blocking_detected, 0);
+    let (grew, c) = run(true);
+    assert!(grew, "the same pool with detection on must grow: {c:?}");
+}
+
+/// Submit `2 * half` items alternating a 150 ms sleep (no hint) and a 20 ms spin.
+fn mixed_items(pool: &ThreadPool, half: usize) -> Arc<AtomicUsize> {
+    let done = Arc::new(AtomicUsize::new(0));
+    for i in 0..2 * half {
+        let done = done.clone();
+        pool.spawn(move || {
+            if i % 2 == 0 {
+                std::thread::sleep(Duration::from_millis(150));
+            } else {
+                let end = Instant::now() + Duration::from_millis(20);
+                let mut x = 0u64;
+                while Instant::now() < end {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    done
+}
+
+#[test]
+fn mixed_burst_drains_faster_with_no_more_threads_than_hints_would_add() {
+    // Half the items spin (state R), half sleep. Detection may only count sleepers, so the
+    // goal stays within min + sleepers, the most the hinted path would reach.
+    let (half, min) = (30, 2);
+    let mk = |name: &str, detect: bool| {
+        let mut c = cfg(name, min, 64);
+        c.starvation_detection = false;
+        c.hill_climbing = false;
+        c.blocking_detection = detect;
+        ThreadPool::new(c)
+    };
+    let (on, off) = (mk("it-mix-on", true), mk("it-mix-off", false));
+    let start = Instant::now();
+    let done_on = mixed_items(&on, half);
+    let done_off = mixed_items(&off, half);
+    let mut peak_goal = 0;
+    let drained = wait_until(Duration::from_secs(30), || {
+        peak_goal = peak_goal.max(on.counters().goal);
+        done_on.load(Ordering::SeqCst) == 2 * half
+    });
+    let t_on = start.elapsed();
+    assert!(drained, "{:?}", on.counters());
+    assert!(wait_until(Duration::from_secs(30), || done_off
+        .load(Ordering::SeqCst)
+        == 2 * half));
+    let t_off = start.elapsed();
+    let c = on.counters();
+    eprintln!("mixed: on {t_on:?} (peak goal {peak_goal}), off {t_off:?}; {c:?}");
+    assert!(c.injections.blocking_detected >= 1, "{c:?}");
+    assert!(peak_goal <= min + half, "peak goal {peak_goal}");
+    assert!(t_on < t_off, "on {t_on:?} vs off {t_off:?}");
+    on.shutdown();
+    off.shutdown();
 }

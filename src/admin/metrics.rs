@@ -287,6 +287,12 @@ impl Collector for RoostCollector {
             "Worker pool threads running a work item.",
             MetricType::Gauge,
         );
+        let mut blocked = Family::new(
+            "worker_threads_blocked",
+            "Busy worker pool threads blocked (source=hinted: inside blocking(); \
+             source=detected: found blocked in the kernel without a hint).",
+            MetricType::Gauge,
+        );
         let mut current = Family::new(
             "worker_requests_current",
             "Requests in the worker, queued and executing (ASP.NET Requests Current).",
@@ -331,10 +337,16 @@ impl Collector for RoostCollector {
                 t.push(("thread_pool", tp.clone()));
                 threads.push(t, Value::Gauge(p.threads as i64));
                 busy.push(with_tp(), Value::Gauge(p.busy as i64));
+                for (source, v) in [("hinted", p.blocked), ("detected", p.blocked_detected)] {
+                    let mut lab = with_tp();
+                    lab.push(("source", source.into()));
+                    blocked.push(lab, Value::Gauge(v as i64));
+                }
                 for (reason, v) in [
                     ("hill_climbing", p.injections.hill_climbing),
                     ("starvation", p.injections.starvation),
                     ("blocking", p.injections.blocking),
+                    ("blocking_detected", p.injections.blocking_detected),
                 ] {
                     let mut lab = with_tp();
                     lab.push(("reason", reason.into()));
@@ -349,6 +361,7 @@ impl Collector for RoostCollector {
         for f in [
             &threads,
             &busy,
+            &blocked,
             &current,
             &queued,
             &wrejected,

@@ -33,6 +33,8 @@ pub struct ThreadPoolView {
     pub idle: usize,
     pub queued: usize,
     pub blocked: usize,
+    /// Busy threads the worker's gate thread found blocked in the kernel without a hint.
+    pub blocked_detected: usize,
     pub goal: usize,
     pub min: usize,
     pub max: usize,
@@ -48,6 +50,7 @@ pub struct InjectionsView {
     pub hill_climbing: u64,
     pub starvation: u64,
     pub blocking: u64,
+    pub blocking_detected: u64,
 }
 
 /// The worker's gate (ASP.NET "Requests Current / Queued / Rejected").

@@ -177,6 +177,9 @@ pub enum WorkerListen {
     Tcp,
 }
 
+/// Default `worker.blockingDetectionInterval`.
+pub const DEFAULT_BLOCKING_DETECTION_INTERVAL: Duration = Duration::from_millis(50);
+
 /// `worker`: the settings of a built-in `roost worker` (gate and thread pools).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerSettings {
@@ -192,6 +195,11 @@ pub struct WorkerSettings {
     pub pools: BTreeMap<String, NamedThreadPool>,
     /// Route prefix → named pool.
     pub routes: BTreeMap<String, String>,
+    /// `blockingDetection` (default true): add threads for busy threads found blocked in
+    /// the kernel without a hint.
+    pub blocking_detection: bool,
+    /// `blockingDetectionInterval` (default 50 ms, 1 ms to 10 s).
+    pub blocking_detection_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

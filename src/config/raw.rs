@@ -179,6 +179,8 @@ pub struct RawWorker {
     pub max_concurrent_threads_per_cpu: Leaf,
     pub pools: Dict<RawNamedPool>,
     pub routes: Opt<BTreeMap<String, Scalar>>,
+    pub blocking_detection: Leaf,
+    pub blocking_detection_interval: Leaf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,6 +399,8 @@ const WORKER: Shape = Shape::Map(&[
         Shape::Dict(&Shape::Map(&[("min", Shape::Leaf), ("max", Shape::Leaf)])),
     ),
     ("routes", Shape::Dict(&Shape::Leaf)),
+    ("blockingDetection", Shape::Leaf),
+    ("blockingDetectionInterval", Shape::Leaf),
 ]);
 const RECYCLING: Shape = Shape::Map(&[
     ("disallowOverlappingRotation", Shape::Leaf),

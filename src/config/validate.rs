@@ -1348,6 +1348,7 @@ fn validate_worker(w: Option<&RawWorker>, p: &str, ctx: &mut Ctx<'_>) -> WorkerS
             routes.insert(prefix.clone(), t);
         }
     }
+    let (blocking_detection, blocking_detection_interval) = validate_blocking_detection(w, p, ctx);
     WorkerSettings {
         app,
         min_worker_threads,
@@ -1358,7 +1359,36 @@ fn validate_worker(w: Option<&RawWorker>, p: &str, ctx: &mut Ctx<'_>) -> WorkerS
         max_concurrent_threads_per_cpu,
         pools,
         routes,
+        blocking_detection,
+        blocking_detection_interval,
     }
+}
+
+/// `worker.blockingDetection` (bool, default true) and `worker.blockingDetectionInterval`
+/// (1 ms to 10 s, default 50 ms): below 1 ms the monitor would mostly measure itself; a
+/// period beyond 10 s would react after a typical burst is over.
+fn validate_blocking_detection(
+    w: Option<&RawWorker>,
+    p: &str,
+    ctx: &mut Ctx<'_>,
+) -> (bool, Duration) {
+    const DEFAULT: Duration = DEFAULT_BLOCKING_DETECTION_INTERVAL;
+    let get = |sel: fn(&RawWorker) -> &Leaf| w.and_then(|w| sel(w).clone());
+    let on = ctx.boolean(
+        &get(|r| &r.blocking_detection),
+        &format!("{p}.blockingDetection"),
+        true,
+    );
+    let key = format!("{p}.blockingDetectionInterval");
+    let raw = get(|r| &r.blocking_detection_interval);
+    let interval = ctx.duration(&raw, &key, DEFAULT, true);
+    let range = Duration::from_millis(1)..=Duration::from_secs(10);
+    if !range.contains(&interval) {
+        let why = format!("must be between 1ms and 10s (got {interval:?})");
+        ctx.report(&key, raw.as_ref().map(|s| &s.0), why);
+        return (on, DEFAULT);
+    }
+    (on, interval)
 }
 
 fn validate_recycling(r: Option<&RawRecycling>, p: &str, ctx: &mut Ctx<'_>) -> Recycling {

@@ -52,6 +52,21 @@ pub struct WorkerArgs {
     /// How long a graceful stop waits for in-flight requests.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Add threads for busy pool threads found blocked in the kernel without a hint.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub blocking_detection: bool,
+    /// How often the pools look for blocked busy threads while work is queued (1ms..10s).
+    #[arg(long, default_value = "50ms", value_parser = parse_detection_interval)]
+    pub blocking_detection_interval: Duration,
+}
+
+/// `--blocking-detection-interval`: a duration from 1 ms to 10 s (as the config checks).
+fn parse_detection_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(10) {
+        return Err(format!("{s:?}: must be between 1ms and 10s"));
+    }
+    Ok(d)
 }
 
 /// `--thread-pool NAME=MIN:MAX`.
@@ -131,6 +146,8 @@ impl WorkerArgs {
                 .map(|r| (r.prefix.clone(), r.pool.clone()))
                 .collect(),
             shutdown_timeout: self.shutdown_timeout,
+            blocking_detection: self.blocking_detection,
+            blocking_detection_interval: self.blocking_detection_interval,
             ..d
         }
     }
@@ -168,6 +185,11 @@ pub fn command_args(w: &WorkerSettings) -> Vec<String> {
     for (prefix, pool) in &w.routes {
         flag("route", format!("{prefix}={pool}"));
     }
+    flag("blocking-detection", w.blocking_detection.to_string());
+    flag(
+        "blocking-detection-interval",
+        humantime::format_duration(w.blocking_detection_interval).to_string(),
+    );
     a
 }
 
@@ -221,6 +243,8 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         request_queue_limit = settings.request_queue_limit,
         max_executing = settings.max_executing(),
         max_executing_threads = settings.max_executing_threads(),
+        blocking_detection = settings.blocking_detection,
+        blocking_detection_interval = ?settings.blocking_detection_interval,
         "worker starting"
     );
     match builder.run(listen) {
@@ -260,6 +284,8 @@ mod tests {
             max_concurrent_threads_per_cpu: 2,
             pools: [("slow".to_string(), NamedThreadPool { min: 1, max: 2 })].into(),
             routes: [("/slow".to_string(), "slow".to_string())].into(),
+            blocking_detection: false,
+            blocking_detection_interval: Duration::from_millis(120),
         };
         let mut argv = vec!["roost".to_string()];
         argv.extend(command_args(&w));

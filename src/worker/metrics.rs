@@ -62,6 +62,12 @@ impl Collector for SnapshotCollector {
             "Threads the worker pool lets run work at once (hill climbing, starvation, blocking).",
             MetricType::Gauge,
         );
+        let mut blocked = Family::new(
+            "worker_threads_blocked",
+            "Busy worker pool threads blocked: source=hinted inside blocking(), source=detected \
+             found blocked in the kernel by the gate thread without a hint.",
+            MetricType::Gauge,
+        );
         let mut items_queued = Family::new(
             "worker_work_items_queued",
             "Work items waiting in a worker pool's queue.",
@@ -90,12 +96,19 @@ impl Collector for SnapshotCollector {
             );
             busy.push(tp(), Value::Gauge(p.busy as i64));
             goal.push(tp(), Value::Gauge(p.goal as i64));
+            for (source, v) in [("hinted", p.blocked), ("detected", p.blocked_detected)] {
+                blocked.push(
+                    with(&[("thread_pool", &p.name), ("source", source)]),
+                    Value::Gauge(v as i64),
+                );
+            }
             items_queued.push(tp(), Value::Gauge(p.queued as i64));
             let i = &p.injections;
             for (reason, v) in [
                 ("hill_climbing", i.hill_climbing),
                 ("starvation", i.starvation),
                 ("blocking", i.blocking),
+                ("blocking_detected", i.blocking_detected),
             ] {
                 injections.push(
                     with(&[("thread_pool", &p.name), ("reason", reason)]),
@@ -161,6 +174,7 @@ impl Collector for SnapshotCollector {
             &threads,
             &busy,
             &goal,
+            &blocked,
             &items_queued,
             &injections,
             &items_completed,
@@ -186,7 +200,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     /// The samples the hand-written encoder (before prometheus-client) produced for
-    /// [`snapshot`], captured from it: the names, labels and values must not change.
+    /// [`snapshot`], captured from it: the names, labels and values must not change. (Since
+    /// then added: `worker_threads_blocked` and the `blocking_detected` injection reason.)
     const HAND_WRITTEN: &str = r#"
 roost_worker_threads{pool="web",pid="4242",kind="io",thread_pool="io"} 2
 roost_worker_threads{pool="web",pid="4242",kind="worker",thread_pool="default"} 10
@@ -195,14 +210,20 @@ roost_worker_threads_busy{pool="web",pid="4242",thread_pool="default"} 20
 roost_worker_threads_busy{pool="web",pid="4242",thread_pool="reports"} 25
 roost_worker_thread_goal{pool="web",pid="4242",thread_pool="default"} 40
 roost_worker_thread_goal{pool="web",pid="4242",thread_pool="reports"} 45
+roost_worker_threads_blocked{pool="web",pid="4242",thread_pool="default",source="hinted"} 2
+roost_worker_threads_blocked{pool="web",pid="4242",thread_pool="default",source="detected"} 3
+roost_worker_threads_blocked{pool="web",pid="4242",thread_pool="reports",source="hinted"} 7
+roost_worker_threads_blocked{pool="web",pid="4242",thread_pool="reports",source="detected"} 8
 roost_worker_work_items_queued{pool="web",pid="4242",thread_pool="default"} 30
 roost_worker_work_items_queued{pool="web",pid="4242",thread_pool="reports"} 35
 roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="default",reason="hill_climbing"} 60
 roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="default",reason="starvation"} 70
 roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="default",reason="blocking"} 80
+roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="default",reason="blocking_detected"} 90
 roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="reports",reason="hill_climbing"} 65
 roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="reports",reason="starvation"} 75
 roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="reports",reason="blocking"} 85
+roost_worker_thread_injections_total{pool="web",pid="4242",thread_pool="reports",reason="blocking_detected"} 95
 roost_worker_work_items_completed_total{pool="web",pid="4242",thread_pool="default"} 50
 roost_worker_work_items_completed_total{pool="web",pid="4242",thread_pool="reports"} 55
 roost_worker_requests_current{pool="web",pid="4242"} 7
@@ -235,7 +256,8 @@ roost_worker_request_wait_seconds_count{pool="web",pid="4242"} 91
             busy: 20 + k,
             idle: 0,
             queued: 30 + k,
-            blocked: 0,
+            blocked: 2 + k,
+            blocked_detected: 3 + k,
             goal: 40 + k,
             min: 1,
             max: 100,
@@ -245,6 +267,7 @@ roost_worker_request_wait_seconds_count{pool="web",pid="4242"} 91
                 hill_climbing: 60 + k as u64,
                 starvation: 70 + k as u64,
                 blocking: 80 + k as u64,
+                blocking_detected: 90 + k as u64,
             },
             retirements: 0,
             cpu_percent: 0,
@@ -354,7 +377,7 @@ roost_worker_request_wait_seconds_count{pool="web",pid="4242"} 91
         let text = render(snapshot("web"));
         let new = samples(&text);
         let old = samples(HAND_WRITTEN);
-        assert_eq!(old.len(), 38);
+        assert_eq!(old.len(), 44);
         assert_eq!(new, old, "{text}");
 
         let base = [("pool", "web"), ("pid", "4242")];
@@ -380,6 +403,13 @@ roost_worker_request_wait_seconds_count{pool="web",pid="4242"} 91
             get(&new, "roost_worker_thread_injections_total", &starvation),
             75.0
         );
+        let detected = with(&[("thread_pool", "reports"), ("reason", "blocking_detected")]);
+        assert_eq!(
+            get(&new, "roost_worker_thread_injections_total", &detected),
+            95.0
+        );
+        let blocked = with(&[("thread_pool", "default"), ("source", "detected")]);
+        assert_eq!(get(&new, "roost_worker_threads_blocked", &blocked), 3.0);
         assert_eq!(get(&new, "roost_worker_requests_queued", &base), 3.0);
         assert_eq!(
             get(&new, "roost_worker_requests_rejected_total", &base),
@@ -434,7 +464,7 @@ roost_worker_request_wait_seconds_count{pool="web",pid="4242"} 91
         );
         // Still one sample a line, and the value reads back.
         let s = samples(&text);
-        assert_eq!(s.len(), 38);
+        assert_eq!(s.len(), 44);
         assert_eq!(
             get(
                 &s,

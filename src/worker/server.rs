@@ -17,7 +17,7 @@ use super::busy::BusyRoutes;
 use super::gate::{Gate, GateLimits, Kind, Permit};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
-use super::threadpool::{RunError, ThreadPool, ThreadPoolConfig};
+use super::threadpool::{RunError, ThreadPool};
 use crate::body::{self, Body};
 use crate::error::Reason;
 use futures_util::FutureExt;
@@ -88,7 +88,7 @@ impl WorkerBuilder {
     pub fn build(self) -> Result<Worker, WorkerError> {
         let s = self.settings;
         let mut pools = BTreeMap::new();
-        let default_pool = ThreadPool::new(ThreadPoolConfig::new(
+        let default_pool = ThreadPool::new(s.pool_config(
             DEFAULT_POOL,
             s.min_worker_threads,
             s.max_worker_threads.max(1),
@@ -104,7 +104,7 @@ impl WorkerBuilder {
             }
             pools.insert(
                 name.clone(),
-                ThreadPool::new(ThreadPoolConfig::new(name.clone(), l.min, l.max.max(1))),
+                ThreadPool::new(s.pool_config(name, l.min, l.max.max(1))),
             );
         }
         let mut pool_routes = Vec::new();

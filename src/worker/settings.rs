@@ -4,6 +4,7 @@
 //! ("the core count"); this is where those defaults are decided, once, for the CLI, the
 //! supervisor's command line and the library API alike.
 
+use super::threadpool::ThreadPoolConfig;
 use crate::config::model::WorkerSettings;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,7 +46,14 @@ pub struct Settings {
     pub routes: BTreeMap<String, String>,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// `blockingDetection`: the worker pools add threads for busy threads they find blocked
+    /// in the kernel without a `blocking()` hint.
+    pub blocking_detection: bool,
+    /// `blockingDetectionInterval`: how often they look while work is queued.
+    pub blocking_detection_interval: Duration,
 }
+
+pub use crate::config::model::DEFAULT_BLOCKING_DETECTION_INTERVAL;
 
 /// The machine's core count (what ASP.NET calls "CPU" in its per-CPU limits).
 pub fn cpus() -> usize {
@@ -74,6 +82,8 @@ impl Default for Settings {
             thread_pools: BTreeMap::new(),
             routes: BTreeMap::new(),
             shutdown_timeout: Duration::from_secs(30),
+            blocking_detection: true,
+            blocking_detection_interval: DEFAULT_BLOCKING_DETECTION_INTERVAL,
         }
     }
 }
@@ -83,6 +93,14 @@ impl Settings {
     pub fn max_executing(&self) -> usize {
         self.max_concurrent_requests_per_cpu
             .saturating_mul(self.cpus)
+    }
+
+    /// The tuning of a worker pool (the default one or a dedicated one) under these settings.
+    pub fn pool_config(&self, name: &str, min: usize, max: usize) -> ThreadPoolConfig {
+        let mut c = ThreadPoolConfig::new(name, min, max);
+        c.blocking_detection = self.blocking_detection;
+        c.blocking_detection_interval = self.blocking_detection_interval;
+        c
     }
 
     /// Worker-pool threads allowed to execute requests at once; 0 = no limit.
@@ -119,6 +137,8 @@ impl From<&WorkerSettings> for Settings {
                 })
                 .collect(),
             routes: w.routes.clone(),
+            blocking_detection: w.blocking_detection,
+            blocking_detection_interval: w.blocking_detection_interval,
             ..d
         }
     }

@@ -30,6 +30,9 @@ pub enum Transition {
     Starvation,
     ThreadTimedOut,
     CooperativeBlocking,
+    /// roost's own (not in .NET): the gate thread found busy threads blocked in the kernel
+    /// without a hint and adjusted the goal as for hinted blocking.
+    BlockingDetected,
 }
 
 impl Transition {
@@ -44,6 +47,7 @@ impl Transition {
             Transition::Starvation => "Starvation",
             Transition::ThreadTimedOut => "ThreadTimedOut",
             Transition::CooperativeBlocking => "CooperativeBlocking",
+            Transition::BlockingDetected => "BlockingDetected",
         }
     }
 }
@@ -428,7 +432,10 @@ impl HillClimbing {
         self.last_thread_count = new_threads;
         // Cooperative-blocking changes keep the interval (newer runtimes); every other change
         // draws a new one so we never lock onto another periodic signal.
-        if transition != Transition::CooperativeBlocking {
+        if !matches!(
+            transition,
+            Transition::CooperativeBlocking | Transition::BlockingDetected
+        ) {
             self.current_sample_ms = self.rng.range_inclusive(
                 self.cfg.sample_interval_low_ms,
                 self.cfg.sample_interval_high_ms,

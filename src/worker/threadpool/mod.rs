@@ -9,7 +9,11 @@
 //!   been dequeued for a tick (goal × 1 s when CPU >= 80 %) adds one thread (**starvation**);
 //! - **blocking hints** ([`blocking`]): a handler that is about to block tells the pool, which
 //!   raises the goal to `min + blocked` at once up to `min + cores`, then in bounded delay steps
-//!   (25 ms per step, at most 250 ms), and takes the increase back when the blocking ends.
+//!   (25 ms per step, at most 250 ms), and takes the increase back when the blocking ends;
+//! - **blocking detection** ([`detect`], roost's own, after Go's `sysmon`): while work is
+//!   queued the gate thread also looks at the kernel state of the busy threads every 50 ms
+//!   and treats those blocked in the kernel (not running) like hinted ones, so code that
+//!   never calls [`blocking`] gets the same quick help.
 //!
 //! Idle threads wait LIFO (each on its own condition variable, the most recent idle thread is
 //! woken first), like .NET's LIFO semaphore: under light load the same few threads do the work
@@ -22,6 +26,7 @@
 pub mod hill_climbing;
 
 mod cpu;
+mod detect;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -68,6 +73,12 @@ pub struct ThreadPoolConfig {
     pub blocking_threads_per_delay_step: usize,
     pub blocking_delay_step: Duration,
     pub blocking_max_delay: Duration,
+    /// Detect busy threads blocked in the kernel without a hint ([`detect`]) and add threads
+    /// for them as for hinted ones (same delay steps; `blocking_detected` injections).
+    pub blocking_detection: bool,
+    /// How often the gate thread samples busy threads while work is queued (stretched to
+    /// 2 ms per busy thread, so the cost stays bounded).
+    pub blocking_detection_interval: Duration,
     /// Stack size of pool threads; `None` = Rust's default (2 MiB).
     pub stack_size: Option<usize>,
     /// How long [`ThreadPool::shutdown`] waits for running items before detaching threads.
@@ -94,6 +105,8 @@ impl ThreadPoolConfig {
             blocking_threads_per_delay_step: cores,
             blocking_delay_step: Duration::from_millis(25),
             blocking_max_delay: Duration::from_millis(250),
+            blocking_detection: true,
+            blocking_detection_interval: Duration::from_millis(50),
             stack_size: None,
             shutdown_timeout: Duration::from_secs(5),
         }
@@ -129,7 +142,10 @@ pub enum RunError {
 pub struct Injections {
     pub hill_climbing: u64,
     pub starvation: u64,
+    /// Hinted blocking ([`blocking`]).
     pub blocking: u64,
+    /// Blocking found by the gate thread without a hint ([`detect`]).
+    pub blocking_detected: u64,
 }
 
 /// A goal change with its wall-clock time.
@@ -157,6 +173,8 @@ pub struct ThreadPoolCounters {
     pub queued: usize,
     /// Threads currently inside [`blocking`].
     pub blocked: usize,
+    /// Busy threads (outside [`blocking`]) the gate thread last found blocked in the kernel.
+    pub blocked_detected: usize,
     pub goal: usize,
     pub min: usize,
     pub max: usize,
@@ -178,6 +196,17 @@ struct IdleSlot {
     woken: AtomicBool,
 }
 
+/// What the gate thread needs to know about one pool thread to sample it.
+struct WorkerSlot {
+    /// Kernel thread id (`/proc/self/task/<tid>`).
+    tid: i32,
+    /// Inside a work item (cleared before the thread takes the pool lock again, so waiting
+    /// for the pool's own lock never looks like blocking in a work item).
+    busy: AtomicBool,
+    /// Inside [`blocking`]: already counted in `blocked`, so detection leaves it out.
+    hinted: AtomicBool,
+}
+
 struct State {
     queue: VecDeque<Job>,
     threads: usize,
@@ -190,7 +219,13 @@ struct State {
     min: usize,
     max: usize,
     blocked: usize,
-    /// How much of the goal blocking added (taken back when threads unblock).
+    /// Busy threads the gate thread found blocked without a hint (see [`detect`]).
+    detected: usize,
+    /// The gate thread has a detection sample scheduled (else an enqueue wakes it).
+    detect_armed: bool,
+    /// Pool threads by id, for detection.
+    slots: HashMap<u64, Arc<WorkerSlot>>,
+    /// How much of the goal blocking (hinted or detected) added (taken back when threads unblock).
     added_for_blocking: usize,
     last_blocking_raise: Option<Instant>,
     /// When the gate should next retry a delayed blocking adjustment.
@@ -236,6 +271,8 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
     /// Inside a [`blocking`] call already (nested calls count once).
     static BLOCKED: Cell<bool> = const { Cell::new(false) };
+    /// This pool thread's detection slot.
+    static SLOT: RefCell<Option<Arc<WorkerSlot>>> = const { RefCell::new(None) };
 }
 
 impl ThreadPool {
@@ -255,6 +292,9 @@ impl ThreadPool {
             min,
             max,
             blocked: 0,
+            detected: 0,
+            detect_armed: false,
+            slots: HashMap::new(),
             added_for_blocking: 0,
             last_blocking_raise: None,
             blocking_retry_at: None,
@@ -378,6 +418,7 @@ impl ThreadPool {
             idle: st.idle_stack.len(),
             queued: st.queue.len(),
             blocked: st.blocked,
+            blocked_detected: st.detected,
             goal: st.goal,
             min: st.min,
             max: st.max,
@@ -464,12 +505,23 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
         fn drop(&mut self) {
             BLOCKED.with(|b| b.set(false));
             self.0.notify_unblocked();
+            set_hinted(false);
         }
     }
     BLOCKED.with(|b| b.set(true));
+    set_hinted(true);
     inner.notify_blocked();
     let _unblock = Unblock(inner);
     f()
+}
+
+/// Mark this pool thread as inside [`blocking`] (or not) for the detection.
+fn set_hinted(on: bool) {
+    SLOT.with(|s| {
+        if let Some(slot) = s.borrow().as_ref() {
+            slot.hinted.store(on, Ordering::Relaxed);
+        }
+    });
 }
 
 /// Whether the calling thread is a pool thread (of any pool).
@@ -529,8 +581,13 @@ impl Inner {
             st.sample_saturated = true;
         }
         self.release_workers(&mut st);
-        if st.gate_parked {
+        // Work has to wait (no thread is coming for all of it) and the gate thread is
+        // asleep until its next 500 ms tick: wake it so detection starts sampling. Once
+        // armed, enqueues do not wake it again; under light load it is never woken here.
+        let must_wait = st.queue.len() > st.starting;
+        if st.gate_parked || (self.cfg.blocking_detection && must_wait && !st.detect_armed) {
             st.gate_parked = false;
+            st.detect_armed = true;
             self.gate_cv.notify_one();
         }
     }
@@ -577,7 +634,14 @@ impl Inner {
 
     fn worker_main(self: Arc<Self>, id: u64, mut starting: bool) {
         CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(&self)));
+        let me = Arc::new(WorkerSlot {
+            tid: detect::gettid(),
+            busy: AtomicBool::new(false),
+            hinted: AtomicBool::new(false),
+        });
+        SLOT.with(|s| *s.borrow_mut() = Some(Arc::clone(&me)));
         let mut st = self.state.lock();
+        st.slots.insert(id, Arc::clone(&me));
         let mut idle_deadline: Option<Instant> = None;
         let slot = Arc::new(IdleSlot {
             cv: Condvar::new(),
@@ -599,7 +663,10 @@ impl Inner {
                     st.last_dequeue = Instant::now();
                     // The panic hook has already reported a panic; the thread carries on.
                     let panicked = MutexGuard::unlocked(&mut st, || {
-                        catch_unwind(AssertUnwindSafe(job)).is_err()
+                        me.busy.store(true, Ordering::Relaxed);
+                        let panicked = catch_unwind(AssertUnwindSafe(job)).is_err();
+                        me.busy.store(false, Ordering::Relaxed);
+                        panicked
                     });
                     st.busy -= 1;
                     st.completed += 1;
@@ -668,6 +735,8 @@ impl Inner {
         let goal = st.goal.min(threads_after).max(st.min);
         if goal != st.goal {
             st.goal = goal;
+            // What blocking added cannot exceed what is left above min.
+            st.added_for_blocking = st.added_for_blocking.min(goal - st.min);
             st.hc.force_change(goal, Transition::ThreadTimedOut);
             self.sync_log(st);
         }
@@ -677,6 +746,8 @@ impl Inner {
 
     fn exit_thread(&self, st: &mut MutexGuard<'_, State>, id: u64) {
         st.threads -= 1;
+        st.slots.remove(&id);
+        SLOT.with(|s| s.borrow_mut().take());
         // Dropping our own handle detaches it; shutdown joins the ones it still holds.
         if !st.shutdown {
             st.handles.remove(&id);
@@ -720,6 +791,10 @@ impl Inner {
         }
         let cpu = st.cpu;
         st.hc.set_cpu_utilization(cpu);
+        // Never wave below what blocked threads need: the blocking adjustment would only
+        // raise the goal again at its next call, and the two would fight.
+        let floor = self.blocking_target(st);
+        st.hc.set_limits(floor, st.max);
         let old = st.goal;
         let (new_goal, next_ms) = st.hc.update(old, elapsed.as_secs_f64(), completions);
         st.sample_interval = Duration::from_millis(next_ms);
@@ -733,8 +808,9 @@ impl Inner {
         }
     }
 
+    /// `min` + blocked threads, hinted and detected.
     fn blocking_target(&self, st: &State) -> usize {
-        (st.min + st.blocked).min(st.max)
+        (st.min + st.blocked + st.detected).min(st.max)
     }
 
     fn blocking_pending(&self, st: &State) -> bool {
@@ -745,60 +821,39 @@ impl Inner {
     fn notify_blocked(self: &Arc<Self>) {
         let mut st = self.state.lock();
         st.blocked += 1;
-        self.blocking_adjust(&mut st, Instant::now());
+        self.blocking_adjust(&mut st, Instant::now(), false);
     }
 
     fn notify_unblocked(self: &Arc<Self>) {
         let mut st = self.state.lock();
         st.blocked -= 1;
-        self.blocking_adjust(&mut st, Instant::now());
+        self.blocking_adjust(&mut st, Instant::now(), false);
     }
 
-    /// Move the goal towards `min + blocked` (.NET `PerformBlockingAdjustment`). Up to
-    /// `min + blocking_threads_without_delay` at once; beyond, one thread per delay step,
-    /// the gate thread being told when to come back. Going down, only what blocking added is
-    /// taken back, so hill-climbing and starvation increases stay.
-    fn blocking_adjust(self: &Arc<Self>, st: &mut State, now: Instant) {
+    /// Move the goal towards `min + blocked + detected` (.NET `PerformBlockingAdjustment`).
+    /// Up to `min + blocking_threads_without_delay` at once; beyond, one thread per delay
+    /// step, the gate thread being told when to come back. Going down, only what blocking
+    /// added is taken back, so hill-climbing and starvation increases stay. Increases count
+    /// as hinted up to `min + blocked`, as detected beyond; `detection` says who called.
+    fn blocking_adjust(self: &Arc<Self>, st: &mut State, now: Instant, detection: bool) {
         st.blocking_retry_at = None;
         let target = self.blocking_target(st);
         let old = st.goal;
+        let mut detected_raise = false;
         if st.goal > target {
             let remove = (st.goal - target).min(st.added_for_blocking);
             st.goal -= remove;
             st.added_for_blocking -= remove;
         } else {
-            let without_delay = (st.min + self.cfg.blocking_threads_without_delay).min(st.max);
-            let per_step = self.cfg.blocking_threads_per_delay_step;
-            while st.goal < target {
-                // A goal within the threads that already exist never waits (they are idle
-                // and only need releasing); beyond them, each new thread waits its step.
-                // (Counting the idle stack instead would count the same idle thread again
-                // on every call, since raising the goal does not take it off the stack.)
-                let needs_new_thread = st.goal >= st.threads;
-                if st.goal >= without_delay && needs_new_thread {
-                    let delay = blocking_delay(
-                        st.goal,
-                        without_delay,
-                        per_step,
-                        self.cfg.blocking_delay_step,
-                        self.cfg.blocking_max_delay,
-                    );
-                    let since = st
-                        .last_blocking_raise
-                        .map_or(Duration::MAX, |t| now.duration_since(t));
-                    if since < delay {
-                        st.blocking_retry_at = Some(now + (delay - since));
-                        break;
-                    }
-                }
-                st.goal += 1;
-                st.added_for_blocking += 1;
-                st.injections.blocking += 1;
-                st.last_blocking_raise = Some(now);
-            }
+            detected_raise = self.blocking_raise(st, target, now);
         }
         if st.goal != old {
-            st.hc.force_change(st.goal, Transition::CooperativeBlocking);
+            let why = if detected_raise || (detection && st.goal < old) {
+                Transition::BlockingDetected
+            } else {
+                Transition::CooperativeBlocking
+            };
+            st.hc.force_change(st.goal, why);
             self.sync_log(st);
             self.release_workers(st);
         }
@@ -806,6 +861,50 @@ impl Inner {
             st.gate_parked = false;
             self.gate_cv.notify_one();
         }
+    }
+
+    /// Raise the goal towards `target` within the delay steps; returns whether any of the
+    /// increase was for detected (not hinted) blocking.
+    fn blocking_raise(&self, st: &mut State, target: usize, now: Instant) -> bool {
+        let without_delay = (st.min + self.cfg.blocking_threads_without_delay).min(st.max);
+        let per_step = self.cfg.blocking_threads_per_delay_step;
+        // A raise an idle thread can take never waits (it only needs releasing); beyond,
+        // each new thread waits its step. Idle threads beyond the goal, not threads beyond
+        // it: a thread between two work items is neither busy nor idle, and counting it
+        // let every raise create a thread and leave the surplus in place for the next
+        // one, so the delay steps were skipped altogether in about half of the bursts.
+        // (Raising the goal does not take a thread off the idle stack, hence the budget.)
+        let mut spare = st.threads.saturating_sub(st.goal).min(st.idle_stack.len());
+        let mut detected = false;
+        while st.goal < target {
+            if st.goal >= without_delay && spare == 0 {
+                let delay = blocking_delay(
+                    st.goal,
+                    without_delay,
+                    per_step,
+                    self.cfg.blocking_delay_step,
+                    self.cfg.blocking_max_delay,
+                );
+                let since = st
+                    .last_blocking_raise
+                    .map_or(Duration::MAX, |t| now.duration_since(t));
+                if since < delay {
+                    st.blocking_retry_at = Some(now + (delay - since));
+                    break;
+                }
+            }
+            spare = spare.saturating_sub(1);
+            if st.goal < st.min + st.blocked {
+                st.injections.blocking += 1;
+            } else {
+                st.injections.blocking_detected += 1;
+                detected = true;
+            }
+            st.goal += 1;
+            st.added_for_blocking += 1;
+            st.last_blocking_raise = Some(now);
+        }
+        detected
     }
 
     /// Copy new controller log entries into the pool's timestamped transition log.
@@ -827,9 +926,12 @@ impl Inner {
         }
     }
 
-    /// The gate thread: CPU sampling, starvation detection, delayed blocking adjustments.
+    /// The gate thread: CPU sampling, starvation detection, delayed blocking adjustments,
+    /// blocking detection.
     fn gate_main(self: Arc<Self>) {
         let mut cpu = cpu::CpuSampler::new(self.cfg.cpu_source);
+        let mut detector = detect::Detector::new();
+        let mut next_detect = None;
         let mut quiet_ticks = 0;
         let mut next_tick = Instant::now() + self.cfg.gate_interval;
         let mut st = self.state.lock();
@@ -854,10 +956,11 @@ impl Inner {
                 }
             }
             if st.blocking_retry_at.is_some_and(|t| t <= Instant::now()) {
-                self.blocking_adjust(&mut st, Instant::now());
+                self.blocking_adjust(&mut st, Instant::now(), false);
             }
+            next_detect = self.detection_step(&mut st, &mut detector, next_detect);
             // .NET keeps the gate running for 2 periods after demand stops, then parks it.
-            if quiet_ticks > 2 && st.blocking_retry_at.is_none() {
+            if quiet_ticks > 2 && st.blocking_retry_at.is_none() && next_detect.is_none() {
                 st.gate_parked = true;
                 while st.gate_parked && !st.shutdown {
                     self.gate_cv.wait(&mut st);
@@ -866,10 +969,10 @@ impl Inner {
                 next_tick = Instant::now() + self.cfg.gate_interval;
                 continue;
             }
-            let wake = match st.blocking_retry_at {
-                Some(t) => t.min(next_tick),
-                None => next_tick,
-            };
+            let wake = [st.blocking_retry_at, next_detect]
+                .into_iter()
+                .flatten()
+                .fold(next_tick, Instant::min);
             self.gate_cv.wait_until(&mut st, wake);
         }
     }
@@ -1003,6 +1106,7 @@ mod tests {
             c.gate_tolerance = Duration::from_millis(5);
             c.starvation_cpu_percent = cpu_percent;
             c.hill_climbing = false;
+            c.blocking_detection = false; // starvation alone is under test
             let pool = ThreadPool::new(c);
             let release = Arc::new((parking_lot::Mutex::new(false), Condvar::new()));
             for _ in 0..40 {
@@ -1069,6 +1173,86 @@ mod tests {
             Some(Transition::CooperativeBlocking)
         );
         pool.shutdown();
+    }
+
+    #[test]
+    fn detected_blocking_counts_apart_and_takes_back_only_what_it_added() {
+        let mut c = ThreadPoolConfig::new("t-detect", 2, 20);
+        c.blocking_threads_without_delay = 10;
+        c.blocking_detection = false; // the gate must not overwrite `detected` here
+        let pool = ThreadPool::new(c);
+        let inner = &pool.inner;
+        {
+            let mut st = inner.state.lock();
+            st.goal = 4; // as if starvation had added 2
+            st.hc.force_change(4, Transition::Starvation);
+        }
+        inner.notify_blocked(); // hinted: target 3, below the goal: nothing to add
+        {
+            let mut st = inner.state.lock();
+            st.detected = 4; // target 2 + 1 + 4 = 7
+            inner.blocking_adjust(&mut st, Instant::now(), true);
+        }
+        let c = pool.counters();
+        assert_eq!((c.goal, c.blocked, c.blocked_detected), (7, 1, 4));
+        assert_eq!(
+            (c.injections.blocking, c.injections.blocking_detected),
+            (0, 3)
+        );
+        assert_eq!(
+            c.last_transition.map(|t| t.transition),
+            Some(Transition::BlockingDetected)
+        );
+        {
+            let mut st = inner.state.lock();
+            st.detected = 0;
+            inner.blocking_adjust(&mut st, Instant::now(), true);
+        }
+        assert_eq!(pool.counters().goal, 4, "starvation's increase must stay");
+        inner.notify_unblocked();
+        assert_eq!(pool.counters().goal, 4);
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_thread_between_items_does_not_let_raises_skip_the_delay() {
+        // A thread between two work items (neither busy nor idle) once made every hinted
+        // raise free: the raise created a thread, the surplus stayed, the next raise was
+        // free again, and a burst got a thread per notification with no delay at all.
+        let mut c = ThreadPoolConfig::new("t-ratchet", 1, 50);
+        c.blocking_threads_without_delay = 1;
+        c.blocking_delay_step = Duration::from_secs(30);
+        c.blocking_max_delay = Duration::from_secs(30);
+        c.blocking_detection = false;
+        let pool = ThreadPool::new(c);
+        let inner = &pool.inner;
+        let release = Arc::new((parking_lot::Mutex::new(false), Condvar::new()));
+        for _ in 0..20 {
+            let release = Arc::clone(&release);
+            pool.spawn(move || {
+                blocking(|| {
+                    let mut open = release.0.lock();
+                    while !*open {
+                        release.1.wait(&mut open);
+                    }
+                })
+            });
+        }
+        // min 1 + 1 at once; the third needs a 30 s step.
+        assert!(wait_until(Duration::from_secs(5), || pool.counters().busy == 2));
+        inner.state.lock().threads += 1; // the thread in between
+        inner.notify_blocked(); // one more raise: the phantom is not idle, so it waits
+        std::thread::sleep(Duration::from_millis(300));
+        let c = pool.counters();
+        inner.state.lock().threads -= 1;
+        inner.notify_unblocked();
+        *release.0.lock() = true;
+        release.1.notify_all();
+        pool.shutdown();
+        assert!(
+            c.goal <= 3 && c.busy <= 3,
+            "raises skipped the delay: {c:?}"
+        );
     }
 
     #[test]
