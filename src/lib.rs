@@ -13,6 +13,7 @@ pub mod error;
 pub mod farm;
 pub mod front;
 mod metrics_text;
+pub mod ops;
 pub mod pool;
 pub mod rewind;
 pub mod serve;

@@ -3,6 +3,7 @@
 
 use crate::config;
 use crate::front::{Front, PoolHooks};
+use crate::ops::{notify, Phase, Readiness};
 use crate::supervisor::{Supervisor, SupervisorOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -110,21 +111,53 @@ pub async fn run(path: &Path) -> ExitCode {
         eprintln!("roost: cannot install signal handlers");
         return ExitCode::from(1);
     };
+    let readiness = running.admin.readiness().clone();
+    let _watchdog = notify::spawn_watchdog();
+    let announcer = tokio::spawn(announce_ready(readiness.clone()));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match reload(&running).await {
-                Ok(()) => {}
-                Err(e) => tracing::error!("reload refused, keeping the running configuration:\n{e}"),
-            },
+            _ = hup.recv() => reload_on_signal(&running, &readiness).await,
         }
     }
-    // The admin listener stays up while the front drains, so the drain can be watched.
+    announcer.abort();
+    // Unready first (/readyz 503, systemd STOPPING=1), then drain. The admin listeners
+    // stay up while the front drains, so the drain can be watched and probed.
+    readiness.set_draining();
+    notify::stopping();
     let grace = running.front.limits().shutdown_grace;
     running.front.shutdown(grace).await;
     running.supervisor.shutdown().await;
     running.admin.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Tell the service manager (and the log) once roost is ready: listeners bound and
+/// the first worker of every `alwaysRunning` pool answering.
+async fn announce_ready(readiness: Arc<Readiness>) {
+    if readiness.wait_ready().await == Phase::Ready {
+        tracing::info!("ready");
+        notify::ready("serving");
+    }
+}
+
+/// SIGHUP: reload, wrapped in `RELOADING=1` … `READY=1` once roost has been ready (a
+/// refused reload still ends with `READY=1`, as the old configuration keeps serving).
+async fn reload_on_signal(running: &Running, readiness: &Readiness) {
+    let announce = readiness.is_ready();
+    if announce {
+        notify::reloading();
+    }
+    let status = match reload(running).await {
+        Ok(()) => "serving".to_string(),
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running configuration:\n{e}");
+            "serving; the last reload was refused (see the log)".to_string()
+        }
+    };
+    if announce {
+        notify::ready(&status);
+    }
 }

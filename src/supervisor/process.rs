@@ -240,6 +240,10 @@ pub(crate) fn spawn(
     on_exit: impl FnOnce(String) + Send + 'static,
 ) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.program);
+    // Only the front talks to the service manager (sd_notify, socket activation).
+    for k in crate::ops::notify::MANAGER_ENV {
+        cmd.env_remove(k);
+    }
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
