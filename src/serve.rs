@@ -51,6 +51,10 @@ pub enum StartFailure {
 pub async fn start(path: &Path) -> Result<Running, StartFailure> {
     let (cfg, source) = config::load_default_or_file(path).map_err(StartFailure::Config)?;
     tracing::info!(config = %source, "configuration loaded");
+    let overrides = applied_overrides(std::env::vars_os());
+    if !overrides.is_empty() {
+        tracing::info!(overrides = %overrides.join(" "), "ROOST_ environment overrides applied");
+    }
     let roost_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("roost"));
     let supervisor = Supervisor::new(SupervisorOptions {
         roost_exe,
@@ -73,6 +77,12 @@ pub async fn start(path: &Path) -> Result<Running, StartFailure> {
         },
     )
     .await?;
+    let token = if admin_cfg.token.is_some() {
+        "?token=<admin.token>"
+    } else {
+        ""
+    };
+    tracing::info!("dashboard: http://{}/{token}", admin.addr());
     Ok(Running {
         front,
         supervisor,
@@ -160,4 +170,27 @@ async fn reload_on_signal(running: &Running, readiness: &Readiness) {
     if announce {
         notify::ready(&status);
     }
+}
+
+/// The `ROOST_` variables that override configuration keys (those naming a top-level
+/// section, as the loader takes them), as `NAME=value`; a token's value is hidden.
+pub fn applied_overrides(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<String> {
+    const SECTIONS: [&str; 5] = ["sites", "pools", "limits", "admin", "log"];
+    let mut out: Vec<String> = vars
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| {
+            k.strip_prefix("ROOST_")
+                .and_then(|rest| rest.split("__").next())
+                .is_some_and(|first| SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(first)))
+        })
+        .map(|(k, v)| {
+            let secret = k.to_ascii_uppercase().contains("TOKEN");
+            format!("{k}={}", if secret { "<hidden>" } else { v.as_str() })
+        })
+        .collect();
+    out.sort();
+    out
 }

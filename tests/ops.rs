@@ -349,3 +349,116 @@ fn check_names_a_bad_admin_public_listen() {
         "{err}"
     );
 }
+
+fn roost_check(cwd: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("check")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `roost check` with no ./proxy.yaml checks the embedded default, as `serve` uses it;
+/// a file named with -c must exist.
+#[test]
+fn check_without_proxy_yaml_checks_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = roost_check(dir.path(), &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("embedded default"), "{out}");
+    let (code, _, err) = roost_check(dir.path(), &["-c", "missing.yaml"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("missing.yaml"), "{err}");
+}
+
+/// An access log that `serve` could not open fails `check` (exit 2, naming the key);
+/// a relative path resolves against the config file's folder, not the current one.
+#[test]
+fn check_reports_an_access_log_folder_that_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.yaml");
+    std::fs::write(
+        &f,
+        "sites:\n  - name: s\n    bindings: [{listen: \"127.0.0.1:8080\"}]\n    applications: [{path: /, pool: p}]\n\
+         pools:\n  p: {farm: {servers: [{address: \"127.0.0.1:9\"}]}}\nlog: {access: {path: logs/access.log}}\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let fs = f.to_str().unwrap();
+    let (code, _, err) = roost_check(elsewhere.path(), &["-c", fs]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("log.access.path") && err.contains("does not exist"),
+        "{err}"
+    );
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let (code, _, err) = roost_check(elsewhere.path(), &["-c", fs]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !dir.path().join("logs/access.log").exists(),
+        "check created the log"
+    );
+}
+
+/// The startup log a new user reads: the dashboard URL, the `ROOST_` overrides (a token
+/// hidden), and worker output without a doubled level, a doubled listening line or
+/// `pid=Some(…)`.
+#[tokio::test]
+async fn startup_log_names_the_dashboard_and_overrides_and_worker_lines_are_clean() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin, public) = (free_port(), free_port(), free_port());
+    let f = garden_config(dir.path(), port, admin, public);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["serve", "-c"])
+        .arg(&f)
+        .env("ROOST_LIMITS__SHUTDOWNGRACE", "5s")
+        .env("ROOST_ADMIN__TOKEN", "s3cret-value")
+        .env_remove("RUST_LOG")
+        .env_remove("ROOST_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let read_until_ready = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let done = l.ends_with(" ready") || l.contains("INFO ready");
+            log.push(l);
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read_until_ready)
+        .await
+        .expect("roost logged `ready`");
+    let roost = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(roost, nix::sys::signal::Signal::SIGTERM).unwrap();
+    while let Ok(Ok(Some(l))) =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
+    {
+        log.push(l);
+    }
+    let text = log.join("\n");
+    let dashboard = format!("dashboard: http://127.0.0.1:{admin}/?token=<admin.token>");
+    assert!(text.contains(&dashboard), "{text}");
+    assert!(text.contains("ROOST_LIMITS__SHUTDOWNGRACE=5s"), "{text}");
+    assert!(text.contains("ROOST_ADMIN__TOKEN=<hidden>"), "{text}");
+    assert!(!text.contains("s3cret-value"), "{text}");
+    assert!(text.contains("worker listening"), "{text}");
+    assert!(
+        !text.contains("INFO  INFO") && !text.contains("roost::worker::"),
+        "{text}"
+    );
+    assert!(!text.contains("pid=Some("), "{text}");
+    assert!(!text.contains("listening on unix:"), "{text}");
+    assert!(text.contains("worker ready"), "{text}");
+}
