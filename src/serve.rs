@@ -103,6 +103,9 @@ async fn reload_from(front: &Arc<Front>, path: &Path) -> Result<(), String> {
 
 /// The `serve` subcommand: exit 0 after a graceful stop, 2 on a bad config, 1 otherwise.
 pub async fn run(path: &Path) -> ExitCode {
+    // Recorded before anything can replace the file: what SIGUSR2 starts.
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("roost"));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let running = match start(path).await {
         Ok(r) => r,
         Err(e) => {
@@ -113,10 +116,12 @@ pub async fn run(path: &Path) -> ExitCode {
             };
         }
     };
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    crate::ops::upgrade::close_unused();
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
     ) else {
         eprintln!("roost: cannot install signal handlers");
         return ExitCode::from(1);
@@ -129,6 +134,9 @@ pub async fn run(path: &Path) -> ExitCode {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => reload_on_signal(&running, &readiness).await,
+            _ = usr2.recv() => if upgrade(&running, &exe, &args).await {
+                break;
+            },
         }
     }
     announcer.abort();
@@ -150,6 +158,7 @@ async fn announce_ready(readiness: Arc<Readiness>) {
     if readiness.wait_ready().await == Phase::Ready {
         tracing::info!("ready");
         notify::ready("serving");
+        crate::ops::upgrade::report_ready();
     }
 }
 
@@ -193,4 +202,34 @@ pub fn applied_overrides(
         .collect();
     out.sort();
     out
+}
+
+/// SIGUSR2: start the new binary with the listening sockets and wait until it is ready.
+/// True when it is: this process then drains and exits. On failure it keeps serving.
+async fn upgrade(running: &Running, exe: &Path, args: &[std::ffi::OsString]) -> bool {
+    tracing::info!(exe = %exe.display(), "binary upgrade: starting the new process");
+    notify::reloading();
+    let mut fds = running.front.listener_fds();
+    fds.extend(running.admin.listener_fds());
+    let handover = crate::ops::upgrade::Handover {
+        exe,
+        args,
+        config: &running.config_path,
+        fds,
+    };
+    match crate::ops::upgrade::start_new(handover).await {
+        Ok(pid) => {
+            tracing::info!(
+                pid,
+                "binary upgrade: the new process is ready; draining this one"
+            );
+            notify::main_pid(pid);
+            true
+        }
+        Err(e) => {
+            tracing::error!("binary upgrade refused, this process keeps serving: {e}");
+            notify::ready("serving; the last binary upgrade failed (see the log)");
+            false
+        }
+    }
 }

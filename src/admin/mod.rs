@@ -64,6 +64,8 @@ pub enum AdminError {
 /// A running admin listener; dropping it stops the listener and the sampler.
 pub struct Admin {
     addr: SocketAddr,
+    /// `(configured address, fd)` of the admin listeners, for a binary upgrade.
+    fds: Vec<(SocketAddr, std::os::fd::RawFd)>,
     /// The bound `admin.public.listen`, when configured.
     public_addr: Option<SocketAddr>,
     readiness: Arc<crate::ops::Readiness>,
@@ -96,6 +98,10 @@ impl Admin {
             None => None,
         };
         let addr = listener.local_addr().unwrap_or(cfg.listen);
+        let mut fds = vec![(cfg.listen, std::os::fd::AsRawFd::as_raw_fd(&listener))];
+        if let (Some(a), Some(l)) = (cfg.public, &public) {
+            fds.push((a, std::os::fd::AsRawFd::as_raw_fd(l)));
+        }
         let public_addr = public.as_ref().and_then(|l| l.local_addr().ok());
         let readiness = crate::ops::Readiness::new();
         readiness.spawn_watch(ctx.front.clone());
@@ -122,6 +128,7 @@ impl Admin {
         tracing::info!(listen = %addr, "admin listening");
         Ok(Admin {
             addr,
+            fds,
             public_addr,
             readiness,
             sampler,
@@ -133,6 +140,11 @@ impl Admin {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `(configured address, fd)` of the admin listeners (valid until shutdown).
+    pub fn listener_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
+        self.fds.clone()
     }
 
     /// The bound public (probe and metrics) address, when `admin.public` is set.
@@ -165,6 +177,9 @@ impl Drop for Admin {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AdminError> {
+    if let Some(l) = crate::ops::upgrade::take_listener(addr) {
+        return TcpListener::from_std(l).map_err(|source| AdminError::Bind { addr, source });
+    }
     TcpListener::bind(addr)
         .await
         .map_err(|source| AdminError::Bind { addr, source })

@@ -4,5 +4,6 @@
 pub mod check;
 pub mod notify;
 pub mod readiness;
+pub mod upgrade;
 
 pub use readiness::{Phase, Readiness};

@@ -13,13 +13,15 @@ use std::time::Duration;
 
 /// The variables through which a service manager talks to its main process; workers
 /// must not inherit them (a worker's `READY=1` would be taken for the front's).
-pub const MANAGER_ENV: [&str; 6] = [
+pub const MANAGER_ENV: [&str; 8] = [
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
+    super::upgrade::INHERIT_ENV,
+    super::upgrade::READY_FD_ENV,
 ];
 
 /// Whether a service manager listens (`NOTIFY_SOCKET` is set).
@@ -54,6 +56,17 @@ pub fn reloading() {
 /// `STOPPING=1`: the drain has begun.
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+}
+
+/// `MAINPID=` with `READY=1`, sent by the old process (still the main one, so
+/// `NotifyAccess=main` accepts it) once the new one is ready after a binary upgrade.
+/// The new process's own `READY=1`, sent before it was the main process, was ignored.
+pub fn main_pid(pid: u32) {
+    send(&[
+        NotifyState::MainPid(pid),
+        NotifyState::Ready,
+        NotifyState::Status("serving (upgraded)"),
+    ]);
 }
 
 /// A status line only (`STATUS=`), e.g. after a refused reload.
