@@ -141,7 +141,7 @@ async fn upgrade_under_load(pool_yaml: &str, path: &'static str) {
         .await
         .unwrap();
     let before = load.ok.load(Ordering::Relaxed);
-    load.slowest_us.store(0, Ordering::Relaxed);
+    let slowest_before = load.slowest_us.swap(0, Ordering::Relaxed);
 
     let pid = nix::unistd::Pid::from_raw(old_pid as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
@@ -172,7 +172,8 @@ async fn upgrade_under_load(pool_yaml: &str, path: &'static str) {
     let failed = load.failed.load(Ordering::Relaxed);
     let slowest = load.slowest_us.load(Ordering::Relaxed);
     println!(
-        "upgrade under load ({pool_yaml}): {} requests during and after the hand-over, {failed} failed, slowest {:.1} ms",
+        "upgrade under load ({pool_yaml}): {before} requests before (slowest {:.1} ms), {} during and after the hand-over, {failed} failed, slowest {:.1} ms",
+        slowest_before as f64 / 1000.0,
         ok - before,
         slowest as f64 / 1000.0
     );
@@ -201,6 +202,16 @@ async fn upgrade_under_load(pool_yaml: &str, path: &'static str) {
 /// refused: the old process keeps serving and stays ready.
 #[tokio::test]
 async fn a_failing_check_refuses_the_upgrade_and_the_old_process_serves_on() {
+    refused_upgrade(false, "roost check").await;
+}
+
+/// The container image switches upgrades off (`ROOST_UPGRADE=off`).
+#[tokio::test]
+async fn upgrade_off_refuses_the_upgrade() {
+    refused_upgrade(true, "ROOST_UPGRADE=off").await;
+}
+
+async fn refused_upgrade(off: bool, expect: &str) {
     let backend = Backend::start("b").await;
     let dir = tempfile::tempdir().unwrap();
     let (port, public) = (free_port(), free_port());
@@ -218,6 +229,7 @@ async fn a_failing_check_refuses_the_upgrade_and_the_old_process_serves_on() {
     let mut old = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
         .args(["serve", "-c"])
         .arg(&f)
+        .env("ROOST_UPGRADE", if off { "off" } else { "on" })
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -232,7 +244,9 @@ async fn a_failing_check_refuses_the_upgrade_and_the_old_process_serves_on() {
     tokio::time::timeout(Duration::from_secs(60), up)
         .await
         .expect("ready");
-    std::fs::write(&f, "sites: [oops\n").unwrap();
+    if !off {
+        std::fs::write(&f, "sites: [oops\n").unwrap();
+    }
     let pid = nix::unistd::Pid::from_raw(old.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
     let refused = async {
@@ -246,7 +260,7 @@ async fn a_failing_check_refuses_the_upgrade_and_the_old_process_serves_on() {
     let line = tokio::time::timeout(Duration::from_secs(60), refused)
         .await
         .expect("the upgrade is refused");
-    assert!(line.contains("roost check"), "{line}");
+    assert!(line.contains(expect), "{line}");
     assert_eq!(one_request(&public, "/readyz").await, 200);
     assert_eq!(one_request(&format!("127.0.0.1:{port}"), "/x").await, 200);
     assert!(old.try_wait().unwrap().is_none(), "the old process exited");

@@ -11,8 +11,9 @@
 //!   the deleted inode after a package upgrade); it must pass `roost check` first. If it
 //!   fails to start or is not ready in [`READY_TIMEOUT`], it is killed and the old front
 //!   keeps serving: it never stopped accepting.
-//! - Refused as PID 1 (a container): when PID 1 exits the container ends, taking the new
-//!   process with it. Roll the pods instead.
+//! - Refused as PID 1, and with `ROOST_UPGRADE=off` (the container image sets it): when
+//!   the container's main process exits the container ends, taking the new process with
+//!   it. Roll the pods instead.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -103,6 +104,10 @@ pub fn report_ready() {
 pub enum UpgradeError {
     #[error("refused: roost is PID 1 (a container); roll the container instead")]
     Pid1,
+    #[error(
+        "refused: ROOST_UPGRADE=off (a container image: when roost exits, so does the container)"
+    )]
+    Off,
     #[error("the new binary {0} fails `roost check`:\n{1}")]
     Check(PathBuf, String),
     #[error("cannot start {0}: {1}")]
@@ -124,6 +129,9 @@ pub struct Handover<'a> {
 pub async fn start_new(h: Handover<'_>) -> Result<u32, UpgradeError> {
     if std::process::id() == 1 {
         return Err(UpgradeError::Pid1);
+    }
+    if std::env::var("ROOST_UPGRADE").is_ok_and(|v| v == "off") {
+        return Err(UpgradeError::Off);
     }
     let exe = h.exe.to_path_buf();
     let check = tokio::process::Command::new(&exe)
