@@ -14,6 +14,7 @@ pub mod farm;
 pub mod front;
 pub mod h1;
 mod metrics_text;
+pub mod ops;
 pub mod pool;
 pub mod rewind;
 pub mod serve;

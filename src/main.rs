@@ -24,9 +24,10 @@ enum Command {
         config: PathBuf,
     },
     /// Validate a configuration file: print every problem, exit 0 valid / 2 invalid.
+    /// Without -c: ./proxy.yaml, or the embedded default when it does not exist (as serve).
     Check {
-        #[arg(short, long, default_value = "proxy.yaml")]
-        config: PathBuf,
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
     /// Run a built-in worker (the w3wp/Kestrel role).
     Worker(roost::worker::cli::WorkerArgs),
@@ -78,29 +79,7 @@ fn main() -> ExitCode {
             };
             rt.block_on(roost::serve::run(&config))
         }
-        Command::Check { config } => match roost::config::check_file(&config) {
-            Ok(cfg) => {
-                roost::config::validate::warnings(&cfg)
-                    .iter()
-                    .for_each(|w| eprintln!("{w}"));
-                println!(
-                    "{}: ok ({} sites, {} pools)",
-                    config.display(),
-                    cfg.sites.len(),
-                    cfg.pools.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!(
-                    "{} problem(s) in {}",
-                    errors.problems.len(),
-                    config.display()
-                );
-                ExitCode::from(2)
-            }
-        },
+        Command::Check { config } => roost::ops::check::run(config),
         Command::Worker(a) => roost::worker::cli::run(a),
         Command::Ctl(a) => roost::admin::ctl::run(a),
     }

@@ -3,6 +3,7 @@
 
 use crate::config;
 use crate::front::{Front, PoolHooks};
+use crate::ops::{notify, Phase, Readiness};
 use crate::supervisor::{Supervisor, SupervisorOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +51,10 @@ pub enum StartFailure {
 pub async fn start(path: &Path) -> Result<Running, StartFailure> {
     let (cfg, source) = config::load_default_or_file(path).map_err(StartFailure::Config)?;
     tracing::info!(config = %source, "configuration loaded");
+    let overrides = applied_overrides(std::env::vars_os());
+    if !overrides.is_empty() {
+        tracing::info!(overrides = %overrides.join(" "), "ROOST_ environment overrides applied");
+    }
     let roost_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("roost"));
     let supervisor = Supervisor::new(SupervisorOptions {
         roost_exe,
@@ -72,6 +77,12 @@ pub async fn start(path: &Path) -> Result<Running, StartFailure> {
         },
     )
     .await?;
+    let token = if admin_cfg.token.is_some() {
+        "?token=<admin.token>"
+    } else {
+        ""
+    };
+    tracing::info!("dashboard: http://{}/{token}", admin.addr());
     Ok(Running {
         front,
         supervisor,
@@ -92,6 +103,9 @@ async fn reload_from(front: &Arc<Front>, path: &Path) -> Result<(), String> {
 
 /// The `serve` subcommand: exit 0 after a graceful stop, 2 on a bad config, 1 otherwise.
 pub async fn run(path: &Path) -> ExitCode {
+    // Recorded before anything can replace the file: what SIGUSR2 starts.
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("roost"));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let running = match start(path).await {
         Ok(r) => r,
         Err(e) => {
@@ -102,29 +116,120 @@ pub async fn run(path: &Path) -> ExitCode {
             };
         }
     };
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    crate::ops::upgrade::close_unused();
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
     ) else {
         eprintln!("roost: cannot install signal handlers");
         return ExitCode::from(1);
     };
+    let readiness = running.admin.readiness().clone();
+    let _watchdog = notify::spawn_watchdog();
+    let announcer = tokio::spawn(announce_ready(readiness.clone()));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match reload(&running).await {
-                Ok(()) => {}
-                Err(e) => tracing::error!("reload refused, keeping the running configuration:\n{e}"),
+            _ = hup.recv() => reload_on_signal(&running, &readiness).await,
+            _ = usr2.recv() => if upgrade(&running, &exe, &args).await {
+                break;
             },
         }
     }
-    // The admin listener stays up while the front drains, so the drain can be watched.
+    announcer.abort();
+    // Unready first (/readyz 503, systemd STOPPING=1), then drain. The admin listeners
+    // stay up while the front drains, so the drain can be watched and probed.
+    readiness.set_draining();
+    notify::stopping();
     let grace = running.front.limits().shutdown_grace;
     running.front.shutdown(grace).await;
     running.supervisor.shutdown().await;
     running.admin.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Tell the service manager (and the log) once roost is ready: listeners bound and
+/// the first worker of every `alwaysRunning` pool answering.
+async fn announce_ready(readiness: Arc<Readiness>) {
+    if readiness.wait_ready().await == Phase::Ready {
+        tracing::info!("ready");
+        notify::ready("serving");
+        crate::ops::upgrade::report_ready();
+    }
+}
+
+/// SIGHUP: reload, wrapped in `RELOADING=1` … `READY=1` once roost has been ready (a
+/// refused reload still ends with `READY=1`, as the old configuration keeps serving).
+async fn reload_on_signal(running: &Running, readiness: &Readiness) {
+    let announce = readiness.is_ready();
+    if announce {
+        notify::reloading();
+    }
+    let status = match reload(running).await {
+        Ok(()) => "serving".to_string(),
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running configuration:\n{e}");
+            "serving; the last reload was refused (see the log)".to_string()
+        }
+    };
+    if announce {
+        notify::ready(&status);
+    }
+}
+
+/// The `ROOST_` variables that override configuration keys (those naming a top-level
+/// section, as the loader takes them), as `NAME=value`; a token's value is hidden.
+pub fn applied_overrides(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<String> {
+    const SECTIONS: [&str; 5] = ["sites", "pools", "limits", "admin", "log"];
+    let mut out: Vec<String> = vars
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| {
+            k.strip_prefix("ROOST_")
+                .and_then(|rest| rest.split("__").next())
+                .is_some_and(|first| SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(first)))
+        })
+        .map(|(k, v)| {
+            let secret = k.to_ascii_uppercase().contains("TOKEN");
+            format!("{k}={}", if secret { "<hidden>" } else { v.as_str() })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// SIGUSR2: start the new binary with the listening sockets and wait until it is ready.
+/// True when it is: this process then drains and exits. On failure it keeps serving.
+async fn upgrade(running: &Running, exe: &Path, args: &[std::ffi::OsString]) -> bool {
+    tracing::info!(exe = %exe.display(), "binary upgrade: starting the new process");
+    notify::reloading();
+    let mut fds = running.front.listener_fds();
+    fds.extend(running.admin.listener_fds());
+    let handover = crate::ops::upgrade::Handover {
+        exe,
+        args,
+        config: &running.config_path,
+        fds,
+    };
+    match crate::ops::upgrade::start_new(handover).await {
+        Ok(pid) => {
+            tracing::info!(
+                pid,
+                "binary upgrade: the new process is ready; draining this one"
+            );
+            notify::main_pid(pid);
+            true
+        }
+        Err(e) => {
+            tracing::error!("binary upgrade refused, this process keeps serving: {e}");
+            notify::ready("serving; the last binary upgrade failed (see the log)");
+            false
+        }
+    }
 }

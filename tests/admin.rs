@@ -48,6 +48,7 @@ impl Stack {
         let admin_cfg = roost::config::model::Admin {
             listen: "127.0.0.1:0".parse().unwrap(),
             token: token.map(String::from),
+            public: None,
         };
         let admin = Admin::start_with_interval(
             &admin_cfg,
@@ -470,6 +471,7 @@ async fn token_is_required_when_set() {
         &roost::config::model::Admin {
             listen: "0.0.0.0:0".parse().unwrap(),
             token: None,
+            public: None,
         },
         AdminContext {
             front: st.front.clone(),
@@ -504,6 +506,7 @@ async fn reload_through_the_api() {
         &roost::config::model::Admin {
             listen: "127.0.0.1:0".parse().unwrap(),
             token: None,
+            public: None,
         },
         AdminContext {
             front: front.clone(),

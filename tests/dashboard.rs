@@ -243,6 +243,7 @@ pools:
         &roost::config::model::Admin {
             listen: "127.0.0.1:0".parse().unwrap(),
             token: None,
+            public: None,
         },
         AdminContext {
             front: front.clone(),

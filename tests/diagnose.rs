@@ -58,6 +58,7 @@ impl Stack {
         let admin_cfg = roost::config::model::Admin {
             listen: "127.0.0.1:0".parse().unwrap(),
             token: None,
+            public: None,
         };
         let ctx = AdminContext {
             front: front.clone(),

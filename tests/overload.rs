@@ -246,6 +246,7 @@ async fn admin_for(f: &TestFront) -> roost::admin::Admin {
         &roost::config::model::Admin {
             listen: "127.0.0.1:0".parse().unwrap(),
             token: None,
+            public: None,
         },
         roost::admin::AdminContext {
             front: f.front.clone(),

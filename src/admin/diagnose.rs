@@ -130,7 +130,11 @@ pub fn diagnose(history: &[Arc<Sample>]) -> Report {
             findings.push(f);
         }
     }
-    findings.extend(front::connection_pressure(&window[0].front, &last.front, secs));
+    findings.extend(front::connection_pressure(
+        &window[0].front,
+        &last.front,
+        secs,
+    ));
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.pool.cmp(&b.pool)));
     Report {
         window_seconds: secs,

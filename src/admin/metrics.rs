@@ -394,7 +394,10 @@ fn encode_upstream(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Erro
         MetricType::Counter,
     );
     let r = crate::upstream::Retry::AfterSend;
-    retries.push(vec![("kind", r.as_str().to_string())], Value::Counter(r.count()));
+    retries.push(
+        vec![("kind", r.as_str().to_string())],
+        Value::Counter(r.count()),
+    );
     retries.encode(encoder)
 }
 

@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod ctl;
 pub mod diagnose;
 pub mod metrics;
+mod probes;
 pub mod sampler;
 
 use crate::body::{self, Body};
@@ -64,6 +65,11 @@ pub enum AdminError {
 /// A running admin listener; dropping it stops the listener and the sampler.
 pub struct Admin {
     addr: SocketAddr,
+    /// `(configured address, fd)` of the admin listeners, for a binary upgrade.
+    fds: Vec<(SocketAddr, std::os::fd::RawFd)>,
+    /// The bound `admin.public.listen`, when configured.
+    public_addr: Option<SocketAddr>,
+    readiness: Arc<crate::ops::Readiness>,
     sampler: Arc<Sampler>,
     stop: watch::Sender<bool>,
     sampling: tokio::task::JoinHandle<()>,
@@ -86,13 +92,20 @@ impl Admin {
         if !cfg.listen.ip().is_loopback() && token.is_none() {
             return Err(AdminError::NeedsToken(cfg.listen));
         }
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| AdminError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
+        let listener = bind(cfg.listen).await?;
+        // Bound before anything is spawned, so a failure leaves nothing running.
+        let public = match cfg.public {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
         let addr = listener.local_addr().unwrap_or(cfg.listen);
+        let mut fds = vec![(cfg.listen, std::os::fd::AsRawFd::as_raw_fd(&listener))];
+        if let (Some(a), Some(l)) = (cfg.public, &public) {
+            fds.push((a, std::os::fd::AsRawFd::as_raw_fd(l)));
+        }
+        let public_addr = public.as_ref().and_then(|l| l.local_addr().ok());
+        let readiness = crate::ops::Readiness::new();
+        readiness.spawn_watch(ctx.front.clone());
         let sampler = Sampler::new(ctx.front.clone(), ctx.supervisor.clone());
         let sampling = sampler.spawn(interval);
         let server = Arc::new(Server {
@@ -100,39 +113,25 @@ impl Admin {
             sampler: sampler.clone(),
             ctx,
             token,
+            readiness: readiness.clone(),
         });
-        let (stop, mut stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    r = listener.accept() => r,
-                    _ = stop_rx.changed() => return,
-                };
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let server = server.clone();
-                let mut stop = stop_rx.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let server = server.clone();
-                        async move { Ok::<_, Infallible>(server.handle(req).await) }
-                    });
-                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .into_owned();
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = stop.changed() => {}
-                    }
-                });
-            }
-        });
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(serve_listener(
+            listener,
+            server.clone(),
+            stop_rx.clone(),
+            false,
+        ));
+        if let (Some(l), Some(a)) = (public, public_addr) {
+            tokio::spawn(serve_listener(l, server, stop_rx, true));
+            tracing::info!(listen = %a, "admin.public listening (/readyz, /livez, /metrics)");
+        }
         tracing::info!(listen = %addr, "admin listening");
         Ok(Admin {
             addr,
+            fds,
+            public_addr,
+            readiness,
             sampler,
             stop,
             sampling,
@@ -144,12 +143,29 @@ impl Admin {
         self.addr
     }
 
+    /// `(configured address, fd)` of the admin listeners (valid until shutdown).
+    pub fn listener_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
+        self.fds.clone()
+    }
+
+    /// The bound public (probe and metrics) address, when `admin.public` is set.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public_addr
+    }
+
+    /// The readiness `/readyz` reports; `roost serve` marks the drain on it.
+    pub fn readiness(&self) -> &Arc<crate::ops::Readiness> {
+        &self.readiness
+    }
+
     pub fn sampler(&self) -> &Arc<Sampler> {
         &self.sampler
     }
 
     /// Stop listening and sampling.
     pub fn shutdown(&self) {
+        // Also ends the readiness watch of a roost that never became ready.
+        self.readiness.set_draining();
         let _ = self.stop.send(true);
         self.sampling.abort();
     }
@@ -161,11 +177,56 @@ impl Drop for Admin {
     }
 }
 
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AdminError> {
+    if let Some(l) = crate::ops::upgrade::take_listener(addr) {
+        return TcpListener::from_std(l).map_err(|source| AdminError::Bind { addr, source });
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind { addr, source })
+}
+
+/// Accept on one admin listener until `stop`. `public`: the read-only probe listener.
+async fn serve_listener(
+    listener: TcpListener,
+    server: Arc<Server>,
+    mut stop_rx: watch::Receiver<bool>,
+    public: bool,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop_rx.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let server = server.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.handle(req, public).await) }
+            });
+            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}
+
 struct Server {
     sampler: Arc<Sampler>,
     registry: prometheus_client::registry::Registry,
     ctx: AdminContext,
     token: Option<String>,
+    readiness: Arc<crate::ops::Readiness>,
 }
 
 const DASHBOARD_HTML: &str = include_str!("dashboard.html");
@@ -271,8 +332,20 @@ impl Server {
         false
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if !self.authorized(&req) {
+    async fn handle(&self, req: Request<Incoming>, public: bool) -> Response<Body> {
+        let probe = probes::answer(
+            req.method(),
+            req.uri().path(),
+            &self.readiness,
+            &self.ctx.front,
+        );
+        if let Some(r) = probe {
+            return r;
+        }
+        if public && req.uri().path() != "/metrics" {
+            return probes::not_public(req.uri().path());
+        }
+        if !public && !self.authorized(&req) {
             let mut r = error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong token: send Authorization: Bearer <admin.token>",

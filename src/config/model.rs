@@ -365,6 +365,9 @@ pub struct Affinity {
 pub struct Admin {
     pub listen: SocketAddr,
     pub token: Option<String>,
+    /// `admin.public.listen`: a second, read-only listener without a token serving only
+    /// `/readyz`, `/livez` and `/metrics` (Kubernetes probes, Prometheus on the pod IP).
+    pub public: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -299,6 +299,13 @@ pub struct RawAffinity {
 pub struct RawAdmin {
     pub listen: Leaf,
     pub token: Leaf,
+    pub public: Opt<RawAdminPublic>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawAdminPublic {
+    pub listen: Leaf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -513,7 +520,11 @@ pub static SCHEMA: Shape = Shape::Map(&[
     ("limits", LIMITS),
     (
         "admin",
-        Shape::Map(&[("listen", Shape::Leaf), ("token", Shape::Leaf)]),
+        Shape::Map(&[
+            ("listen", Shape::Leaf),
+            ("token", Shape::Leaf),
+            ("public", Shape::Map(&[("listen", Shape::Leaf)])),
+        ]),
     ),
     (
         "log",

@@ -976,6 +976,7 @@ fn validate_admin(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Admin {
         return Admin {
             listen: default_listen,
             token: None,
+            public: None,
         };
     };
     let listen = match ctx.text(&r.listen, "admin.listen") {
@@ -993,7 +994,21 @@ fn validate_admin(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Admin {
             "a non-loopback admin address needs `admin.token` (anyone who can reach it could stop pools)",
         );
     }
-    Admin { listen, token }
+    let public = ctx
+        .nested(&r.public, "admin.public", "a map")
+        .and_then(|p| {
+            let text = ctx.text(&p.listen, "admin.public.listen");
+            let addr = text.as_deref().and_then(parse_listen);
+            if addr.is_none() {
+                ctx.report("admin.public.listen", leaf_value(&p.listen), LISTEN_HINT);
+            }
+            addr
+        });
+    Admin {
+        listen,
+        token,
+        public,
+    }
 }
 
 fn validate_log(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Log {

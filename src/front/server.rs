@@ -66,6 +66,8 @@ pub enum StartError {
 struct ListenerHandle {
     bound: SocketAddr,
     stop: watch::Sender<bool>,
+    /// The listening socket's fd, for a binary upgrade to hand down.
+    fd: std::os::fd::RawFd,
 }
 
 pub struct Front {
@@ -165,6 +167,15 @@ impl Front {
             .collect()
     }
 
+    /// `(configured address, fd)` of every listening socket (valid until shutdown).
+    pub fn listener_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
+        self.listeners
+            .lock()
+            .iter()
+            .map(|(a, h)| (*a, h.fd))
+            .collect()
+    }
+
     /// Open client connections.
     pub fn open_connections(&self) -> usize {
         self.connections.open()
@@ -232,9 +243,10 @@ impl Front {
         let bound = listener.local_addr().unwrap_or(addr);
         let (stop, stop_rx) = watch::channel(false);
         tracing::info!(listen = %addr, bound = %bound, "listening");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         self.listeners
             .lock()
-            .insert(addr, ListenerHandle { bound, stop });
+            .insert(addr, ListenerHandle { bound, stop, fd });
         let front = self.clone();
         tokio::spawn(async move { front.accept_loop(addr, listener, stop_rx).await });
     }
@@ -569,6 +581,10 @@ fn bind_all(config: &Config) -> Result<Vec<(SocketAddr, TcpListener)>, StartErro
 
 /// Bind with SO_REUSEADDR (restart without TIME_WAIT trouble) and a deep backlog.
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    // A binary upgrade hands the same socket down: never a new sibling on the port.
+    if let Some(l) = crate::ops::upgrade::take_listener(addr) {
+        return TcpListener::from_std(l).map_err(|source| StartError::Bind { addr, source });
+    }
     let mk = || -> io::Result<TcpListener> {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),

@@ -384,7 +384,7 @@ impl State {
                     return;
                 }
                 w.failed = true;
-                tracing::warn!(pool = %self.name, worker = id, pid = ?w.pid, %detail, "worker failed its ping: replacing it");
+                tracing::warn!(pool = %self.name, worker = id, pid = w.pid.unwrap_or_default(), %detail, "worker failed its ping: replacing it");
                 self.begin_stop(id, true);
                 self.record_failure("ping", detail);
             }
@@ -484,7 +484,7 @@ impl State {
         w.startup = None;
         w.member = Some(member.clone());
         w.pool.add_member(member.clone());
-        tracing::info!(pool = %self.name, worker = id, pid = ?w.pid, took_ms = w.started.elapsed().as_millis() as u64, "worker ready");
+        tracing::info!(pool = %self.name, worker = id, pid = w.pid.unwrap_or_default(), took_ms = w.started.elapsed().as_millis() as u64, "worker ready");
         let pm = process_model(&self.cfg);
         if pm.pinging_enabled {
             let timeouts = UpstreamTimeouts {
@@ -538,14 +538,14 @@ impl State {
             h.abort();
         }
         if w.stopping() || w.failed {
-            tracing::info!(pool = %self.name, worker = id, pid = ?w.pid, how = %detail, "worker stopped");
+            tracing::info!(pool = %self.name, worker = id, pid = w.pid.unwrap_or_default(), how = %detail, "worker stopped");
         } else {
             let kind = if w.phase == Phase::Starting {
                 "startup"
             } else {
                 "crash"
             };
-            tracing::warn!(pool = %self.name, worker = id, pid = ?w.pid, how = %detail, kind, "worker exited unexpectedly");
+            tracing::warn!(pool = %self.name, worker = id, pid = w.pid.unwrap_or_default(), how = %detail, kind, "worker exited unexpectedly");
             self.record_failure(kind, format!("pid {}: {detail}", w.pid.unwrap_or(0)));
         }
         if let Some(r) = &mut self.rotation {
@@ -800,7 +800,7 @@ impl State {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        tracing::info!(pool = %self.name, worker = id, pid = ?w.pid, reason, overlapped, "recycling worker");
+        tracing::info!(pool = %self.name, worker = id, pid = w.pid.unwrap_or_default(), reason, overlapped, "recycling worker");
         self.rotation = Some(Rotation {
             old: id,
             new: None,

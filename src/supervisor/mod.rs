@@ -42,6 +42,7 @@
 //!   workers; an `alwaysRunning` pool started by anyone gets them back.
 
 mod manager;
+mod output;
 mod policy;
 mod process;
 

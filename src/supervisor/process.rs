@@ -13,7 +13,6 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -240,6 +239,10 @@ pub(crate) fn spawn(
     on_exit: impl FnOnce(String) + Send + 'static,
 ) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.program);
+    // Only the front talks to the service manager (sd_notify, socket activation).
+    for k in crate::ops::notify::MANAGER_ENV {
+        cmd.env_remove(k);
+    }
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -279,10 +282,20 @@ pub(crate) fn spawn(
         .id()
         .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(log_lines(out, pool.to_string(), pid, "stdout"));
+        tokio::spawn(super::output::log_lines(
+            out,
+            pool.to_string(),
+            pid,
+            "stdout",
+        ));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(log_lines(err, pool.to_string(), pid, "stderr"));
+        tokio::spawn(super::output::log_lines(
+            err,
+            pool.to_string(),
+            pid,
+            "stderr",
+        ));
     }
     let (ctl, mut ctl_rx) = mpsc::unbounded_channel::<Sig>();
     let (exited_tx, exited) = watch::channel(None);
@@ -326,36 +339,6 @@ fn signal_group(pid: u32, s: Sig) {
     };
     if let Err(e) = killpg(Pid::from_raw(pid as i32), sig) {
         tracing::debug!(pid, error = %e, "signal to worker group failed");
-    }
-}
-
-/// Longest piece of output logged as one line; longer lines are split.
-const MAX_LINE: u64 = 16 * 1024;
-
-/// Forward a child's output to the log, one event per line, tagged with pool and pid.
-/// It reads to the end whatever comes (long lines split, bytes that are not UTF-8
-/// replaced): a child whose pipe is no longer drained would block on its next write.
-async fn log_lines(stream: impl AsyncRead + Unpin, pool: String, pid: u32, which: &'static str) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::with_capacity(256);
-    loop {
-        buf.clear();
-        match (&mut reader)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
-            Ok(0) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buf);
-                let line = text.trim_end_matches(['\n', '\r']);
-                tracing::info!(target: "roost::worker_output", pool = %pool, pid, stream = which, "{line}");
-            }
-            Err(e) => {
-                tracing::debug!(pool = %pool, pid, stream = which, error = %e, "worker output closed");
-                break;
-            }
-        }
     }
 }
 
@@ -469,25 +452,6 @@ pub(crate) fn sum_fields(text: &str, names: &[&str]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn output_is_drained_whatever_it_contains() {
-        // Invalid UTF-8 and a line far longer than MAX_LINE, then more output: all of it
-        // must be read, or the writer would block.
-        let mut data = b"ok\n\xff\xfe bad utf8\n".to_vec();
-        data.extend(std::iter::repeat_n(b'x', (MAX_LINE * 3) as usize));
-        data.extend(b"\nlast\n");
-        let (mut w, r) = tokio::io::duplex(1024);
-        let reader = tokio::spawn(log_lines(r, "p".into(), 1, "stdout"));
-        tokio::io::AsyncWriteExt::write_all(&mut w, &data)
-            .await
-            .unwrap();
-        drop(w);
-        tokio::time::timeout(Duration::from_secs(5), reader)
-            .await
-            .expect("reader finished")
-            .unwrap();
-    }
 
     #[tokio::test]
     async fn dead_and_live_processes_are_told_apart() {

@@ -7,7 +7,11 @@ use crate::front::overload::Snapshot as FrontConns;
 /// The front's overload manager acted (it reclaimed or refused connections) or the open
 /// connections stand past its high-water mark. Front-wide: the finding's `pool` is
 /// `front`.
-pub(super) fn connection_pressure(before: &FrontConns, now: &FrontConns, secs: f64) -> Option<Finding> {
+pub(super) fn connection_pressure(
+    before: &FrontConns,
+    now: &FrontConns,
+    secs: f64,
+) -> Option<Finding> {
     use crate::front::overload::{ConnState, Refusal};
     let delta = |a: u64, b: u64| b.saturating_sub(a);
     let reclaimed: Vec<u64> = (0..4)
