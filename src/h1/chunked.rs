@@ -43,6 +43,11 @@ impl Chunked {
                         }
                         return Ok(Step::More);
                     };
+                    // The same limit whether the line's end came in this read or a
+                    // later one: a split must not change the outcome.
+                    if eol > 4096 {
+                        return Err(invalid("chunk size line too long"));
+                    }
                     let line = &buf[..eol];
                     let hex = line
                         .split(|&b| b == b';')
