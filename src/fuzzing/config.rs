@@ -16,7 +16,11 @@ pub fn config(data: &[u8]) {
     let env: [(&str, &str); 1] = [("ROOST_FUZZ", "1")];
     let started = Instant::now();
     let first = load_str_in(&text, "fuzz.yaml", Path::new("/nonexistent-fuzz-base"), env);
-    assert!(started.elapsed() < LOAD_LIMIT, "loading took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < LOAD_LIMIT,
+        "loading took {:?}",
+        started.elapsed()
+    );
     let again = load_str_in(&text, "fuzz.yaml", Path::new("/nonexistent-fuzz-base"), env);
     match (&first, &again) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "the same text loaded differently"),

@@ -63,7 +63,12 @@ pub fn front_e2e(rt: &tokio::runtime::Runtime, data: &[u8]) {
     let member = member.take();
 
     let (on_wire, end) = strict::requests(&member.wire);
-    assert_eq!(end, strict::End::Clean, "member bytes: {:?}", lossy(&member.wire));
+    assert_eq!(
+        end,
+        strict::End::Clean,
+        "member bytes: {:?}",
+        lossy(&member.wire)
+    );
     assert_eq!(on_wire.len(), member.got.len());
     for (w, g) in on_wire.iter().zip(&member.got) {
         assert_eq!(w.method, g.method.as_str().as_bytes());
@@ -116,11 +121,10 @@ async fn exchange(data: &[u8], member: Rc<RefCell<Member>>) -> Vec<u8> {
         let _ = rd.read_to_end(&mut out).await;
         (out, wr)
     };
-    let ((out, _wr), ()) = tokio::time::timeout(CONNECTION_LIMIT, async {
-        tokio::join!(talk, front)
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the front hung on {:?}", lossy(data)));
+    let ((out, _wr), ()) =
+        tokio::time::timeout(CONNECTION_LIMIT, async { tokio::join!(talk, front) })
+            .await
+            .unwrap_or_else(|_| panic!("the front hung on {:?}", lossy(data)));
     out
 }
 
@@ -137,7 +141,11 @@ async fn handle(req: Request<body::Body>, member: Rc<RefCell<Member>>) -> Handle
         .to_bytes();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers, upgrade);
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
     let mut m = member.borrow_mut();
     let len = body.len() as u64;
     let framing = encode_request_head(
@@ -175,7 +183,10 @@ fn client_saw_one_answer_each(wire: &[u8], got: &[Got]) {
         let head = got.get(answered).is_some_and(|g| g.method == Method::HEAD);
         let (resp, n) = match strict::response(&wire[at..], head) {
             Ok(Some(r)) => r,
-            other => panic!("response {answered} unreadable ({other:?}): {:?}", lossy(wire)),
+            other => panic!(
+                "response {answered} unreadable ({other:?}): {:?}",
+                lossy(wire)
+            ),
         };
         at += n;
         if resp.status == 100 {
@@ -190,11 +201,20 @@ fn client_saw_one_answer_each(wire: &[u8], got: &[Got]) {
             continue;
         }
         // The one refusal the front may write itself, and then nothing.
-        assert!((400..500).contains(&resp.status), "unexpected {:?}", lossy(wire));
+        assert!(
+            (400..500).contains(&resp.status),
+            "unexpected {:?}",
+            lossy(wire)
+        );
         assert_eq!(at, wire.len(), "bytes after a refusal: {:?}", lossy(wire));
         break;
     }
-    assert_eq!(answered, got.len(), "requests the client got no answer to: {:?}", lossy(wire));
+    assert_eq!(
+        answered,
+        got.len(),
+        "requests the client got no answer to: {:?}",
+        lossy(wire)
+    );
 }
 
 fn lossy(b: &[u8]) -> String {

@@ -22,7 +22,10 @@ pub fn request_head(data: &[u8]) {
     let whole = parse_request(data);
     let Ok(Some((head, used))) = whole else {
         if let Ok(None) = whole {
-            assert!(data.len() < MAX_HEAD, "a partial head over the limit must be 431");
+            assert!(
+                data.len() < MAX_HEAD,
+                "a partial head over the limit must be 431"
+            );
         }
         return;
     };
@@ -77,8 +80,14 @@ fn reencoded_head_round_trips(head: &Head) {
     let max = out.len() + 1;
     let back = match request::parse(&mut buf, max, &mut Scratch::default()) {
         Ok(Some(h)) => h,
-        Ok(None) => panic!("forwarded head is incomplete: {:?}", String::from_utf8_lossy(&out)),
-        Err(e) => panic!("forwarded head refused ({e:?}): {:?}", String::from_utf8_lossy(&out)),
+        Ok(None) => panic!(
+            "forwarded head is incomplete: {:?}",
+            String::from_utf8_lossy(&out)
+        ),
+        Err(e) => panic!(
+            "forwarded head refused ({e:?}): {:?}",
+            String::from_utf8_lossy(&out)
+        ),
     };
     assert!(buf.is_empty(), "the forwarded head is one head");
     assert_eq!(back.request.method(), method);
@@ -106,7 +115,10 @@ fn reencoded_head_round_trips(head: &Head) {
     if !headers.contains_key(header::CONTENT_LENGTH) {
         forwarded.remove(header::CONTENT_LENGTH);
     }
-    assert_eq!(forwarded, headers, "headers changed on the way to the member");
+    assert_eq!(
+        forwarded, headers,
+        "headers changed on the way to the member"
+    );
 }
 
 /// Everything a chunked decoder made of one input: the body, how it ended, and how many
@@ -136,16 +148,28 @@ fn decode(pieces: &[&[u8]]) -> Decoded {
                 Ok(Step::More) => break,
                 Ok(Step::Done) => {
                     let consumed = fed - buf.len();
-                    return Decoded { body, ended: Some(true), consumed };
+                    return Decoded {
+                        body,
+                        ended: Some(true),
+                        consumed,
+                    };
                 }
                 Err(_) => {
                     let consumed = fed - buf.len();
-                    return Decoded { body, ended: Some(false), consumed };
+                    return Decoded {
+                        body,
+                        ended: Some(false),
+                        consumed,
+                    };
                 }
             }
         }
     }
-    Decoded { body, ended: None, consumed: fed - buf.len() }
+    Decoded {
+        body,
+        ended: None,
+        consumed: fed - buf.len(),
+    }
 }
 
 /// The chunked decoder (both sides use it): the body it yields never exceeds the input
@@ -192,7 +216,11 @@ pub fn response_head(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let method = if first & 1 == 1 { Method::HEAD } else { Method::GET };
+    let method = if first & 1 == 1 {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
     let mut buf = BytesMut::from(rest);
     let Ok(Some(head)) = parse_response(&mut buf, &method, &mut ParseScratch::default()) else {
         return;
@@ -200,7 +228,10 @@ pub fn response_head(data: &[u8]) {
     assert!(buf.len() <= rest.len());
     let h = &head.headers;
     if h.contains_key(header::TRANSFER_ENCODING) {
-        assert!(!h.contains_key(header::CONTENT_LENGTH), "length beside a coding");
+        assert!(
+            !h.contains_key(header::CONTENT_LENGTH),
+            "length beside a coding"
+        );
     }
     let bodiless = method == Method::HEAD || head.status == 204 || head.status == 304;
     if bodiless && head.status != 101 {
@@ -234,7 +265,11 @@ fn client_head_is_framed_once(
         .unwrap_or_else(|| panic!("roost's own head incomplete: {:?}", lossy(&out)));
     assert!(buf.is_empty());
     let lengths = back.headers.get_all(header::CONTENT_LENGTH).iter().count();
-    let codings = back.headers.get_all(header::TRANSFER_ENCODING).iter().count();
+    let codings = back
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .count();
     assert!(lengths + codings <= 1, "framed twice: {:?}", lossy(&out));
     let agrees = match (framing, back.framing) {
         (reply::Framing::None, RespFraming::Length(0)) => true,
@@ -244,7 +279,12 @@ fn client_head_is_framed_once(
         (_, RespFraming::Upgrade) => status == 101,
         _ => false,
     };
-    assert!(agrees, "wrote {framing:?}, reads as {:?}: {:?}", back.framing, lossy(&out));
+    assert!(
+        agrees,
+        "wrote {framing:?}, reads as {:?}: {:?}",
+        back.framing,
+        lossy(&out)
+    );
 }
 
 fn lossy(b: &[u8]) -> String {

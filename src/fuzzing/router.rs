@@ -90,13 +90,22 @@ fn check_route(r: &HostRouter<String>, apps: &[String], host: Option<&str>, path
     }
     let Some(route) = got else { return };
     assert_eq!(route.target, route.app_path);
-    assert!(on_boundary(route.app_path, path), "{:?} routed to {}", path, route.app_path);
+    assert!(
+        on_boundary(route.app_path, path),
+        "{:?} routed to {}",
+        path,
+        route.app_path
+    );
     if route.site == "a" {
         let longest = apps
             .iter()
             .filter(|p| on_boundary(p, path))
             .max_by_key(|p| p.len());
-        assert_eq!(Some(route.app_path), longest.map(String::as_str), "path {path:?}");
+        assert_eq!(
+            Some(route.app_path),
+            longest.map(String::as_str),
+            "path {path:?}"
+        );
     }
 }
 

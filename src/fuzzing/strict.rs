@@ -162,7 +162,11 @@ fn framing(headers: &[(Vec<u8>, Vec<u8>)], http10: bool) -> Result<(Framing, boo
         match name.as_slice() {
             b"transfer-encoding" => {
                 te_lines += 1;
-                codings.extend(value.split(|&b| b == b',').map(|c| c.trim_ascii().to_ascii_lowercase()));
+                codings.extend(
+                    value
+                        .split(|&b| b == b',')
+                        .map(|c| c.trim_ascii().to_ascii_lowercase()),
+                );
             }
             b"content-length" => {
                 // A list of equal values is one value (RFC 9110 §8.6).
@@ -196,7 +200,10 @@ fn framing(headers: &[(Vec<u8>, Vec<u8>)], http10: bool) -> Result<(Framing, boo
     if te_lines > 1 || codings.last().map(Vec::as_slice) != Some(b"chunked") {
         return Err("chunked is not the one final coding");
     }
-    if codings[..codings.len() - 1].iter().any(|c| c.as_slice() == b"chunked") {
+    if codings[..codings.len() - 1]
+        .iter()
+        .any(|c| c.as_slice() == b"chunked")
+    {
         return Err("chunked twice");
     }
     // Both a coding and a length: read as chunked, then close (RFC 9112 §6.3).
@@ -207,7 +214,9 @@ fn digits(v: &[u8]) -> Option<u64> {
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    v.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// A chunked body (RFC 9112 §7.1): the data and the bytes it took, trailers included.
@@ -328,5 +337,12 @@ pub fn response(data: &[u8], head_method: bool) -> Parsed<Response> {
         Framing::Length(_) => (data[at..].to_vec(), data.len() - at),
     };
     let close = close || !(has_length || coded || bodiless);
-    Ok(Some((Response { status, body, close }, at + n)))
+    Ok(Some((
+        Response {
+            status,
+            body,
+            close,
+        },
+        at + n,
+    )))
 }
