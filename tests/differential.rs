@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const CASES: usize = 300;
-const SEED: u64 = 0x5eed_0f_0005;
+const SEED: u64 = 0x005e_ed0f_0005;
 
 type Log = Arc<parking_lot::Mutex<Vec<Vec<u8>>>>;
 
