@@ -30,7 +30,8 @@ pub fn router(data: &[u8]) {
     apps.dedup();
     let requests: Vec<&str> = lines.take(64).collect();
     let few = sites(&hosts, &apps[..apps.len().min(8)]);
-    let many = sites(&hosts, &padded(&apps));
+    let all = padded(&apps);
+    let many = sites(&hosts, &all);
     let few = HostRouter::new(few.iter(), |pool| pool.to_string());
     let many = HostRouter::new(many.iter(), |pool| pool.to_string());
     for req in requests {
@@ -38,7 +39,7 @@ pub fn router(data: &[u8]) {
         let host = (!host.is_empty()).then_some(host);
         let small = &apps[..apps.len().min(8)];
         check_route(&few, small, host, path);
-        check_route(&many, &apps, host, path);
+        check_route(&many, &all, host, path);
     }
 }
 
