@@ -12,6 +12,9 @@ pub mod config;
 pub mod error;
 pub mod farm;
 pub mod front;
+/// The fuzz targets' invariant checks (see TESTING.md); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod h1;
 mod metrics_text;
 pub mod ops;

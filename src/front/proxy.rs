@@ -217,12 +217,12 @@ impl Upstream {
         let fwd = headers::forwarding(req.headers(), host, conn.peer.ip(), conn.tls);
         let upgrade = headers::is_upgrade(&req);
         let client_upgrade = upgrade.then(|| ClientUpgrade::take(&mut req));
-        let target = req.uri().path_and_query().cloned();
+        let target = crate::h1::forward::origin_target(req.uri());
         let (mut parts, incoming) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::drop_underscore_headers(&mut parts.headers);
         parts.version = Version::HTTP_11;
-        parts.uri = http::Uri::from(target.unwrap_or_else(|| PathAndQuery::from_static("/")));
+        parts.uri = http::Uri::from(target);
         // A request without a body (most of them) needs no progress timer.
         let body = if incoming.is_end_stream() {
             incoming

@@ -43,6 +43,11 @@ impl Chunked {
                         }
                         return Ok(Step::More);
                     };
+                    // The same limit whether the line's end came in this read or a
+                    // later one: a split must not change the outcome.
+                    if eol > MAX_SIZE_LINE {
+                        return Err(invalid("chunk size line too long"));
+                    }
                     let size = parse_size_line(&buf[..eol])?;
                     buf.advance(eol + 2);
                     *self = if size == 0 {

@@ -70,6 +70,19 @@ impl Forwarded {
     }
 }
 
+/// The origin-form target (`/path?query`) a member is sent for `uri`: an absolute-form
+/// target's path and query, with the empty path of `http://a?q` written as `/` (RFC 9112
+/// §3.2.1), and `/` when there is neither.
+pub fn origin_target(uri: &http::Uri) -> http::uri::PathAndQuery {
+    match uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') || pq.as_str() == "*" => pq.clone(),
+        Some(pq) => format!("/{}", pq.as_str())
+            .parse()
+            .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/")),
+        None => http::uri::PathAndQuery::from_static("/"),
+    }
+}
+
 fn put_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
@@ -221,5 +234,15 @@ mod tests {
         assert_eq!(h["host"], "c.example");
         assert_eq!(h["x-forwarded-host"], "d.example");
         assert!(h.get("x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn targets_sent_to_members_are_origin_form() {
+        let t = |s: &str| origin_target(&s.parse().unwrap()).as_str().to_string();
+        assert_eq!(t("http://a?q=1"), "/?q=1");
+        assert_eq!(t("http://a"), "/");
+        assert_eq!(t("http://a/b?c"), "/b?c");
+        assert_eq!(t("/x"), "/x");
+        assert_eq!(t("*"), "*");
     }
 }
