@@ -126,6 +126,7 @@ pub async fn run(path: &Path) -> ExitCode {
         eprintln!("roost: cannot install signal handlers");
         return ExitCode::from(1);
     };
+    crate::ops::upgrade::arm();
     let readiness = running.admin.readiness().clone();
     let _watchdog = notify::spawn_watchdog();
     let announcer = tokio::spawn(announce_ready(readiness.clone()));

@@ -52,7 +52,7 @@ struct Load {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigusr2_upgrade_loses_no_request_under_load() {
+async fn ctl_upgrade_of_a_web_farm_loses_no_request_under_load() {
     let backend = Backend::start("b").await;
     let pool = format!(
         "{{farm: {{servers: [{{address: \"{}\", maxConcurrentRequests: 64}}]}}}}",
@@ -143,8 +143,28 @@ async fn upgrade_under_load(pool_yaml: &str, path: &'static str) {
     let before = load.ok.load(Ordering::Relaxed);
     let slowest_before = load.slowest_us.swap(0, Ordering::Relaxed);
 
-    let pid = nix::unistd::Pid::from_raw(old_pid as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
+    if path == "/" {
+        let pid = nix::unistd::Pid::from_raw(old_pid as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
+    } else {
+        // The garden's upgrade is asked for through the admin API, as an operator would.
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+            .args([
+                "ctl",
+                "--admin",
+                &format!("http://127.0.0.1:{admin}"),
+                "upgrade",
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("binary upgrade started"));
+    }
     let exit = tokio::time::timeout(Duration::from_secs(90), old.wait())
         .await
         .expect("the old process exits after the hand-over")

@@ -58,6 +58,9 @@ pub enum CtlCommand {
     Stop { pool: String },
     /// Reload the configuration file.
     Reload,
+    /// Hitless binary upgrade (as SIGUSR2): start the binary now on disk with the
+    /// listening sockets; this process drains and exits once it is ready.
+    Upgrade,
     /// Explain why queues grow (thread-pool starvation, CPU, backend latency, limits).
     Diagnose,
 }
@@ -211,6 +214,7 @@ async fn run_async(a: CtlArgs) -> ExitCode {
         ),
         CtlCommand::Stop { pool } => (Method::POST, format!("/api/v1/pools/{}/stop", encode(pool))),
         CtlCommand::Reload => (Method::POST, "/api/v1/reload".to_string()),
+        CtlCommand::Upgrade => (Method::POST, "/api/v1/upgrade".to_string()),
         CtlCommand::Diagnose => (Method::GET, "/api/v1/diagnose".to_string()),
     };
     match call(&a.admin, a.token.as_deref(), method, &path).await {
@@ -463,6 +467,9 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
         CtlCommand::Start { pool } => format!("{pool}: {}\n", s(&v["state"])),
         CtlCommand::Stop { pool } => format!("{pool}: {}\n", s(&v["state"])),
         CtlCommand::Reload => "configuration reloaded\n".into(),
+        CtlCommand::Upgrade => {
+            "binary upgrade started: the new process takes over once ready (see the log)\n".into()
+        }
         CtlCommand::Diagnose => {
             let findings = v["findings"].as_array().unwrap_or(&empty);
             if findings.is_empty() {

@@ -648,6 +648,19 @@ fn starvation(
         ),
         cpu.text(),
     ];
+    if t.blocked_detected + t.blocked > 0 {
+        let on = top_route(&w.counters.busy_routes)
+            .map(|r| format!(", on `{}`", r.route))
+            .unwrap_or_default();
+        evidence.push(format!(
+            "{} of {} busy threads blocked in the kernel ({} found by blocking detection, {} \
+             hinted){on}",
+            t.blocked_detected + t.blocked,
+            t.busy,
+            t.blocked_detected,
+            t.blocked
+        ));
+    }
     evidence.extend(busy_route_lines(&w.counters.busy_routes, t.busy));
     if cpu.machine.is_some_and(|m| m >= 0.8) {
         evidence.push(format!(

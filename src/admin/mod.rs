@@ -427,6 +427,15 @@ impl Server {
                     &api::requests_json(self.ctx.front.inflight.list(), &filter),
                 )
             }
+            ["api", "v1", "upgrade"] => {
+                if !post {
+                    return method_not_allowed("POST");
+                }
+                match crate::ops::upgrade::request() {
+                    Ok(()) => json_response(StatusCode::ACCEPTED, &json!({"upgrade": "started"})),
+                    Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+                }
+            }
             ["api", "v1", "reload"] => {
                 if !post {
                     return method_not_allowed("POST");

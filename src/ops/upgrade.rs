@@ -205,6 +205,24 @@ fn wait_byte(fd: OwnedFd, timeout: Duration) -> bool {
     }
 }
 
+/// Set once `roost serve` handles SIGUSR2: only then may the admin API ask for an upgrade
+/// (in any other process the signal's default action would end it).
+static ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `roost serve` has installed its SIGUSR2 handler.
+pub fn arm() {
+    ARMED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Start a binary upgrade as SIGUSR2 does (`roost ctl upgrade`, `POST /api/v1/upgrade`).
+pub fn request() -> Result<(), &'static str> {
+    if !ARMED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err("a binary upgrade is only available in `roost serve`");
+    }
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGUSR2)
+        .map_err(|_| "could not signal this process")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -202,6 +202,27 @@ fn starvation_names_the_blocking_route_and_a_minimum() {
 }
 
 #[test]
+fn starvation_says_how_many_busy_threads_the_kernel_has_blocked() {
+    let h = series(|i| {
+        let t = 4 + i as usize;
+        let mut w = blocking_on(worker(42, t, t, 100, 2 + i), "/block", t, 480.0);
+        if let Some(p) = w.counters.worker_pools.get_mut("default") {
+            p.blocked_detected = t;
+        }
+        let mut p = with_cpu(pool(5 + i as usize, 10, 10), 0.03, 2.0);
+        p.arrivals = i * 25;
+        (p, vec![w], 0.2)
+    });
+    let r = diagnose(&h);
+    assert_eq!(rules_of(&r), vec!["threadpool_starvation"]);
+    assert!(
+        evidence(&r).contains("8 of 8 busy threads blocked in the kernel (8 found by blocking detection, 0 hinted), on `/block`"),
+        "{}",
+        evidence(&r)
+    );
+}
+
+#[test]
 fn a_garden_using_its_cores_is_cpu_bound_never_starvation() {
     // Two workers each burning ~95 % of a core, on a 2-core machine: 1.9 of 2 cores,
     // although the thread pools also saw starvation injections.
