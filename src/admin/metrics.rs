@@ -275,103 +275,111 @@ impl Collector for RoostCollector {
         encode_upstream(&mut encoder)?;
         encode_front_connections(&front.connections().snapshot(), &mut encoder)?;
 
-        // Worker metrics from the cache, labelled like the worker's own /.roost/metrics.
-        let ws = self.sampler.workers();
-        let mut threads = Family::new(
-            "worker_threads",
-            "Worker process threads by kind (worker pools and the I/O pool).",
-            MetricType::Gauge,
-        );
-        let mut busy = Family::new(
-            "worker_threads_busy",
-            "Worker pool threads running a work item.",
-            MetricType::Gauge,
-        );
-        let mut blocked = Family::new(
-            "worker_threads_blocked",
-            "Busy worker pool threads blocked (source=hinted: inside blocking(); \
-             source=detected: found blocked in the kernel without a hint).",
-            MetricType::Gauge,
-        );
-        let mut current = Family::new(
-            "worker_requests_current",
-            "Requests in the worker, queued and executing (ASP.NET Requests Current).",
-            MetricType::Gauge,
-        );
-        let mut queued = Family::new(
-            "worker_requests_queued",
-            "Requests waiting in the worker's gate.",
-            MetricType::Gauge,
-        );
-        let mut wrejected = Family::new(
-            "worker_requests_rejected",
-            "Requests the worker refused at requestQueueLimit (503 ServerTooBusy).",
-            MetricType::Counter,
-        );
-        let mut injections = Family::new(
-            "worker_thread_injections",
-            "Worker thread-count increases by cause.",
-            MetricType::Counter,
-        );
-        let mut completed = Family::new(
-            "worker_work_items_completed",
-            "Work items the worker pools completed.",
-            MetricType::Counter,
-        );
-        for w in ws.iter() {
-            let pid = w.pid.to_string();
-            let base = || vec![("pool", w.pool.clone()), ("pid", pid.clone())];
-            let c = &w.counters;
-            let mut io = base();
-            io.push(("kind", "io".into()));
-            io.push(("thread_pool", "io".into()));
-            threads.push(io, Value::Gauge(c.io_threads as i64));
-            for (tp, p) in &c.worker_pools {
-                let with_tp = || {
-                    let mut v = base();
-                    v.push(("thread_pool", tp.clone()));
-                    v
-                };
-                let mut t = base();
-                t.push(("kind", "worker".into()));
-                t.push(("thread_pool", tp.clone()));
-                threads.push(t, Value::Gauge(p.threads as i64));
-                busy.push(with_tp(), Value::Gauge(p.busy as i64));
-                for (source, v) in [("hinted", p.blocked), ("detected", p.blocked_detected)] {
-                    let mut lab = with_tp();
-                    lab.push(("source", source.into()));
-                    blocked.push(lab, Value::Gauge(v as i64));
-                }
-                for (reason, v) in [
-                    ("hill_climbing", p.injections.hill_climbing),
-                    ("starvation", p.injections.starvation),
-                    ("blocking", p.injections.blocking),
-                    ("blocking_detected", p.injections.blocking_detected),
-                ] {
-                    let mut lab = with_tp();
-                    lab.push(("reason", reason.into()));
-                    injections.push(lab, Value::Counter(v));
-                }
-                completed.push(with_tp(), Value::Counter(p.completed));
-            }
-            current.push(base(), Value::Gauge(c.gate.current as i64));
-            queued.push(base(), Value::Gauge(c.gate.queued as i64));
-            wrejected.push(base(), Value::Counter(c.gate.rejected));
-        }
-        for f in [
-            &threads,
-            &busy,
-            &blocked,
-            &current,
-            &queued,
-            &wrejected,
-            &injections,
-            &completed,
-        ] {
-            f.encode(&mut encoder)?;
-        }
-        Ok(())
+        encode_workers(&self.sampler, &mut encoder)
     }
+}
+
+/// Worker metrics from the sampler's cache, labelled like the worker's own
+/// `/.roost/metrics`.
+fn encode_workers(
+    sampler: &Sampler,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let ws = sampler.workers();
+    let mut threads = Family::new(
+        "worker_threads",
+        "Worker process threads by kind (worker pools and the I/O pool).",
+        MetricType::Gauge,
+    );
+    let mut busy = Family::new(
+        "worker_threads_busy",
+        "Worker pool threads running a work item.",
+        MetricType::Gauge,
+    );
+    let mut blocked = Family::new(
+        "worker_threads_blocked",
+        "Busy worker pool threads blocked (source=hinted: inside blocking(); \
+         source=detected: found blocked in the kernel without a hint).",
+        MetricType::Gauge,
+    );
+    let mut current = Family::new(
+        "worker_requests_current",
+        "Requests in the worker, queued and executing (ASP.NET Requests Current).",
+        MetricType::Gauge,
+    );
+    let mut queued = Family::new(
+        "worker_requests_queued",
+        "Requests waiting in the worker's gate.",
+        MetricType::Gauge,
+    );
+    let mut wrejected = Family::new(
+        "worker_requests_rejected",
+        "Requests the worker refused at requestQueueLimit (503 ServerTooBusy).",
+        MetricType::Counter,
+    );
+    let mut injections = Family::new(
+        "worker_thread_injections",
+        "Worker thread-count increases by cause.",
+        MetricType::Counter,
+    );
+    let mut completed = Family::new(
+        "worker_work_items_completed",
+        "Work items the worker pools completed.",
+        MetricType::Counter,
+    );
+    for w in ws.iter() {
+        let pid = w.pid.to_string();
+        let base = || vec![("pool", w.pool.clone()), ("pid", pid.clone())];
+        let c = &w.counters;
+        let mut io = base();
+        io.push(("kind", "io".into()));
+        io.push(("thread_pool", "io".into()));
+        threads.push(io, Value::Gauge(c.io_threads as i64));
+        for (tp, p) in &c.worker_pools {
+            let with_tp = || {
+                let mut v = base();
+                v.push(("thread_pool", tp.clone()));
+                v
+            };
+            let mut t = base();
+            t.push(("kind", "worker".into()));
+            t.push(("thread_pool", tp.clone()));
+            threads.push(t, Value::Gauge(p.threads as i64));
+            busy.push(with_tp(), Value::Gauge(p.busy as i64));
+            for (source, v) in [("hinted", p.blocked), ("detected", p.blocked_detected)] {
+                let mut lab = with_tp();
+                lab.push(("source", source.into()));
+                blocked.push(lab, Value::Gauge(v as i64));
+            }
+            for (reason, v) in [
+                ("hill_climbing", p.injections.hill_climbing),
+                ("starvation", p.injections.starvation),
+                ("blocking", p.injections.blocking),
+                ("blocking_detected", p.injections.blocking_detected),
+            ] {
+                let mut lab = with_tp();
+                lab.push(("reason", reason.into()));
+                injections.push(lab, Value::Counter(v));
+            }
+            completed.push(with_tp(), Value::Counter(p.completed));
+        }
+        current.push(base(), Value::Gauge(c.gate.current as i64));
+        queued.push(base(), Value::Gauge(c.gate.queued as i64));
+        wrejected.push(base(), Value::Counter(c.gate.rejected));
+    }
+    for f in [
+        &threads,
+        &busy,
+        &blocked,
+        &current,
+        &queued,
+        &wrejected,
+        &injections,
+        &completed,
+    ] {
+        f.encode(encoder)?;
+    }
+    Ok(())
 }
 
 /// Member connections closed instead of reused, by reason (all members together).
