@@ -11,9 +11,9 @@
 mod support;
 
 use roost::admin::diagnose::{diagnose, Report};
-use roost::admin::{Admin, AdminContext};
+use roost::admin::Admin;
 use roost::front::Front;
-use roost::supervisor::{Supervisor, SupervisorOptions};
+use roost::supervisor::Supervisor;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,37 +37,12 @@ struct Stack {
 
 impl Stack {
     async fn start(yaml: &str, garden: bool) -> Stack {
-        init_tracing();
         let dir = tempfile::Builder::new()
             .prefix("rd")
             .tempdir_in("/tmp")
             .unwrap();
-        let cfg = roost::config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-        let sup = garden.then(|| {
-            Supervisor::new(SupervisorOptions {
-                roost_exe: env!("CARGO_BIN_EXE_roost").into(),
-                runtime_dir: Some(dir.path().join("run")),
-            })
-        });
-        let hooks: Vec<Arc<dyn roost::front::PoolHooks>> = sup
-            .iter()
-            .map(|s| s.clone() as Arc<dyn roost::front::PoolHooks>)
-            .collect();
-        let front = Front::start(cfg, hooks).await.expect("front starts");
-        let addr = front.bound_addresses()[0].1;
-        let admin_cfg = roost::config::model::Admin {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            token: None,
-            public: None,
-        };
-        let ctx = AdminContext {
-            front: front.clone(),
-            supervisor: sup.clone(),
-            reload: None,
-        };
-        let admin = Admin::start_with_interval(&admin_cfg, ctx, Duration::from_millis(250))
-            .await
-            .expect("admin starts");
+        let s = serve_with_admin(yaml, garden, None, dir.path(), Duration::from_millis(250)).await;
+        let (front, sup, admin, addr) = (s.front, s.sup, s.admin, s.addr);
         Stack {
             front,
             sup,

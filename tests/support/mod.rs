@@ -313,3 +313,56 @@ pub fn rss_kib() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// A front (and, for a garden, the supervisor that runs its workers) with an admin
+/// server beside it, as `roost serve` assembles them; `dir` holds the workers' sockets.
+pub struct Served {
+    pub front: Arc<roost::front::Front>,
+    pub sup: Option<Arc<roost::supervisor::Supervisor>>,
+    pub admin: roost::admin::Admin,
+    pub addr: SocketAddr,
+}
+
+pub async fn serve_with_admin(
+    yaml: &str,
+    garden: bool,
+    token: Option<&str>,
+    dir: &std::path::Path,
+    sample_every: Duration,
+) -> Served {
+    init_tracing();
+    let cfg = roost::config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let sup = garden.then(|| {
+        roost::supervisor::Supervisor::new(roost::supervisor::SupervisorOptions {
+            roost_exe: env!("CARGO_BIN_EXE_roost").into(),
+            runtime_dir: Some(dir.join("run")),
+        })
+    });
+    let hooks: Vec<Arc<dyn roost::front::PoolHooks>> = sup
+        .iter()
+        .map(|s| s.clone() as Arc<dyn roost::front::PoolHooks>)
+        .collect();
+    let front = roost::front::Front::start(cfg, hooks)
+        .await
+        .expect("front starts");
+    let addr = front.bound_addresses()[0].1;
+    let admin_cfg = roost::config::model::Admin {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token: token.map(String::from),
+        public: None,
+    };
+    let ctx = roost::admin::AdminContext {
+        front: front.clone(),
+        supervisor: sup.clone(),
+        reload: None,
+    };
+    let admin = roost::admin::Admin::start_with_interval(&admin_cfg, ctx, sample_every)
+        .await
+        .expect("admin starts");
+    Served {
+        front,
+        sup,
+        admin,
+        addr,
+    }
+}
