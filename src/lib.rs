@@ -20,6 +20,7 @@ mod metrics_text;
 pub mod ops;
 pub mod pool;
 pub mod rewind;
+pub mod runtime;
 pub mod serve;
 pub mod supervisor;
 pub mod upstream;

@@ -40,27 +40,13 @@ enum Command {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The front's runtime. Given one CPU (an affinity mask of one, as nginx's
-/// `worker_processes 1` or a pinned container), a current-thread runtime: the same single
-/// thread without the work-stealing scheduler's atomics and cross-thread wake-ups.
-/// Otherwise tokio's multi-thread runtime with a worker per CPU.
-/// `ROOST_RUNTIME=current-thread|multi-thread` overrides the choice.
+/// The runtime `roost serve` starts on: admin, supervisor, health checks and reloads.
+/// Client connections are served on the front threads (`workers`, `roost::runtime`),
+/// each with a current-thread runtime of its own.
 fn serve_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let single = match std::env::var("ROOST_RUNTIME").as_deref() {
-        Ok("current-thread") => true,
-        Ok("multi-thread") => false,
-        _ => cpus == 1,
-    };
-    if single {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn main() -> ExitCode {

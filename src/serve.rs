@@ -62,7 +62,11 @@ pub async fn start(path: &Path) -> Result<Running, StartFailure> {
     });
     let hooks: Vec<Arc<dyn PoolHooks>> = vec![supervisor.clone(), crate::farm::FarmHooks::new()];
     let admin_cfg = cfg.admin.clone();
-    let front = Front::start(cfg, hooks).await?;
+    let workers = cfg.workers.resolve();
+    let threads =
+        crate::runtime::Threads::spawn(workers).map_err(crate::front::StartError::Threads)?;
+    tracing::info!(workers, "front threads started");
+    let front = Front::start_on(cfg, hooks, threads).await?;
     let (f, p) = (front.clone(), path.to_path_buf());
     let reloader: crate::admin::Reloader = Arc::new(move || {
         let (f, p) = (f.clone(), p.clone());

@@ -496,6 +496,49 @@ async fn upstream_connections_are_reused() {
     assert_eq!(m.client.idle_connections(), 1);
 }
 
+/// `roost serve`'s shape: front threads, each accepting on the one listening socket. A
+/// burst of connections spreads over the threads, and every client gets its own answers
+/// while member connections are pooled per thread.
+#[tokio::test]
+async fn front_threads_share_the_connections_and_answer_each_client_its_own() {
+    let be = Backend::start("a").await;
+    let f =
+        TestFront::start_threaded(&pool_with_slots(&be.addr.to_string(), 1000, "", ""), 2).await;
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        clients.push(h1(f.addr).await);
+    }
+    let threads = f.front.threads();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            threads.get(0).open() + threads.get(1).open() == 64
+        })
+        .await
+    );
+    let (a, b) = (threads.get(0).open(), threads.get(1).open());
+    assert!(a >= 24 && b >= 24, "connections per thread: {a} / {b}");
+    let mut tasks = Vec::new();
+    for (c, mut tx) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for r in 0..5 {
+                let path = format!("/c{c}-r{r}");
+                let req = Request::get(&path)
+                    .header("host", "x")
+                    .body(empty())
+                    .unwrap();
+                let (status, _, body) = read(tx.send_request(req).await.unwrap()).await;
+                assert_eq!((status, body), (StatusCode::OK, format!("a {path}")));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let m = &f.front.pool("p").unwrap().members()[0];
+    assert!(m.client.idle_connections() >= 1);
+    f.front.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn websocket_upgrade_passes_through() {
     let be = Backend::start("a").await;

@@ -34,9 +34,23 @@ QUICK = os.environ.get("QUICK") == "1"
 REPS = int(os.environ.get("REPS", "2" if QUICK else "3"))
 DUR = int(os.environ.get("DUR", "2" if QUICK else "6"))
 IDLE_N = int(os.environ.get("IDLE_CONNS", "10000"))
-BACKEND_CPUS = os.environ.get("BACKEND_CPUS", "1")
-PROXY_CPUS = os.environ.get("PROXY_CPUS", "0")
-LOAD_CPUS = os.environ.get("LOAD_CPUS", "0")
+# LAYOUT=pinned (the default here): the proxy on CPU 0, the backend on CPU 1, the load on
+# CPU 0, each proxy with one worker/thread per CPU it is given.
+# LAYOUT=default: what users run. Nothing is pinned (every process may use every CPU) and
+# every proxy runs its documented multi-core default: nginx `worker_processes auto`,
+# HAProxy `nbthread` = CPUs, roost with no `workers` key (auto). THREADS=N gives every
+# proxy N workers/threads instead (the scaling runs: THREADS=1 against THREADS=2).
+LAYOUT = os.environ.get("LAYOUT", "pinned")
+ALL_CPUS = f"0-{os.cpu_count() - 1}"
+_DEFAULT_CPUS = {"BACKEND_CPUS": "1", "PROXY_CPUS": "0", "LOAD_CPUS": "0"}
+if LAYOUT == "default":
+    _DEFAULT_CPUS = {k: ALL_CPUS for k in _DEFAULT_CPUS}
+elif LAYOUT != "pinned":
+    raise SystemExit(f"LAYOUT={LAYOUT}: expected pinned or default")
+BACKEND_CPUS = os.environ.get("BACKEND_CPUS", _DEFAULT_CPUS["BACKEND_CPUS"])
+PROXY_CPUS = os.environ.get("PROXY_CPUS", _DEFAULT_CPUS["PROXY_CPUS"])
+LOAD_CPUS = os.environ.get("LOAD_CPUS", _DEFAULT_CPUS["LOAD_CPUS"])
+THREADS = os.environ.get("THREADS")
 GARDEN_PROCESSES = int(os.environ.get("GARDEN_PROCESSES", "2"))
 ROOST = os.environ.get("ROOST_BIN", os.path.join(ROOT, "target", "release", "roost"))
 OUT = os.environ.get("OUT", os.path.join(HERE, "results.md"))
@@ -385,8 +399,12 @@ def report(rows, idle, started):
     lines.append(f"Run {started:%Y-%m-%d %H:%M} UTC, roost {rev}{'+dirty' if dirty else ''}, "
                  f"{machine()}. {'QUICK, ' if QUICK else ''}{REPS} interleaved repetitions "
                  f"of {DUR} s per cell; medians, spread = (max-min)/median.")
-    lines.append(f"CPUs: backend {BACKEND_CPUS}; proxy {PROXY_CPUS} ({PROXY_THREADS} "
-                 f"worker/thread); load generator {LOAD_CPUS} (wrk/h2load -t{LOAD_THREADS}).")
+    threads = THREADS or ("each proxy's default: nginx auto, HAProxy nbthread "
+                          f"{PROXY_THREADS}, roost auto" if LAYOUT == "default"
+                          else PROXY_THREADS)
+    lines.append(f"Layout {LAYOUT}. CPUs: backend {BACKEND_CPUS}; proxy {PROXY_CPUS} "
+                 f"(workers/threads: {threads}); load generator {LOAD_CPUS} "
+                 f"(wrk/h2load -t{LOAD_THREADS}).")
     lines.append("")
     lines.append("| scenario | target | req/s | spread | p50 ms | p99 ms | CPU µs/req | user | sys | errors |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -479,8 +497,13 @@ def main():
                                   "NGINX_PORT", "NGINX_H2_PORT", "NGINX_TLS_PORT",
                                   "HAPROXY_PORT", "HAPROXY_H2_PORT", "HAPROXY_TLS_PORT",
                                   "BEFORE_PORT", "BEFORE_TLS_PORT", "BEFORE_ADMIN_PORT")}
-    v.update(RUN_DIR=run_dir, CERT=cert, KEY=key, PROXY_THREADS=PROXY_THREADS,
-             GARDEN_PROCESSES=GARDEN_PROCESSES)
+    v.update(RUN_DIR=run_dir, CERT=cert, KEY=key, PROXY_THREADS=THREADS or PROXY_THREADS,
+             GARDEN_PROCESSES=GARDEN_PROCESSES,
+             NGINX_WORKERS=THREADS or ("auto" if LAYOUT == "default" else PROXY_THREADS),
+             # roost's default is `workers: auto` (the CPUs in its affinity mask).
+             ROOST_WORKERS=f"workers: {THREADS}" if THREADS else "# workers: auto")
+    log(f"layout {LAYOUT}: proxy cpus {PROXY_CPUS}, backend cpus {BACKEND_CPUS}, "
+        f"load cpus {LOAD_CPUS}, threads {THREADS or 'each proxy default'}")
     log(f"run dir {run_dir}; {REPS} reps x {DUR}s; scenarios {scenarios}; targets {targets}")
 
     procs = Procs()

@@ -274,6 +274,7 @@ impl Collector for RoostCollector {
         drop(state);
         encode_upstream(&mut encoder)?;
         encode_front_connections(&front.connections().snapshot(), &mut encoder)?;
+        encode_front_threads(front.threads(), &mut encoder)?;
 
         encode_workers(&self.sampler, &mut encoder)
     }
@@ -407,6 +408,26 @@ fn encode_upstream(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Erro
         Value::Counter(r.count()),
     );
     retries.encode(encoder)
+}
+
+/// Open client connections per front thread (`workers`): how evenly accepting spreads
+/// them.
+fn encode_front_threads(
+    threads: &crate::runtime::Threads,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let mut open = Family::new(
+        "front_thread_connections",
+        "Open client connections on each front thread.",
+        MetricType::Gauge,
+    );
+    for (i, t) in threads.iter().enumerate() {
+        open.push(
+            vec![("thread", i.to_string())],
+            Value::Gauge(t.open() as i64),
+        );
+    }
+    open.encode(encoder)
 }
 
 /// The front's open connections by state, and what the overload manager did.

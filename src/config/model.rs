@@ -18,6 +18,27 @@ pub struct Config {
     pub limits: Limits,
     pub admin: Admin,
     pub log: Log,
+    /// Front threads (`workers: auto | N`): `Auto` is the CPUs this process may use.
+    pub workers: Workers,
+}
+
+/// How many front threads serve connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Workers {
+    /// One per CPU in the affinity mask or cgroup quota.
+    #[default]
+    Auto,
+    Count(usize),
+}
+
+impl Workers {
+    /// The thread count this resolves to on this machine.
+    pub fn resolve(self) -> usize {
+        match self {
+            Workers::Auto => crate::runtime::auto_workers(),
+            Workers::Count(n) => n,
+        }
+    }
 }
 
 /// An IIS site: bindings, host names and applications (path prefix → pool).

@@ -54,6 +54,7 @@ pub struct RawConfig {
     pub limits: Opt<RawLimits>,
     pub admin: Opt<RawAdmin>,
     pub log: Opt<RawLog>,
+    pub workers: Leaf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -515,6 +516,7 @@ const POOL: Shape = Shape::Map(&[
 /// The whole `proxy.yaml` key tree. Keep in step with the `Raw*` types above (the
 /// `every_key` integration test loads a file that uses each key and expects no unknowns).
 pub static SCHEMA: Shape = Shape::Map(&[
+    ("workers", Shape::Leaf),
     ("sites", Shape::List(&SITE)),
     ("pools", Shape::Dict(&POOL)),
     ("limits", LIMITS),

@@ -580,12 +580,40 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
     let limits = validate_limits(raw, ctx);
     let admin = validate_admin(raw, ctx);
     let log = validate_log(raw, ctx);
+    let workers = validate_workers(&raw.workers, ctx);
     Config {
         sites,
         pools,
         limits,
         admin,
         log,
+        workers,
+    }
+}
+
+/// `workers: auto | N` (1 to 1024 front threads).
+fn validate_workers(l: &Leaf, ctx: &mut Ctx<'_>) -> Workers {
+    const MAX: u64 = 1024;
+    match l {
+        Some(Scalar(Value::String(s))) if s.eq_ignore_ascii_case("auto") => Workers::Auto,
+        Some(Scalar(Value::Number(_))) => {
+            let n = ctx.uint(l, "workers", 1, 1);
+            if n > MAX {
+                let v = l.as_ref().map(|s| &s.0);
+                ctx.report("workers", v, format!("at most {MAX} front threads"));
+                return Workers::Auto;
+            }
+            Workers::Count(n as usize)
+        }
+        Some(Scalar(v)) if !v.is_null() => {
+            ctx.report(
+                "workers",
+                Some(v),
+                "expected `auto` or a number of front threads",
+            );
+            Workers::Auto
+        }
+        _ => Workers::Auto,
     }
 }
 

@@ -14,6 +14,7 @@ use super::tls;
 use crate::config::model::{Backend, Config, Limits};
 use crate::farm;
 use crate::pool::Pool;
+use crate::runtime::Threads;
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use parking_lot::Mutex;
@@ -59,6 +60,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: tls::TlsError,
     },
+    #[error("cannot start the front threads: {0}")]
+    Threads(std::io::Error),
     #[error("{addr} is bound both with and without TLS; a listen address is one or the other")]
     MixedTls { addr: SocketAddr },
 }
@@ -66,8 +69,9 @@ pub enum StartError {
 struct ListenerHandle {
     bound: SocketAddr,
     stop: watch::Sender<bool>,
-    /// The listening socket's fd, for a binary upgrade to hand down.
-    fd: std::os::fd::RawFd,
+    /// The listening socket (each front thread accepts on a duplicate of it), kept for a
+    /// binary upgrade to hand down.
+    socket: std::net::TcpListener,
 }
 
 pub struct Front {
@@ -81,6 +85,8 @@ pub struct Front {
     access_log: Option<super::access_log::AccessLogger>,
     /// Serializes reloads (SIGHUP and the admin API may race).
     reload_lock: tokio::sync::Mutex<()>,
+    /// The threads connections are accepted and served on (`workers`).
+    threads: Arc<Threads>,
 }
 
 impl State {
@@ -94,11 +100,21 @@ impl State {
 }
 
 impl Front {
-    /// Build pools and routes from `config` and bind every listener. Nothing is served
-    /// until [`Front::start`] returns; on error nothing stays bound.
+    /// Build pools and routes from `config` and bind every listener, serving on the
+    /// caller's runtime. Nothing is served until it returns; on error nothing stays bound.
     pub async fn start(
         config: Config,
         hooks: Vec<Arc<dyn PoolHooks>>,
+    ) -> Result<Arc<Front>, StartError> {
+        Self::start_on(config, hooks, Threads::current()).await
+    }
+
+    /// [`Front::start`], serving on `threads` (what `roost serve` runs: `workers`
+    /// front threads, each accepting on every listener).
+    pub async fn start_on(
+        config: Config,
+        hooks: Vec<Arc<dyn PoolHooks>>,
+        threads: Arc<Threads>,
     ) -> Result<Arc<Front>, StartError> {
         let config = Arc::new(config);
         let pools = build_pools(&config, &BTreeMap::new());
@@ -118,6 +134,7 @@ impl Front {
             hooks: Mutex::new(hooks),
             access_log,
             reload_lock: tokio::sync::Mutex::new(()),
+            threads,
         });
         let bound = bind_all(&config)?;
         front.connections.spawn_sweeper();
@@ -172,8 +189,13 @@ impl Front {
         self.listeners
             .lock()
             .iter()
-            .map(|(a, h)| (*a, h.fd))
+            .map(|(a, h)| (*a, std::os::fd::AsRawFd::as_raw_fd(&h.socket)))
             .collect()
+    }
+
+    /// The threads connections are served on, with their open connections.
+    pub fn threads(&self) -> &Threads {
+        &self.threads
     }
 
     /// Open client connections.
@@ -239,20 +261,43 @@ impl Front {
         Ok(())
     }
 
-    fn spawn_listener(self: &Arc<Self>, addr: SocketAddr, listener: TcpListener) {
-        let bound = listener.local_addr().unwrap_or(addr);
+    fn spawn_listener(self: &Arc<Self>, addr: SocketAddr, socket: std::net::TcpListener) {
+        let bound = socket.local_addr().unwrap_or(addr);
         let (stop, stop_rx) = watch::channel(false);
-        tracing::info!(listen = %addr, bound = %bound, "listening");
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
-        self.listeners
-            .lock()
-            .insert(addr, ListenerHandle { bound, stop, fd });
-        let front = self.clone();
-        tokio::spawn(async move { front.accept_loop(addr, listener, stop_rx).await });
+        tracing::info!(listen = %addr, bound = %bound, threads = self.threads.len(), "listening");
+        // Every thread accepts on its own duplicate of the one socket: one accept queue
+        // per binding (what an upgrade hands down), registered with each thread's reactor.
+        for i in 0..self.threads.len() {
+            let dup = match socket.try_clone() {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(listen = %addr, thread = i, error = %e, "cannot share the listening socket");
+                    continue;
+                }
+            };
+            let (front, stop_rx) = (self.clone(), stop_rx.clone());
+            self.threads.spawn_on(i, async move {
+                match TcpListener::from_std(dup) {
+                    Ok(l) => front.accept_loop(i, addr, l, stop_rx).await,
+                    Err(e) => {
+                        tracing::error!(listen = %addr, error = %e, "cannot register the listener")
+                    }
+                }
+            });
+        }
+        self.listeners.lock().insert(
+            addr,
+            ListenerHandle {
+                bound,
+                stop,
+                socket,
+            },
+        );
     }
 
     async fn accept_loop(
         self: Arc<Self>,
+        thread: usize,
         listen: SocketAddr,
         listener: TcpListener,
         mut stop: watch::Receiver<bool>,
@@ -278,29 +323,57 @@ impl Front {
                     continue;
                 }
             };
-            let acceptor = self.state().tls.get(&listen).cloned();
-            let first = match acceptor {
-                Some(_) => ConnState::Handshake,
-                None => ConnState::AwaitingHead,
-            };
-            // At `maxConnections` a connection that has sent nothing (or an idle one)
-            // makes room; if every one is busy, close at once, as HTTP.sys does, rather
-            // than let the process run out of descriptors.
-            let (conn, pressured) = match self.connections.admit(peer.ip(), first) {
-                Ok(x) => x,
-                Err(why) => {
-                    tracing::debug!(peer = %peer, why = why.as_str(), "connection refused");
-                    drop(stream);
-                    continue;
-                }
-            };
-            let front = self.clone();
+            self.accepted(thread, listen, stream, peer);
+        }
+    }
+
+    /// Admit an accepted connection and start it on its thread: this one, or the least
+    /// loaded one when this thread holds more than its share.
+    fn accepted(
+        self: &Arc<Self>,
+        thread: usize,
+        listen: SocketAddr,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        let acceptor = self.state().tls.get(&listen).cloned();
+        let first = match acceptor {
+            Some(_) => ConnState::Handshake,
+            None => ConnState::AwaitingHead,
+        };
+        // At `maxConnections` a connection that has sent nothing (or an idle one)
+        // makes room; if every one is busy, close at once, as HTTP.sys does, rather
+        // than let the process run out of descriptors.
+        let (conn, pressured) = match self.connections.admit(peer.ip(), first) {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::debug!(peer = %peer, why = why.as_str(), "connection refused");
+                return;
+            }
+        };
+        let to = self.threads.place(thread);
+        let held = self.threads.hold(to);
+        let front = self.clone();
+        if to == thread {
             tokio::spawn(async move {
+                let _held = held;
                 front
                     .connection(listen, stream, peer, acceptor, conn, pressured)
                     .await;
             });
+            return;
         }
+        // Moved to another thread's reactor: the socket is taken off this one's.
+        let Ok(std) = stream.into_std() else { return };
+        self.threads.spawn_on(to, async move {
+            let _held = held;
+            let Ok(stream) = TcpStream::from_std(std) else {
+                return;
+            };
+            front
+                .connection(listen, stream, peer, acceptor, conn, pressured)
+                .await;
+        });
     }
 
     /// One client connection. The task's future is sized for the plain HTTP/1.1 path
@@ -452,6 +525,9 @@ impl Front {
     pub async fn shutdown(&self, grace: Duration) {
         tracing::info!(grace = ?grace, open = self.open_connections(), "shutting down");
         let _ = self.shutdown.send(true);
+        // Close the listening sockets (each thread's duplicate goes with its accept loop):
+        // new connections are refused instead of waiting in a backlog nobody accepts from.
+        drop(std::mem::take(&mut *self.listeners.lock()));
         let deadline = Instant::now() + grace;
         while self.open_connections() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -572,7 +648,7 @@ fn build_state(
     })
 }
 
-fn bind_all(config: &Config) -> Result<Vec<(SocketAddr, TcpListener)>, StartError> {
+fn bind_all(config: &Config) -> Result<Vec<(SocketAddr, std::net::TcpListener)>, StartError> {
     listen_addresses(config)
         .into_iter()
         .map(|a| Ok((a, bind(a)?)))
@@ -580,12 +656,12 @@ fn bind_all(config: &Config) -> Result<Vec<(SocketAddr, TcpListener)>, StartErro
 }
 
 /// Bind with SO_REUSEADDR (restart without TIME_WAIT trouble) and a deep backlog.
-fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
     // A binary upgrade hands the same socket down: never a new sibling on the port.
     if let Some(l) = crate::ops::upgrade::take_listener(addr) {
-        return TcpListener::from_std(l).map_err(|source| StartError::Bind { addr, source });
+        return Ok(l);
     }
-    let mk = || -> io::Result<TcpListener> {
+    let mk = || -> io::Result<std::net::TcpListener> {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::STREAM,
@@ -598,7 +674,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(4096)?;
-        TcpListener::from_std(socket.into())
+        Ok(socket.into())
     };
     mk().map_err(|source| StartError::Bind { addr, source })
 }

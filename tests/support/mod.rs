@@ -223,6 +223,18 @@ impl TestFront {
         TestFront { front, addr }
     }
 
+    /// [`TestFront::start`] on `n` front threads of its own, as `roost serve` runs it.
+    pub async fn start_threaded(yaml: &str, n: usize) -> TestFront {
+        let cfg =
+            roost::config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("config: {e}"));
+        let threads = roost::runtime::Threads::spawn(n).expect("front threads");
+        let front = roost::front::Front::start_on(cfg, vec![], threads)
+            .await
+            .expect("front starts");
+        let addr = front.bound_addresses()[0].1;
+        TestFront { front, addr }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
