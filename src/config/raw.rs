@@ -54,6 +54,7 @@ pub struct RawConfig {
     pub limits: Opt<RawLimits>,
     pub admin: Opt<RawAdmin>,
     pub log: Opt<RawLog>,
+    pub diagnose: Opt<RawDiagnose>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -310,6 +311,13 @@ pub struct RawAdminPublic {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct RawDiagnose {
+    pub snapshot_dir: Leaf,
+    pub snapshot_keep: Leaf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RawLog {
     pub access: Opt<RawAccessLog>,
 }
@@ -532,5 +540,9 @@ pub static SCHEMA: Shape = Shape::Map(&[
             "access",
             Shape::Map(&[("path", Shape::Leaf), ("format", Shape::Leaf)]),
         )]),
+    ),
+    (
+        "diagnose",
+        Shape::Map(&[("snapshotDir", Shape::Leaf), ("snapshotKeep", Shape::Leaf)]),
     ),
 ]);
