@@ -25,7 +25,7 @@ mod front;
 pub mod snapshot;
 mod view;
 
-use super::sampler::{MemberView, PoolSample, Sample, WorkerSample};
+use super::sampler::{MemberView, Sample, WorkerSample};
 use serde::Serialize;
 use std::sync::Arc;
 use view::{busy_route_lines, needed_threads, top_route, CpuView, Ctx};
@@ -163,7 +163,7 @@ const CAUSES: [Rule; 10] = [
 /// The pool's one finding: its state, else the first cause that holds (with the
 /// symptoms it explains), else the symptoms alone.
 fn diagnose_pool(c: &Ctx) -> Option<Finding> {
-    if let Some(f) = pool_state(c.pool) {
+    if let Some(f) = pool_state(c) {
         return Some(f);
     }
     let symptoms = symptoms(c);
@@ -182,7 +182,8 @@ fn diagnose_pool(c: &Ctx) -> Option<Finding> {
     }
 }
 
-fn pool_state(p: &PoolSample) -> Option<Finding> {
+fn pool_state(c: &Ctx) -> Option<Finding> {
+    let p = c.pool;
     match p.state.as_str() {
         "AppOffline" => Some(
             Finding::new(
@@ -204,7 +205,11 @@ fn pool_state(p: &PoolSample) -> Option<Finding> {
                 Severity::Info,
                 "stopped",
                 "the pool is stopped by an operator (503 Disabled)".into(),
-                vec![],
+                vec![format!(
+                    "{} requests refused with 503 Disabled in the last {:.0} s",
+                    c.rejected_delta("Disabled"),
+                    c.secs
+                )],
             )
             .advice("`roost ctl start POOL` when it should serve again"),
         ),

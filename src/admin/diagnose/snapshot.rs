@@ -218,7 +218,7 @@ pub fn document(
 ) -> Value {
     let at = UNIX_EPOCH + Duration::from_millis(sample.at_unix_ms);
     let t = &report.findings[trigger];
-    requests.sort_by(|a, b| b.elapsed_ms.cmp(&a.elapsed_ms));
+    requests.sort_by_key(|r| std::cmp::Reverse(r.elapsed_ms));
     let count = requests.len();
     let rows: Vec<Value> = requests.iter().take(MAX_REQUESTS).map(request).collect();
     json!({

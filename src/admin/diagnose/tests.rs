@@ -4,7 +4,8 @@
 use super::*;
 use crate::admin::cpu::MachineCpu;
 use crate::admin::sampler::{
-    BusyRouteView, GateView, InjectionsView, MemberView, PoolCpu, ThreadPoolView, WorkerCounters,
+    BusyRouteView, GateView, InjectionsView, MemberView, PoolCpu, PoolSample, ThreadPoolView,
+    WorkerCounters,
 };
 use crate::pool::Histogram;
 use std::collections::BTreeMap;
@@ -412,6 +413,57 @@ fn ejected_farm_server() {
     let r = diagnose(&h);
     assert_eq!(rules_of(&r), vec!["server_down"]);
     assert_eq!(r.findings[0].severity, Severity::Critical);
+    let e = evidence(&r);
+    assert!(
+        e.contains("127.0.0.1:9 ejected by passive health") && e.contains("12 failed of 12"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_server_failing_every_request_but_kept_in_rotation_is_named() {
+    // Ejection held back (maxEjectionPercent reached): it fails all it gets.
+    let h = series(|i| {
+        let mut p = pool(0, 0, 4);
+        p.kind = "farm";
+        let m = |label: &str, served, failed| MemberView {
+            label: label.into(),
+            state: "healthy".into(),
+            usable: true,
+            served,
+            failed,
+            failure_streak: failed as u32,
+            ejection_threshold: 5,
+            ..Default::default()
+        };
+        p.members_view = vec![m("10.0.0.1:80", 50 + i * 10, 0), m("10.0.0.2:80", 7, i * 4)];
+        (p, vec![], 0.2)
+    });
+    let r = diagnose(&h);
+    assert_eq!(rules_of(&r), vec!["server_down"]);
+    let f = &r.findings[0];
+    assert!(
+        f.title.contains("10.0.0.2:80 fails every request"),
+        "{f:#?}"
+    );
+    assert!(
+        evidence(&r).contains("16 failed requests in the last 2 s"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn a_stopped_pool_says_how_many_requests_it_refused() {
+    let mut p = pool(0, 0, 0);
+    p.state = "Stopped".into();
+    p.rejected.insert("Disabled".into(), 4);
+    let mut before = p.clone();
+    before.rejected.insert("Disabled".into(), 1);
+    let r = diagnose(&[sample(0, before, vec![], 0.0), sample(1000, p, vec![], 0.0)]);
+    assert_eq!(
+        evidence(&r),
+        "3 requests refused with 503 Disabled in the last 1 s"
+    );
 }
 
 #[test]
