@@ -393,6 +393,19 @@ pools:
     st.stop().await;
 }
 
+/// What `roost ctl diagnose` prints against the admin listener at `admin`.
+async fn ctl_diagnose(admin: SocketAddr) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+            .args(["ctl", "--admin", &format!("http://{admin}"), "diagnose"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_and_ctl_show_the_cause() {
     let _one = serial();
@@ -412,15 +425,7 @@ async fn the_admin_api_and_ctl_show_the_cause() {
     };
     assert!(ok, "{:#?}", st.report());
     let admin = st.admin.addr();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
-            .args(["ctl", "--admin", &format!("http://{admin}"), "diagnose"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = ctl_diagnose(admin).await;
     assert!(text.contains("maxWorkerThreads"), "{text}");
     st.stop().await;
 }
@@ -530,15 +535,7 @@ async fn a_critical_finding_leaves_one_evidence_snapshot() {
     assert!(one.contains(rule));
     let (status, _, _) = get(admin, "a", "/api/v1/diagnose/snapshots/..%2Fx").await;
     assert_eq!(status, 404);
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
-            .args(["ctl", "--admin", &format!("http://{admin}"), "diagnose"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = ctl_diagnose(admin).await;
     assert!(
         text.contains("evidence snapshots in") && text.contains(&id),
         "{text}"

@@ -10,7 +10,7 @@ use crate::admin::sampler::{
 use crate::pool::Histogram;
 use std::collections::BTreeMap;
 
-fn pool(queue: usize, active: usize, capacity: usize) -> PoolSample {
+pub(super) fn pool(queue: usize, active: usize, capacity: usize) -> PoolSample {
     PoolSample {
         name: "web".into(),
         state: "Started".into(),
@@ -92,7 +92,7 @@ fn blocking_on(mut w: WorkerSample, route: &str, threads: usize, ms: f64) -> Wor
     w
 }
 
-fn sample(at: u64, p: PoolSample, w: Vec<WorkerSample>, machine: f64) -> Arc<Sample> {
+pub(super) fn sample(at: u64, p: PoolSample, w: Vec<WorkerSample>, machine: f64) -> Arc<Sample> {
     Arc::new(Sample {
         at_unix_ms: at,
         pools: vec![p],

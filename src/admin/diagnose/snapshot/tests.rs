@@ -96,38 +96,13 @@ fn a_folder_that_cannot_be_written_is_an_error_not_a_panic() {
     assert!(list(&file.join("snaps")).is_empty());
 }
 
+/// A pool rapid-fail protection took offline: a critical finding.
 fn offline_sample(at_unix_ms: u64) -> std::sync::Arc<Sample> {
-    use crate::pool::Histogram;
-    let p = crate::admin::sampler::PoolSample {
-        name: "web".into(),
-        state: "AppOffline".into(),
-        kind: "garden",
-        queue_length: 0,
-        queue_limit: 1000,
-        queue_oldest_seconds: 0.0,
-        capacity: 0,
-        active: 0,
-        members: 0,
-        arrivals: 0,
-        completed: 0,
-        rejected: Default::default(),
-        duration: Histogram::default().snapshot(),
-        queue_wait: Histogram::default().snapshot(),
-        worker_failures_total: 5,
-        ping_failures_total: 0,
-        members_view: vec![],
-        starting_seconds: vec![],
-        startup_time_limit_seconds: 90.0,
-        always_running: true,
-        cpu: None,
-    };
-    std::sync::Arc::new(Sample {
-        at_unix_ms,
-        pools: vec![p],
-        workers: vec![],
-        front: Default::default(),
-        machine: Default::default(),
-    })
+    use crate::admin::diagnose::tests::{pool, sample};
+    let mut p = pool(0, 0, 0);
+    p.state = "AppOffline".into();
+    p.worker_failures_total = 5;
+    sample(at_unix_ms, p, vec![], 0.0)
 }
 
 #[tokio::test]
