@@ -202,16 +202,46 @@ async fn eval_until(cdp: &mut Cdp, what: &str, expr: &str, limit: Duration) -> V
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_in_headless_chromium() {
-    let Some(chromium) = find_chromium() else {
+/// Chromium, or `None` (the test then skips) unless ROOST_REQUIRE_CHROMIUM is set.
+fn chromium_or_skip(test: &str) -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
         if std::env::var_os("ROOST_REQUIRE_CHROMIUM").is_some() {
             panic!("ROOST_REQUIRE_CHROMIUM is set but no chromium is on PATH");
         }
         eprintln!(
-            "SKIP dashboard_in_headless_chromium: chromium is not installed \
+            "SKIP {test}: chromium is not installed \
              (apt-get install chromium; CI sets ROOST_REQUIRE_CHROMIUM=1)"
         );
+    }
+    found
+}
+
+/// A browser with the dashboard of the admin listener at `admin` open.
+async fn open_dashboard(chromium: &Path, admin: std::net::SocketAddr) -> (Browser, Cdp) {
+    let browser = Browser::launch(chromium).await;
+    let mut cdp = Cdp::connect(&browser.ws_url).await;
+    let target = cdp
+        .call("Target.createTarget", json!({"url": "about:blank"}))
+        .await;
+    let attached = cdp
+        .call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        )
+        .await;
+    cdp.session = attached["sessionId"].as_str().map(String::from);
+    for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
+        cdp.call(domain, json!({})).await;
+    }
+    let url = format!("http://{admin}/");
+    cdp.call("Page.navigate", json!({"url": url})).await;
+    (browser, cdp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    let Some(chromium) = chromium_or_skip("dashboard_in_headless_chromium") else {
         return;
     };
     init_tracing();
@@ -275,23 +305,7 @@ pools:
         })
         .collect();
 
-    let browser = Browser::launch(&chromium).await;
-    let mut cdp = Cdp::connect(&browser.ws_url).await;
-    let target = cdp
-        .call("Target.createTarget", json!({"url": "about:blank"}))
-        .await;
-    let attached = cdp
-        .call(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        )
-        .await;
-    cdp.session = attached["sessionId"].as_str().map(String::from);
-    for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
-        cdp.call(domain, json!({})).await;
-    }
-    let url = format!("http://{}/", admin.addr());
-    cdp.call("Page.navigate", json!({"url": url})).await;
+    let (browser, mut cdp) = open_dashboard(&chromium, admin.addr()).await;
 
     // The page polls once a second: a few updates with data in every pool chart.
     eval_until(
@@ -369,6 +383,14 @@ pools:
     );
     let status = sup.status("web").unwrap();
     assert_eq!(status.recycle_history.len(), 1);
+    // Labelled as what it was: a manual recycle (not `onDemand`, a startMode).
+    eval_until(
+        &mut cdp,
+        "the recycle labelled manual",
+        "document.querySelector('#pool-web .recycles').textContent.includes('manual ×1')",
+        Duration::from_secs(10),
+    )
+    .await;
 
     // The buttons follow the pool's state, and stop asks first: declined, the pool serves.
     eval_until(
@@ -385,6 +407,26 @@ pools:
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(pool.snapshot().state.as_str(), "Started");
+    // Confirmed: stopped, and then only start is offered.
+    cdp.eval("window.confirm = () => true; document.getElementById('pool-web-stop').click(); true")
+        .await;
+    eval_until(
+        &mut cdp,
+        "only start offered once stopped",
+        "document.getElementById('pool-web-start').disabled === false \
+         && document.getElementById('pool-web-stop').disabled === true \
+         && document.getElementById('pool-web-recycle').disabled === true",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(pool.snapshot().state.as_str(), "Stopped");
+    cdp.eval("document.getElementById('pool-web-start').click(); true")
+        .await;
+    let ok = eventually(Duration::from_secs(10), || {
+        pool.snapshot().state.as_str() == "Started"
+    })
+    .await;
+    assert!(ok, "start button");
 
     let errors = cdp.errors();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
@@ -396,4 +438,101 @@ pools:
     drop(browser);
     admin.shutdown();
     sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn farm_servers_and_the_latest_snapshot_in_headless_chromium() {
+    let Some(chromium) = chromium_or_skip("farm_servers_and_the_latest_snapshot") else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("rd")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let live = Backend::start("live").await;
+    let dead = format!("127.0.0.1:{}", dead_port().await);
+    // `web`: a live and a dead server (the dead one is ejected by default); `gone`: only
+    // a dead server, so once it is ejected nothing can serve: critical, a snapshot.
+    let yaml = format!(
+        r#"
+sites:
+  - name: s
+    bindings: [{{listen: "127.0.0.1:0"}}]
+    applications: [{{path: /, pool: web}}, {{path: /gone, pool: gone}}]
+pools:
+  web:
+    farm:
+      servers: [{{address: "{}"}}, {{address: "{dead}"}}]
+  gone:
+    queueTimeout: 1s
+    farm:
+      servers: [{{address: "{dead}"}}]
+diagnose: {{snapshotDir: "{}"}}
+"#,
+        live.addr,
+        dir.path().join("snaps").display()
+    );
+    let s = serve_with_admin(&yaml, false, None, dir.path(), Duration::from_millis(250)).await;
+    let addr = s.addr;
+    let load: Vec<_> = ["/x", "/gone/x"]
+        .into_iter()
+        .map(|path| {
+            tokio::spawn(async move {
+                loop {
+                    let _ = get(addr, "t", path).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+    let (browser, mut cdp) = open_dashboard(&chromium, s.admin.addr()).await;
+    // The farm's servers: state, latency, in flight, ejections, health check.
+    let row = |server: &str| format!("#pool-web .servers tr[data-server='{server}']");
+    eval_until(
+        &mut cdp,
+        "the dead server shown ejected",
+        &format!(
+            "(() => {{ const r = document.querySelector(\"{}\"); \
+             return !!r && r.cells[1].textContent.startsWith('ejected') \
+             && r.cells[6].textContent === '1'; }})()",
+            row(&dead)
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    let cells = cdp
+        .eval(&format!(
+            "Array.from(document.querySelector(\"{}\").cells).map(c => c.textContent).join('|')",
+            row(&live.addr.to_string())
+        ))
+        .await;
+    let cells = cells.as_str().unwrap().to_string();
+    assert!(
+        cells.contains("|healthy|") && cells.contains("ms|"),
+        "{cells}"
+    );
+    assert!(cells.ends_with("|not checked"), "{cells}");
+    // The latest evidence snapshot, from the critical finding on `gone`.
+    eval_until(
+        &mut cdp,
+        "the latest snapshot",
+        "!!document.querySelector('#snapshot details summary') && \
+         document.querySelector('#snapshot summary').textContent.includes('gone')",
+        Duration::from_secs(30),
+    )
+    .await;
+    let text = cdp
+        .eval("document.querySelector('#snapshot').textContent")
+        .await;
+    assert!(
+        text.as_str().unwrap().contains("requests in flight"),
+        "{text}"
+    );
+    let errors = cdp.errors();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    for t in load {
+        t.abort();
+    }
+    drop(browser);
+    s.admin.shutdown();
 }

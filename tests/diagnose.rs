@@ -393,6 +393,19 @@ pools:
     st.stop().await;
 }
 
+/// What `roost ctl diagnose` prints against the admin listener at `admin`.
+async fn ctl_diagnose(admin: SocketAddr) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+            .args(["ctl", "--admin", &format!("http://{admin}"), "diagnose"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_and_ctl_show_the_cause() {
     let _one = serial();
@@ -412,15 +425,151 @@ async fn the_admin_api_and_ctl_show_the_cause() {
     };
     assert!(ok, "{:#?}", st.report());
     let admin = st.admin.addr();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
-            .args(["ctl", "--admin", &format!("http://{admin}"), "diagnose"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = ctl_diagnose(admin).await;
     assert!(text.contains("maxWorkerThreads"), "{text}");
     st.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_farm_server_is_ejected_by_default_and_named() {
+    let _one = serial();
+    let live = Backend::start("live").await;
+    let dead = format!("127.0.0.1:{}", dead_port().await);
+    // No healthCheck, no outlierDetection: the default passive health ejects it.
+    let yaml = format!(
+        r#"
+sites:
+  - name: s
+    bindings: [{{listen: "127.0.0.1:0"}}]
+    applications: [{{path: /, pool: web}}]
+pools:
+  web:
+    farm:
+      servers:
+        - {{address: "{}"}}
+        - {{address: "{dead}"}}
+"#,
+        live.addr
+    );
+    let st = Stack::start(&yaml, false).await;
+    let _load = load(st.addr, 4, "/x");
+    let (v, r) = st.verdicts("web", Duration::from_secs(2)).await;
+    assert_cause(&v, &r, "server_down");
+    let f = r.findings.iter().find(|f| f.pool == "web").unwrap();
+    assert!(f.title.contains(&dead), "{f:#?}");
+    let e = &f.evidence[0];
+    assert!(
+        e.contains("ejected by passive health (5 failures in a row eject)") && e.contains(&dead),
+        "{f:#?}"
+    );
+    assert!(e.contains("5 failed of 5 in all"), "{f:#?}");
+    st.stop().await;
+}
+
+/// The snapshot files in `dir`, oldest first.
+fn snapshot_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|x| x == "json"));
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_finding_leaves_one_evidence_snapshot() {
+    let _one = serial();
+    let snaps = tempfile::tempdir().unwrap();
+    let dir = snaps.path().join("evidence");
+    let yaml = garden(1, 4, 4, "      maxWorkerThreads: 2\n")
+        + &format!(
+            "diagnose: {{snapshotDir: \"{}\", snapshotKeep: 3}}\n",
+            dir.display()
+        );
+    let st = Stack::start(&yaml, true).await;
+    st.wait_workers(1).await;
+    let _load = load(st.addr, 12, "/block?ms=300");
+    let ok = eventually(Duration::from_secs(20), || !snapshot_files(&dir).is_empty()).await;
+    assert!(ok, "no snapshot; findings {:#?}", st.report());
+    let files = snapshot_files(&dir);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    // The finding that set it off, among all the findings, with their evidence.
+    let rule = doc["trigger"]["rule"].as_str().unwrap();
+    let findings = doc["findings"].as_array().unwrap();
+    let f = findings.iter().find(|f| f["rule"] == rule).unwrap();
+    assert_eq!(f["severity"], "critical", "{doc:#}");
+    assert!(!f["evidence"].as_array().unwrap().is_empty(), "{f:#}");
+    // Requests in flight with route, state and elapsed time.
+    let rows = doc["requests"]["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{doc:#}");
+    assert!(rows.iter().any(|r| r["route"] == "/block"), "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r["state"].is_string() && r["elapsed_ms"].is_u64()));
+    // Each worker's threads by state, its thread pools and busy routes.
+    let w = &doc["workers"][0];
+    assert!(!w["threads"].as_array().unwrap().is_empty(), "{w:#}");
+    assert!(w["thread_states"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty()));
+    assert_eq!(w["thread_pools"]["default"]["max"], 2, "{w:#}");
+    assert!(w["busy_routes"].to_string().contains("/block"), "{w:#}");
+    // The queue and the CPU.
+    assert_eq!(doc["pools"][0]["queue"]["limit"], 4);
+    assert!(doc["cpu"]["machine_cores"].as_u64().unwrap() >= 1);
+
+    // The condition lasts: still one snapshot (one per onset, at most one a minute).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(snapshot_files(&dir).len(), 1);
+
+    // The admin API lists and serves it; roost ctl diagnose lists it.
+    let admin = st.admin.addr();
+    let (status, _, body) = get(admin, "a", "/api/v1/diagnose/snapshots").await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = list["snapshots"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["keep"], 3);
+    let (status, _, one) = get(admin, "a", &format!("/api/v1/diagnose/snapshots/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(one.contains(rule));
+    let (status, _, _) = get(admin, "a", "/api/v1/diagnose/snapshots/..%2Fx").await;
+    assert_eq!(status, 404);
+    let text = ctl_diagnose(admin).await;
+    assert!(
+        text.contains("evidence snapshots in") && text.contains(&id),
+        "{text}"
+    );
+    st.stop().await;
+}
+
+#[test]
+fn a_snapshot_folder_that_cannot_be_one_is_a_config_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let yaml = garden(1, 4, 4, "")
+        + &format!(
+            "diagnose: {{snapshotDir: \"{}/snaps\", snapshotKeep: 0}}\n",
+            file.display()
+        );
+    let e = roost::config::load_str(&yaml, "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("diagnose.snapshotDir") && e.contains("is not a folder"),
+        "{e}"
+    );
+    assert!(
+        e.contains("diagnose.snapshotKeep") && e.contains("at least 1"),
+        "{e}"
+    );
+    // A folder that does not exist yet is fine: it is made at the first snapshot.
+    let ok = garden(1, 4, 4, "")
+        + &format!(
+            "diagnose: {{snapshotDir: \"{}/a/b\"}}\n",
+            tmp.path().display()
+        );
+    let cfg = roost::config::load_str(&ok, "t.yaml").unwrap();
+    assert_eq!(cfg.diagnose.snapshot_keep, 10);
 }

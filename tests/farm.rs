@@ -802,6 +802,43 @@ async fn connect_failures_eject_a_dead_server() {
 }
 
 #[tokio::test]
+async fn a_dead_server_is_ejected_without_any_outlier_configuration() {
+    let a = Srv::start("a").await;
+    let (f, mut cl, dead) = after_a_dead_server(&a, "").await;
+    tally(&mut cl, 10, "/").await;
+    let st = f.server(&dead);
+    // The default passive health: five connect failures in a row, 30 s out.
+    assert_eq!((st.state, st.failed), ("ejected", 5), "{st:?}");
+    assert_eq!(st.ejection_threshold, 5);
+    assert!(st.ejected_for_seconds > 20.0, "{st:?}");
+    tally(&mut cl, 10, "/").await;
+    assert_eq!(f.server(&dead).failed, 5, "ejected: not tried any more");
+}
+
+#[tokio::test]
+async fn by_default_a_server_answering_5xx_is_not_ejected_and_ejection_can_be_off() {
+    let (bad, good) = (Srv::start("bad").await, Srv::start("good").await);
+    bad.status.store(500, Ordering::SeqCst);
+    let f = TestFarm::start(&servers_yaml(&[(&bad, ""), (&good, "")])).await;
+    let mut cl = f.client().await;
+    for _ in 0..20 {
+        cl.get("/").await;
+    }
+    assert!(bad.hits() >= 10, "{}", bad.hits());
+    let st = f.server(&bad.addr.to_string());
+    assert_eq!((st.state, st.ejections), ("healthy", 0), "{st:?}");
+    drop(f);
+
+    let a = Srv::start("a").await;
+    let off = "      outlierDetection: {maxEjectionPercent: 0}\n";
+    let (f, mut cl, dead) = after_a_dead_server(&a, off).await;
+    tally(&mut cl, 10, "/").await;
+    let st = f.server(&dead);
+    assert_eq!((st.state, st.ejections), ("healthy", 0), "{st:?}");
+    assert!(st.failed >= 6, "{st:?}");
+}
+
+#[tokio::test]
 async fn idempotent_requests_are_retried_on_503_within_the_budget() {
     let (bad, good) = (Srv::start("bad").await, Srv::start("good").await);
     bad.status.store(503, Ordering::SeqCst);

@@ -470,32 +470,70 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
         CtlCommand::Upgrade => {
             "binary upgrade started: the new process takes over once ready (see the log)\n".into()
         }
-        CtlCommand::Diagnose => {
-            let findings = v["findings"].as_array().unwrap_or(&empty);
-            if findings.is_empty() {
-                return format!(
-                    "no problems found (last {:.0} s, {} samples)\n",
-                    v["window_seconds"].as_f64().unwrap_or(0.0),
-                    s(&v["samples"])
-                );
-            }
-            let mut out = String::new();
-            for f in findings {
-                let _ = writeln!(
-                    out,
-                    "[{}] {}: {}",
-                    s(&f["severity"]).to_uppercase(),
-                    s(&f["pool"]),
-                    s(&f["title"])
-                );
-                for e in f["evidence"].as_array().unwrap_or(&empty) {
-                    let _ = writeln!(out, "    - {}", s(e));
-                }
-                let _ = writeln!(out, "    advice: {}", s(&f["advice"]));
-            }
-            out
-        }
+        CtlCommand::Diagnose => render_diagnose(v),
     }
+}
+
+/// `roost ctl diagnose`: the findings, then the evidence snapshots kept.
+fn render_diagnose(v: &Value) -> String {
+    let empty = Vec::new();
+    let findings = v["findings"].as_array().unwrap_or(&empty);
+    let mut out = String::new();
+    if findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "no problems found (last {:.0} s, {} samples)",
+            v["window_seconds"].as_f64().unwrap_or(0.0),
+            s(&v["samples"])
+        );
+    }
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "[{}] {}: {}",
+            s(&f["severity"]).to_uppercase(),
+            s(&f["pool"]),
+            s(&f["title"])
+        );
+        for e in f["evidence"].as_array().unwrap_or(&empty) {
+            let _ = writeln!(out, "    - {}", s(e));
+        }
+        let _ = writeln!(out, "    advice: {}", s(&f["advice"]));
+    }
+    out + &render_snapshots(&v["snapshots"])
+}
+
+fn render_snapshots(v: &Value) -> String {
+    let empty = Vec::new();
+    let list = v["snapshots"].as_array().unwrap_or(&empty);
+    let mut out = String::new();
+    if v["dir"].is_null() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nevidence snapshots in {} ({} kept, newest first):",
+        s(&v["dir"]),
+        s(&v["keep"])
+    );
+    if list.is_empty() {
+        out += "    none yet (written when a critical finding sets in)\n";
+    }
+    for e in list {
+        let at = e["at_unix_ms"].as_u64().unwrap_or(0);
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+        let _ = writeln!(
+            out,
+            "    {}  {}  {}.json",
+            humantime::format_rfc3339_seconds(when),
+            s(&e["rule"]),
+            s(&e["id"])
+        );
+    }
+    if let Some(err) = v["last_error"].as_str() {
+        let _ = writeln!(out, "    last write failed: {err}");
+    }
+    out
 }
 
 #[cfg(test)]

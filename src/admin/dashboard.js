@@ -126,6 +126,7 @@
       h.appendChild(actions);
       card.appendChild(h);
       card.appendChild(el("div", { class: "charts" }));
+      card.appendChild(el("div", { class: "recycles muted" }));
       card.appendChild(msg);
       document.getElementById("pools").appendChild(card);
     }
@@ -194,6 +195,103 @@
     }
   }
 
+  function age(unixSeconds) {
+    if (unixSeconds == null) return "";
+    const s = Math.max(0, Math.round(Date.now() / 1000 - unixSeconds));
+    return s < 120 ? s + " s ago" : Math.round(s / 60) + " min ago";
+  }
+
+  // A farm pool's servers: state, latency (EWMA), in flight, ejections, health checks.
+  function servers(card, p) {
+    let box = card.querySelector(".servers");
+    if (!p.servers || !p.servers.length || p.kind !== "farm") { if (box) box.remove(); return; }
+    if (!box) {
+      box = el("table", { class: "servers" });
+      const head = el("tr");
+      for (const h of ["server", "state", "latency", "in flight", "served", "failed", "ejections", "health check"]) head.appendChild(el("th", {}, h));
+      box.appendChild(el("thead")).appendChild(head);
+      box.appendChild(el("tbody"));
+      card.insertBefore(box, card.querySelector(".charts"));
+    }
+    const tb = box.querySelector("tbody");
+    tb.textContent = "";
+    for (const s of p.servers) {
+      const tr = el("tr", { "data-server": s.server, class: "server " + (s.state || "") });
+      let state = s.state || (s.healthy ? "healthy" : "unhealthy");
+      if (s.state === "ejected") state += " (" + Math.round(s.ejected_for_seconds) + " s left)";
+      else if (s.failure_streak) state += " (" + s.failure_streak + "/" + s.ejection_threshold + " failures in a row)";
+      const check = s.last_check ? (s.last_check.ok ? "ok " : "failed ") + s.last_check.detail + ", " + age(s.last_check.at) : "not checked";
+      const cells = [s.server, state, fmt(s.latency_ewma_ms || null, "ms"),
+        s.active + "/" + (s.effective_slots != null ? s.effective_slots : s.slots),
+        s.served != null ? s.served : s.requests, s.failed, s.ejections != null ? s.ejections : "–", check];
+      for (const c of cells) tr.appendChild(el("td", {}, String(c)));
+      tb.appendChild(tr);
+    }
+  }
+
+  // Recycles by reason (a recycle from the dashboard or `roost ctl recycle` is `manual`).
+  function recycles(card, p) {
+    const line = card.querySelector(".recycles");
+    const total = p.recycles_total || {};
+    const parts = Object.keys(total).filter(k => total[k] > 0).map(k => k + " ×" + total[k]);
+    const last = (p.recycle_history || [])[(p.recycle_history || []).length - 1];
+    line.textContent = parts.length ? "recycles: " + parts.join(", ") +
+      (last ? " · last " + last.at + " (" + last.reason + ")" : "") : "";
+  }
+
+  // Per-pool details the charts do not carry (GET /api/v1/pools).
+  async function poolDetails() {
+    try {
+      const r = await fetch("api/v1/pools", { headers, cache: "no-store" });
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      const d = await r.json();
+      for (const p of d.pools) {
+        const card = document.getElementById("pool-" + safeId(p.name));
+        if (!card) continue;
+        servers(card, p);
+        recycles(card, p);
+      }
+      hook.details = (hook.details || 0) + 1;
+    } catch (e) {
+      hook.lastError = String(e);
+    }
+  }
+
+  // The newest evidence snapshot (written when a critical finding sets in).
+  async function snapshot(list) {
+    const box = document.getElementById("snapshot");
+    const latest = list && list.snapshots && list.snapshots[0];
+    if (!latest) {
+      box.textContent = list && list.dir ? "No evidence snapshot yet (" + list.dir + ")." : "";
+      if (list && list.last_error) box.textContent += " Last write failed: " + list.last_error;
+      box.removeAttribute("data-id");
+      return;
+    }
+    if (box.getAttribute("data-id") === latest.id) return;
+    const r = await fetch("api/v1/diagnose/snapshots/" + encodeURIComponent(latest.id), { headers, cache: "no-store" });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    const s = await r.json();
+    box.textContent = "";
+    box.setAttribute("data-id", latest.id);
+    const d = el("details");
+    d.appendChild(el("summary", {}, "Latest evidence snapshot: " + new Date(s.at_unix_ms).toLocaleString() +
+      " · " + s.trigger.pool + ": " + s.trigger.title + " (" + list.dir + "/" + latest.id + ".json, " + list.snapshots.length + " kept)"));
+    const ul = el("ul", { class: "evidence" });
+    const longest = s.requests.rows[0];
+    ul.appendChild(el("li", {}, s.requests.count + " requests in flight" +
+      (longest ? "; longest " + longest.route + " " + longest.state + " for " + longest.elapsed_ms + " ms" : "")));
+    for (const w of s.workers) {
+      const st = Object.keys(w.thread_states).map(k => k + " " + w.thread_states[k]).join(", ");
+      const routes = (w.busy_routes || []).map(r => r.route + " ×" + r.threads).join(", ");
+      ul.appendChild(el("li", {}, "worker " + w.pid + " (" + w.pool + "): threads " + st + (routes ? "; busy on " + routes : "")));
+    }
+    for (const p of s.pools) ul.appendChild(el("li", {}, "pool " + p.name + ": queue " + p.queue.length + "/" + p.queue.limit + ", active " + p.active + "/" + p.capacity));
+    if (s.cpu.machine_busy != null) ul.appendChild(el("li", {}, "machine CPU " + Math.round(s.cpu.machine_busy * 100) + " % of " + s.cpu.machine_cores + " cores"));
+    d.appendChild(ul);
+    box.appendChild(d);
+    hook.snapshot = latest.id;
+  }
+
   // The diagnosis rules (GET /api/v1/diagnose), refreshed every few seconds.
   async function diagnose() {
     try {
@@ -215,6 +313,7 @@
         box.appendChild(div);
       }
       hook.findings = d.findings.length;
+      await snapshot(d.snapshots);
     } catch (e) {
       hook.lastError = String(e);
     }
@@ -272,4 +371,6 @@
   setInterval(tick, 1000);
   diagnose();
   setInterval(diagnose, 3000);
+  poolDetails();
+  setInterval(poolDetails, 3000);
 })();

@@ -22,9 +22,10 @@
 //! and end to end in `tests/diagnose.rs`.
 
 mod front;
+pub mod snapshot;
 mod view;
 
-use super::sampler::{PoolSample, Sample, WorkerSample};
+use super::sampler::{MemberView, Sample, WorkerSample};
 use serde::Serialize;
 use std::sync::Arc;
 use view::{busy_route_lines, needed_threads, top_route, CpuView, Ctx};
@@ -162,7 +163,7 @@ const CAUSES: [Rule; 10] = [
 /// The pool's one finding: its state, else the first cause that holds (with the
 /// symptoms it explains), else the symptoms alone.
 fn diagnose_pool(c: &Ctx) -> Option<Finding> {
-    if let Some(f) = pool_state(c.pool) {
+    if let Some(f) = pool_state(c) {
         return Some(f);
     }
     let symptoms = symptoms(c);
@@ -181,7 +182,8 @@ fn diagnose_pool(c: &Ctx) -> Option<Finding> {
     }
 }
 
-fn pool_state(p: &PoolSample) -> Option<Finding> {
+fn pool_state(c: &Ctx) -> Option<Finding> {
+    let p = c.pool;
     match p.state.as_str() {
         "AppOffline" => Some(
             Finding::new(
@@ -203,7 +205,11 @@ fn pool_state(p: &PoolSample) -> Option<Finding> {
                 Severity::Info,
                 "stopped",
                 "the pool is stopped by an operator (503 Disabled)".into(),
-                vec![],
+                vec![format!(
+                    "{} requests refused with 503 Disabled in the last {:.0} s",
+                    c.rejected_delta("Disabled"),
+                    c.secs
+                )],
             )
             .advice("`roost ctl start POOL` when it should serve again"),
         ),
@@ -762,25 +768,13 @@ fn server_down(c: &Ctx) -> Option<Finding> {
     let down: Vec<_> = p
         .members_view
         .iter()
-        .filter(|m| m.state == "ejected" || m.state == "unhealthy")
+        .filter(|m| m.state == "ejected" || m.state == "unhealthy" || failing(c, m))
         .collect();
     if down.is_empty() {
         return None;
     }
     let usable = p.members_view.iter().filter(|m| m.usable).count();
-    let mut evidence: Vec<String> = down
-        .iter()
-        .map(|m| {
-            format!(
-                "server {} {}: {} failed of {} served, {} ejections",
-                m.label,
-                m.state,
-                m.failed,
-                m.served + m.failed,
-                m.ejections
-            )
-        })
-        .collect();
+    let mut evidence: Vec<String> = down.iter().map(|m| down_evidence(c, m)).collect();
     evidence.push(format!(
         "{usable} of {} servers usable",
         p.members_view.len()
@@ -794,16 +788,68 @@ fn server_down(c: &Ctx) -> Option<Finding> {
         Finding::new(
             severity,
             "server_down",
-            format!(
-                "farm server {} is out of rotation ({})",
-                down[0].label, down[0].state
-            ),
+            match down[0].state.as_str() {
+                "ejected" | "unhealthy" => format!(
+                    "farm server {} is out of rotation ({})",
+                    down[0].label, down[0].state
+                ),
+                _ => format!(
+                    "farm server {} fails every request but stays in rotation",
+                    down[0].label
+                ),
+            },
             evidence,
         )
         .advice(
             "the server fails its requests or health checks: check that it runs and listens \
              on that address; it returns by itself once it answers again",
         ),
+    )
+}
+
+/// A server still in rotation whose every request in the window failed (ejection held
+/// back by `maxEjectionPercent`, or switched off).
+fn failing(c: &Ctx, m: &MemberView) -> bool {
+    let Some(b) = c.before.members_view.iter().find(|b| b.label == m.label) else {
+        return false;
+    };
+    m.failed.saturating_sub(b.failed) >= 3 && m.served == b.served
+}
+
+/// One server out of rotation: why (ejected by passive health, failing its checks), with
+/// its failures in the window and in all.
+fn down_evidence(c: &Ctx, m: &MemberView) -> String {
+    let before = c.before.members_view.iter().find(|b| b.label == m.label);
+    let recent = m.failed.saturating_sub(before.map_or(0, |b| b.failed));
+    let mut why = if m.state == "ejected" {
+        format!(
+            "ejected by passive health ({} failures in a row eject), back in {:.0} s",
+            m.ejection_threshold, m.ejected_for_seconds
+        )
+    } else if m.state == "unhealthy" {
+        "failing its health checks".to_string()
+    } else {
+        format!(
+            "not ejected (maxEjectionPercent reached or ejection off), {} failures in a row",
+            m.failure_streak
+        )
+    };
+    if let Some(check) = &m.last_check {
+        why += &format!(
+            ", last check {}: {}",
+            if check.ok { "ok" } else { "failed" },
+            check.detail
+        );
+    }
+    format!(
+        "server {} {}: {recent} failed requests in the last {:.0} s, {} failed of {} in all, \
+         {} ejection(s)",
+        m.label,
+        why,
+        c.secs,
+        m.failed,
+        m.served + m.failed,
+        m.ejections
     )
 }
 

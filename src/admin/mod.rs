@@ -457,8 +457,15 @@ impl Server {
             ["api", "v1", "diagnose"] => match get {
                 true => {
                     let report = diagnose::diagnose(&self.sampler.history());
-                    json_response(StatusCode::OK, &json!(report))
+                    let mut v = json!(report);
+                    let cfg = self.ctx.front.config();
+                    v["snapshots"] = self.sampler.snapshots().list_json(&cfg.diagnose);
+                    json_response(StatusCode::OK, &v)
                 }
+                false => method_not_allowed("GET"),
+            },
+            ["api", "v1", "diagnose", "snapshots", rest @ ..] => match get {
+                true => self.snapshot_answer(rest),
                 false => method_not_allowed("GET"),
             },
             ["api", "v1", "stats"] => match get {
@@ -481,6 +488,25 @@ impl Server {
                 StatusCode::NOT_FOUND,
                 format!("no such admin endpoint: {path}"),
             ),
+        }
+    }
+
+    /// `GET /api/v1/diagnose/snapshots` (the list) and `.../snapshots/{id}` (one file).
+    fn snapshot_answer(&self, rest: &[&str]) -> Response<Body> {
+        let cfg = self.ctx.front.config();
+        let list = self.sampler.snapshots().list_json(&cfg.diagnose);
+        let dir = cfg.diagnose.snapshot_dir.as_deref();
+        match (rest, dir) {
+            ([], _) => json_response(StatusCode::OK, &list),
+            ([id], Some(dir)) => match diagnose::snapshot::read(dir, id) {
+                Some(text) => Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CACHE_CONTROL, "no-store")
+                    .body(body::full(Bytes::from(text)))
+                    .expect("static response parts"),
+                None => error(StatusCode::NOT_FOUND, format!("no snapshot {id:?}")),
+            },
+            _ => error(StatusCode::NOT_FOUND, "no such snapshot"),
         }
     }
 

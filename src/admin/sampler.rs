@@ -131,6 +131,13 @@ pub struct MemberView {
     pub ejections: u64,
     /// Response-head latency EWMA (0 = no sample yet).
     pub latency_ewma_ms: f64,
+    /// Farm servers: seconds left of the current ejection (0 = not ejected).
+    pub ejected_for_seconds: f64,
+    /// Farm servers: passive failures in a row, and how many eject.
+    pub failure_streak: u32,
+    pub ejection_threshold: u32,
+    /// Farm servers: the latest active health check.
+    pub last_check: Option<crate::farm::LastCheck>,
 }
 
 /// A pool's own processes' CPU against the cores they may use.
@@ -259,6 +266,10 @@ fn members_view(pool: &Pool, kind: &str) -> Vec<MemberView> {
                     failed: s.failed,
                     ejections: s.ejections,
                     latency_ewma_ms: s.latency_ewma_ms,
+                    ejected_for_seconds: s.ejected_for_seconds,
+                    failure_streak: s.failure_streak,
+                    ejection_threshold: s.ejection_threshold,
+                    last_check: s.last_check,
                 })
                 .collect();
         }
@@ -281,6 +292,7 @@ fn members_view(pool: &Pool, kind: &str) -> Vec<MemberView> {
             failed: m.failed(),
             ejections: 0,
             latency_ewma_ms: m.latency_ewma_us() as f64 / 1000.0,
+            ..Default::default()
         })
         .collect()
 }
@@ -351,6 +363,8 @@ pub struct Sampler {
     cpu_ticks: Mutex<HashMap<u32, (u64, std::time::Instant)>>,
     /// The machine's CPU counters at the previous sample.
     machine_ticks: Mutex<Option<MachineTicks>>,
+    /// Evidence snapshots of critical findings (`diagnose.snapshotDir`).
+    snapshots: super::diagnose::snapshot::Recorder,
 }
 
 impl Sampler {
@@ -362,6 +376,7 @@ impl Sampler {
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             cpu_ticks: Mutex::new(HashMap::new()),
             machine_ticks: Mutex::new(None),
+            snapshots: Default::default(),
         })
     }
 
@@ -378,6 +393,11 @@ impl Sampler {
         self.workers.load_full()
     }
 
+    /// The evidence snapshots' state (listing, last write error).
+    pub fn snapshots(&self) -> &super::diagnose::snapshot::Recorder {
+        &self.snapshots
+    }
+
     /// The kept samples, oldest first.
     pub fn history(&self) -> Vec<Arc<Sample>> {
         self.history.lock().iter().cloned().collect()
@@ -392,6 +412,12 @@ impl Sampler {
             loop {
                 tick.tick().await;
                 me.sample_once().await;
+                // Re-read every tick: a reload may turn snapshots on, off or elsewhere.
+                let cfg = me.front.config().diagnose.clone();
+                let front = me.front.clone();
+                me.snapshots
+                    .observe(&cfg, &me.history(), || front.inflight.list())
+                    .await;
             }
         })
     }

@@ -18,6 +18,7 @@ pub struct Config {
     pub limits: Limits,
     pub admin: Admin,
     pub log: Log,
+    pub diagnose: Diagnose,
     /// Front threads (`workers: auto | N`): `Auto` is the CPUs this process may use.
     pub workers: Workers,
 }
@@ -389,6 +390,24 @@ pub struct Admin {
     /// `admin.public.listen`: a second, read-only listener without a token serving only
     /// `/readyz`, `/livez` and `/metrics` (Kubernetes probes, Prometheus on the pod IP).
     pub public: Option<SocketAddr>,
+}
+
+/// `diagnose`: evidence snapshots written when a critical finding fires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnose {
+    /// `snapshotDir`: where snapshots go; `None` (the default) = none are written.
+    pub snapshot_dir: Option<std::path::PathBuf>,
+    /// `snapshotKeep` (10): the newest this many snapshot files stay, older ones go.
+    pub snapshot_keep: usize,
+}
+
+impl Default for Diagnose {
+    fn default() -> Self {
+        Diagnose {
+            snapshot_dir: None,
+            snapshot_keep: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

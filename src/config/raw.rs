@@ -55,6 +55,7 @@ pub struct RawConfig {
     pub admin: Opt<RawAdmin>,
     pub log: Opt<RawLog>,
     pub workers: Leaf,
+    pub diagnose: Opt<RawDiagnose>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -311,6 +312,13 @@ pub struct RawAdminPublic {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct RawDiagnose {
+    pub snapshot_dir: Leaf,
+    pub snapshot_keep: Leaf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RawLog {
     pub access: Opt<RawAccessLog>,
 }
@@ -534,5 +542,9 @@ pub static SCHEMA: Shape = Shape::Map(&[
             "access",
             Shape::Map(&[("path", Shape::Leaf), ("format", Shape::Leaf)]),
         )]),
+    ),
+    (
+        "diagnose",
+        Shape::Map(&[("snapshotDir", Shape::Leaf), ("snapshotKeep", Shape::Leaf)]),
     ),
 ]);

@@ -581,6 +581,7 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
     let admin = validate_admin(raw, ctx);
     let log = validate_log(raw, ctx);
     let workers = validate_workers(&raw.workers, ctx);
+    let diagnose = validate_diagnose(raw, ctx);
     Config {
         sites,
         pools,
@@ -588,6 +589,7 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
         admin,
         log,
         workers,
+        diagnose,
     }
 }
 
@@ -614,6 +616,28 @@ fn validate_workers(l: &Leaf, ctx: &mut Ctx<'_>) -> Workers {
             Workers::Auto
         }
         _ => Workers::Auto,
+    }
+}
+
+/// `diagnose {snapshotDir, snapshotKeep}`. A folder that cannot be one (a file is in the
+/// way) is refused now; one that cannot be written later is a logged warning.
+fn validate_diagnose(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Diagnose {
+    let Some(d) = ctx.nested(&raw.diagnose, "diagnose", "a map") else {
+        return Diagnose::default();
+    };
+    let path = "diagnose.snapshotDir";
+    let snapshot_dir = ctx.path_buf(&d.snapshot_dir, path);
+    if let Some(dir) = &snapshot_dir {
+        let blocked = dir.ancestors().find(|a| a.exists() && !a.is_dir());
+        if let Some(b) = blocked {
+            let why = format!("{} exists and is not a folder", b.display());
+            ctx.report(path, leaf_value(&d.snapshot_dir), why);
+        }
+    }
+    let snapshot_keep = ctx.usize(&d.snapshot_keep, "diagnose.snapshotKeep", 10, 1);
+    Diagnose {
+        snapshot_dir,
+        snapshot_keep,
     }
 }
 

@@ -23,7 +23,9 @@
 //!   healthCheck: {path: /health, interval: 30s, timeout: 5s, expectedStatus: "200-399",
 //!                 responseMatch: ok, healthyThreshold: 2, unhealthyThreshold: 3}
 //!   outlierDetection: {consecutiveFailures: 5, baseEjectionTime: 30s, maxEjectionTime: 300s,
-//!                      maxEjectionPercent: 50}   # passive health; off unless present
+//!                      maxEjectionPercent: 50}   # passive health on every failure and 5xx;
+//!                                # without it, the same numbers on gateway failures only
+//!                                # (no response at all); maxEjectionPercent: 0 = off
 //!   slowStart: 0s                 # ramp a returning server from 10% to full over this long
 //!   affinity: {cookie: RoostAffinity}
 //!   retries: {idempotent: true, budgetPercent: 20, minRetries: 3}
@@ -415,21 +417,52 @@ fn start_ramp(pool: &Arc<Pool>, rt: &Arc<ServerRt>, m: &Arc<Member>, slow_start:
     });
 }
 
+/// What one request's outcome says about its server, for passive health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response below 500.
+    Success,
+    /// A 5xx response: the server is reachable, its application failed.
+    ServerError,
+    /// No response: connect failure, connection reset, broken HTTP, timeout.
+    GatewayFailure,
+}
+
+/// Passive health without an `outlierDetection` block (as HAProxy's `observe layer4` and
+/// Envoy's gateway-failure detection): 5 gateway failures in a row eject a server for
+/// 30 s (growing to 300 s when it keeps failing), never more than half the farm at once
+/// (a one-server farm may lose its only server). Only failures to get any response
+/// count: a 5xx answer proves the server is there, so it is not ejected for it unless
+/// `outlierDetection` is written out. `outlierDetection: {maxEjectionPercent: 0}` turns
+/// ejection off.
+pub const DEFAULT_OUTLIER_DETECTION: crate::config::model::OutlierDetection =
+    crate::config::model::OutlierDetection {
+        consecutive_failures: 5,
+        base_ejection_time: Duration::from_secs(30),
+        max_ejection_time: Duration::from_secs(300),
+        max_ejection_percent: 50,
+    };
+
 /// Passive health: a request's outcome on `member`. Failures in a row past
 /// `consecutiveFailures` eject the server (never more than `maxEjectionPercent` of the
-/// farm at once); the ejection ends by itself and the server ramps back.
-pub(crate) fn note_outcome(pool: &Arc<Pool>, member: &Member, ok: bool) {
+/// farm at once); the ejection ends by itself and the server ramps back. Without
+/// `outlierDetection`, [`DEFAULT_OUTLIER_DETECTION`] applies to gateway failures.
+pub(crate) fn note_outcome(pool: &Arc<Pool>, member: &Member, outcome: Outcome) {
     let Some(fs) = state(pool) else {
         return;
     };
     let cfg = fs.config();
-    let Some(od) = cfg.farm.outlier_detection.as_ref() else {
-        return;
+    let (od, counts) = match cfg.farm.outlier_detection.as_ref() {
+        Some(od) => (od, outcome != Outcome::Success),
+        None => (
+            &DEFAULT_OUTLIER_DETECTION,
+            outcome == Outcome::GatewayFailure,
+        ),
     };
     let Some(rt) = fs.server(&member.label) else {
         return;
     };
-    if ok {
+    if !counts {
         rt.note_success();
         return;
     }
@@ -503,6 +536,10 @@ pub struct ServerState {
     pub failed: u64,
     pub ejections: u64,
     pub ejected_for_seconds: f64,
+    /// Passive failures in a row (an ejection starts a new count).
+    pub failure_streak: u32,
+    /// `consecutiveFailures` of the passive health in force (explicit or the default).
+    pub ejection_threshold: u32,
     pub latency_ewma_ms: f64,
     pub last_check: Option<LastCheck>,
 }
@@ -512,6 +549,13 @@ pub fn server_states(pool: &Pool) -> Vec<ServerState> {
     let Some(fs) = state(pool) else {
         return Vec::new();
     };
+    let threshold = fs
+        .config()
+        .farm
+        .outlier_detection
+        .as_ref()
+        .unwrap_or(&DEFAULT_OUTLIER_DETECTION)
+        .consecutive_failures;
     let mut out: Vec<ServerState> = pool
         .members()
         .iter()
@@ -547,6 +591,8 @@ pub fn server_states(pool: &Pool) -> Vec<ServerState> {
                 ejected_for_seconds: ejected_until
                     .map(|u| u.saturating_duration_since(Instant::now()).as_secs_f64())
                     .unwrap_or(0.0),
+                failure_streak: rt.failure_streak(),
+                ejection_threshold: threshold,
                 latency_ewma_ms: m.latency_ewma_us() as f64 / 1000.0,
                 last_check: rt.last_check(),
             })

@@ -129,10 +129,9 @@ pub fn retry_status(pool: &Pool, plan: &Plan, member: &Member, status: StatusCod
     )
 }
 
-/// Passive health: the request on `member` ended well (`ok`) or not (connect failure,
-/// exchange failure, timeout, 5xx).
-pub fn note_outcome(pool: &Arc<Pool>, member: &Member, ok: bool) {
-    super::note_outcome(pool, member, ok);
+/// Passive health: how the request on `member` ended.
+pub fn note_outcome(pool: &Arc<Pool>, member: &Member, outcome: super::Outcome) {
+    super::note_outcome(pool, member, outcome);
 }
 
 /// Retries so far, for tests and the admin API.
@@ -306,11 +305,16 @@ impl Policy {
         let status = resp.status();
         if !upgrade && !self.status_retried && retry_status(pool, p, member, status) {
             tracing::debug!(pool = pool.name(), member = %member.label, %status, "retrying on another server");
-            note_outcome(pool, member, false);
+            note_outcome(pool, member, super::Outcome::ServerError);
             self.status_retried = true;
             return Verdict::RetryElsewhere;
         }
-        note_outcome(pool, member, !status.is_server_error());
+        let outcome = if status.is_server_error() {
+            super::Outcome::ServerError
+        } else {
+            super::Outcome::Success
+        };
+        note_outcome(pool, member, outcome);
         if let Some(c) = p.set_cookie(pool, member) {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
@@ -321,7 +325,7 @@ impl Policy {
     /// the member (a pooled connection closed while idle, the client's own body).
     pub fn after_failure(&self, pool: &Arc<Pool>, member: &Member, blames_member: bool) {
         if self.plan.is_some() && blames_member {
-            note_outcome(pool, member, false);
+            note_outcome(pool, member, super::Outcome::GatewayFailure);
         }
     }
 }

@@ -31,7 +31,7 @@ pub(crate) struct Spec {
 }
 
 /// The result of the latest active health check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LastCheck {
     /// Seconds since the Unix epoch.
     pub at: f64,
@@ -155,6 +155,11 @@ impl ServerRt {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Passive failures in a row so far.
+    pub fn failure_streak(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// A passive failure; returns the streak length.

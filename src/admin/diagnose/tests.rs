@@ -4,12 +4,13 @@
 use super::*;
 use crate::admin::cpu::MachineCpu;
 use crate::admin::sampler::{
-    BusyRouteView, GateView, InjectionsView, MemberView, PoolCpu, ThreadPoolView, WorkerCounters,
+    BusyRouteView, GateView, InjectionsView, MemberView, PoolCpu, PoolSample, ThreadPoolView,
+    WorkerCounters,
 };
 use crate::pool::Histogram;
 use std::collections::BTreeMap;
 
-fn pool(queue: usize, active: usize, capacity: usize) -> PoolSample {
+pub(super) fn pool(queue: usize, active: usize, capacity: usize) -> PoolSample {
     PoolSample {
         name: "web".into(),
         state: "Started".into(),
@@ -91,7 +92,7 @@ fn blocking_on(mut w: WorkerSample, route: &str, threads: usize, ms: f64) -> Wor
     w
 }
 
-fn sample(at: u64, p: PoolSample, w: Vec<WorkerSample>, machine: f64) -> Arc<Sample> {
+pub(super) fn sample(at: u64, p: PoolSample, w: Vec<WorkerSample>, machine: f64) -> Arc<Sample> {
     Arc::new(Sample {
         at_unix_ms: at,
         pools: vec![p],
@@ -412,6 +413,57 @@ fn ejected_farm_server() {
     let r = diagnose(&h);
     assert_eq!(rules_of(&r), vec!["server_down"]);
     assert_eq!(r.findings[0].severity, Severity::Critical);
+    let e = evidence(&r);
+    assert!(
+        e.contains("127.0.0.1:9 ejected by passive health") && e.contains("12 failed of 12"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_server_failing_every_request_but_kept_in_rotation_is_named() {
+    // Ejection held back (maxEjectionPercent reached): it fails all it gets.
+    let h = series(|i| {
+        let mut p = pool(0, 0, 4);
+        p.kind = "farm";
+        let m = |label: &str, served, failed| MemberView {
+            label: label.into(),
+            state: "healthy".into(),
+            usable: true,
+            served,
+            failed,
+            failure_streak: failed as u32,
+            ejection_threshold: 5,
+            ..Default::default()
+        };
+        p.members_view = vec![m("10.0.0.1:80", 50 + i * 10, 0), m("10.0.0.2:80", 7, i * 4)];
+        (p, vec![], 0.2)
+    });
+    let r = diagnose(&h);
+    assert_eq!(rules_of(&r), vec!["server_down"]);
+    let f = &r.findings[0];
+    assert!(
+        f.title.contains("10.0.0.2:80 fails every request"),
+        "{f:#?}"
+    );
+    assert!(
+        evidence(&r).contains("16 failed requests in the last 2 s"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn a_stopped_pool_says_how_many_requests_it_refused() {
+    let mut p = pool(0, 0, 0);
+    p.state = "Stopped".into();
+    p.rejected.insert("Disabled".into(), 4);
+    let mut before = p.clone();
+    before.rejected.insert("Disabled".into(), 1);
+    let r = diagnose(&[sample(0, before, vec![], 0.0), sample(1000, p, vec![], 0.0)]);
+    assert_eq!(
+        evidence(&r),
+        "3 requests refused with 503 Disabled in the last 1 s"
+    );
 }
 
 #[test]
