@@ -6,7 +6,7 @@
 //!   (unchanged servers keep their member, connections and health; removed ones drain).
 //! - [`FarmState`], kept as the pool's extension: per-server health (active checks,
 //!   passive outlier ejection, slow-start ramp), the affinity cookie map, the retry budget.
-//! - [`FarmHooks`]: the `front::PoolHooks` that runs each farm pool's health-check and
+//! - [`FarmHooks`]: the `pool::PoolHooks` that runs each farm pool's health-check and
 //!   discovery tasks.
 //! - [`request`]: what the proxy asks per request (hash key, affinity, retries, outcomes).
 //! - [`server_states`], [`drain_server`]: for the admin API and metrics.

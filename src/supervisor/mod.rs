@@ -318,7 +318,7 @@ impl Supervisor {
 
 /// The front tells the supervisor about pools as configs load and reload: garden pools
 /// are managed (or reconfigured), farm pools and removed pools are let go.
-impl crate::front::PoolHooks for Supervisor {
+impl crate::pool::PoolHooks for Supervisor {
     fn pool_added(&self, pool: &Arc<Pool>, cfg: &model::Pool, _previous: Option<&model::Pool>) {
         self.reconfigure(pool.clone(), cfg);
     }
