@@ -2,8 +2,9 @@
 //! then follow signals — SIGHUP reloads, SIGTERM/SIGINT drain and exit.
 
 use crate::config;
-use crate::front::{Front, PoolHooks};
+use crate::front::Front;
 use crate::ops::{notify, Phase, Readiness};
+use crate::pool::PoolHooks;
 use crate::supervisor::{Supervisor, SupervisorOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -25,6 +25,17 @@ struct Stack {
     _dir: tempfile::TempDir,
 }
 
+/// The garden pool `web` once its first worker serves.
+async fn first_worker(st: &Stack) -> Arc<roost::pool::Pool> {
+    let pool = st.front.pool("web").unwrap();
+    wait_until("a worker", Duration::from_secs(10), || {
+        let p = pool.clone();
+        async move { !p.members().is_empty() }
+    })
+    .await;
+    pool
+}
+
 impl Stack {
     async fn start(yaml: &str, garden: bool, token: Option<&str>) -> Stack {
         let dir = tempfile::Builder::new()
@@ -177,12 +188,7 @@ pools:
         backend.addr
     );
     let st = Stack::start(&yaml, true, None).await;
-    let pool = st.front.pool("web").unwrap();
-    wait_until("a worker", Duration::from_secs(10), || {
-        let p = pool.clone();
-        async move { !p.members().is_empty() }
-    })
-    .await;
+    let pool = first_worker(&st).await;
     for path in ["/", "/farm/x", "/sleep?ms=1"] {
         let (s, _, _) = get(st.addr, "t", path).await;
         assert_eq!(s, StatusCode::OK, "{path}");
@@ -600,12 +606,7 @@ async fn roost_ctl_talks_to_the_admin_api() {
 async fn recycle_a_garden_through_the_api() {
     let st = Stack::start(&garden_yaml("", 10), true, None).await;
     let admin = st.admin.addr();
-    let pool = st.front.pool("web").unwrap();
-    wait_until("a worker", Duration::from_secs(10), || {
-        let p = pool.clone();
-        async move { !p.members().is_empty() }
-    })
-    .await;
+    let pool = first_worker(&st).await;
     let before = pool.members()[0].pid.unwrap();
     let v = get_json(admin, "/api/v1/pools/web").await;
     assert_eq!(v["kind"], "garden");
@@ -654,12 +655,7 @@ async fn diagnose_finds_thread_pool_starvation() {
     )
     .await;
     let admin = st.admin.addr();
-    let pool = st.front.pool("web").unwrap();
-    wait_until("a worker", Duration::from_secs(10), || {
-        let p = pool.clone();
-        async move { !p.members().is_empty() }
-    })
-    .await;
+    first_worker(&st).await;
     // Healthy at rest.
     st.admin.sampler().sample_once().await;
     let v = get_json(admin, "/api/v1/diagnose").await;
@@ -889,5 +885,69 @@ async fn access_log_in_w3c_format() {
     assert_eq!(fields[5], "x=1", "{line}");
     assert_eq!(fields[9], "200", "{line}");
     assert_eq!(fields[11], "farm", "{line}");
+    st.stop().await;
+}
+
+/// `v` read as the wire type `T` and written back is `v` again: the type `roost ctl`
+/// reads is exactly what the server sent (no field lost, renamed or reshaped).
+fn round_trips<T: serde::Serialize + serde::de::DeserializeOwned>(what: &str, v: &Value) -> T {
+    let typed: T =
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{what}: {e}\n{v:#}"));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(&back, v, "{what} changed in a round trip");
+    typed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_document_round_trips_through_its_wire_type() {
+    use roost::admin::wire::*;
+    // A garden of built-in workers: the supervisor's table with each worker's counters.
+    let st = Stack::start(&garden_yaml("", 10), true, None).await;
+    let admin = st.admin.addr();
+    first_worker(&st).await;
+    assert_eq!(get(st.addr, "t", "/").await.0, StatusCode::OK);
+    st.admin.sampler().sample_once().await;
+    let list: PoolList = round_trips("pools", &get_json(admin, "/api/v1/pools").await);
+    let w = &list.pools[0].workers[0];
+    let sampled = w.sampled.as_ref().expect("the worker's own counters");
+    assert_eq!(Some(sampled.counters.pid), w.pid);
+    assert!(sampled.counters.worker_pools.contains_key("default"));
+    round_trips::<PoolDoc>("pool", &get_json(admin, "/api/v1/pools/web").await);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    st.admin.sampler().sample_once().await;
+    let stats: Stats = round_trips("stats", &get_json(admin, "/api/v1/stats").await);
+    assert!(stats
+        .workers
+        .iter()
+        .any(|w| w.alive && !w.points.is_empty()));
+    let (s, v) = post(admin, "/api/v1/pools/web/recycle").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(round_trips::<ActionDone>("recycle", &v).ok);
+    st.stop().await;
+
+    // A farm: the farm's server states, in-flight requests, errors.
+    let backend = Backend::start("b").await;
+    let st = Stack::start(&farm_yaml(backend.addr, "", ""), false, None).await;
+    let admin = st.admin.addr();
+    let front = st.addr;
+    let slow = tokio::spawn(async move { get(front, "t", "/slow?ms=6000").await });
+    wait_until("the slow request", Duration::from_secs(5), || async move {
+        get_json(admin, "/api/v1/requests").await["count"] == 1
+    })
+    .await;
+    let list: RequestList = round_trips("requests", &get_json(admin, "/api/v1/requests").await);
+    assert_eq!(list.requests[0].state, "executing");
+    let list: PoolList = round_trips("pools", &get_json(admin, "/api/v1/pools").await);
+    assert!(matches!(&list.pools[0].servers[0], ServerDoc::Farm(s) if s.state == "healthy"));
+    slow.abort();
+    let (s, v) = post(admin, "/api/v1/pools/farm/stop").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(round_trips::<ActionDone>("stop", &v).state, "Stopped");
+    let (s, v) = post(admin, "/api/v1/pools/nope/stop").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(round_trips::<ApiError>("error", &v).status, 404);
+    let (s, v) = post(admin, "/api/v1/reload").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    round_trips::<ApiError>("error", &v);
     st.stop().await;
 }

@@ -1019,8 +1019,15 @@ async fn a_rust_app_runs_on_the_same_machinery_in_process() {
         StatusCode::INTERNAL_SERVER_ERROR
     );
     let c = worker.counters();
-    assert_eq!(c["app"], "inproc");
-    assert!(c["worker_pools"]["reports"].is_object());
+    assert_eq!(c.app, "inproc");
+    assert!(c.worker_pools.contains_key("reports"));
+    // `/.roost/counters` is that type on the wire: read back and written again, unchanged.
+    let r = send(&addr, get_req("/.roost/counters")).await;
+    let sent: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let typed: roost::worker::counters::WorkerCounters =
+        serde_json::from_value(sent.clone()).unwrap();
+    assert_eq!(typed.app, "inproc");
+    assert_eq!(serde_json::to_value(&typed).unwrap(), sent);
     assert_eq!(
         send(&addr, get_req("/nothing")).await.status,
         StatusCode::NOT_FOUND

@@ -1,123 +1,155 @@
-//! The JSON documents of `/api/v1/...`: pools (with their workers or servers),
-//! in-flight requests, and the dashboard's time series.
+//! The documents of `/api/v1/...` built from the live state: pools (with their workers
+//! or servers), in-flight requests, and the dashboard's time series. Their shapes are the
+//! types of [`super::wire`].
 
-use super::metrics::latency_quantiles;
-use super::sampler::{Sample, Sampler};
+use super::sampler::{Sample, Sampler, WorkerSample};
+use super::wire::{
+    LatencyDoc, MemberDoc, PoolDoc, PoolList, PoolPoint, PoolSeries, QueueDoc, RequestList,
+    ServerDoc, Stats, WorkerDoc, WorkerPoint, WorkerSampled, WorkerSeries,
+};
 use crate::config::model::Backend;
 use crate::front::inflight::RequestInfo;
-use crate::pool::Pool;
-use serde::Serialize;
-use serde_json::{json, Value};
+use crate::pool::{HistogramSnapshot, Member, Pool};
+use crate::supervisor::{PoolStatus, WorkerStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One pool as `GET /api/v1/pools/{name}` shows it.
-pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
-    let front = sampler.front();
-    let cfg = front.config();
-    let pcfg = cfg.pools.get(name);
-    let garden = matches!(pcfg.map(|c| &c.backend), Some(Backend::Garden(_)));
+pub fn pool_doc(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> PoolDoc {
+    let cfg = sampler.front().config();
+    let garden = matches!(
+        cfg.pools.get(name).map(|c| &c.backend),
+        Some(Backend::Garden(_))
+    );
     let s = pool.snapshot();
-    let (p50, p99) = latency_quantiles(pool);
-    let live = super::sampler::merged_duration(pool);
-    let recent = recent_latency(&sampler.history(), name, &live, now_unix_ms());
     let status = sampler.supervisor().and_then(|sup| sup.status(name));
+    let (workers, servers) = match garden {
+        true => (workers(sampler, pool, status.as_ref()), Vec::new()),
+        false => (Vec::new(), servers(pool)),
+    };
+    let status = status.unwrap_or_default();
+    PoolDoc {
+        name: name.to_string(),
+        kind: if garden { "garden" } else { "farm" }.to_string(),
+        state: s.state.as_str().to_string(),
+        queue: QueueDoc {
+            length: s.queue_length,
+            limit: s.queue_limit,
+            oldest_seconds: s.queue_oldest_seconds,
+            timeout_seconds: pool.queue_timeout().as_secs_f64(),
+        },
+        capacity: s.capacity,
+        active: s.active,
+        members: s.members,
+        usable_members: s.usable_members,
+        arrivals: s.arrivals,
+        completed: s.completed,
+        rejected: s
+            .rejected
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        rejected_total: pool.counters().rejected_total(),
+        latency: latency(sampler, name, pool),
+        workers,
+        servers,
+        last_failures: status.last_failures,
+        recycle_history: status.recycle_history,
+        worker_starts_total: status.worker_starts_total,
+        worker_failures_total: status.worker_failures_total,
+        recycles_total: status.recycles_total,
+    }
+}
+
+/// Since start, and over the last minute of samples.
+fn latency(sampler: &Sampler, name: &str, pool: &Pool) -> LatencyDoc {
+    let (p50, p99) = pool.counters().latency_quantiles();
+    let live = pool.counters().merged_duration();
+    let recent = recent_latency(&sampler.history(), name, &live, now_unix_ms());
+    LatencyDoc {
+        p50_seconds: p50,
+        p99_seconds: p99,
+        recent_window_seconds: recent.map(|r| r.0),
+        recent_p50_seconds: recent.and_then(|r| r.1),
+        recent_p99_seconds: recent.and_then(|r| r.2),
+    }
+}
+
+/// A garden's workers: the supervisor's table with each built-in worker's own counters,
+/// or (no supervisor) the pool's members.
+fn workers(sampler: &Sampler, pool: &Pool, status: Option<&PoolStatus>) -> Vec<WorkerDoc> {
+    let Some(status) = status else {
+        return pool.members().iter().map(|m| member_worker(m)).collect();
+    };
     let cached = sampler.workers();
-    let workers: Vec<Value> = match &status {
-        Some(st) => st
-            .workers
-            .iter()
-            .map(|w| {
-                let mut v = serde_json::to_value(w).unwrap_or_default();
-                // Thread and gate counters from the worker itself (built-in workers).
-                if let Some(c) = w.pid.and_then(|pid| cached.iter().find(|c| c.pid == pid)) {
-                    v["counters"] = serde_json::to_value(&c.counters).unwrap_or_default();
-                    v["cpu_percent"] = json!(c.cpu_percent);
-                }
-                v
+    status
+        .workers
+        .iter()
+        .map(|w| {
+            let sampled = w.pid.and_then(|pid| cached.iter().find(|c| c.pid == pid));
+            supervised_worker(w, sampled)
+        })
+        .collect()
+}
+
+fn supervised_worker(w: &WorkerStatus, sampled: Option<&WorkerSample>) -> WorkerDoc {
+    WorkerDoc {
+        id: Some(w.id),
+        pid: w.pid,
+        uptime_s: w.uptime_s,
+        requests: w.requests,
+        active: w.active,
+        memory_kib: w.memory_kib,
+        state: w.state.clone(),
+        sampled: sampled.map(|c| WorkerSampled {
+            counters: c.counters.clone(),
+            cpu_percent: c.cpu_percent,
+        }),
+    }
+}
+
+fn member_worker(m: &Member) -> WorkerDoc {
+    WorkerDoc {
+        id: None,
+        pid: m.pid,
+        uptime_s: m.started.elapsed().as_secs_f64(),
+        requests: m.served(),
+        active: m.active(),
+        memory_kib: None,
+        state: if m.is_draining() {
+            "draining"
+        } else {
+            "running"
+        }
+        .to_string(),
+        sampled: None,
+    }
+}
+
+/// A farm's servers as the farm sees them (state, ejections, last check), or the pool's
+/// members when no farm manages it.
+fn servers(pool: &Pool) -> Vec<ServerDoc> {
+    let farm = crate::farm::server_states(pool);
+    if !farm.is_empty() {
+        return farm.into_iter().map(ServerDoc::Farm).collect();
+    }
+    pool.members()
+        .iter()
+        .map(|m| {
+            ServerDoc::Member(MemberDoc {
+                server: m.label.clone(),
+                healthy: m.is_healthy(),
+                draining: m.is_draining(),
+                backup: m.is_backup(),
+                active: m.active(),
+                slots: m.slots(),
+                weight: m.weight(),
+                requests: m.served(),
+                failed: m.failed(),
+                latency_ewma_ms: m.latency_ewma_us() as f64 / 1000.0,
             })
-            .collect(),
-        None if garden => pool
-            .members()
-            .iter()
-            .map(|m| {
-                json!({
-                    "pid": m.pid,
-                    "uptime_s": m.started.elapsed().as_secs_f64(),
-                    "requests": m.served(),
-                    "active": m.active(),
-                    "state": if m.is_draining() { "draining" } else { "running" },
-                })
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let farm_states = if garden {
-        Vec::new()
-    } else {
-        crate::farm::server_states(pool)
-    };
-    let servers: Vec<Value> = if garden {
-        Vec::new()
-    } else if !farm_states.is_empty() {
-        // The farm's view: state (healthy/unhealthy/ejected/draining), ejections, last check.
-        farm_states
-            .iter()
-            .map(|s| serde_json::to_value(s).unwrap_or_default())
-            .collect()
-    } else {
-        pool.members()
-            .iter()
-            .map(|m| {
-                json!({
-                    "server": m.label,
-                    "healthy": m.is_healthy(),
-                    "draining": m.is_draining(),
-                    "backup": m.is_backup(),
-                    "active": m.active(),
-                    "slots": m.slots(),
-                    "weight": m.weight(),
-                    "requests": m.served(),
-                    "failed": m.failed(),
-                    "latency_ewma_ms": m.latency_ewma_us() as f64 / 1000.0,
-                })
-            })
-            .collect()
-    };
-    json!({
-        "name": name,
-        "kind": if garden { "garden" } else { "farm" },
-        "state": s.state.as_str(),
-        "queue": {
-            "length": s.queue_length,
-            "limit": s.queue_limit,
-            "oldest_seconds": s.queue_oldest_seconds,
-            "timeout_seconds": pool.queue_timeout().as_secs_f64(),
-        },
-        "capacity": s.capacity,
-        "active": s.active,
-        "members": s.members,
-        "usable_members": s.usable_members,
-        "arrivals": s.arrivals,
-        "completed": s.completed,
-        "rejected": s.rejected,
-        "rejected_total": pool.counters().rejected_total(),
-        // Since start, and over the last minute of samples.
-        "latency": {
-            "p50_seconds": p50,
-            "p99_seconds": p99,
-            "recent_window_seconds": recent.map(|r| r.0),
-            "recent_p50_seconds": recent.and_then(|r| r.1),
-            "recent_p99_seconds": recent.and_then(|r| r.2),
-        },
-        "workers": workers,
-        "servers": servers,
-        "last_failures": status.as_ref().map(|s| json!(s.last_failures)).unwrap_or(json!([])),
-        "recycle_history": status.as_ref().map(|s| json!(s.recycle_history)).unwrap_or(json!([])),
-        "worker_starts_total": status.as_ref().map(|s| s.worker_starts_total).unwrap_or(0),
-        "worker_failures_total": status.as_ref().map(|s| json!(s.worker_failures_total)).unwrap_or(json!({})),
-        "recycles_total": status.as_ref().map(|s| json!(s.recycles_total)).unwrap_or(json!({})),
-    })
+        })
+        .collect()
 }
 
 /// How far back "recent" latency looks.
@@ -131,7 +163,7 @@ const RECENT_MS: u64 = 60_000;
 fn recent_latency(
     history: &[Arc<Sample>],
     pool: &str,
-    live: &crate::pool::HistogramSnapshot,
+    live: &HistogramSnapshot,
     now_ms: u64,
 ) -> Option<(f64, Option<f64>, Option<f64>)> {
     let first = history
@@ -147,8 +179,8 @@ fn recent_latency(
     };
     Some((
         window_s,
-        interpolated_quantile(&window, 0.5),
-        interpolated_quantile(&window, 0.99),
+        window.interpolated_quantile(0.5),
+        window.interpolated_quantile(0.99),
     ))
 }
 
@@ -159,14 +191,15 @@ fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn pools_json(sampler: &Sampler) -> Value {
+/// `GET /api/v1/pools`.
+pub fn pool_list(sampler: &Sampler) -> PoolList {
     let state = sampler.front().state();
-    let pools: Vec<Value> = state
+    let pools = state
         .pools
         .iter()
-        .map(|(n, p)| pool_json(sampler, n, p))
+        .map(|(n, p)| pool_doc(sampler, n, p))
         .collect();
-    json!({ "pools": pools })
+    PoolList { pools }
 }
 
 /// `GET /api/v1/requests` filters.
@@ -176,47 +209,26 @@ pub struct RequestFilter {
     pub min_elapsed_ms: u64,
 }
 
-pub fn requests_json(rows: Vec<RequestInfo>, f: &RequestFilter) -> Value {
-    let rows: Vec<RequestInfo> = rows
+pub fn request_list(rows: Vec<RequestInfo>, f: &RequestFilter) -> RequestList {
+    let requests: Vec<RequestInfo> = rows
         .into_iter()
         .filter(|r| f.pool.as_ref().is_none_or(|p| &r.pool == p))
         .filter(|r| r.elapsed_ms >= f.min_elapsed_ms)
         .collect();
-    json!({ "count": rows.len(), "requests": rows })
-}
-
-/// One point of a pool's dashboard chart.
-#[derive(Debug, Serialize)]
-struct PoolPoint {
-    t: u64,
-    queue: usize,
-    active: usize,
-    capacity: usize,
-    arrivals_per_s: f64,
-    rejected_per_s: f64,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct WorkerPoint {
-    t: u64,
-    threads: usize,
-    goal: usize,
-    busy: usize,
-    max: usize,
-    queued: usize,
-    injections: u64,
-    starvation: u64,
-    cpu_percent: Option<f64>,
+    RequestList {
+        count: requests.len(),
+        requests,
+    }
 }
 
 /// `GET /api/v1/stats[?since=T]`: the sampler's history as per-pool and per-worker
 /// series (rates between consecutive samples), the dashboard's one data source. With
 /// `since` (a previous answer's `at_unix_ms`) only newer points are sent, so a page that
-/// polls every second receives one point per series.
-pub fn stats_json(history: &[Arc<Sample>], since: Option<u64>) -> Value {
+/// polls every second receives one point per series. `requests` is left empty for the
+/// caller to fill.
+pub fn stats(history: &[Arc<Sample>], since: Option<u64>) -> Stats {
     let mut pools: BTreeMap<String, Vec<PoolPoint>> = BTreeMap::new();
+    // Keyed by the pid as text: the order the dashboard has always received.
     let mut workers: BTreeMap<String, (String, Vec<WorkerPoint>)> = BTreeMap::new();
     // Every pool and live worker is listed, even with no new point.
     if let Some(last) = history.last() {
@@ -233,22 +245,39 @@ pub fn stats_json(history: &[Arc<Sample>], since: Option<u64>) -> Value {
         if since.is_some_and(|t| s.at_unix_ms <= t) {
             continue;
         }
-        let prev = i.checked_sub(1).map(|j| &history[j]);
-        for p in &s.pools {
+        let prev = i.checked_sub(1).map(|j| &*history[j]);
+        for (name, point) in pool_points(s, prev) {
+            pools.entry(name).or_default().push(point);
+        }
+        for w in &s.workers {
+            let series = workers
+                .entry(w.pid.to_string())
+                .or_insert_with(|| (w.pool.clone(), Vec::new()));
+            series.1.push(worker_point(s.at_unix_ms, w));
+        }
+    }
+    series(history.last().map(|s| &**s), pools, workers)
+}
+
+/// Each pool's point at sample `s`, its rates against the sample before.
+fn pool_points(s: &Sample, prev: Option<&Sample>) -> Vec<(String, PoolPoint)> {
+    let secs = prev
+        .map(|x| s.at_unix_ms.saturating_sub(x.at_unix_ms) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let rate = |now: u64, then: Option<u64>| match then {
+        Some(t) if secs > 0.0 => now.saturating_sub(t) as f64 / secs,
+        _ => 0.0,
+    };
+    s.pools
+        .iter()
+        .map(|p| {
             let before = prev.and_then(|x| x.pool(&p.name));
-            let secs = prev
-                .map(|x| s.at_unix_ms.saturating_sub(x.at_unix_ms) as f64 / 1000.0)
-                .unwrap_or(0.0);
-            let rate = |now: u64, then: Option<u64>| match then {
-                Some(t) if secs > 0.0 => now.saturating_sub(t) as f64 / secs,
-                _ => 0.0,
-            };
             let window = match before {
                 Some(b) => p.duration.since(&b.duration),
                 None => p.duration.clone(),
             };
-            let ms = |q: f64| interpolated_quantile(&window, q).map(|v| v * 1000.0);
-            pools.entry(p.name.clone()).or_default().push(PoolPoint {
+            let ms = |q: f64| window.interpolated_quantile(q).map(|v| v * 1000.0);
+            let point = PoolPoint {
                 t: s.at_unix_ms,
                 queue: p.queue_length,
                 active: p.active,
@@ -257,86 +286,65 @@ pub fn stats_json(history: &[Arc<Sample>], since: Option<u64>) -> Value {
                 rejected_per_s: rate(p.rejected_total(), before.map(|b| b.rejected_total())),
                 p50_ms: ms(0.5),
                 p99_ms: ms(0.99),
-            });
-        }
-        for w in &s.workers {
-            let (mut threads, mut goal, mut busy, mut max, mut queued, mut inj, mut starv) =
-                (0, 0, 0, 0, 0, 0, 0);
-            for t in w.counters.worker_pools.values() {
-                threads += t.threads;
-                goal += t.goal;
-                busy += t.busy;
-                max += t.max;
-                queued += t.queued;
-                inj += t.injections.hill_climbing + t.injections.starvation + t.injections.blocking;
-                starv += t.injections.starvation;
-            }
-            workers
-                .entry(w.pid.to_string())
-                .or_insert_with(|| (w.pool.clone(), Vec::new()))
-                .1
-                .push(WorkerPoint {
-                    t: s.at_unix_ms,
-                    threads,
-                    goal,
-                    busy,
-                    max,
-                    queued: queued + w.counters.gate.queued,
-                    injections: inj,
-                    starvation: starv,
-                    cpu_percent: w.cpu_percent,
-                });
-        }
-    }
-    let last = history.last();
-    json!({
-        "at_unix_ms": last.map(|s| s.at_unix_ms),
-        "pools": pools.into_iter().map(|(name, points)| {
-            let state = last.and_then(|s| s.pool(&name)).map(|p| p.state.clone());
-            let kind = last.and_then(|s| s.pool(&name)).map(|p| p.kind);
-            json!({"name": name, "state": state, "kind": kind, "points": points})
-        }).collect::<Vec<_>>(),
-        "workers": workers.into_iter().map(|(pid, (pool, points))| {
-            let pid = pid.parse::<u32>().unwrap_or(0);
-            let alive = last.is_some_and(|s| s.workers.iter().any(|w| w.pid == pid));
-            json!({"pid": pid, "pool": pool, "alive": alive, "points": points})
-        }).collect::<Vec<_>>(),
-    })
+            };
+            (p.name.clone(), point)
+        })
+        .collect()
 }
 
-/// The `q` quantile, interpolated inside its bucket (as Prometheus's
-/// `histogram_quantile` does) but around where that bucket's samples really are: the
-/// bucket's samples are taken as spread evenly over the widest range inside the bucket
-/// centred on their mean. A 50 ms workload then reads p50 ≈ p99 ≈ 50 ms, not 75 / 100 ms
-/// (its bucket is 50..100 ms). `None` without samples; the +Inf bucket reports the last
-/// finite bound.
-pub fn interpolated_quantile(h: &crate::pool::HistogramSnapshot, q: f64) -> Option<f64> {
-    use crate::pool::counters::BUCKETS;
-    if h.count == 0 {
-        return None;
+/// A worker's thread pools summed, with the gate's queue added to theirs.
+fn worker_point(t: u64, w: &WorkerSample) -> WorkerPoint {
+    let mut p = WorkerPoint {
+        t,
+        queued: w.counters.gate.queued,
+        cpu_percent: w.cpu_percent,
+        ..WorkerPoint::default()
+    };
+    for tp in w.counters.worker_pools.values() {
+        p.threads += tp.threads;
+        p.goal += tp.goal;
+        p.busy += tp.busy;
+        p.max += tp.max;
+        p.queued += tp.queued;
+        let inj = &tp.injections;
+        p.injections += inj.hill_climbing + inj.starvation + inj.blocking;
+        p.starvation += inj.starvation;
     }
-    let rank = q.clamp(0.0, 1.0) * h.count as f64;
-    let mut seen = 0.0;
-    for (i, &c) in h.counts.iter().enumerate() {
-        let c = c as f64;
-        if c > 0.0 && seen + c >= rank {
-            let Some(&upper) = BUCKETS.get(i) else {
-                return BUCKETS.last().copied();
-            };
-            let lower = if i == 0 { 0.0 } else { BUCKETS[i - 1] };
-            let (lo, hi) = match h.bucket_sums.get(i) {
-                Some(&sum) if sum > 0.0 => {
-                    let mean = (sum / c).clamp(lower, upper);
-                    let half = (mean - lower).min(upper - mean);
-                    (mean - half, mean + half)
+    p
+}
+
+/// The series with each pool's latest state and kind, and whether each worker is alive.
+fn series(
+    last: Option<&Sample>,
+    pools: BTreeMap<String, Vec<PoolPoint>>,
+    workers: BTreeMap<String, (String, Vec<WorkerPoint>)>,
+) -> Stats {
+    let latest = |name: &str| last.and_then(|s| s.pool(name));
+    Stats {
+        at_unix_ms: last.map(|s| s.at_unix_ms),
+        pools: pools
+            .into_iter()
+            .map(|(name, points)| PoolSeries {
+                state: latest(&name).map(|p| p.state.clone()),
+                kind: latest(&name).map(|p| p.kind.to_string()),
+                name,
+                points,
+            })
+            .collect(),
+        workers: workers
+            .into_iter()
+            .map(|(pid, (pool, points))| {
+                let pid = pid.parse::<u32>().unwrap_or(0);
+                WorkerSeries {
+                    pid,
+                    pool,
+                    alive: last.is_some_and(|s| s.workers.iter().any(|w| w.pid == pid)),
+                    points,
                 }
-                _ => (lower, upper),
-            };
-            return Some(lo + (hi - lo) * ((rank - seen) / c).clamp(0.0, 1.0));
-        }
-        seen += c;
+            })
+            .collect(),
+        requests: Vec::new(),
     }
-    BUCKETS.last().copied()
 }
 
 #[cfg(test)]
@@ -386,20 +394,20 @@ mod tests {
     #[test]
     fn stats_are_rates_between_samples() {
         let h = vec![sample(1000, 0, 0, 0), sample(3000, 10, 4, 10)];
-        let v = stats_json(&h, None);
-        let pts = v["pools"][0]["points"].as_array().unwrap();
+        let v = stats(&h, None);
+        let pts = &v.pools[0].points;
         assert_eq!(pts.len(), 2);
-        assert_eq!(pts[1]["arrivals_per_s"], 5.0);
-        assert_eq!(pts[1]["rejected_per_s"], 2.0);
-        assert_eq!(pts[1]["queue"], 3);
+        assert_eq!(pts[1].arrivals_per_s, 5.0);
+        assert_eq!(pts[1].rejected_per_s, 2.0);
+        assert_eq!(pts[1].queue, 3);
         // The latency of the requests that finished in that interval (all ~300 ms).
-        let p50 = pts[1]["p50_ms"].as_f64().unwrap();
+        let p50 = pts[1].p50_ms.unwrap();
         assert!((250.0..=500.0).contains(&p50), "{p50}");
-        assert!(pts[0]["p50_ms"].is_null());
+        assert!(pts[0].p50_ms.is_none());
         // Only newer points with `since`.
-        let v = stats_json(&h, Some(1000));
-        assert_eq!(v["pools"][0]["points"].as_array().unwrap().len(), 1);
-        assert_eq!(v["at_unix_ms"], 3000);
+        let v = stats(&h, Some(1000));
+        assert_eq!(v.pools[0].points.len(), 1);
+        assert_eq!(v.at_unix_ms, Some(3000));
     }
 
     #[test]
@@ -438,38 +446,7 @@ mod tests {
             pool: Some("a".into()),
             min_elapsed_ms: 500,
         };
-        assert_eq!(requests_json(rows.clone(), &f)["count"], 1);
-        assert_eq!(requests_json(rows, &RequestFilter::default())["count"], 3);
-    }
-
-    #[test]
-    fn quantiles_interpolate_within_a_bucket() {
-        let h = Histogram::default();
-        assert_eq!(interpolated_quantile(&h.snapshot(), 0.5), None);
-        // Ten samples in the (0.25, 0.5] bucket.
-        for _ in 0..10 {
-            h.observe(Duration::from_millis(300));
-        }
-        let s = h.snapshot();
-        // Around where the samples are (300 ms), not the bucket's middle (375 ms) or top.
-        let p50 = interpolated_quantile(&s, 0.5).unwrap();
-        assert!((p50 - 0.3).abs() < 1e-6, "{p50}");
-        let p99 = interpolated_quantile(&s, 0.99).unwrap();
-        assert!((0.3..0.36).contains(&p99), "{p99}");
-        // A 50 ms workload (just over the 50 ms bound): p50 and p99 read ~50 ms.
-        let h50 = Histogram::default();
-        for i in 0..100 {
-            h50.observe(Duration::from_micros(50_500 + i * 10));
-        }
-        let s50 = h50.snapshot();
-        let (p50, p99) = (
-            interpolated_quantile(&s50, 0.5).unwrap(),
-            interpolated_quantile(&s50, 0.99).unwrap(),
-        );
-        assert!((0.050..0.052).contains(&p50), "{p50}");
-        assert!((0.050..0.053).contains(&p99), "{p99}");
-        // One slow outlier past the last bound.
-        h.observe(Duration::from_secs(500));
-        assert_eq!(interpolated_quantile(&h.snapshot(), 1.0), Some(120.0));
+        assert_eq!(request_list(rows.clone(), &f).count, 1);
+        assert_eq!(request_list(rows, &RequestFilter::default()).count, 3);
     }
 }

@@ -5,6 +5,7 @@
 //! API's JSON instead. Exit codes: 0 ok, 1 the API answered an error, 3 the admin API
 //! could not be reached.
 
+use super::wire::{ActionDone, ApiError, PoolDoc, PoolList, RequestList, ServerDoc, WorkerDoc};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
@@ -157,7 +158,7 @@ pub async fn call(
         if status.is_success() {
             Ok(v)
         } else {
-            let msg = v["error"].as_str().unwrap_or("error").to_string();
+            let msg = serde_json::from_value::<ApiError>(v).map_or("error".into(), |e| e.error);
             Err(CallError::Api(status.as_u16(), msg))
         }
     };
@@ -221,10 +222,20 @@ async fn run_async(a: CtlArgs) -> ExitCode {
         Ok(v) => {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                print!("{}", render(&a.command, &v));
+                return ExitCode::SUCCESS;
             }
-            ExitCode::SUCCESS
+            match render(&a.command, v) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "roost ctl: the admin API's answer is not what this roost expects: {e}"
+                    );
+                    ExitCode::from(1)
+                }
+            }
         }
         Err(CallError::Unreachable(e)) => {
             eprintln!(
@@ -252,13 +263,18 @@ fn encode(s: &str) -> String {
     o
 }
 
-fn fmt_latency(v: &Value) -> String {
-    match v.as_f64() {
+fn fmt_latency(v: Option<f64>) -> String {
+    match v {
         None => "-".into(),
         Some(s) if s.is_infinite() => ">120s".into(),
         Some(s) if s < 1.0 => format!("{:.1}ms", s * 1000.0),
         Some(s) => format!("{s:.1}s"),
     }
+}
+
+/// A value or `-`.
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
 }
 
 /// Lay out rows in aligned columns.
@@ -293,185 +309,163 @@ fn s(v: &Value) -> String {
     }
 }
 
-/// Human-readable output of each command.
-pub fn render(cmd: &CtlCommand, v: &Value) -> String {
-    let empty = Vec::new();
-    match cmd {
-        CtlCommand::Status => {
-            let rows = v["pools"]
-                .as_array()
-                .unwrap_or(&empty)
-                .iter()
-                .map(|p| {
-                    let workers = if p["kind"] == "farm" {
-                        let servers = p["servers"].as_array().map(|a| a.len()).unwrap_or(0);
-                        format!("{servers} servers")
-                    } else {
-                        p["workers"]
-                            .as_array()
-                            .map(|a| a.len())
-                            .unwrap_or(0)
-                            .to_string()
-                    };
-                    vec![
-                        s(&p["name"]),
-                        s(&p["state"]),
-                        workers,
-                        format!("{}/{}", s(&p["queue"]["length"]), s(&p["queue"]["limit"])),
-                        format!("{}/{}", s(&p["active"]), s(&p["capacity"])),
-                        s(&p["rejected_total"]),
-                        fmt_latency(&p["latency"]["p99_seconds"]),
-                        fmt_latency(&p["latency"]["recent_p99_seconds"]),
-                    ]
-                })
-                .collect();
-            table(
-                &[
-                    "POOL", "STATE", "WORKERS", "QUEUE", "ACTIVE", "REJECTED", "P99", "P99(1m)",
-                ],
-                rows,
-            )
-        }
-        CtlCommand::Pools => {
-            let mut out = String::new();
-            for p in v["pools"].as_array().unwrap_or(&empty) {
-                let _ = writeln!(
-                    out,
-                    "{} ({}, {}): queue {}/{}, active {}/{}, arrivals {}, rejected {}",
-                    s(&p["name"]),
-                    s(&p["kind"]),
-                    s(&p["state"]),
-                    s(&p["queue"]["length"]),
-                    s(&p["queue"]["limit"]),
-                    s(&p["active"]),
-                    s(&p["capacity"]),
-                    s(&p["arrivals"]),
-                    s(&p["rejected_total"]),
-                );
-                let workers = p["workers"].as_array().unwrap_or(&empty);
-                if !workers.is_empty() {
-                    let rows = workers
-                        .iter()
-                        .map(|w| {
-                            let tp = w["counters"]["worker_pools"]["default"].clone();
-                            vec![
-                                s(&w["pid"]),
-                                s(&w["state"]),
-                                format!("{:.0}s", w["uptime_s"].as_f64().unwrap_or(0.0)),
-                                s(&w["requests"]),
-                                s(&w["active"]),
-                                w["memory_kib"]
-                                    .as_u64()
-                                    .map(|k| format!("{:.1}MiB", k as f64 / 1024.0))
-                                    .unwrap_or("-".into()),
-                                if tp.is_null() {
-                                    "-".into()
-                                } else {
-                                    format!(
-                                        "{}/{} busy {}",
-                                        s(&tp["threads"]),
-                                        s(&tp["max"]),
-                                        s(&tp["busy"])
-                                    )
-                                },
-                            ]
-                        })
-                        .collect();
-                    for l in table(
-                        &[
-                            "  PID", "STATE", "UPTIME", "REQUESTS", "ACTIVE", "MEMORY", "THREADS",
-                        ],
-                        rows,
-                    )
-                    .lines()
-                    {
-                        let _ = writeln!(out, "  {l}");
-                    }
-                }
-                for srv in p["servers"].as_array().unwrap_or(&empty) {
-                    let _ = writeln!(
-                        out,
-                        "  server {}: {}, active {}/{}, requests {}",
-                        s(&srv["server"]),
-                        // The farm's state word when present, else the health flag.
-                        match srv["state"].as_str() {
-                            Some(st) => st.to_string(),
-                            None if srv["healthy"] == true => "healthy".into(),
-                            None => "UNHEALTHY".into(),
-                        },
-                        s(&srv["active"]),
-                        s(&srv["slots"]),
-                        s(if srv["served"].is_null() {
-                            &srv["requests"]
-                        } else {
-                            &srv["served"]
-                        }),
-                    );
-                }
-                for f in p["last_failures"]
-                    .as_array()
-                    .unwrap_or(&empty)
-                    .iter()
-                    .rev()
-                    .take(5)
-                {
-                    let _ = writeln!(
-                        out,
-                        "  failure {} {}: {}",
-                        s(&f["at"]),
-                        s(&f["kind"]),
-                        s(&f["detail"])
-                    );
-                }
-                for r in p["recycle_history"]
-                    .as_array()
-                    .unwrap_or(&empty)
-                    .iter()
-                    .rev()
-                    .take(5)
-                {
-                    let _ = writeln!(
-                        out,
-                        "  recycled {} ({}) worker {}",
-                        s(&r["at"]),
-                        s(&r["reason"]),
-                        s(&r["worker"])
-                    );
-                }
-            }
-            out
-        }
-        CtlCommand::Requests { .. } => {
-            let rows = v["requests"]
-                .as_array()
-                .unwrap_or(&empty)
-                .iter()
-                .map(|r| {
-                    vec![
-                        s(&r["id"]),
-                        s(&r["pool"]),
-                        s(&r["worker_pid"]),
-                        s(&r["state"]),
-                        format!("{}ms", s(&r["elapsed_ms"])),
-                        s(&r["method"]),
-                        s(&r["url"]),
-                    ]
-                })
-                .collect();
-            table(
-                &["ID", "POOL", "PID", "STATE", "ELAPSED", "METHOD", "URL"],
-                rows,
-            )
-        }
+/// Human-readable output of each command, from the API's JSON answer.
+pub fn render(cmd: &CtlCommand, v: Value) -> Result<String, serde_json::Error> {
+    Ok(match cmd {
+        CtlCommand::Status => status_table(&serde_json::from_value(v)?),
+        CtlCommand::Pools => pools_text(&serde_json::from_value(v)?),
+        CtlCommand::Requests { .. } => requests_table(&serde_json::from_value(v)?),
         CtlCommand::Recycle { pool } => format!("{pool}: recycle started\n"),
-        CtlCommand::Start { pool } => format!("{pool}: {}\n", s(&v["state"])),
-        CtlCommand::Stop { pool } => format!("{pool}: {}\n", s(&v["state"])),
+        CtlCommand::Start { pool } | CtlCommand::Stop { pool } => {
+            let done: ActionDone = serde_json::from_value(v)?;
+            format!("{pool}: {}\n", done.state)
+        }
         CtlCommand::Reload => "configuration reloaded\n".into(),
         CtlCommand::Upgrade => {
             "binary upgrade started: the new process takes over once ready (see the log)\n".into()
         }
-        CtlCommand::Diagnose => render_diagnose(v),
+        CtlCommand::Diagnose => render_diagnose(&v),
+    })
+}
+
+/// `roost ctl status`: one line per pool.
+fn status_table(list: &PoolList) -> String {
+    let rows = list
+        .pools
+        .iter()
+        .map(|p| {
+            let workers = match p.kind.as_str() {
+                "farm" => format!("{} servers", p.servers.len()),
+                _ => p.workers.len().to_string(),
+            };
+            vec![
+                p.name.clone(),
+                p.state.clone(),
+                workers,
+                format!("{}/{}", p.queue.length, p.queue.limit),
+                format!("{}/{}", p.active, p.capacity),
+                p.rejected_total.to_string(),
+                fmt_latency(p.latency.p99_seconds),
+                fmt_latency(p.latency.recent_p99_seconds),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "POOL", "STATE", "WORKERS", "QUEUE", "ACTIVE", "REJECTED", "P99", "P99(1m)",
+        ],
+        rows,
+    )
+}
+
+/// `roost ctl pools`: each pool, its workers or servers, its latest failures and recycles.
+fn pools_text(list: &PoolList) -> String {
+    let mut out = String::new();
+    for p in &list.pools {
+        let _ = writeln!(
+            out,
+            "{} ({}, {}): queue {}/{}, active {}/{}, arrivals {}, rejected {}",
+            p.name,
+            p.kind,
+            p.state,
+            p.queue.length,
+            p.queue.limit,
+            p.active,
+            p.capacity,
+            p.arrivals,
+            p.rejected_total,
+        );
+        if !p.workers.is_empty() {
+            for l in workers_table(&p.workers).lines() {
+                let _ = writeln!(out, "  {l}");
+            }
+        }
+        for srv in &p.servers {
+            let _ = writeln!(out, "  {}", server_line(srv));
+        }
+        history_lines(&mut out, p);
     }
+    out
+}
+
+fn workers_table(workers: &[WorkerDoc]) -> String {
+    let rows = workers
+        .iter()
+        .map(|w| {
+            let tp = w
+                .sampled
+                .as_ref()
+                .and_then(|s| s.counters.worker_pools.get("default"));
+            vec![
+                or_dash(w.pid),
+                w.state.clone(),
+                format!("{:.0}s", w.uptime_s),
+                w.requests.to_string(),
+                w.active.to_string(),
+                w.memory_kib
+                    .map(|k| format!("{:.1}MiB", k as f64 / 1024.0))
+                    .unwrap_or("-".into()),
+                tp.map_or("-".into(), |tp| {
+                    format!("{}/{} busy {}", tp.threads, tp.max, tp.busy)
+                }),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "  PID", "STATE", "UPTIME", "REQUESTS", "ACTIVE", "MEMORY", "THREADS",
+        ],
+        rows,
+    )
+}
+
+/// A farm server with the farm's state word; a plain member with its health flag.
+fn server_line(srv: &ServerDoc) -> String {
+    let (server, state, active, slots, served) = match srv {
+        ServerDoc::Farm(f) => (&f.server, f.state.to_string(), f.active, f.slots, f.served),
+        ServerDoc::Member(m) => {
+            let state = if m.healthy { "healthy" } else { "UNHEALTHY" };
+            (&m.server, state.to_string(), m.active, m.slots, m.requests)
+        }
+    };
+    format!("server {server}: {state}, active {active}/{slots}, requests {served}")
+}
+
+/// The five latest failures and recycles, newest first.
+fn history_lines(out: &mut String, p: &PoolDoc) {
+    for f in p.last_failures.iter().rev().take(5) {
+        let _ = writeln!(out, "  failure {} {}: {}", f.at, f.kind, f.detail);
+    }
+    for r in p.recycle_history.iter().rev().take(5) {
+        let _ = writeln!(
+            out,
+            "  recycled {} ({}) worker {}",
+            r.at, r.reason, r.worker
+        );
+    }
+}
+
+/// `roost ctl requests`: the in-flight requests.
+fn requests_table(list: &RequestList) -> String {
+    let rows = list
+        .requests
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.pool.clone(),
+                or_dash(r.worker_pid),
+                r.state.to_string(),
+                format!("{}ms", r.elapsed_ms),
+                r.method.clone(),
+                r.url.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "POOL", "PID", "STATE", "ELAPSED", "METHOD", "URL"],
+        rows,
+    )
 }
 
 /// `roost ctl diagnose`: the findings, then the evidence snapshots kept.
@@ -555,15 +549,25 @@ mod tests {
         assert!(parse_admin("https://x").is_err());
     }
 
+    fn worker(pid: u32) -> serde_json::Value {
+        serde_json::json!({"id": 1, "pid": pid, "uptime_s": 3.0, "requests": 5, "active": 0,
+            "memory_kib": null, "state": "running"})
+    }
+
     #[test]
     fn status_table() {
         let v = serde_json::json!({"pools": [{
             "name": "web", "kind": "garden", "state": "Started",
-            "workers": [{}, {}], "queue": {"length": 3, "limit": 1000},
-            "active": 7, "capacity": 200, "rejected_total": 12,
-            "latency": {"p99_seconds": 0.25, "recent_p99_seconds": null}
+            "workers": [worker(10), worker(11)],
+            "queue": {"length": 3, "limit": 1000, "oldest_seconds": 0.0, "timeout_seconds": 30.0},
+            "capacity": 200, "active": 7, "members": 2, "usable_members": 2,
+            "arrivals": 40, "completed": 33, "rejected": {"QueueFull": 12}, "rejected_total": 12,
+            "latency": {"p50_seconds": 0.1, "p99_seconds": 0.25, "recent_window_seconds": 60.0,
+                "recent_p50_seconds": null, "recent_p99_seconds": null},
+            "servers": [], "last_failures": [], "recycle_history": [],
+            "worker_starts_total": 2, "worker_failures_total": {}, "recycles_total": {}
         }]});
-        let t = render(&CtlCommand::Status, &v);
+        let t = render(&CtlCommand::Status, v).unwrap();
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("POOL"));
         let cols: Vec<&str> = lines[1].split_whitespace().collect();
@@ -571,5 +575,11 @@ mod tests {
             cols,
             ["web", "Started", "2", "3/1000", "7/200", "12", "250.0ms", "-"]
         );
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_an_error() {
+        let v = serde_json::json!({"pools": [{"name": "web"}]});
+        assert!(render(&CtlCommand::Status, v).is_err());
     }
 }

@@ -4,15 +4,17 @@
 //! the request path) and the worker counters the [`Sampler`] cached in the background,
 //! so a scrape never waits on a worker.
 
-use super::sampler::{merged_duration, Sampler};
+use super::sampler::{Sampler, ThreadPoolView, WorkerSample};
 use crate::config::model::Backend;
-use crate::metrics_text::{labels as l, Family, Value};
+use crate::metrics_text::{labels as l, Family, Labels, Value};
 use crate::pool::counters::BUCKETS;
-use crate::pool::{HistogramSnapshot, PoolState};
+use crate::pool::{HistogramSnapshot, Pool, PoolState};
+use crate::supervisor::PoolStatus;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -57,226 +59,257 @@ impl Collector for RoostCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let front = self.sampler.front();
         let state = front.state();
-        let sup = self.sampler.supervisor();
-
-        let mut queue_length = Family::new(
-            "pool_queue_length",
-            "Requests waiting in the pool's queue (HTTP.sys CurrentQueueSize).",
-            MetricType::Gauge,
-        );
-        let mut queue_limit = Family::new(
-            "pool_queue_limit",
-            "The pool's queueLength.",
-            MetricType::Gauge,
-        );
-        let mut oldest = Family::new(
-            "pool_queue_oldest_seconds",
-            "Age of the oldest queued request (MaxQueueItemAge).",
-            MetricType::Gauge,
-        );
-        let mut arrivals = Family::new(
-            "pool_arrivals",
-            "Requests that arrived at the pool (ArrivalRate).",
-            MetricType::Counter,
-        );
-        let mut retries = Family::new(
-            "pool_retries",
-            "Retries of requests on another member (not counted as arrivals).",
-            MetricType::Counter,
-        );
-        let mut rejected = Family::new(
-            "pool_rejected",
-            "Requests the pool refused or its members failed to answer, by reason.",
-            MetricType::Counter,
-        );
-        let mut queue_wait = Family::new(
-            "pool_queue_wait_seconds",
-            "Time requests waited in the queue.",
-            MetricType::Histogram,
-        );
-        let mut active = Family::new(
-            "pool_active_requests",
-            "Requests holding a slot.",
-            MetricType::Gauge,
-        );
-        let mut pstate = Family::new(
-            "pool_state",
-            "1 for the pool's current state.",
-            MetricType::Gauge,
-        );
-        let mut workers = Family::new(
-            "pool_workers",
-            "Members serving the pool (worker processes or farm servers).",
-            MetricType::Gauge,
-        );
-        let mut starts = Family::new(
-            "pool_worker_starts",
-            "Worker processes started.",
-            MetricType::Counter,
-        );
-        let mut failures = Family::new(
-            "pool_worker_failures",
-            "Worker failures by kind (crash, startup, ping).",
-            MetricType::Counter,
-        );
-        let mut recycles = Family::new(
-            "pool_recycles",
-            "Worker recycles by reason.",
-            MetricType::Counter,
-        );
-        let mut duration = Family::new(
-            "request_duration_seconds",
-            "Whole request time as the client saw it, by status class.",
-            MetricType::Histogram,
-        );
-        let mut farm_healthy = Family::new(
-            "farm_server_healthy",
-            "1 when a farm server passes its health checks and is not ejected.",
-            MetricType::Gauge,
-        );
-
         // Histogram snapshots must outlive the families that borrow them.
-        let mut hists: Vec<(String, HistogramSnapshot, [HistogramSnapshot; 5])> = Vec::new();
+        let hists = histograms(&state.pools);
+        let mut f = PoolFamilies::new();
         for (name, pool) in &state.pools {
-            let c = pool.counters();
-            let by_class = [0, 1, 2, 3, 4].map(|i| c.duration_by_class[i].snapshot());
-            hists.push((name.clone(), c.queue_wait.snapshot(), by_class));
-        }
-
-        for (name, pool) in &state.pools {
-            let s = pool.snapshot();
-            let p = || l(&[("pool", name)]);
-            queue_length.push(p(), Value::Gauge(s.queue_length as i64));
-            queue_limit.push(p(), Value::Gauge(s.queue_limit as i64));
-            oldest.push(p(), Value::GaugeF(s.queue_oldest_seconds));
-            arrivals.push(p(), Value::Counter(s.arrivals));
-            retries.push(
-                p(),
-                Value::Counter(pool.counters().retries.load(Ordering::Relaxed)),
-            );
-            for r in crate::error::Reason::ALL {
-                rejected.push(
-                    l(&[("pool", name), ("reason", r.as_str())]),
-                    Value::Counter(pool.counters().rejected(r)),
-                );
-            }
-            active.push(p(), Value::Gauge(s.active as i64));
-            for st in [
-                PoolState::Started,
-                PoolState::Stopped,
-                PoolState::AppOffline,
-            ] {
-                pstate.push(
-                    l(&[("pool", name), ("state", st.as_str())]),
-                    Value::Gauge((s.state == st) as i64),
-                );
-            }
-            workers.push(p(), Value::Gauge(s.members as i64));
-            let status = sup.and_then(|sup| sup.status(name));
+            f.add_pool(name, pool);
             let garden = matches!(
                 state.config.pools.get(name).map(|c| &c.backend),
                 Some(Backend::Garden(_))
             );
             if garden {
-                let st = status.as_ref();
-                starts.push(
-                    p(),
-                    Value::Counter(st.map(|s| s.worker_starts_total).unwrap_or(0)),
-                );
-                for kind in ["crash", "startup", "ping"] {
-                    let v = st
-                        .and_then(|s| s.worker_failures_total.get(kind).copied())
-                        .unwrap_or(0);
-                    failures.push(l(&[("pool", name), ("kind", kind)]), Value::Counter(v));
-                }
-                if let Some(st) = st {
-                    for (kind, v) in &st.worker_failures_total {
-                        if !["crash", "startup", "ping"].contains(&kind.as_str()) {
-                            failures.push(
-                                vec![("pool", name.clone()), ("kind", kind.clone())],
-                                Value::Counter(*v),
-                            );
-                        }
-                    }
-                }
-                let reasons = [
-                    "time",
-                    "requests",
-                    "privateMemory",
-                    "schedule",
-                    "configChange",
-                    "manual",
-                ];
-                for reason in reasons {
-                    let v = st
-                        .and_then(|s| s.recycles_total.get(reason).copied())
-                        .unwrap_or(0);
-                    recycles.push(l(&[("pool", name), ("reason", reason)]), Value::Counter(v));
-                }
-                if let Some(st) = st {
-                    for (reason, v) in &st.recycles_total {
-                        if !reasons.contains(&reason.as_str()) {
-                            recycles.push(
-                                vec![("pool", name.clone()), ("reason", reason.clone())],
-                                Value::Counter(*v),
-                            );
-                        }
-                    }
-                }
+                let status = self.sampler.supervisor().and_then(|sup| sup.status(name));
+                f.add_garden(name, status.as_ref());
             } else {
-                // The farm's own verdict (active checks, passive ejection); members
-                // without farm state (none in practice) fall back to the member flag.
-                let states = crate::farm::server_states(pool);
-                if states.is_empty() {
-                    for m in pool.members() {
-                        farm_healthy.push(
-                            l(&[("pool", name), ("server", &m.label)]),
-                            Value::Gauge(m.is_healthy() as i64),
-                        );
-                    }
-                }
-                for srv in states {
-                    farm_healthy.push(
-                        vec![("pool", name.clone()), ("server", srv.server)],
-                        Value::Gauge(srv.healthy as i64),
-                    );
-                }
+                f.add_farm(name, pool);
             }
         }
-        for (name, qw, by_class) in &hists {
-            queue_wait.push(l(&[("pool", name)]), histogram(qw));
-            for (i, h) in by_class.iter().enumerate() {
-                duration.push(
-                    l(&[("pool", name), ("code_class", CLASSES[i])]),
-                    histogram(h),
-                );
-            }
-        }
-        for f in [
-            &queue_length,
-            &queue_limit,
-            &oldest,
-            &arrivals,
-            &retries,
-            &rejected,
-            &queue_wait,
-            &active,
-            &pstate,
-            &workers,
-            &starts,
-            &failures,
-            &recycles,
-            &duration,
-            &farm_healthy,
-        ] {
-            f.encode(&mut encoder)?;
-        }
+        f.add_histograms(&hists);
+        f.encode(&mut encoder)?;
         drop(state);
         encode_upstream(&mut encoder)?;
         encode_front_connections(&front.connections().snapshot(), &mut encoder)?;
         encode_front_threads(front.threads(), &mut encoder)?;
-
         encode_workers(&self.sampler, &mut encoder)
+    }
+}
+
+/// Each pool's queue-wait histogram and its response time by status class.
+type PoolHistograms = Vec<(String, HistogramSnapshot, [HistogramSnapshot; 5])>;
+
+fn histograms(pools: &BTreeMap<String, Arc<Pool>>) -> PoolHistograms {
+    pools
+        .iter()
+        .map(|(name, pool)| {
+            let c = pool.counters();
+            let by_class = [0, 1, 2, 3, 4].map(|i| c.duration_by_class[i].snapshot());
+            (name.clone(), c.queue_wait.snapshot(), by_class)
+        })
+        .collect()
+}
+
+/// Worker failure kinds and recycle reasons always listed (0 until they happen).
+const FAILURE_KINDS: [&str; 3] = ["crash", "startup", "ping"];
+const RECYCLE_REASONS: [&str; 6] = [
+    "time",
+    "requests",
+    "privateMemory",
+    "schedule",
+    "configChange",
+    "manual",
+];
+
+/// The pool families of DESIGN.md section 4, encoded in this order.
+struct PoolFamilies<'a> {
+    queue_length: Family<'a>,
+    queue_limit: Family<'a>,
+    oldest: Family<'a>,
+    arrivals: Family<'a>,
+    retries: Family<'a>,
+    rejected: Family<'a>,
+    queue_wait: Family<'a>,
+    active: Family<'a>,
+    state: Family<'a>,
+    workers: Family<'a>,
+    starts: Family<'a>,
+    failures: Family<'a>,
+    recycles: Family<'a>,
+    duration: Family<'a>,
+    farm_healthy: Family<'a>,
+}
+
+impl<'a> PoolFamilies<'a> {
+    fn new() -> Self {
+        use MetricType::{Counter, Gauge, Histogram};
+        let f = Family::new;
+        PoolFamilies {
+            queue_length: f(
+                "pool_queue_length",
+                "Requests waiting in the pool's queue (HTTP.sys CurrentQueueSize).",
+                Gauge,
+            ),
+            queue_limit: f("pool_queue_limit", "The pool's queueLength.", Gauge),
+            oldest: f(
+                "pool_queue_oldest_seconds",
+                "Age of the oldest queued request (MaxQueueItemAge).",
+                Gauge,
+            ),
+            arrivals: f(
+                "pool_arrivals",
+                "Requests that arrived at the pool (ArrivalRate).",
+                Counter,
+            ),
+            retries: f(
+                "pool_retries",
+                "Retries of requests on another member (not counted as arrivals).",
+                Counter,
+            ),
+            rejected: f(
+                "pool_rejected",
+                "Requests the pool refused or its members failed to answer, by reason.",
+                Counter,
+            ),
+            queue_wait: f(
+                "pool_queue_wait_seconds",
+                "Time requests waited in the queue.",
+                Histogram,
+            ),
+            active: f("pool_active_requests", "Requests holding a slot.", Gauge),
+            state: f("pool_state", "1 for the pool's current state.", Gauge),
+            workers: f(
+                "pool_workers",
+                "Members serving the pool (worker processes or farm servers).",
+                Gauge,
+            ),
+            starts: f("pool_worker_starts", "Worker processes started.", Counter),
+            failures: f(
+                "pool_worker_failures",
+                "Worker failures by kind (crash, startup, ping).",
+                Counter,
+            ),
+            recycles: f("pool_recycles", "Worker recycles by reason.", Counter),
+            duration: f(
+                "request_duration_seconds",
+                "Whole request time as the client saw it, by status class.",
+                Histogram,
+            ),
+            farm_healthy: f(
+                "farm_server_healthy",
+                "1 when a farm server passes its health checks and is not ejected.",
+                Gauge,
+            ),
+        }
+    }
+
+    /// Queue, arrivals, refusals, active requests, state and members of one pool.
+    fn add_pool(&mut self, name: &str, pool: &Pool) {
+        let s = pool.snapshot();
+        let c = pool.counters();
+        let p = || l(&[("pool", name)]);
+        self.queue_length
+            .push(p(), Value::Gauge(s.queue_length as i64));
+        self.queue_limit
+            .push(p(), Value::Gauge(s.queue_limit as i64));
+        self.oldest.push(p(), Value::GaugeF(s.queue_oldest_seconds));
+        self.arrivals.push(p(), Value::Counter(s.arrivals));
+        let retries = c.retries.load(Ordering::Relaxed);
+        self.retries.push(p(), Value::Counter(retries));
+        for r in crate::error::Reason::ALL {
+            let labels = l(&[("pool", name), ("reason", r.as_str())]);
+            self.rejected.push(labels, Value::Counter(c.rejected(r)));
+        }
+        self.active.push(p(), Value::Gauge(s.active as i64));
+        for st in [
+            PoolState::Started,
+            PoolState::Stopped,
+            PoolState::AppOffline,
+        ] {
+            let labels = l(&[("pool", name), ("state", st.as_str())]);
+            self.state
+                .push(labels, Value::Gauge((s.state == st) as i64));
+        }
+        self.workers.push(p(), Value::Gauge(s.members as i64));
+    }
+
+    /// A garden's worker starts, failures by kind and recycles by reason (the known
+    /// kinds and reasons always, others as they appear).
+    fn add_garden(&mut self, name: &str, status: Option<&PoolStatus>) {
+        let starts = status.map(|s| s.worker_starts_total).unwrap_or(0);
+        self.starts
+            .push(l(&[("pool", name)]), Value::Counter(starts));
+        let empty = BTreeMap::new();
+        let failures = status.map_or(&empty, |s| &s.worker_failures_total);
+        by_word(&mut self.failures, name, "kind", &FAILURE_KINDS, failures);
+        let recycles = status.map_or(&empty, |s| &s.recycles_total);
+        by_word(
+            &mut self.recycles,
+            name,
+            "reason",
+            &RECYCLE_REASONS,
+            recycles,
+        );
+    }
+
+    /// The farm's own verdict on each server (active checks, passive ejection); members
+    /// without farm state (none in practice) fall back to the member flag.
+    fn add_farm(&mut self, name: &str, pool: &Pool) {
+        let states = crate::farm::server_states(pool);
+        if states.is_empty() {
+            for m in pool.members() {
+                let labels = l(&[("pool", name), ("server", &m.label)]);
+                self.farm_healthy
+                    .push(labels, Value::Gauge(m.is_healthy() as i64));
+            }
+        }
+        for srv in states {
+            let labels = vec![("pool", name.to_string()), ("server", srv.server)];
+            self.farm_healthy
+                .push(labels, Value::Gauge(srv.healthy as i64));
+        }
+    }
+
+    fn add_histograms(&mut self, hists: &'a PoolHistograms) {
+        for (name, qw, by_class) in hists {
+            self.queue_wait.push(l(&[("pool", name)]), histogram(qw));
+            for (i, h) in by_class.iter().enumerate() {
+                let labels = l(&[("pool", name), ("code_class", CLASSES[i])]);
+                self.duration.push(labels, histogram(h));
+            }
+        }
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in [
+            &self.queue_length,
+            &self.queue_limit,
+            &self.oldest,
+            &self.arrivals,
+            &self.retries,
+            &self.rejected,
+            &self.queue_wait,
+            &self.active,
+            &self.state,
+            &self.workers,
+            &self.starts,
+            &self.failures,
+            &self.recycles,
+            &self.duration,
+            &self.farm_healthy,
+        ] {
+            f.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+/// One counter per `known` word (0 when absent), then the other words `seen` has.
+fn by_word(
+    family: &mut Family,
+    pool: &str,
+    key: &'static str,
+    known: &[&str],
+    seen: &BTreeMap<String, u64>,
+) {
+    for word in known {
+        let v = seen.get(*word).copied().unwrap_or(0);
+        family.push(l(&[("pool", pool), (key, word)]), Value::Counter(v));
+    }
+    for (word, v) in seen.iter().filter(|(w, _)| !known.contains(&w.as_str())) {
+        family.push(
+            vec![("pool", pool.to_string()), (key, word.clone())],
+            Value::Counter(*v),
+        );
     }
 }
 
@@ -286,101 +319,138 @@ fn encode_workers(
     sampler: &Sampler,
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
-    let ws = sampler.workers();
-    let mut threads = Family::new(
-        "worker_threads",
-        "Worker process threads by kind (worker pools and the I/O pool).",
-        MetricType::Gauge,
-    );
-    let mut busy = Family::new(
-        "worker_threads_busy",
-        "Worker pool threads running a work item.",
-        MetricType::Gauge,
-    );
-    let mut blocked = Family::new(
-        "worker_threads_blocked",
-        "Busy worker pool threads blocked (source=hinted: inside blocking(); \
-         source=detected: found blocked in the kernel without a hint).",
-        MetricType::Gauge,
-    );
-    let mut current = Family::new(
-        "worker_requests_current",
-        "Requests in the worker, queued and executing (ASP.NET Requests Current).",
-        MetricType::Gauge,
-    );
-    let mut queued = Family::new(
-        "worker_requests_queued",
-        "Requests waiting in the worker's gate.",
-        MetricType::Gauge,
-    );
-    let mut wrejected = Family::new(
-        "worker_requests_rejected",
-        "Requests the worker refused at requestQueueLimit (503 ServerTooBusy).",
-        MetricType::Counter,
-    );
-    let mut injections = Family::new(
-        "worker_thread_injections",
-        "Worker thread-count increases by cause.",
-        MetricType::Counter,
-    );
-    let mut completed = Family::new(
-        "worker_work_items_completed",
-        "Work items the worker pools completed.",
-        MetricType::Counter,
-    );
-    for w in ws.iter() {
+    let mut f = WorkerFamilies::new();
+    for w in sampler.workers().iter() {
+        f.add(w);
+    }
+    f.encode(encoder)
+}
+
+/// The worker families, in the order `/metrics` lists them.
+struct WorkerFamilies {
+    threads: Family<'static>,
+    busy: Family<'static>,
+    blocked: Family<'static>,
+    current: Family<'static>,
+    queued: Family<'static>,
+    rejected: Family<'static>,
+    injections: Family<'static>,
+    completed: Family<'static>,
+}
+
+impl WorkerFamilies {
+    fn new() -> Self {
+        use MetricType::{Counter, Gauge};
+        let f = Family::new;
+        WorkerFamilies {
+            threads: f(
+                "worker_threads",
+                "Worker process threads by kind (worker pools and the I/O pool).",
+                Gauge,
+            ),
+            busy: f(
+                "worker_threads_busy",
+                "Worker pool threads running a work item.",
+                Gauge,
+            ),
+            blocked: f(
+                "worker_threads_blocked",
+                "Busy worker pool threads blocked (source=hinted: inside blocking(); \
+                 source=detected: found blocked in the kernel without a hint).",
+                Gauge,
+            ),
+            current: f(
+                "worker_requests_current",
+                "Requests in the worker, queued and executing (ASP.NET Requests Current).",
+                Gauge,
+            ),
+            queued: f(
+                "worker_requests_queued",
+                "Requests waiting in the worker's gate.",
+                Gauge,
+            ),
+            rejected: f(
+                "worker_requests_rejected",
+                "Requests the worker refused at requestQueueLimit (503 ServerTooBusy).",
+                Counter,
+            ),
+            injections: f(
+                "worker_thread_injections",
+                "Worker thread-count increases by cause.",
+                Counter,
+            ),
+            completed: f(
+                "worker_work_items_completed",
+                "Work items the worker pools completed.",
+                Counter,
+            ),
+        }
+    }
+
+    /// One worker: its I/O threads, each thread pool, its gate.
+    fn add(&mut self, w: &WorkerSample) {
         let pid = w.pid.to_string();
         let base = || vec![("pool", w.pool.clone()), ("pid", pid.clone())];
         let c = &w.counters;
         let mut io = base();
         io.push(("kind", "io".into()));
         io.push(("thread_pool", "io".into()));
-        threads.push(io, Value::Gauge(c.io_threads as i64));
+        self.threads.push(io, Value::Gauge(c.io_threads as i64));
         for (tp, p) in &c.worker_pools {
-            let with_tp = || {
-                let mut v = base();
-                v.push(("thread_pool", tp.clone()));
-                v
-            };
-            let mut t = base();
-            t.push(("kind", "worker".into()));
-            t.push(("thread_pool", tp.clone()));
-            threads.push(t, Value::Gauge(p.threads as i64));
-            busy.push(with_tp(), Value::Gauge(p.busy as i64));
-            for (source, v) in [("hinted", p.blocked), ("detected", p.blocked_detected)] {
-                let mut lab = with_tp();
-                lab.push(("source", source.into()));
-                blocked.push(lab, Value::Gauge(v as i64));
-            }
-            for (reason, v) in [
-                ("hill_climbing", p.injections.hill_climbing),
-                ("starvation", p.injections.starvation),
-                ("blocking", p.injections.blocking),
-                ("blocking_detected", p.injections.blocking_detected),
-            ] {
-                let mut lab = with_tp();
-                lab.push(("reason", reason.into()));
-                injections.push(lab, Value::Counter(v));
-            }
-            completed.push(with_tp(), Value::Counter(p.completed));
+            let mut with_tp = base();
+            with_tp.push(("thread_pool", tp.clone()));
+            self.add_thread_pool(with_tp, p);
         }
-        current.push(base(), Value::Gauge(c.gate.current as i64));
-        queued.push(base(), Value::Gauge(c.gate.queued as i64));
-        wrejected.push(base(), Value::Counter(c.gate.rejected));
+        self.current
+            .push(base(), Value::Gauge(c.gate.current as i64));
+        self.queued.push(base(), Value::Gauge(c.gate.queued as i64));
+        self.rejected.push(base(), Value::Counter(c.gate.rejected));
     }
-    for f in [
-        &threads,
-        &busy,
-        &blocked,
-        &current,
-        &queued,
-        &wrejected,
-        &injections,
-        &completed,
-    ] {
-        f.encode(encoder)?;
+
+    /// One thread pool of a worker (`labels`: pool, pid, thread_pool).
+    fn add_thread_pool(&mut self, labels: Labels, p: &ThreadPoolView) {
+        let with = |key: &'static str, v: &str| {
+            let mut l = labels.clone();
+            l.push((key, v.to_string()));
+            l
+        };
+        let mut t = labels.clone();
+        t.insert(2, ("kind", "worker".into()));
+        self.threads.push(t, Value::Gauge(p.threads as i64));
+        self.busy.push(labels.clone(), Value::Gauge(p.busy as i64));
+        for (source, v) in [("hinted", p.blocked), ("detected", p.blocked_detected)] {
+            self.blocked
+                .push(with("source", source), Value::Gauge(v as i64));
+        }
+        let inj = &p.injections;
+        for (reason, v) in [
+            ("hill_climbing", inj.hill_climbing),
+            ("starvation", inj.starvation),
+            ("blocking", inj.blocking),
+            ("blocking_detected", inj.blocking_detected),
+        ] {
+            self.injections
+                .push(with("reason", reason), Value::Counter(v));
+        }
+        self.completed
+            .push(labels.clone(), Value::Counter(p.completed));
     }
-    Ok(())
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in [
+            &self.threads,
+            &self.busy,
+            &self.blocked,
+            &self.current,
+            &self.queued,
+            &self.rejected,
+            &self.injections,
+            &self.completed,
+        ] {
+            f.encode(encoder)?;
+        }
+        Ok(())
+    }
 }
 
 /// Member connections closed instead of reused, by reason (all members together).
@@ -484,13 +554,4 @@ fn encode_front_connections(
         f.encode(encoder)?;
     }
     Ok(())
-}
-
-/// p50/p99 of a pool's response time over its lifetime (for the API and `roost ctl`).
-pub fn latency_quantiles(pool: &crate::pool::Pool) -> (Option<f64>, Option<f64>) {
-    let h = merged_duration(pool);
-    (
-        super::api::interpolated_quantile(&h, 0.5),
-        super::api::interpolated_quantile(&h, 0.99),
-    )
 }

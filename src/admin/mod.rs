@@ -17,6 +17,7 @@ pub mod diagnose;
 pub mod metrics;
 mod probes;
 pub mod sampler;
+pub mod wire;
 
 use crate::body::{self, Body};
 use crate::config::model;
@@ -27,7 +28,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sampler::Sampler;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -233,8 +234,11 @@ const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("dashboard.css");
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+/// `doc` as pretty JSON. Through a `serde_json::Value`, whose objects keep their keys in
+/// sorted order: the bytes on the wire do not depend on field order in `wire`.
+fn json_response(status: StatusCode, doc: &impl Serialize) -> Response<Body> {
+    let v = serde_json::to_value(doc).unwrap_or_default();
+    let mut body = serde_json::to_vec_pretty(&v).unwrap_or_default();
     body.push(b'\n');
     Response::builder()
         .status(status)
@@ -247,7 +251,10 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(
         status,
-        &json!({ "error": message.into(), "status": status.as_u16() }),
+        &wire::ApiError {
+            error: message.into(),
+            status: status.as_u16(),
+        },
     )
 }
 
@@ -333,19 +340,34 @@ impl Server {
     }
 
     async fn handle(&self, req: Request<Incoming>, public: bool) -> Response<Body> {
-        let probe = probes::answer(
-            req.method(),
-            req.uri().path(),
-            &self.readiness,
-            &self.ctx.front,
-        );
-        if let Some(r) = probe {
-            return r;
+        if let Some(refused) = self.gatekeep(&req, public) {
+            return refused;
         }
-        if public && req.uri().path() != "/metrics" {
-            return probes::not_public(req.uri().path());
+        let path = req.uri().path().to_string();
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        let post = req.method() == Method::POST;
+        match segments.as_slice() {
+            [] | [""] | ["dashboard.js"] | ["dashboard.css"] | ["metrics"] => {
+                self.page(segments.first().copied().unwrap_or(""), get, &path)
+            }
+            ["api", "v1", rest @ ..] => self.api(&req, rest, get, post).await,
+            _ => no_endpoint(&path),
         }
-        if !public && !self.authorized(&req) {
+    }
+
+    /// The probes (answered first, without a token), the public listener's limits, and
+    /// the token check. `None`: go on.
+    fn gatekeep(&self, req: &Request<Incoming>, public: bool) -> Option<Response<Body>> {
+        let path = req.uri().path();
+        let probe = probes::answer(req.method(), path, &self.readiness, &self.ctx.front);
+        if probe.is_some() {
+            return probe;
+        }
+        if public && path != "/metrics" {
+            return Some(probes::not_public(path));
+        }
+        if !public && !self.authorized(req) {
             let mut r = error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong token: send Authorization: Bearer <admin.token>",
@@ -354,141 +376,64 @@ impl Server {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
-            return r;
+            return Some(r);
         }
-        let path = req.uri().path().to_string();
-        let method = req.method().clone();
-        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let get = method == Method::GET || method == Method::HEAD;
-        let post = method == Method::POST;
-        match segments.as_slice() {
-            [] | [""] => match get {
-                true => asset("text/html; charset=utf-8", DASHBOARD_HTML),
-                false => method_not_allowed("GET"),
-            },
-            ["dashboard.js"] if get => asset("text/javascript; charset=utf-8", DASHBOARD_JS),
-            ["dashboard.css"] if get => asset("text/css; charset=utf-8", DASHBOARD_CSS),
-            ["metrics"] => match get {
-                true => Response::builder()
-                    .header(header::CONTENT_TYPE, metrics::CONTENT_TYPE)
-                    .body(body::full(Bytes::from(metrics::render(&self.registry))))
-                    .expect("static response parts"),
-                false => method_not_allowed("GET"),
-            },
-            ["api", "v1", "pools"] => match get {
-                true => json_response(StatusCode::OK, &api::pools_json(&self.sampler)),
-                false => method_not_allowed("GET"),
-            },
-            ["api", "v1", "pools", name] => {
-                if !get {
-                    return method_not_allowed("GET");
-                }
-                match self.ctx.front.pool(name) {
-                    Some(p) => {
-                        json_response(StatusCode::OK, &api::pool_json(&self.sampler, name, &p))
-                    }
-                    None => error(StatusCode::NOT_FOUND, format!("no pool named {name:?}")),
-                }
-            }
-            ["api", "v1", "pools", name, action] => {
-                if !["recycle", "start", "stop"].contains(action) {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("unknown action {action:?}: use recycle, start or stop"),
-                    );
-                }
-                if !post {
-                    return method_not_allowed("POST");
-                }
-                self.pool_action(name, action)
-            }
-            ["api", "v1", "requests"] => {
-                if !get {
-                    return method_not_allowed("GET");
-                }
-                let min = query_param(&req, "minElapsedMs")
-                    .or_else(|| query_param(&req, "min_elapsed_ms"));
-                let min_elapsed_ms = match min.as_deref().map(str::parse::<u64>) {
-                    None => 0,
-                    Some(Ok(v)) => v,
-                    Some(Err(_)) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "minElapsedMs must be a whole number of milliseconds",
-                        )
-                    }
-                };
-                let filter = api::RequestFilter {
-                    pool: query_param(&req, "pool").filter(|p| !p.is_empty()),
-                    min_elapsed_ms,
-                };
-                json_response(
-                    StatusCode::OK,
-                    &api::requests_json(self.ctx.front.inflight.list(), &filter),
-                )
-            }
-            ["api", "v1", "upgrade"] => {
-                if !post {
-                    return method_not_allowed("POST");
-                }
-                match crate::ops::upgrade::request() {
-                    Ok(()) => json_response(StatusCode::ACCEPTED, &json!({"upgrade": "started"})),
-                    Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-                }
-            }
-            ["api", "v1", "reload"] => {
-                if !post {
-                    return method_not_allowed("POST");
-                }
-                let Some(reload) = &self.ctx.reload else {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "reload is not available in this process",
-                    );
-                };
-                match reload().await {
-                    Ok(()) => json_response(StatusCode::OK, &json!({"reloaded": true})),
-                    Err(e) => error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!("reload refused, the running configuration stays:\n{e}"),
-                    ),
-                }
-            }
-            ["api", "v1", "diagnose"] => match get {
-                true => {
-                    let report = diagnose::diagnose(&self.sampler.history());
-                    let mut v = json!(report);
-                    let cfg = self.ctx.front.config();
-                    v["snapshots"] = self.sampler.snapshots().list_json(&cfg.diagnose);
-                    json_response(StatusCode::OK, &v)
-                }
-                false => method_not_allowed("GET"),
-            },
-            ["api", "v1", "diagnose", "snapshots", rest @ ..] => match get {
-                true => self.snapshot_answer(rest),
-                false => method_not_allowed("GET"),
-            },
-            ["api", "v1", "stats"] => match get {
-                true => {
-                    let since = query_param(&req, "since").and_then(|v| v.parse().ok());
-                    let mut v = api::stats_json(&self.sampler.history(), since);
-                    v["requests"] = json!(self
-                        .ctx
-                        .front
-                        .inflight
-                        .list()
-                        .into_iter()
-                        .take(200)
-                        .collect::<Vec<_>>());
-                    json_response(StatusCode::OK, &v)
-                }
-                false => method_not_allowed("GET"),
-            },
-            _ => error(
-                StatusCode::NOT_FOUND,
-                format!("no such admin endpoint: {path}"),
+        None
+    }
+
+    /// The dashboard's files and `/metrics` (`name`: the path's one segment).
+    fn page(&self, name: &str, get: bool, path: &str) -> Response<Body> {
+        match (name, get) {
+            ("", true) => asset("text/html; charset=utf-8", DASHBOARD_HTML),
+            ("dashboard.js", true) => asset("text/javascript; charset=utf-8", DASHBOARD_JS),
+            ("dashboard.css", true) => asset("text/css; charset=utf-8", DASHBOARD_CSS),
+            ("metrics", true) => Response::builder()
+                .header(header::CONTENT_TYPE, metrics::CONTENT_TYPE)
+                .body(body::full(Bytes::from(metrics::render(&self.registry))))
+                .expect("static response parts"),
+            ("" | "metrics", false) => method_not_allowed("GET"),
+            _ => no_endpoint(path),
+        }
+    }
+
+    /// `/api/v1/...` (`rest`: the segments after `v1`).
+    async fn api(
+        &self,
+        req: &Request<Incoming>,
+        rest: &[&str],
+        get: bool,
+        post: bool,
+    ) -> Response<Body> {
+        match rest {
+            ["pools"] if get => json_response(StatusCode::OK, &api::pool_list(&self.sampler)),
+            ["pools", name] if get => self.pool(name),
+            ["pools", _, action] if !["recycle", "start", "stop"].contains(action) => error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown action {action:?}: use recycle, start or stop"),
             ),
+            ["pools", name, action] if post => self.pool_action(name, action),
+            ["requests"] if get => self.requests(req),
+            ["upgrade"] if post => upgrade(),
+            ["reload"] if post => self.reload().await,
+            ["diagnose"] if get => self.diagnose(),
+            ["diagnose", "snapshots", rest @ ..] if get => self.snapshot_answer(rest),
+            ["stats"] if get => self.stats(req),
+            ["pools"] | ["pools", _] | ["requests"] | ["diagnose"] | ["stats"] => {
+                method_not_allowed("GET")
+            }
+            ["diagnose", "snapshots", ..] => method_not_allowed("GET"),
+            ["pools", _, _] | ["upgrade"] | ["reload"] => method_not_allowed("POST"),
+            _ => no_endpoint(req.uri().path()),
         }
+    }
+
+    /// `GET /api/v1/diagnose`: the findings, with the evidence snapshots kept.
+    fn diagnose(&self) -> Response<Body> {
+        let report = diagnose::diagnose(&self.sampler.history());
+        let mut v = serde_json::json!(report);
+        let cfg = self.ctx.front.config();
+        v["snapshots"] = self.sampler.snapshots().list_json(&cfg.diagnose);
+        json_response(StatusCode::OK, &v)
     }
 
     /// `GET /api/v1/diagnose/snapshots` (the list) and `.../snapshots/{id}` (one file).
@@ -508,6 +453,65 @@ impl Server {
             },
             _ => error(StatusCode::NOT_FOUND, "no such snapshot"),
         }
+    }
+
+    fn pool(&self, name: &str) -> Response<Body> {
+        match self.ctx.front.pool(name) {
+            Some(p) => json_response(StatusCode::OK, &api::pool_doc(&self.sampler, name, &p)),
+            None => error(StatusCode::NOT_FOUND, format!("no pool named {name:?}")),
+        }
+    }
+
+    /// `GET /api/v1/requests[?pool=P&minElapsedMs=N]`.
+    fn requests(&self, req: &Request<Incoming>) -> Response<Body> {
+        let min = query_param(req, "minElapsedMs").or_else(|| query_param(req, "min_elapsed_ms"));
+        let min_elapsed_ms = match min.as_deref().map(str::parse::<u64>) {
+            None => 0,
+            Some(Ok(v)) => v,
+            Some(Err(_)) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "minElapsedMs must be a whole number of milliseconds",
+                )
+            }
+        };
+        let filter = api::RequestFilter {
+            pool: query_param(req, "pool").filter(|p| !p.is_empty()),
+            min_elapsed_ms,
+        };
+        let list = api::request_list(self.ctx.front.inflight.list(), &filter);
+        json_response(StatusCode::OK, &list)
+    }
+
+    async fn reload(&self) -> Response<Body> {
+        let Some(reload) = &self.ctx.reload else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "reload is not available in this process",
+            );
+        };
+        match reload().await {
+            Ok(()) => json_response(StatusCode::OK, &wire::Reloaded { reloaded: true }),
+            Err(e) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("reload refused, the running configuration stays:\n{e}"),
+            ),
+        }
+    }
+
+    /// `GET /api/v1/stats[?since=T]`, with the longest-running in-flight requests.
+    fn stats(&self, req: &Request<Incoming>) -> Response<Body> {
+        let since = query_param(req, "since").and_then(|v| v.parse().ok());
+        let mut stats = api::stats(&self.sampler.history(), since);
+        stats.requests = self
+            .ctx
+            .front
+            .inflight
+            .list()
+            .into_iter()
+            .take(200)
+            .collect();
+        json_response(StatusCode::OK, &stats)
     }
 
     fn pool_action(&self, name: &str, action: &str) -> Response<Body> {
@@ -553,12 +557,35 @@ impl Server {
         match result {
             Ok(()) => {
                 tracing::info!(pool = name, action, "admin action");
-                json_response(
-                    StatusCode::OK,
-                    &json!({"pool": name, "action": action, "ok": true, "state": pool.state().as_str()}),
-                )
+                let done = wire::ActionDone {
+                    pool: name.to_string(),
+                    action: action.to_string(),
+                    ok: true,
+                    state: pool.state().as_str().to_string(),
+                };
+                json_response(StatusCode::OK, &done)
             }
             Err((status, msg)) => error(status, msg),
         }
     }
+}
+
+/// `POST /api/v1/upgrade`: raise this process's SIGUSR2.
+fn upgrade() -> Response<Body> {
+    match crate::ops::upgrade::request() {
+        Ok(()) => {
+            let started = wire::UpgradeStarted {
+                upgrade: "started".into(),
+            };
+            json_response(StatusCode::ACCEPTED, &started)
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+fn no_endpoint(path: &str) -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such admin endpoint: {path}"),
+    )
 }

@@ -11,7 +11,7 @@ use crate::supervisor::Supervisor;
 use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,75 +23,12 @@ pub const HISTORY: usize = 120;
 /// without it (its previous counters stay in the cache).
 const FETCH_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// One worker thread pool as `/.roost/counters` reports it (tolerant of missing fields,
-/// so an older or newer worker still parses).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct ThreadPoolView {
-    pub threads: usize,
-    pub busy: usize,
-    pub idle: usize,
-    pub queued: usize,
-    pub blocked: usize,
-    /// Busy threads the worker's gate thread found blocked in the kernel without a hint.
-    pub blocked_detected: usize,
-    pub goal: usize,
-    pub min: usize,
-    pub max: usize,
-    pub completed: u64,
-    pub injections: InjectionsView,
-    /// Machine CPU utilisation the worker's gate thread last saw (percent).
-    pub cpu_percent: u32,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct InjectionsView {
-    pub hill_climbing: u64,
-    pub starvation: u64,
-    pub blocking: u64,
-    pub blocking_detected: u64,
-}
-
-/// The worker's gate (ASP.NET "Requests Current / Queued / Rejected").
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct GateView {
-    pub current: usize,
-    pub queued: usize,
-    pub executing: usize,
-    pub executing_threads: usize,
-    pub rejected: u64,
-    pub completed: u64,
-    pub disconnected: u64,
-    pub request_queue_limit: usize,
-    pub max_executing: usize,
-    pub max_executing_threads: usize,
-}
-
-/// One route's share of a worker's busy threads (`busy_routes` in `/.roost/counters`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct BusyRouteView {
-    pub route: String,
-    pub threads: usize,
-    pub avg_ms: f64,
-    pub max_ms: f64,
-}
-
-/// A built-in worker's `/.roost/counters` document.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct WorkerCounters {
-    pub pid: u32,
-    pub app: String,
-    pub uptime_seconds: f64,
-    pub cpus: usize,
-    pub io_threads: usize,
-    pub worker_pools: BTreeMap<String, ThreadPoolView>,
-    pub gate: GateView,
-    pub busy_routes: Vec<BusyRouteView>,
-}
+/// The worker's counter types under the names the diagnosis reads them by: one set of
+/// wire types ([`crate::worker::counters`]) the worker serialises and the sampler parses.
+pub use crate::worker::counters::{
+    BusyRoute as BusyRouteView, GateCounters as GateView, Injections as InjectionsView,
+    ThreadPoolCounters as ThreadPoolView, WorkerCounters,
+};
 
 /// One worker at one sample.
 #[derive(Debug, Clone, Serialize)]
@@ -219,26 +156,7 @@ impl Sample {
 
 /// Every status class merged into one histogram.
 pub fn merged_duration(pool: &Pool) -> HistogramSnapshot {
-    let c = pool.counters();
-    let mut out: Option<HistogramSnapshot> = None;
-    for h in &c.duration_by_class {
-        let s = h.snapshot();
-        out = Some(match out {
-            None => s,
-            Some(mut acc) => {
-                for (a, b) in acc.counts.iter_mut().zip(&s.counts) {
-                    *a += b;
-                }
-                acc.count += s.count;
-                acc.sum_seconds += s.sum_seconds;
-                for (a, b) in acc.bucket_sums.iter_mut().zip(&s.bucket_sums) {
-                    *a += b;
-                }
-                acc
-            }
-        });
-    }
-    out.unwrap_or_else(|| crate::pool::Histogram::default().snapshot())
+    pool.counters().merged_duration()
 }
 
 /// What the configuration says about a pool's start-up.

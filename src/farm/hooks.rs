@@ -1,4 +1,4 @@
-//! The farm's `front::PoolHooks`: each farm pool gets a health-check task (if
+//! The farm's `pool::PoolHooks`: each farm pool gets a health-check task (if
 //! `healthCheck` is set) and a discovery task (if `discovery` is set); they restart
 //! when the pool's config changes and stop when it leaves.
 
@@ -35,7 +35,7 @@ impl FarmHooks {
     }
 }
 
-impl crate::front::PoolHooks for FarmHooks {
+impl crate::pool::PoolHooks for FarmHooks {
     fn pool_added(&self, pool: &Arc<Pool>, cfg: &model::Pool, _previous: Option<&model::Pool>) {
         self.stop(pool.name());
         let Backend::Farm(farm) = &cfg.backend else {

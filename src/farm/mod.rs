@@ -6,7 +6,7 @@
 //!   (unchanged servers keep their member, connections and health; removed ones drain).
 //! - [`FarmState`], kept as the pool's extension: per-server health (active checks,
 //!   passive outlier ejection, slow-start ramp), the affinity cookie map, the retry budget.
-//! - [`FarmHooks`]: the `front::PoolHooks` that runs each farm pool's health-check and
+//! - [`FarmHooks`]: the `pool::PoolHooks` that runs each farm pool's health-check and
 //!   discovery tasks.
 //! - [`request`]: what the proxy asks per request (hash key, affinity, retries, outcomes).
 //! - [`server_states`], [`drain_server`]: for the admin API and metrics.
@@ -55,7 +55,7 @@ use crate::pool::{Member, Pool};
 use crate::upstream::{Client, Endpoint};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use server::{ServerRt, Spec, WEIGHT_SCALE};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -514,7 +514,7 @@ pub(crate) fn note_outcome(pool: &Arc<Pool>, member: &Member, outcome: Outcome) 
 }
 
 /// One server as the admin API and metrics see it (`farm_server_healthy{pool,server}`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerState {
     pub pool: String,
     pub server: String,
@@ -523,7 +523,8 @@ pub struct ServerState {
     /// Takes new requests: healthy and not draining.
     pub usable: bool,
     /// `healthy`, `unhealthy` (active check), `ejected` (passive), `draining`.
-    pub state: &'static str,
+    #[serde(deserialize_with = "server_state_word")]
+    pub state: Word,
     pub backup: bool,
     pub discovered: bool,
     /// Configured weight and slots, and the effective ones (lower during slow start).
@@ -542,6 +543,21 @@ pub struct ServerState {
     pub ejection_threshold: u32,
     pub latency_ewma_ms: f64,
     pub last_check: Option<LastCheck>,
+}
+
+/// A word from a fixed set. Named, because serde's derive would make a field spelled
+/// `&'static str` borrow from the input and so only deserialise from `'static` data.
+type Word = &'static str;
+
+const SERVER_STATES: [&str; 4] = ["healthy", "unhealthy", "ejected", "draining"];
+
+/// `state` read back (by `roost ctl`) as one of the words [`server_states`] writes.
+fn server_state_word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    SERVER_STATES
+        .into_iter()
+        .find(|w| *w == s)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&s, &SERVER_STATES))
 }
 
 /// A snapshot of every server of a farm pool (empty for other pools).

@@ -3,7 +3,7 @@
 //! derived here: healthy = last active verdict is good AND not ejected.
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,7 +31,7 @@ pub(crate) struct Spec {
 }
 
 /// The result of the latest active health check.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LastCheck {
     /// Seconds since the Unix epoch.
     pub at: f64,

@@ -4,7 +4,7 @@
 //! Lines go through a bounded channel; if the writer falls behind, lines are dropped and
 //! counted rather than slowing requests (the count is logged when it changes).
 
-use super::proxy::RequestRecord;
+use super::record::RequestRecord;
 use crate::config::model::{AccessLog, AccessLogFormat};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

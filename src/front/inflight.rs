@@ -6,7 +6,7 @@
 use http::uri::PathAndQuery;
 use http::Method;
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -65,15 +65,30 @@ impl Entry {
 }
 
 /// One row of `GET /api/v1/requests`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestInfo {
     pub id: u64,
     pub pool: String,
     pub worker_pid: Option<u32>,
     pub method: String,
     pub url: String,
-    pub state: &'static str,
+    /// `queued` or `executing`.
+    #[serde(deserialize_with = "request_state")]
+    pub state: Word,
     pub elapsed_ms: u64,
+}
+
+/// A word from a fixed set. Named, because serde's derive would make a field spelled
+/// `&'static str` borrow from the input and so only deserialise from `'static` data.
+type Word = &'static str;
+
+/// `state` read back (by `roost ctl`) as one of the words the registry writes.
+fn request_state<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    ["queued", "executing"]
+        .into_iter()
+        .find(|w| *w == s)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&s, &["queued", "executing"]))
 }
 
 /// Removes its entry when the request is finished (or abandoned).

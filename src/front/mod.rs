@@ -4,7 +4,7 @@
 //! A request's path through this module: [`server`] (accept, connection cap, TLS) →
 //! [`connection`] (protocol sniff; HTTP/2 on hyper) or [`h1`] (roost's HTTP/1.1 server) →
 //! [`proxy`] (validate, [`router`], pool queue, forward with [`headers`] rules) →
-//! [`access_log`].
+//! [`access_log`]. A finished request is a [`record::RequestRecord`].
 
 pub mod access_log;
 pub mod connection;
@@ -13,8 +13,11 @@ pub mod headers;
 pub mod inflight;
 pub mod overload;
 pub mod proxy;
+pub mod record;
 pub mod router;
 pub mod server;
 pub mod tls;
 
-pub use server::{Front, PoolHooks, StartError, State};
+/// The hooks live with the pools; re-exported where the front takes them.
+pub use crate::pool::PoolHooks;
+pub use server::{Front, StartError, State};

@@ -7,6 +7,7 @@
 use super::connection::InFlight;
 use super::headers;
 use super::inflight::Registered;
+use super::record::{CloseConnection, ConnInfo, RequestRecord};
 use super::Front;
 use crate::body::{self, Body, BoxError};
 use crate::error::{Reason, REASON_HEADER_NAME};
@@ -15,51 +16,14 @@ use crate::pool::{Lease, PickKey, Pool};
 use crate::upstream::{UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{header, Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-/// What the front knows about the connection a request arrived on.
-#[derive(Clone, Copy)]
-pub struct ConnInfo {
-    /// The configured listen address (the router's key).
-    pub listen: SocketAddr,
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    pub tls: bool,
-}
-
-/// A finished request, as the access log and counters see it. Its fields share the
-/// request's own buffers (method, target, user agent) and the pool's name: building one
-/// copies no string.
-#[derive(Debug, Clone)]
-pub struct RequestRecord {
-    /// `None` for a request refused before its head could be read (400, 431, 408).
-    pub method: Option<http::Method>,
-    /// Path and query as the client sent them (`None` as for `method`).
-    pub target: Option<PathAndQuery>,
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    pub user_agent: Option<http::HeaderValue>,
-    pub status: u16,
-    pub elapsed: Duration,
-    pub pool: Option<Arc<str>>,
-    pub worker_pid: Option<u32>,
-    pub queue_wait: Option<Duration>,
-    pub reason: Option<Reason>,
-}
-
-/// The rejection that closes the connection instead of answering
-/// (`loadBalancerCapabilities: TcpLevel`): a load balancer in front sees a TCP failure.
-#[derive(Debug, thiserror::Error)]
-#[error("connection closed instead of answering: {0}")]
-pub struct CloseConnection(pub Reason);
 
 /// The per-connection hyper service: every request goes through [`handle`].
 #[derive(Clone)]
@@ -67,30 +31,6 @@ pub struct Service {
     pub(super) front: Arc<Front>,
     pub(super) conn: Arc<ConnInfo>,
     pub(super) activity: Arc<super::connection::Activity>,
-}
-
-impl RequestRecord {
-    /// The record of a request as it arrived (status and timings filled in later).
-    fn of(req: &Request<Body>, conn: &ConnInfo) -> RequestRecord {
-        RequestRecord {
-            method: Some(req.method().clone()),
-            target: Some(
-                req.uri()
-                    .path_and_query()
-                    .cloned()
-                    .unwrap_or_else(|| PathAndQuery::from_static("/")),
-            ),
-            local: conn.local,
-            peer: conn.peer,
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
-            status: 0,
-            elapsed: Duration::ZERO,
-            pool: None,
-            worker_pid: None,
-            queue_wait: None,
-            reason: None,
-        }
-    }
 }
 
 /// A request being handled, as both servers hold it.

@@ -8,12 +8,13 @@
 use super::connection::{self, Activity, Protocol};
 use super::inflight::Registry;
 use super::overload::{self, Conn, ConnState};
-use super::proxy::{self, ConnInfo, RequestRecord};
+use super::proxy;
+use super::record::{ConnInfo, RequestRecord};
 use super::router::HostRouter;
 use super::tls;
 use crate::config::model::{Backend, Config, Limits};
 use crate::farm;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolHooks};
 use crate::runtime::Threads;
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
@@ -26,20 +27,6 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-
-/// Something that runs alongside the pools and must follow them through reloads: the
-/// supervisor (web gardens) and the farm health checker.
-pub trait PoolHooks: Send + Sync {
-    /// A pool appeared (start) or its config changed (`previous` is the old one).
-    fn pool_added(
-        &self,
-        pool: &Arc<Pool>,
-        cfg: &crate::config::model::Pool,
-        previous: Option<&crate::config::model::Pool>,
-    );
-    /// A pool left the configuration.
-    fn pool_removed(&self, pool: &Arc<Pool>);
-}
 
 /// What a reload replaces in one atomic swap.
 pub struct State {

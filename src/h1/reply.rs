@@ -39,44 +39,9 @@ pub fn encode_head(
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let no_body = ask.head_method || bodiless_status;
-    // An HTTP/1.0 client is answered in its own version, as hyper did.
-    out.extend_from_slice(if ask.version == Version::HTTP_10 {
-        b"HTTP/1.0 "
-    } else {
-        b"HTTP/1.1 "
-    });
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut has_date = false;
-    // The first valid `Content-Length` frames the body and is written once. One pass
-    // finds it and writes the rest (a hashed lookup first cost more than the pass).
-    let mut declared: Option<u64> = None;
-    for (name, value) in headers {
-        // Framing is roost's to write: a length the body contradicts, or a
-        // transfer-coding the client did not ask for, would desync the connection.
-        // 204 and 304 carry no length either (hyper's choice, kept).
-        if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
-            continue;
-        }
-        if *name == header::CONTENT_LENGTH {
-            if bodiless_status || declared.is_some() {
-                continue;
-            }
-            match super::fields::parse_length(value.as_bytes()) {
-                Some(n) => declared = Some(n),
-                None => continue,
-            }
-        }
-        has_date |= *name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let mut framing = if no_body {
+    status_line(out, status, ask.version);
+    let (declared, has_date) = member_fields(out, headers, bodiless_status);
+    let mut framing = if ask.head_method || bodiless_status {
         Framing::None
     } else if let Some(n) = declared {
         Framing::Length(n)
@@ -115,6 +80,54 @@ pub fn encode_head(
     }
     out.extend_from_slice(b"\r\n");
     (framing, keep_alive)
+}
+
+/// The status line; an HTTP/1.0 client is answered in its own version, as hyper did.
+fn status_line(out: &mut Vec<u8>, status: StatusCode, version: Version) {
+    out.extend_from_slice(if version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The member's fields less the framing ones. Returns the first valid `Content-Length`
+/// (which frames the body and is written once) and whether a `Date` was among them. One
+/// pass finds it and writes the rest (a hashed lookup first cost more than the pass).
+fn member_fields(
+    out: &mut Vec<u8>,
+    headers: &HeaderMap,
+    bodiless_status: bool,
+) -> (Option<u64>, bool) {
+    let mut has_date = false;
+    let mut declared: Option<u64> = None;
+    for (name, value) in headers {
+        // Framing is roost's to write: a length the body contradicts, or a
+        // transfer-coding the client did not ask for, would desync the connection.
+        // 204 and 304 carry no length either (hyper's choice, kept).
+        if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
+            continue;
+        }
+        if *name == header::CONTENT_LENGTH {
+            if bodiless_status || declared.is_some() {
+                continue;
+            }
+            match super::fields::parse_length(value.as_bytes()) {
+                Some(n) => declared = Some(n),
+                None => continue,
+            }
+        }
+        has_date |= *name == header::DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    (declared, has_date)
 }
 
 thread_local! {

@@ -2,7 +2,7 @@
 //! rules a proxy must enforce before anything is forwarded (RFC 9112 §6, reliability.md
 //! §2: request smuggling).
 
-use super::fields::{cached_name, connection_tokens, locate, parse_length, ParseScratch};
+use super::fields::{cached_name, connection_tokens, locate, parse_length, ParseScratch, Span};
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Uri, Version};
@@ -53,6 +53,65 @@ pub fn parse(
     scratch: &mut Scratch,
 ) -> Result<Option<Head>, HeadError> {
     let ParseScratch { spans, names } = scratch;
+    let Some(line) = request_line(buf, max, spans)? else {
+        return Ok(None);
+    };
+    // Every value below is a slice of this one buffer: no copy per header.
+    let head = buf.split_to(line.len).freeze();
+    let (ps, pl) = line.path_span;
+    let uri = Uri::from_maybe_shared(head.slice(ps..ps + pl))
+        .map_err(|_| HeadError::Bad("bad request target"))?;
+    let version = line.version;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut seen = Seen {
+        close: version == Version::HTTP_10,
+        ..Seen::default()
+    };
+    for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
+        let raw_name = &head[ns as usize..ne as usize];
+        let name = cached_name(names, i, raw_name).ok_or(HeadError::Bad("bad header name"))?;
+        if !seen.field(&name, &head[vs as usize..ve as usize], version)? {
+            continue;
+        }
+        // SAFETY: httparse accepted the value, and it accepts only what `HeaderValue`
+        // allows (no CR, LF, NUL or other control bytes but tab); hyper relies on the
+        // same.
+        let value = unsafe {
+            HeaderValue::from_maybe_shared_unchecked(head.slice(vs as usize..ve as usize))
+        };
+        headers.append(name, value);
+    }
+    let framing = seen.framing(version, &mut headers)?;
+    let mut request = Request::new(());
+    *request.method_mut() = line.method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    Ok(Some(Head {
+        request,
+        framing,
+        keep_alive: !seen.close,
+        expect_continue: seen.expect_continue && version == Version::HTTP_11,
+        upgrade: seen.conn_upgrade && seen.has_upgrade && version == Version::HTTP_11,
+    }))
+}
+
+/// The request line of a complete head, with the header positions in `spans`.
+struct RequestLine {
+    /// The head's length in the buffer.
+    len: usize,
+    version: Version,
+    method: Method,
+    /// (offset, length) of the request target.
+    path_span: (usize, usize),
+}
+
+/// Run httparse over `buf`. `Ok(None)`: incomplete and still under `max`.
+fn request_line(
+    buf: &BytesMut,
+    max: usize,
+    spans: &mut Vec<Span>,
+) -> Result<Option<RequestLine>, HeadError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -81,86 +140,85 @@ pub fn parse(
     let path = req.path.unwrap_or_default();
     let path_span = (path.as_ptr() as usize - base, path.len());
     locate(spans, req.headers, base);
-    // Every value below is a slice of this one buffer: no copy per header.
-    let head = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1))
-        .map_err(|_| HeadError::Bad("bad request target"))?;
+    Ok(Some(RequestLine {
+        len,
+        version,
+        method,
+        path_span,
+    }))
+}
 
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    let mut close = version == Version::HTTP_10;
-    let mut conn_upgrade = false;
-    let mut has_upgrade = false;
-    let mut expect_continue = false;
-    let mut te: Option<bool> = None; // Some(final coding is chunked)
-    let mut length: Option<u64> = None;
-    for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
-        let raw_name = &head[ns as usize..ne as usize];
-        let name = cached_name(names, i, raw_name).ok_or(HeadError::Bad("bad header name"))?;
-        let raw = &head[vs as usize..ve as usize];
+/// What the header fields said about framing and the connection.
+#[derive(Default)]
+struct Seen {
+    close: bool,
+    conn_upgrade: bool,
+    has_upgrade: bool,
+    expect_continue: bool,
+    /// `Some(final coding is chunked)`.
+    te: Option<bool>,
+    length: Option<u64>,
+}
+
+impl Seen {
+    /// Note one field. `Ok(false)`: leave it out of the request (a repeated equal
+    /// `Content-Length`).
+    fn field(
+        &mut self,
+        name: &header::HeaderName,
+        raw: &[u8],
+        version: Version,
+    ) -> Result<bool, HeadError> {
         if name == header::CONNECTION {
-            conn_upgrade |= connection_tokens(raw, version, &mut close);
+            self.conn_upgrade |= connection_tokens(raw, version, &mut self.close);
         } else if name == header::TRANSFER_ENCODING {
             // More than one Transfer-Encoding line, or a final coding other than
             // chunked, cannot be framed unambiguously (RFC 9112 §6.3): refused.
-            if te.is_some() {
+            if self.te.is_some() {
                 return Err(HeadError::Bad("repeated transfer-encoding"));
             }
-            te = Some(
+            self.te = Some(
                 raw.rsplit(|&b| b == b',')
                     .next()
                     .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked")),
             );
         } else if name == header::CONTENT_LENGTH {
             let n = parse_length(raw).ok_or(HeadError::Bad("bad content-length"))?;
-            match length {
+            match self.length {
                 Some(l) if l != n => return Err(HeadError::Bad("conflicting content-length")),
                 // The same length again is one length (RFC 9110 §8.6), forwarded once: a
                 // member may refuse the repeat (nginx does).
-                Some(_) => continue,
-                None => length = Some(n),
+                Some(_) => return Ok(false),
+                None => self.length = Some(n),
             }
         } else if name == header::UPGRADE {
-            has_upgrade = true;
+            self.has_upgrade = true;
         } else if name == header::EXPECT {
-            expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            self.expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
-        // SAFETY: httparse accepted the value, and it accepts only what `HeaderValue`
-        // allows (no CR, LF, NUL or other control bytes but tab); hyper relies on the
-        // same.
-        let value = unsafe {
-            HeaderValue::from_maybe_shared_unchecked(head.slice(vs as usize..ve as usize))
-        };
-        headers.append(name, value);
+        Ok(true)
     }
-    let framing = match (te, length) {
-        (Some(_), _) if version == Version::HTTP_10 => {
-            return Err(HeadError::Bad("transfer-encoding in HTTP/1.0"))
-        }
-        (Some(false), _) => return Err(HeadError::Bad("final transfer-coding is not chunked")),
-        (Some(true), Some(_)) => {
-            // Both: Transfer-Encoding frames the body, the length is dropped so nothing
-            // further down reads it, and the connection closes after the response (RFC
-            // 9112 §6.1; what hyper did here, and HAProxy).
-            headers.remove(header::CONTENT_LENGTH);
-            close = true;
-            Framing::Chunked
-        }
-        (Some(true), None) => Framing::Chunked,
-        (None, Some(0)) | (None, None) => Framing::None,
-        (None, Some(n)) => Framing::Length(n),
-    };
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = headers;
-    Ok(Some(Head {
-        request,
-        framing,
-        keep_alive: !close,
-        expect_continue: expect_continue && version == Version::HTTP_11,
-        upgrade: conn_upgrade && has_upgrade && version == Version::HTTP_11,
-    }))
+
+    /// How the body is delimited, or why it cannot be told safely.
+    fn framing(&mut self, version: Version, headers: &mut HeaderMap) -> Result<Framing, HeadError> {
+        Ok(match (self.te, self.length) {
+            (Some(_), _) if version == Version::HTTP_10 => {
+                return Err(HeadError::Bad("transfer-encoding in HTTP/1.0"))
+            }
+            (Some(false), _) => return Err(HeadError::Bad("final transfer-coding is not chunked")),
+            (Some(true), Some(_)) => {
+                // Both: Transfer-Encoding frames the body, the length is dropped so
+                // nothing further down reads it, and the connection closes after the
+                // response (RFC 9112 §6.1; what hyper did here, and HAProxy).
+                headers.remove(header::CONTENT_LENGTH);
+                self.close = true;
+                Framing::Chunked
+            }
+            (Some(true), None) => Framing::Chunked,
+            (None, Some(0)) | (None, None) => Framing::None,
+            (None, Some(n)) => Framing::Length(n),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! as the client side: a member that breaks HTTP gets a 502 (`BadGateway`), never a
 //! guess that could frame the body differently from what the member meant.
 
-use super::fields::{cached_name, connection_tokens, invalid, locate, parse_length, ParseScratch};
+use super::fields::{
+    cached_name, connection_tokens, invalid, locate, parse_length, ParseScratch, Span,
+};
 use bytes::{Buf, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version};
@@ -44,6 +46,51 @@ pub fn parse_response(
     scratch: &mut ParseScratch,
 ) -> io::Result<Option<ResponseHead>> {
     let ParseScratch { spans, names } = scratch;
+    let Some((len, status, version)) = status_line(buf, spans)? else {
+        return Ok(None);
+    };
+    // Every value is a slice of this one buffer, no copy per header.
+    let head_bytes = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut seen = Seen {
+        close: version == Version::HTTP_10,
+        ..Seen::default()
+    };
+    for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
+        let raw_name = &head_bytes[ns as usize..ne as usize];
+        let name = cached_name(names, i, raw_name).ok_or_else(|| invalid("bad header name"))?;
+        seen.field(&name, &head_bytes[vs as usize..ve as usize], version)?;
+        // SAFETY: httparse accepted the value, and it accepts only what `HeaderValue`
+        // allows (no CR, LF, NUL or other control bytes but tab); hyper relies on the
+        // same.
+        let value = unsafe {
+            HeaderValue::from_maybe_shared_unchecked(head_bytes.slice(vs as usize..ve as usize))
+        };
+        headers.append(name, value);
+    }
+    if seen.te && seen.length.is_some() {
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and a proxy must
+        // not pass the length on (the client would frame the body by it).
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    let framing = seen.framing(status, version, method)?;
+    // A body read to EOF, or a tunnel, ends the connection's life as HTTP.
+    let keep_alive = !seen.close && !matches!(framing, RespFraming::Eof | RespFraming::Upgrade);
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Parse status lines until a final one (interim responses are consumed), its header
+/// positions in `spans`. `Ok(None)`: not all here yet.
+fn status_line(
+    buf: &mut BytesMut,
+    spans: &mut Vec<Span>,
+) -> io::Result<Option<(usize, StatusCode, Version)>> {
     loop {
         if buf.is_empty() {
             return Ok(None);
@@ -77,74 +124,65 @@ pub fn parse_response(
         } else {
             Version::HTTP_11
         };
-        // Remember where each header is, then freeze the head once: every value is a
-        // slice of that one buffer, no copy per header.
         locate(spans, resp.headers, buf.as_ptr() as usize);
-        let head_bytes = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(spans.len());
-        let mut close = version == Version::HTTP_10;
-        let mut te = false;
-        let mut length: Option<u64> = None;
-        for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
-            let raw_name = &head_bytes[ns as usize..ne as usize];
-            let name = cached_name(names, i, raw_name).ok_or_else(|| invalid("bad header name"))?;
-            let raw = &head_bytes[vs as usize..ve as usize];
-            if name == header::CONNECTION {
-                connection_tokens(raw, version, &mut close);
-            } else if name == header::TRANSFER_ENCODING {
-                // Only `chunked` alone: roost decodes it and the client gets roost's own
-                // framing, so another coding (`gzip, chunked`) would reach the client as
-                // plain bytes it cannot decode. nginx refuses it the same way (502).
-                if te || !raw.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                    return Err(invalid("unsupported transfer-encoding"));
-                }
-                te = true;
-            } else if name == header::CONTENT_LENGTH {
-                let n = parse_length(raw).ok_or_else(|| invalid("bad content-length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(invalid("conflicting content-length"));
-                }
-                length = Some(n);
+        return Ok(Some((len, status, version)));
+    }
+}
+
+/// What a member's header fields said about framing and the connection.
+#[derive(Default)]
+struct Seen {
+    close: bool,
+    te: bool,
+    length: Option<u64>,
+}
+
+impl Seen {
+    fn field(&mut self, name: &header::HeaderName, raw: &[u8], version: Version) -> io::Result<()> {
+        if name == header::CONNECTION {
+            connection_tokens(raw, version, &mut self.close);
+        } else if name == header::TRANSFER_ENCODING {
+            // Only `chunked` alone: roost decodes it and the client gets roost's own
+            // framing, so another coding (`gzip, chunked`) would reach the client as
+            // plain bytes it cannot decode. nginx refuses it the same way (502).
+            if self.te || !raw.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(invalid("unsupported transfer-encoding"));
             }
-            // SAFETY: httparse accepted the value, and it accepts only what `HeaderValue`
-            // allows (no CR, LF, NUL or other control bytes but tab); hyper relies on the
-            // same.
-            let value = unsafe {
-                HeaderValue::from_maybe_shared_unchecked(head_bytes.slice(vs as usize..ve as usize))
-            };
-            headers.append(name, value);
+            self.te = true;
+        } else if name == header::CONTENT_LENGTH {
+            let n = parse_length(raw).ok_or_else(|| invalid("bad content-length"))?;
+            if self.length.is_some_and(|l| l != n) {
+                return Err(invalid("conflicting content-length"));
+            }
+            self.length = Some(n);
         }
-        if te && length.is_some() {
-            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and a proxy must
-            // not pass the length on (the client would frame the body by it).
-            headers.remove(header::CONTENT_LENGTH);
-        }
-        let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
+        Ok(())
+    }
+
+    /// How the body is delimited: by the status and method first, then the fields.
+    fn framing(
+        &self,
+        status: StatusCode,
+        version: Version,
+        method: &Method,
+    ) -> io::Result<RespFraming> {
+        Ok(if status == StatusCode::SWITCHING_PROTOCOLS {
             RespFraming::Upgrade
         } else if *method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
         {
             RespFraming::Length(0)
-        } else if te {
+        } else if self.te {
             if version == Version::HTTP_10 {
                 return Err(invalid("transfer-encoding in an HTTP/1.0 response"));
             }
             RespFraming::Chunked
-        } else if let Some(n) = length {
+        } else if let Some(n) = self.length {
             RespFraming::Length(n)
         } else {
             RespFraming::Eof
-        };
-        // A body read to EOF, or a tunnel, ends the connection's life as HTTP.
-        let keep_alive = !close && !matches!(framing, RespFraming::Eof | RespFraming::Upgrade);
-        return Ok(Some(ResponseHead {
-            status,
-            version,
-            headers,
-            framing,
-            keep_alive,
-        }));
+        })
     }
 }
 

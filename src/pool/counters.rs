@@ -83,6 +83,52 @@ impl HistogramSnapshot {
         None
     }
 
+    /// The `q` quantile, interpolated inside its bucket (as Prometheus's
+    /// `histogram_quantile` does) but around where that bucket's samples really are: the
+    /// bucket's samples are taken as spread evenly over the widest range inside the bucket
+    /// centred on their mean. A 50 ms workload then reads p50 ≈ p99 ≈ 50 ms, not 75 / 100
+    /// ms (its bucket is 50..100 ms). `None` without samples; the +Inf bucket reports the
+    /// last finite bound.
+    pub fn interpolated_quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let mut seen = 0.0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            let c = c as f64;
+            if c > 0.0 && seen + c >= rank {
+                let Some(&upper) = BUCKETS.get(i) else {
+                    return BUCKETS.last().copied();
+                };
+                let lower = if i == 0 { 0.0 } else { BUCKETS[i - 1] };
+                let (lo, hi) = match self.bucket_sums.get(i) {
+                    Some(&sum) if sum > 0.0 => {
+                        let mean = (sum / c).clamp(lower, upper);
+                        let half = (mean - lower).min(upper - mean);
+                        (mean - half, mean + half)
+                    }
+                    _ => (lower, upper),
+                };
+                return Some(lo + (hi - lo) * ((rank - seen) / c).clamp(0.0, 1.0));
+            }
+            seen += c;
+        }
+        BUCKETS.last().copied()
+    }
+
+    /// Add `other`'s samples to these.
+    pub fn add(&mut self, other: &HistogramSnapshot) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum_seconds += other.sum_seconds;
+        for (a, b) in self.bucket_sums.iter_mut().zip(&other.bucket_sums) {
+            *a += b;
+        }
+    }
+
     /// Samples that arrived between `earlier` and `self` (for per-interval rates).
     pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
         let counts: Vec<u64> = self
@@ -139,6 +185,21 @@ impl PoolCounters {
             .sum()
     }
 
+    /// Response time over every status class, in one histogram.
+    pub fn merged_duration(&self) -> HistogramSnapshot {
+        let mut out = Histogram::default().snapshot();
+        for h in &self.duration_by_class {
+            out.add(&h.snapshot());
+        }
+        out
+    }
+
+    /// p50 and p99 of the response time since start.
+    pub fn latency_quantiles(&self) -> (Option<f64>, Option<f64>) {
+        let h = self.merged_duration();
+        (h.interpolated_quantile(0.5), h.interpolated_quantile(0.99))
+    }
+
     /// Record a finished request's status and duration.
     pub fn observe_response(&self, status: u16, elapsed: Duration) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
@@ -148,4 +209,51 @@ impl PoolCounters {
 
 fn reason_index(r: Reason) -> usize {
     Reason::ALL.iter().position(|&x| x == r).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_a_bucket() {
+        let h = Histogram::default();
+        assert_eq!(h.snapshot().interpolated_quantile(0.5), None);
+        // Ten samples in the (0.25, 0.5] bucket.
+        for _ in 0..10 {
+            h.observe(Duration::from_millis(300));
+        }
+        let s = h.snapshot();
+        // Around where the samples are (300 ms), not the bucket's middle (375 ms) or top.
+        let p50 = s.interpolated_quantile(0.5).unwrap();
+        assert!((p50 - 0.3).abs() < 1e-6, "{p50}");
+        let p99 = s.interpolated_quantile(0.99).unwrap();
+        assert!((0.3..0.36).contains(&p99), "{p99}");
+        // A 50 ms workload (just over the 50 ms bound): p50 and p99 read ~50 ms.
+        let h50 = Histogram::default();
+        for i in 0..100 {
+            h50.observe(Duration::from_micros(50_500 + i * 10));
+        }
+        let s50 = h50.snapshot();
+        let (p50, p99) = (
+            s50.interpolated_quantile(0.5).unwrap(),
+            s50.interpolated_quantile(0.99).unwrap(),
+        );
+        assert!((0.050..0.052).contains(&p50), "{p50}");
+        assert!((0.050..0.053).contains(&p99), "{p99}");
+        // One slow outlier past the last bound.
+        h.observe(Duration::from_secs(500));
+        assert_eq!(h.snapshot().interpolated_quantile(1.0), Some(120.0));
+    }
+
+    #[test]
+    fn merged_duration_adds_every_class() {
+        let c = PoolCounters::default();
+        c.observe_response(200, Duration::from_millis(10));
+        c.observe_response(503, Duration::from_millis(300));
+        let m = c.merged_duration();
+        assert_eq!(m.count, 2);
+        assert!((m.sum_seconds - 0.31).abs() < 1e-6, "{}", m.sum_seconds);
+        assert_eq!(m.counts.iter().sum::<u64>(), 2);
+    }
 }

@@ -11,10 +11,12 @@
 
 mod balancer;
 pub mod counters;
+mod hooks;
 mod member;
 
 pub use balancer::hash_key;
 pub use counters::{Histogram, HistogramSnapshot, PoolCounters};
+pub use hooks::PoolHooks;
 pub use member::Member;
 
 use crate::config::model::{self, LoadBalancing};

@@ -17,7 +17,7 @@ use crate::pool::{Member, Pool, PoolState};
 use crate::upstream::Client;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -684,42 +684,72 @@ impl State {
         w.stopper = Some(h.abort_handle());
     }
 
+    /// Once a second: memory samples, the pool's state, recycle triggers, idle timeout,
+    /// and the next rotation.
     fn on_tick(&mut self, ticks: u64) {
+        self.sample_memory(ticks);
+        if self.shutdown_waiters.is_some() || !self.follow_pool_state() {
+            return;
+        }
+        self.mark_recycles();
+        if self.idle_timed_out() {
+            tracing::info!(pool = %self.name, idle = %humantime::format_duration(self.pm().idle_timeout), "idle timeout: stopping workers");
+            self.wanted = false;
+            self.stop_all();
+            return;
+        }
+        if self.rotation.is_none() {
+            let next = self
+                .workers
+                .values()
+                .filter(|w| w.phase == Phase::Running && w.recycle.is_some())
+                .map(|w| (w.id, w.recycle.unwrap_or("manual")))
+                .next();
+            if let Some((id, reason)) = next {
+                self.begin_rotation(id, reason);
+            }
+        }
+    }
+
+    /// Every worker's private memory, often when a limit is set, rarely otherwise.
+    fn sample_memory(&self, ticks: u64) {
         let every = if self.cfg.recycling.private_memory_kib > 0 {
             MEMORY_EVERY
         } else {
             MEMORY_EVERY_IDLE
         };
         // The first sample comes soon after a start, whatever the cadence.
-        if ticks % every == 0 || ticks == MEMORY_EVERY {
-            let pids: Vec<(u64, u32)> = self
-                .workers
-                .values()
-                .filter_map(|w| w.pid.map(|p| (w.id, p)))
-                .collect();
-            if !pids.is_empty() {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    for (id, pid) in pids {
-                        if let Some(kib) = process::private_memory_kib(pid).await {
-                            let _ = tx.send(Event::Memory { id, kib });
-                        }
-                    }
-                });
-            }
-        }
-        if self.shutdown_waiters.is_some() {
+        if ticks % every != 0 && ticks != MEMORY_EVERY {
             return;
         }
-        // Follow the pool's state when someone else changed it (the front stops a
-        // removed pool; an operator tool may set it directly).
+        let pids: Vec<(u64, u32)> = self
+            .workers
+            .values()
+            .filter_map(|w| w.pid.map(|p| (w.id, p)))
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            for (id, pid) in pids {
+                if let Some(kib) = process::private_memory_kib(pid).await {
+                    let _ = tx.send(Event::Memory { id, kib });
+                }
+            }
+        });
+    }
+
+    /// Follow the pool's state when someone else changed it (the front stops a removed
+    /// pool; an operator tool may set it directly). `false`: the pool is not started.
+    fn follow_pool_state(&mut self) -> bool {
         if self.pool.state() != PoolState::Started {
             if self.workers.values().any(|w| !w.stopping()) {
                 tracing::info!(pool = %self.name, state = ?self.pool.state(), "pool no longer started: stopping workers");
                 self.wanted = false;
                 self.stop_all();
             }
-            return;
+            return false;
         }
         if !self.wanted && self.cfg.start_mode == StartMode::AlwaysRunning {
             tracing::info!(pool = %self.name, "pool started again: starting workers");
@@ -728,21 +758,30 @@ impl State {
             self.backoff.reset();
             self.next_start_at = None;
         }
-        let rec = self.cfg.recycling.clone();
-        // Schedule: times of day, local clock.
-        let scheduled = if rec.schedule.is_empty() {
+        true
+    }
+
+    /// Whether a configured time of day passed since the last tick (local clock).
+    fn schedule_crossed(&mut self) -> bool {
+        let schedule = &self.cfg.recycling.schedule;
+        if schedule.is_empty() {
             self.last_schedule_check = None;
-            false
-        } else {
-            let sod = policy::local_seconds_of_day(SystemTime::now());
-            let crossed = self.last_schedule_check.is_some_and(|prev| {
-                rec.schedule
-                    .iter()
-                    .any(|&at| policy::schedule_crossed(prev, sod, at))
-            });
-            self.last_schedule_check = Some(sod);
-            crossed
-        };
+            return false;
+        }
+        let sod = policy::local_seconds_of_day(SystemTime::now());
+        let crossed = self.last_schedule_check.is_some_and(|prev| {
+            schedule
+                .iter()
+                .any(|&at| policy::schedule_crossed(prev, sod, at))
+        });
+        self.last_schedule_check = Some(sod);
+        crossed
+    }
+
+    /// Mark running workers due for a recycle: schedule, time, requests, private memory.
+    fn mark_recycles(&mut self) {
+        let rec = self.cfg.recycling.clone();
+        let scheduled = self.schedule_crossed();
         for w in self.workers.values_mut() {
             if w.phase != Phase::Running || w.retiring || w.recycle.is_some() {
                 continue;
@@ -763,9 +802,12 @@ impl State {
                 None
             };
         }
-        // Idle timeout (onDemand pools: the next request starts them again).
+    }
+
+    /// An onDemand pool idle for idleTimeout (the next request starts it again).
+    fn idle_timed_out(&self) -> bool {
         let pm = self.pm();
-        if self.cfg.start_mode == StartMode::OnDemand
+        self.cfg.start_mode == StartMode::OnDemand
             && !pm.idle_timeout.is_zero()
             && self.workers.values().any(|w| !w.stopping())
             && self.pool.idle_for() >= pm.idle_timeout
@@ -775,23 +817,6 @@ impl State {
                 w.ready_at.is_some_and(|t| t.elapsed() >= pm.idle_timeout)
                     && w.member.as_ref().is_none_or(|m| m.active() == 0)
             })
-        {
-            tracing::info!(pool = %self.name, idle = %humantime::format_duration(pm.idle_timeout), "idle timeout: stopping workers");
-            self.wanted = false;
-            self.stop_all();
-            return;
-        }
-        if self.rotation.is_none() {
-            let next = self
-                .workers
-                .values()
-                .filter(|w| w.phase == Phase::Running && w.recycle.is_some())
-                .map(|w| (w.id, w.recycle.unwrap_or("manual")))
-                .next();
-            if let Some((id, reason)) = next {
-                self.begin_rotation(id, reason);
-            }
-        }
     }
 
     fn begin_rotation(&mut self, id: u64, reason: &'static str) {
@@ -909,140 +934,169 @@ struct StartCtx {
 /// Start one worker: identity, listen address, spawn, wait for its ping, run the
 /// initialization pages, then hand the manager a member to add.
 async fn startup(ctx: StartCtx) {
-    let StartCtx {
-        id,
-        pool_name,
-        cfg,
-        roost_exe,
-        runtime_dir,
-        tx,
-    } = ctx;
-    let pm = process_model(&cfg).clone();
+    let pm = process_model(&ctx.cfg).clone();
     let not_spawned = |detail: String| {
-        let _ = tx.send(Event::NotSpawned { id, detail });
+        let _ = ctx.tx.send(Event::NotSpawned { id: ctx.id, detail });
     };
-
     // Blocking look-ups and file-system work stay off the runtime threads.
     let prep = {
-        let (pm, pool_name) = (pm.clone(), pool_name.clone());
-        tokio::task::spawn_blocking(move || -> Result<(Option<(u32, u32)>, Listen), String> {
-            let identity = process::resolve_identity(pm.user.as_deref(), pm.group.as_deref())?;
-            let listen = match pm.listen {
-                WorkerListen::Tcp => {
-                    Listen::Tcp(process::free_tcp_port().map_err(|e| format!("free port: {e}"))?)
-                }
-                WorkerListen::Unix => {
-                    // Another uid must be able to pass through the top directory to
-                    // reach its own pool directory, but not list it.
-                    let top_mode = if identity.is_some() { 0o711 } else { 0o700 };
-                    process::ensure_private_dir(&runtime_dir, top_mode, None, false)
-                        .map_err(|e| format!("runtime dir {}: {e}", runtime_dir.display()))?;
-                    if let Some((uid, _)) = identity {
-                        process::check_reachable(&runtime_dir, uid)?;
-                    }
-                    let dir = runtime_dir.join(dir_name(&pool_name));
-                    process::ensure_private_dir(&dir, 0o700, identity, true)
-                        .map_err(|e| format!("runtime dir {}: {e}", dir.display()))?;
-                    let path = dir.join(format!("w{id}.sock"));
-                    if path.as_os_str().len() >= 100 {
-                        return Err(format!(
-                            "socket path {} is too long for a Unix socket; set a shorter runtime directory",
-                            path.display()
-                        ));
-                    }
-                    let _ = std::fs::remove_file(&path);
-                    Listen::Unix(path)
-                }
-            };
-            Ok((identity, listen))
-        })
-        .await
+        let (pm, pool_name, dir, id) = (
+            pm.clone(),
+            ctx.pool_name.clone(),
+            ctx.runtime_dir.clone(),
+            ctx.id,
+        );
+        tokio::task::spawn_blocking(move || prepare(&pm, &pool_name, &dir, id)).await
     };
     let (identity, listen) = match prep {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return not_spawned(e),
         Err(e) => return not_spawned(format!("preparing worker: {e}")),
     };
-    let spec = process::spawn_spec(&cfg, &pm, &roost_exe, &listen, id);
-    let socket = match &listen {
+    let spec = process::spawn_spec(&ctx.cfg, &pm, &ctx.roost_exe, &listen, ctx.id);
+    let sp = match spawn_worker(&ctx, &spec, identity, &listen) {
+        Ok(sp) => sp,
+        Err(e) => return not_spawned(format!("spawning {}: {e}", spec.program.display())),
+    };
+    let deadline = Instant::now() + pm.startup_time_limit;
+    let client = Client::new(listen.endpoint(), &ctx.cfg.timeouts);
+    if !wait_ready(&ctx, &pm, &sp, &client, deadline).await {
+        return;
+    }
+    warm_up(&ctx, &client, deadline, sp.pid).await;
+    let member = Member::new(
+        format!("{}/w{}", ctx.pool_name, ctx.id),
+        Some(sp.pid),
+        client,
+        pm.max_concurrent_requests_per_process.max(1),
+        1,
+    );
+    let _ = ctx.tx.send(Event::Ready { id: ctx.id, member });
+}
+
+/// The worker's identity (`user`/`group`) and where it listens: a free loopback port, or
+/// a socket in the pool's private directory (created with the modes another uid needs).
+fn prepare(
+    pm: &ProcessModel,
+    pool_name: &str,
+    runtime_dir: &Path,
+    id: u64,
+) -> Result<(Option<(u32, u32)>, Listen), String> {
+    let identity = process::resolve_identity(pm.user.as_deref(), pm.group.as_deref())?;
+    let listen = match pm.listen {
+        WorkerListen::Tcp => {
+            Listen::Tcp(process::free_tcp_port().map_err(|e| format!("free port: {e}"))?)
+        }
+        WorkerListen::Unix => {
+            // Another uid must be able to pass through the top directory to
+            // reach its own pool directory, but not list it.
+            let top_mode = if identity.is_some() { 0o711 } else { 0o700 };
+            process::ensure_private_dir(runtime_dir, top_mode, None, false)
+                .map_err(|e| format!("runtime dir {}: {e}", runtime_dir.display()))?;
+            if let Some((uid, _)) = identity {
+                process::check_reachable(runtime_dir, uid)?;
+            }
+            let dir = runtime_dir.join(dir_name(pool_name));
+            process::ensure_private_dir(&dir, 0o700, identity, true)
+                .map_err(|e| format!("runtime dir {}: {e}", dir.display()))?;
+            let path = dir.join(format!("w{id}.sock"));
+            if path.as_os_str().len() >= 100 {
+                return Err(format!(
+                    "socket path {} is too long for a Unix socket; set a shorter runtime directory",
+                    path.display()
+                ));
+            }
+            let _ = std::fs::remove_file(&path);
+            Listen::Unix(path)
+        }
+    };
+    Ok((identity, listen))
+}
+
+/// Spawn the process; the manager hears of its pid and, later, of its exit.
+fn spawn_worker(
+    ctx: &StartCtx,
+    spec: &process::SpawnSpec,
+    identity: Option<(u32, u32)>,
+    listen: &Listen,
+) -> std::io::Result<process::Spawned> {
+    let socket = match listen {
         Listen::Unix(p) => Some(p.clone()),
         Listen::Tcp(_) => None,
     };
-    let exit_tx = tx.clone();
-    let spawned = process::spawn(
-        &spec,
+    let (id, tx, exit_tx) = (ctx.id, ctx.tx.clone(), ctx.tx.clone());
+    process::spawn(
+        spec,
         identity,
-        &pool_name,
+        &ctx.pool_name,
         socket,
-        |pid, ctl| {
+        move |pid, ctl| {
             let _ = tx.send(Event::Spawned { id, pid, ctl });
         },
         move |how| {
             let _ = exit_tx.send(Event::Exited { id, detail: how });
         },
-    );
-    let sp = match spawned {
-        Ok(sp) => sp,
-        Err(e) => return not_spawned(format!("spawning {}: {e}", spec.program.display())),
-    };
+    )
+}
 
-    // Ready when the ping answers 2xx (or a connect succeeds) within startupTimeLimit.
-    let started = Instant::now();
-    let deadline = started + pm.startup_time_limit;
-    let client = Client::new(listen.endpoint(), &cfg.timeouts);
-    let path = process::ping_path(&pm);
+/// Ready when the ping answers 2xx (or a connect succeeds) by `deadline`
+/// (startupTimeLimit). `false`: it exited (its exit event reports that) or was not ready
+/// in time (reported here).
+async fn wait_ready(
+    ctx: &StartCtx,
+    pm: &ProcessModel,
+    sp: &process::Spawned,
+    client: &Client,
+    deadline: Instant,
+) -> bool {
+    let path = process::ping_path(pm);
     let mut delay = Duration::from_millis(10);
     let mut last_err = String::from("never probed");
     loop {
         if sp.exited.borrow().is_some() {
-            // The exit event reports it (as a startup failure).
-            return;
+            return false;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            let _ = tx.send(Event::StartFailed {
-                id,
+            let _ = ctx.tx.send(Event::StartFailed {
+                id: ctx.id,
                 detail: format!(
                     "pid {}: not ready within startupTimeLimit {} ({last_err})",
                     sp.pid,
                     humantime::format_duration(pm.startup_time_limit)
                 ),
             });
-            return;
+            return false;
         }
-        match process::probe(&client, path.as_deref(), remaining, false).await {
-            Ok(()) => break,
+        match process::probe(client, path.as_deref(), remaining, false).await {
+            Ok(()) => return true,
             Err(e) => last_err = e,
         }
         tokio::time::sleep(delay.min(remaining)).await;
         delay = (delay * 2).min(Duration::from_millis(200));
     }
+}
 
-    // Application Initialization: warm the worker up before it gets traffic.
-    for page in &cfg.initialization_pages {
+/// Application Initialization: warm the worker up before it gets traffic (each page
+/// gets what is left of the start-up time, at least a second).
+async fn warm_up(ctx: &StartCtx, client: &Client, deadline: Instant, pid: u32) {
+    let (pool, id) = (&ctx.pool_name, ctx.id);
+    for page in &ctx.cfg.initialization_pages {
         let remaining = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1));
-        match tokio::time::timeout(remaining, process::get(&client, page)).await {
+        match tokio::time::timeout(remaining, process::get(client, page)).await {
             Ok(Ok(status)) => {
-                tracing::info!(pool = %pool_name, worker = id, pid = sp.pid, page = %page, %status, "initialization page")
+                tracing::info!(pool = %pool, worker = id, pid, page = %page, %status, "initialization page")
             }
             Ok(Err(e)) => {
-                tracing::warn!(pool = %pool_name, worker = id, pid = sp.pid, page = %page, error = %e, "initialization page failed")
+                tracing::warn!(pool = %pool, worker = id, pid, page = %page, error = %e, "initialization page failed")
             }
             Err(_) => {
-                tracing::warn!(pool = %pool_name, worker = id, pid = sp.pid, page = %page, "initialization page timed out")
+                tracing::warn!(pool = %pool, worker = id, pid, page = %page, "initialization page timed out")
             }
         }
     }
-    let member = Member::new(
-        format!("{pool_name}/w{id}"),
-        Some(sp.pid),
-        client,
-        pm.max_concurrent_requests_per_process.max(1),
-        1,
-    );
-    let _ = tx.send(Event::Ready { id, member });
 }
 
 #[cfg(test)]

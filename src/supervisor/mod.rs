@@ -50,7 +50,7 @@ use crate::config::model::{self, Backend};
 use crate::pool::{Pool, PoolState};
 use manager::{Command, PoolCtl};
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -80,7 +80,7 @@ pub enum SupervisorError {
 }
 
 /// A pool as the supervisor sees it, for the admin API and `roost ctl`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PoolStatus {
     pub name: String,
     /// `Started`, `Stopped` or `AppOffline`.
@@ -97,7 +97,7 @@ pub struct PoolStatus {
     pub recycles_total: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerStatus {
     pub id: u64,
     pub pid: Option<u32>,
@@ -112,7 +112,7 @@ pub struct WorkerStatus {
     pub state: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailureRecord {
     /// RFC 3339, UTC.
     pub at: String,
@@ -122,7 +122,7 @@ pub struct FailureRecord {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecycleRecord {
     pub at: String,
     pub reason: String,
@@ -318,7 +318,7 @@ impl Supervisor {
 
 /// The front tells the supervisor about pools as configs load and reload: garden pools
 /// are managed (or reconfigured), farm pools and removed pools are let go.
-impl crate::front::PoolHooks for Supervisor {
+impl crate::pool::PoolHooks for Supervisor {
     fn pool_added(&self, pool: &Arc<Pool>, cfg: &model::Pool, _previous: Option<&model::Pool>) {
         self.reconfigure(pool.clone(), cfg);
     }

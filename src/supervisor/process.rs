@@ -13,7 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 
 /// What the supervisor asks of a running child.
@@ -238,6 +238,30 @@ pub(crate) fn spawn(
     on_spawn: impl FnOnce(u32, mpsc::UnboundedSender<Sig>),
     on_exit: impl FnOnce(String) + Send + 'static,
 ) -> io::Result<Spawned> {
+    let mut child = command(spec, identity).spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    log_output(&mut child, pool, pid);
+    let (ctl, ctl_rx) = mpsc::unbounded_channel::<Sig>();
+    let (exited_tx, exited) = watch::channel(None);
+    // Told before the task that reports the exit exists, so "spawned" always comes
+    // before "exited" to whoever listens.
+    on_spawn(pid, ctl);
+    tokio::spawn(async move {
+        let how = own(child, pid, ctl_rx).await;
+        if let Some(sock) = socket {
+            let _ = tokio::fs::remove_file(sock).await;
+        }
+        let _ = exited_tx.send(Some(how.clone()));
+        on_exit(how);
+    });
+    Ok(Spawned { pid, exited })
+}
+
+/// The worker's command: its own process group, no service-manager variables, piped
+/// output, the pool's identity, and a parent-death signal.
+fn command(spec: &SpawnSpec, identity: Option<(u32, u32)>) -> Command {
     let mut cmd = Command::new(&spec.program);
     // Only the front talks to the service manager (sd_notify, socket activation).
     for k in crate::ops::notify::MANAGER_ENV {
@@ -277,10 +301,11 @@ pub(crate) fn spawn(
             Ok(())
         });
     }
-    let mut child = cmd.spawn()?;
-    let pid = child
-        .id()
-        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    cmd
+}
+
+/// Log the worker's stdout and stderr lines under its pool and pid.
+fn log_output(child: &mut Child, pool: &str, pid: u32) {
     if let Some(out) = child.stdout.take() {
         tokio::spawn(super::output::log_lines(
             out,
@@ -297,39 +322,32 @@ pub(crate) fn spawn(
             "stderr",
         ));
     }
-    let (ctl, mut ctl_rx) = mpsc::unbounded_channel::<Sig>();
-    let (exited_tx, exited) = watch::channel(None);
-    // Told before the task that reports the exit exists, so "spawned" always comes
-    // before "exited" to whoever listens.
-    on_spawn(pid, ctl);
-    tokio::spawn(async move {
-        let mut ctl_open = true;
-        let how = loop {
-            tokio::select! {
-                st = child.wait() => {
-                    break match st {
-                        Ok(st) => st.to_string(),
-                        Err(e) => format!("wait failed: {e}"),
-                    };
-                }
-                sig = ctl_rx.recv(), if ctl_open => match sig {
-                    // The child is not reaped yet (its wait did not complete), so its pid,
-                    // which is also its process group id, cannot have been reused.
-                    Some(s) => signal_group(pid, s),
-                    None => ctl_open = false,
-                },
+}
+
+/// Own the child until it is reaped: pass the manager's signals to its group, then kill
+/// what it left behind. Returns how it ended.
+async fn own(mut child: Child, pid: u32, mut ctl_rx: mpsc::UnboundedReceiver<Sig>) -> String {
+    let mut ctl_open = true;
+    let how = loop {
+        tokio::select! {
+            st = child.wait() => {
+                break match st {
+                    Ok(st) => st.to_string(),
+                    Err(e) => format!("wait failed: {e}"),
+                };
             }
-        };
-        // Whatever the worker forked and left behind goes with it. The group id stays
-        // reserved while any member lives, so this cannot hit an unrelated process.
-        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        if let Some(sock) = socket {
-            let _ = tokio::fs::remove_file(sock).await;
+            sig = ctl_rx.recv(), if ctl_open => match sig {
+                // The child is not reaped yet (its wait did not complete), so its pid,
+                // which is also its process group id, cannot have been reused.
+                Some(s) => signal_group(pid, s),
+                None => ctl_open = false,
+            },
         }
-        let _ = exited_tx.send(Some(how.clone()));
-        on_exit(how);
-    });
-    Ok(Spawned { pid, exited })
+    };
+    // Whatever the worker forked and left behind goes with it. The group id stays
+    // reserved while any member lives, so this cannot hit an unrelated process.
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    how
 }
 
 fn signal_group(pid: u32, s: Sig) {

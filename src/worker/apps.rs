@@ -98,107 +98,131 @@ pub fn hello(settings: Settings) -> WorkerBuilder {
 pub fn demo(settings: Settings) -> WorkerBuilder {
     WorkerBuilder::new(settings)
         .name("demo")
-        .route_async("/", |req: Request| async move {
-            // `/` is also the fallback route, so only the root itself says hello.
-            if req.uri().path() == "/" {
-                text("hello")
-            } else {
-                app::status(StatusCode::NOT_FOUND, "not found")
-            }
-        })
+        .route_async("/", root)
         .route_async("/hello", |_req| async { text("hello") })
         .route_async("/pid", |_req| async {
             text(format!("{}\n", std::process::id()))
         })
         .route_async("/async", wait_async)
         .route_async("/sleep", wait_async)
-        .route_sync("/cpu", |req| {
-            let ms = match millis(&req) {
-                Ok(ms) => ms,
-                Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
-            };
-            burn_cpu(Duration::from_millis(ms));
-            text(format!("spun {ms} ms of CPU\n"))
-        })
-        .route_sync("/block-hinted", |req| {
-            let ms = match millis(&req) {
-                Ok(ms) => ms,
-                Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
-            };
-            blocking(|| std::thread::sleep(Duration::from_millis(ms)));
-            text(format!("blocked {ms} ms (hinted)\n"))
-        })
-        .route_sync("/block", |req| {
-            let ms = match millis(&req) {
-                Ok(ms) => ms,
-                Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
-            };
-            std::thread::sleep(Duration::from_millis(ms));
-            text(format!("blocked {ms} ms\n"))
-        })
-        .route_async("/echo", |req: Request| async move {
-            // The request body becomes the response body: chunks flow through, never
-            // collected.
-            let ctype = req.headers().get(http::header::CONTENT_TYPE).cloned();
-            let mut resp = Response::new(req.into_body());
-            if let Some(c) = ctype {
-                resp.headers_mut().insert(http::header::CONTENT_TYPE, c);
-            }
-            resp
-        })
-        .route_async("/bytes", |req: Request| async move {
-            let n = match number(&req, "n", MAX_BYTES) {
-                Ok(n) => n,
-                Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
-            };
-            let mut resp = Response::new(crate::body::boxed(Filler::new(n)));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/octet-stream"),
-            );
-            resp
-        })
-        .route_async("/status", |req: Request| async move {
-            let code = req
-                .uri()
-                .path()
-                .strip_prefix("/status/")
-                .and_then(|c| c.parse::<u16>().ok())
-                .and_then(|c| StatusCode::from_u16(c).ok());
-            match code {
-                Some(c) => app::status(c, c.canonical_reason().unwrap_or("status")),
-                None => app::status(StatusCode::BAD_REQUEST, "use /status/CODE"),
-            }
-        })
-        .route_async("/headers", |req: Request| async move {
-            let mut m = serde_json::Map::new();
-            for (k, v) in req.headers() {
-                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                match m.get_mut(k.as_str()) {
-                    Some(serde_json::Value::String(prev)) => {
-                        prev.push_str(", ");
-                        prev.push_str(&v);
-                    }
-                    _ => {
-                        m.insert(k.as_str().to_string(), serde_json::Value::String(v));
-                    }
-                }
-            }
-            app::json(&serde_json::Value::Object(m))
-        })
-        .route_async("/crash", |_req| async {
-            // Reply first, then die: the supervisor's tests see a response and a crash.
-            tokio::spawn(async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                tracing::warn!("/crash: exiting with code 1");
-                std::process::exit(1);
-            });
-            text("crashing\n")
-        })
+        .route_sync("/cpu", cpu)
+        .route_sync("/block-hinted", block_hinted)
+        .route_sync("/block", block)
+        .route_async("/echo", echo)
+        .route_async("/bytes", bytes)
+        .route_async("/status", status)
+        .route_async("/headers", headers)
+        .route_async("/crash", crash)
         .route_async("/hang", |_req| async {
             std::future::pending::<()>().await;
             unreachable!("pending never resolves")
         })
+}
+
+/// `/` is also the fallback route, so only the root itself says hello.
+async fn root(req: Request) -> Response {
+    if req.uri().path() == "/" {
+        text("hello")
+    } else {
+        app::status(StatusCode::NOT_FOUND, "not found")
+    }
+}
+
+/// `/cpu?ms=N`: spin a worker-pool thread.
+fn cpu(req: Request) -> Response {
+    let ms = match millis(&req) {
+        Ok(ms) => ms,
+        Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
+    };
+    burn_cpu(Duration::from_millis(ms));
+    text(format!("spun {ms} ms of CPU\n"))
+}
+
+/// `/block-hinted?ms=N`: sleep inside `blocking()`, which lets the pool add a thread.
+fn block_hinted(req: Request) -> Response {
+    let ms = match millis(&req) {
+        Ok(ms) => ms,
+        Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
+    };
+    blocking(|| std::thread::sleep(Duration::from_millis(ms)));
+    text(format!("blocked {ms} ms (hinted)\n"))
+}
+
+/// `/block?ms=N`: sleep on a worker-pool thread without a hint.
+fn block(req: Request) -> Response {
+    let ms = match millis(&req) {
+        Ok(ms) => ms,
+        Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
+    };
+    std::thread::sleep(Duration::from_millis(ms));
+    text(format!("blocked {ms} ms\n"))
+}
+
+/// `/echo`: the request body becomes the response body: chunks flow through, never
+/// collected.
+async fn echo(req: Request) -> Response {
+    let ctype = req.headers().get(http::header::CONTENT_TYPE).cloned();
+    let mut resp = Response::new(req.into_body());
+    if let Some(c) = ctype {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, c);
+    }
+    resp
+}
+
+/// `/bytes?n=N`: N bytes, streamed.
+async fn bytes(req: Request) -> Response {
+    let n = match number(&req, "n", MAX_BYTES) {
+        Ok(n) => n,
+        Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
+    };
+    let mut resp = Response::new(crate::body::boxed(Filler::new(n)));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
+}
+
+/// `/status/CODE`: that status.
+async fn status(req: Request) -> Response {
+    let code = req
+        .uri()
+        .path()
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok());
+    match code {
+        Some(c) => app::status(c, c.canonical_reason().unwrap_or("status")),
+        None => app::status(StatusCode::BAD_REQUEST, "use /status/CODE"),
+    }
+}
+
+/// `/headers`: the request's headers as a JSON object (repeated ones joined by `, `).
+async fn headers(req: Request) -> Response {
+    let mut m = serde_json::Map::new();
+    for (k, v) in req.headers() {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        match m.get_mut(k.as_str()) {
+            Some(serde_json::Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&v);
+            }
+            _ => {
+                m.insert(k.as_str().to_string(), serde_json::Value::String(v));
+            }
+        }
+    }
+    app::json(&serde_json::Value::Object(m))
+}
+
+/// `/crash`: reply first, then die: the supervisor's tests see a response and a crash.
+async fn crash(_req: Request) -> Response {
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tracing::warn!("/crash: exiting with code 1");
+        std::process::exit(1);
+    });
+    text("crashing\n")
 }
 
 /// `/async?ms=N` (alias `/sleep`): wait on the I/O pool, holding no thread.

@@ -3,8 +3,8 @@
 //! only "the pool is starved". Tracked at the dispatch layer (the job a sync handler
 //! becomes), so the thread pool itself stays unaware of HTTP.
 
+pub use super::counters::BusyRoute;
 use parking_lot::Mutex;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,18 +15,6 @@ use std::time::Instant;
 pub struct BusyRoutes {
     next: AtomicU64,
     running: Mutex<HashMap<u64, (Arc<str>, Instant)>>,
-}
-
-/// One route's share of the busy threads (`/.roost/counters` → `busy_routes`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct BusyRoute {
-    /// The route prefix the handler was registered under.
-    pub route: String,
-    /// Threads running it now.
-    pub threads: usize,
-    /// How long those threads have been running it so far (mean and longest).
-    pub avg_ms: f64,
-    pub max_ms: f64,
 }
 
 /// Removes its thread from [`BusyRoutes`] when the handler returns (or panics).

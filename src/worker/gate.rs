@@ -17,9 +17,9 @@
 //! leaves the queue and counts as `disconnected`. A [`Permit`] is held until the response body is
 //! finished; its thread slot is given back as soon as the sync handler returns.
 
+pub use super::counters::{GateCounters, WaitCounters};
 use crate::error::Reason;
 use parking_lot::Mutex;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,24 +50,6 @@ pub struct GateLimits {
 pub const WAIT_BUCKETS: [f64; 12] = [
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
 ];
-
-/// Request wait time: how long admitted requests waited in the gate's queue (ASP.NET's
-/// "Request Wait Time", plus the distribution). Requests admitted at once count as 0.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct WaitCounters {
-    /// Requests admitted (at once or after waiting).
-    pub count: u64,
-    /// Of those, the ones that had to wait in the queue.
-    pub queued: u64,
-    pub sum_seconds: f64,
-    pub avg_seconds: f64,
-    pub max_seconds: f64,
-    /// The most recently admitted request's wait (ASP.NET's counter).
-    pub last_seconds: f64,
-    /// Per bucket of [`WAIT_BUCKETS`] (then `+Inf`): requests whose wait was at most `le`,
-    /// not cumulative.
-    pub buckets: Vec<u64>,
-}
 
 /// Lock-free recorder behind [`WaitCounters`].
 #[derive(Default)]
@@ -117,27 +99,6 @@ impl WaitStats {
                 .collect(),
         }
     }
-}
-
-/// A snapshot for `/.roost/counters` and metrics.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct GateCounters {
-    /// Queued + executing ("Requests Current").
-    pub current: usize,
-    pub queued: usize,
-    pub executing: usize,
-    /// Of the executing requests, those holding a worker-pool thread slot.
-    pub executing_threads: usize,
-    /// Refused with 503 ServerTooBusy.
-    pub rejected: u64,
-    pub completed: u64,
-    /// Left the queue because the client went away.
-    pub disconnected: u64,
-    pub request_queue_limit: usize,
-    pub max_executing: usize,
-    pub max_executing_threads: usize,
-    /// Time spent in the gate's queue.
-    pub wait: WaitCounters,
 }
 
 impl State {

@@ -40,156 +40,158 @@ struct SnapshotCollector(Snapshot);
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let base = || -> Labels { vec![("pool", s.pool.clone()), ("pid", s.pid.to_string())] };
-        let with = |extra: &[(&'static str, &str)]| -> Labels {
-            let mut l = base();
-            l.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-            l
-        };
-
-        let mut threads = Family::new(
-            "worker_threads",
-            "Threads by kind (worker pools and the I/O pool).",
-            MetricType::Gauge,
-        );
-        let mut busy = Family::new(
-            "worker_threads_busy",
-            "Worker pool threads running a work item.",
-            MetricType::Gauge,
-        );
-        let mut goal = Family::new(
-            "worker_thread_goal",
-            "Threads the worker pool lets run work at once (hill climbing, starvation, blocking).",
-            MetricType::Gauge,
-        );
-        let mut blocked = Family::new(
-            "worker_threads_blocked",
-            "Busy worker pool threads blocked: source=hinted inside blocking(), source=detected \
-             found blocked in the kernel by the gate thread without a hint.",
-            MetricType::Gauge,
-        );
-        let mut items_queued = Family::new(
-            "worker_work_items_queued",
-            "Work items waiting in a worker pool's queue.",
-            MetricType::Gauge,
-        );
-        let mut injections = Family::new(
-            "worker_thread_injections",
-            "Thread-count increases by cause.",
-            MetricType::Counter,
-        );
-        let mut items_completed = Family::new(
-            "worker_work_items_completed",
-            "Work items the worker pools completed.",
-            MetricType::Counter,
-        );
-
-        threads.push(
-            with(&[("kind", "io"), ("thread_pool", "io")]),
-            Value::Gauge(s.io_threads as i64),
-        );
-        for p in &s.thread_pools {
-            let tp = || with(&[("thread_pool", &p.name)]);
-            threads.push(
-                with(&[("kind", "worker"), ("thread_pool", &p.name)]),
-                Value::Gauge(p.threads as i64),
-            );
-            busy.push(tp(), Value::Gauge(p.busy as i64));
-            goal.push(tp(), Value::Gauge(p.goal as i64));
-            for (source, v) in [("hinted", p.blocked), ("detected", p.blocked_detected)] {
-                blocked.push(
-                    with(&[("thread_pool", &p.name), ("source", source)]),
-                    Value::Gauge(v as i64),
-                );
-            }
-            items_queued.push(tp(), Value::Gauge(p.queued as i64));
-            let i = &p.injections;
-            for (reason, v) in [
-                ("hill_climbing", i.hill_climbing),
-                ("starvation", i.starvation),
-                ("blocking", i.blocking),
-                ("blocking_detected", i.blocking_detected),
-            ] {
-                injections.push(
-                    with(&[("thread_pool", &p.name), ("reason", reason)]),
-                    Value::Counter(v),
-                );
-            }
-            items_completed.push(tp(), Value::Counter(p.completed));
-        }
-
-        let g = &s.gate;
-        let mut current = Family::new(
-            "worker_requests_current",
-            "Requests in the worker, queued and executing.",
-            MetricType::Gauge,
-        );
-        current.push(base(), Value::Gauge(g.current as i64));
-        let mut queued = Family::new(
-            "worker_requests_queued",
-            "Requests waiting in the gate's queue.",
-            MetricType::Gauge,
-        );
-        queued.push(base(), Value::Gauge(g.queued as i64));
-        let mut executing = Family::new(
-            "worker_requests_executing",
-            "Requests past the gate.",
-            MetricType::Gauge,
-        );
-        executing.push(base(), Value::Gauge(g.executing as i64));
-        let mut rejected = Family::new(
-            "worker_requests_rejected",
-            "Requests refused at requestQueueLimit (503 ServerTooBusy).",
-            MetricType::Counter,
-        );
-        rejected.push(base(), Value::Counter(g.rejected));
-        let mut disconnected = Family::new(
-            "worker_requests_disconnected",
-            "Queued requests whose client went away.",
-            MetricType::Counter,
-        );
-        disconnected.push(base(), Value::Counter(g.disconnected));
-        let mut completed = Family::new(
-            "worker_requests_completed",
-            "Requests that went through the gate and finished.",
-            MetricType::Counter,
-        );
-        completed.push(base(), Value::Counter(g.completed));
-        let mut wait = Family::new(
-            "worker_request_wait_seconds",
-            "Time requests waited in the gate's queue before starting (0 when admitted at once).",
-            MetricType::Histogram,
-        );
-        wait.push(
-            base(),
-            Value::Histogram {
-                bounds: &WAIT_BUCKETS,
-                counts: &g.wait.buckets,
-                sum_seconds: g.wait.sum_seconds,
-                count: g.wait.count,
-            },
-        );
-
-        for f in [
-            &threads,
-            &busy,
-            &goal,
-            &blocked,
-            &items_queued,
-            &injections,
-            &items_completed,
-            &current,
-            &queued,
-            &executing,
-            &rejected,
-            &disconnected,
-            &completed,
-            &wait,
-        ] {
+        for f in thread_pool_families(s).iter().chain(&gate_families(s)) {
             f.encode(&mut encoder)?;
         }
         Ok(())
     }
+}
+
+/// The `pool` and `pid` labels every family carries, then `extra`.
+fn labels(s: &Snapshot, extra: &[(&'static str, &str)]) -> Labels {
+    let mut l = vec![("pool", s.pool.clone()), ("pid", s.pid.to_string())];
+    l.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    l
+}
+
+/// Threads (the I/O pool's and each worker pool's), goals, blocking, queued and
+/// completed work items, injections by cause.
+fn thread_pool_families(s: &Snapshot) -> [Family<'static>; 7] {
+    use MetricType::{Counter, Gauge};
+    let mut threads = Family::new(
+        "worker_threads",
+        "Threads by kind (worker pools and the I/O pool).",
+        Gauge,
+    );
+    let mut busy = Family::new(
+        "worker_threads_busy",
+        "Worker pool threads running a work item.",
+        Gauge,
+    );
+    let mut goal = Family::new(
+        "worker_thread_goal",
+        "Threads the worker pool lets run work at once (hill climbing, starvation, blocking).",
+        Gauge,
+    );
+    let mut blocked = Family::new(
+        "worker_threads_blocked",
+        "Busy worker pool threads blocked: source=hinted inside blocking(), source=detected \
+         found blocked in the kernel by the gate thread without a hint.",
+        Gauge,
+    );
+    let mut items_queued = Family::new(
+        "worker_work_items_queued",
+        "Work items waiting in a worker pool's queue.",
+        Gauge,
+    );
+    let mut injections = Family::new(
+        "worker_thread_injections",
+        "Thread-count increases by cause.",
+        Counter,
+    );
+    let mut items_completed = Family::new(
+        "worker_work_items_completed",
+        "Work items the worker pools completed.",
+        Counter,
+    );
+    let io = labels(s, &[("kind", "io"), ("thread_pool", "io")]);
+    threads.push(io, Value::Gauge(s.io_threads as i64));
+    for p in &s.thread_pools {
+        let tp = |extra: &[(&'static str, &str)]| {
+            let mut l = labels(s, &[("thread_pool", &p.name)]);
+            l.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+            l
+        };
+        let kind = labels(s, &[("kind", "worker"), ("thread_pool", &p.name)]);
+        threads.push(kind, Value::Gauge(p.threads as i64));
+        busy.push(tp(&[]), Value::Gauge(p.busy as i64));
+        goal.push(tp(&[]), Value::Gauge(p.goal as i64));
+        for (source, v) in [("hinted", p.blocked), ("detected", p.blocked_detected)] {
+            blocked.push(tp(&[("source", source)]), Value::Gauge(v as i64));
+        }
+        items_queued.push(tp(&[]), Value::Gauge(p.queued as i64));
+        let i = &p.injections;
+        for (reason, v) in [
+            ("hill_climbing", i.hill_climbing),
+            ("starvation", i.starvation),
+            ("blocking", i.blocking),
+            ("blocking_detected", i.blocking_detected),
+        ] {
+            injections.push(tp(&[("reason", reason)]), Value::Counter(v));
+        }
+        items_completed.push(tp(&[]), Value::Counter(p.completed));
+    }
+    [
+        threads,
+        busy,
+        goal,
+        blocked,
+        items_queued,
+        injections,
+        items_completed,
+    ]
+}
+
+/// The gate: requests current, queued, executing, refused, gone, completed, and the
+/// wait time.
+fn gate_families(s: &Snapshot) -> [Family<'_>; 7] {
+    use MetricType::{Counter, Gauge, Histogram};
+    let g = &s.gate;
+    let one = |name, help, kind, v| {
+        let mut f = Family::new(name, help, kind);
+        f.push(labels(s, &[]), v);
+        f
+    };
+    let wait = Value::Histogram {
+        bounds: &WAIT_BUCKETS,
+        counts: &g.wait.buckets,
+        sum_seconds: g.wait.sum_seconds,
+        count: g.wait.count,
+    };
+    [
+        one(
+            "worker_requests_current",
+            "Requests in the worker, queued and executing.",
+            Gauge,
+            Value::Gauge(g.current as i64),
+        ),
+        one(
+            "worker_requests_queued",
+            "Requests waiting in the gate's queue.",
+            Gauge,
+            Value::Gauge(g.queued as i64),
+        ),
+        one(
+            "worker_requests_executing",
+            "Requests past the gate.",
+            Gauge,
+            Value::Gauge(g.executing as i64),
+        ),
+        one(
+            "worker_requests_rejected",
+            "Requests refused at requestQueueLimit (503 ServerTooBusy).",
+            Counter,
+            Value::Counter(g.rejected),
+        ),
+        one(
+            "worker_requests_disconnected",
+            "Queued requests whose client went away.",
+            Counter,
+            Value::Counter(g.disconnected),
+        ),
+        one(
+            "worker_requests_completed",
+            "Requests that went through the gate and finished.",
+            Counter,
+            Value::Counter(g.completed),
+        ),
+        one(
+            "worker_request_wait_seconds",
+            "Time requests waited in the gate's queue before starting (0 when admitted at once).",
+            Histogram,
+            wait,
+        ),
+    ]
 }
 
 #[cfg(test)]

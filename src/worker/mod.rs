@@ -12,6 +12,7 @@ pub mod app;
 pub mod apps;
 pub mod busy;
 pub mod cli;
+pub mod counters;
 pub mod gate;
 pub mod listen;
 pub mod metrics;

@@ -14,6 +14,7 @@
 
 use super::app::{self, Handler, IoHandle, Request, Response, Router, WorkerBuilder};
 use super::busy::BusyRoutes;
+use super::counters::{IoCounters, ThreadPoolCounters, ThreadSummary, WorkerCounters};
 use super::gate::{Gate, GateLimits, Kind, Permit};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
@@ -326,7 +327,9 @@ impl Worker {
                 app::status(StatusCode::SERVICE_UNAVAILABLE, "stopping")
             }
             "/.roost/ping" => app::text("pong\n"),
-            "/.roost/counters" => app::json(&self.counters()),
+            "/.roost/counters" => {
+                app::json(&serde_json::to_value(self.counters()).unwrap_or_default())
+            }
             "/.roost/metrics" => {
                 let mut r = app::text(self.prometheus());
                 r.headers_mut().insert(
@@ -343,33 +346,29 @@ impl Worker {
     /// threads in all pools, busy, queued work items), `io` (the I/O pool), `worker_pools`
     /// (each pool: threads, busy, goal, queue, completions, injections by reason), `gate`
     /// (requests current/queued/executing/rejected/completed and the request wait time).
-    pub fn counters(&self) -> serde_json::Value {
+    pub fn counters(&self) -> WorkerCounters {
         let i = &self.inner;
-        let snaps: Vec<_> = i.pools.values().map(|p| p.counters()).collect();
-        let pools: serde_json::Map<String, serde_json::Value> = snaps
-            .iter()
-            .map(|c| (c.name.clone(), serde_json::to_value(c).unwrap_or_default()))
-            .collect();
+        let snaps: Vec<ThreadPoolCounters> = i.pools.values().map(|p| p.counters()).collect();
         let io = self.io_counters();
-        serde_json::json!({
-            "pid": std::process::id(),
-            "app": i.name,
-            "pool": std::env::var("ROOST_POOL").ok(),
-            "worker_id": std::env::var("ROOST_WORKER_ID").ok(),
-            "uptime_seconds": i.started.elapsed().as_secs_f64(),
-            "cpus": i.settings.cpus,
-            "io_threads": io.threads,
-            "threads": {
-                "io": io.threads,
-                "worker": snaps.iter().map(|c| c.threads).sum::<usize>(),
-                "worker_busy": snaps.iter().map(|c| c.busy).sum::<usize>(),
-                "work_items_queued": snaps.iter().map(|c| c.queued).sum::<usize>(),
+        WorkerCounters {
+            pid: std::process::id(),
+            app: i.name.clone(),
+            pool: std::env::var("ROOST_POOL").ok(),
+            worker_id: std::env::var("ROOST_WORKER_ID").ok(),
+            uptime_seconds: i.started.elapsed().as_secs_f64(),
+            cpus: i.settings.cpus,
+            io_threads: io.threads,
+            threads: ThreadSummary {
+                io: io.threads,
+                worker: snaps.iter().map(|c| c.threads).sum(),
+                worker_busy: snaps.iter().map(|c| c.busy).sum(),
+                work_items_queued: snaps.iter().map(|c| c.queued).sum(),
             },
-            "io": io,
-            "worker_pools": pools,
-            "gate": i.gate.counters(),
-            "busy_routes": i.busy.snapshot(),
-        })
+            io,
+            worker_pools: snaps.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            gate: i.gate.counters(),
+            busy_routes: i.busy.snapshot(),
+        }
     }
 
     /// The I/O pool as seen from its runtime (the one serving this worker, when called on
@@ -419,17 +418,6 @@ impl Worker {
             p.shutdown();
         }
     }
-}
-
-/// The I/O pool part of `/.roost/counters`.
-#[derive(Debug, serde::Serialize)]
-struct IoCounters {
-    /// Runtime worker threads (`ioThreads`).
-    threads: usize,
-    /// Tasks alive on the runtime (connections, handlers, timers' owners).
-    alive_tasks: Option<usize>,
-    /// Tasks waiting in the runtime's shared queue.
-    global_queue_depth: Option<usize>,
 }
 
 /// How often a queued request with an unread body checks that its client is still there.

@@ -15,11 +15,11 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why the goal changed; the order and names follow .NET's `StateOrTransition` (SOS relies on it
 /// there; here it keeps logs comparable with .NET traces).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Transition {
     Warmup,
     Initializing,
@@ -274,109 +274,132 @@ impl HillClimbing {
         if current_threads != self.last_thread_count {
             self.force_change(current_threads, Transition::Initializing);
         }
-
         self.seconds_since_last_change += sample_seconds;
         self.completions_since_last_change += completions as f64;
-
-        let sample_seconds = sample_seconds + self.accumulated_seconds;
-        let completions = completions + self.accumulated_completions;
-
-        // Only completions are counted, so each of the other (threads - 1) threads may have done
-        // part of an item that is not counted: the relative error is (threads-1)/completions.
-        // A too-inaccurate sample would inject noise right at the wave frequency, so keep
-        // accumulating instead (the first sample is exempt, as in .NET).
-        if self.total_samples > 0
-            && (current_threads as f64 - 1.0) / completions as f64 >= self.cfg.max_sample_error
-        {
-            self.accumulated_seconds = sample_seconds;
-            self.accumulated_completions = completions;
+        let Some((sample_seconds, completions)) =
+            self.accumulate(current_threads, sample_seconds, completions)
+        else {
             return (current_threads, 10);
+        };
+        self.record(current_threads, sample_seconds, completions);
+        let (ratio, confidence, state) = self.measure_wave();
+        let new_count = self.move_control(ratio, confidence, sample_seconds);
+        self.last_state = state;
+        if new_count != current_threads {
+            self.change_thread_count(new_count, state);
+        }
+        (new_count, self.next_interval(ratio, new_count))
+    }
+
+    /// This sample with what earlier, too inaccurate ones left. `None`: still too
+    /// inaccurate, kept for the next one.
+    ///
+    /// Only completions are counted, so each of the other (threads - 1) threads may have
+    /// done part of an item that is not counted: the relative error is
+    /// (threads-1)/completions. A too-inaccurate sample would inject noise right at the
+    /// wave frequency, so keep accumulating instead (the first sample is exempt, as in
+    /// .NET).
+    fn accumulate(&mut self, threads: usize, seconds: f64, completions: u64) -> Option<(f64, u64)> {
+        let seconds = seconds + self.accumulated_seconds;
+        let completions = completions + self.accumulated_completions;
+        if self.total_samples > 0
+            && (threads as f64 - 1.0) / completions as f64 >= self.cfg.max_sample_error
+        {
+            self.accumulated_seconds = seconds;
+            self.accumulated_completions = completions;
+            return None;
         }
         self.accumulated_seconds = 0.0;
         self.accumulated_completions = 0;
+        Some((seconds, completions))
+    }
 
-        let throughput = if sample_seconds > 0.0 {
-            completions as f64 / sample_seconds
+    /// Put the sample's throughput and thread count in the ring.
+    fn record(&mut self, threads: usize, seconds: f64, completions: u64) {
+        let throughput = if seconds > 0.0 {
+            completions as f64 / seconds
         } else {
             0.0
         };
         let idx = (self.total_samples % self.samples_to_measure as u64) as usize;
         self.samples[idx] = throughput;
-        self.thread_counts[idx] = current_threads as f64;
+        self.thread_counts[idx] = threads as f64;
         self.total_samples += 1;
+    }
 
-        let mut ratio = Complex::default();
-        let mut confidence = 0.0;
-        let mut state = Transition::Warmup;
-
+    /// Compare the throughput's wave with the thread count's over the last whole
+    /// periods: (ratio, confidence, state). Warm-up until there is more than one period.
+    fn measure_wave(&mut self) -> (Complex, f64, Transition) {
+        let warmup = (Complex::default(), 0.0, Transition::Warmup);
         let period = self.cfg.wave_period;
         let sample_count = ((self.total_samples - 1).min(self.samples_to_measure as u64) as usize)
             / period
             * period;
-
-        if sample_count > period {
-            let (mut sample_sum, mut thread_sum) = (0.0, 0.0);
-            for i in 0..sample_count {
-                let j = self.ring_index(sample_count, i);
-                sample_sum += self.samples[j];
-                thread_sum += self.thread_counts[j];
-            }
-            let avg_throughput = sample_sum / sample_count as f64;
-            let avg_threads = thread_sum / sample_count as f64;
-
-            if avg_throughput > 0.0 && avg_threads > 0.0 {
-                // Noise is measured in the two Fourier bands adjacent to the wave's.
-                let n = sample_count as f64;
-                let adjacent1 = n / (n / period as f64 + 1.0);
-                let adjacent2 = n / (n / period as f64 - 1.0);
-
-                let throughput_wave = self
-                    .wave_component(&self.samples, sample_count, period as f64)
-                    .scale(1.0 / avg_throughput);
-                let mut error_estimate = self
-                    .wave_component(&self.samples, sample_count, adjacent1)
-                    .scale(1.0 / avg_throughput)
-                    .abs();
-                if adjacent2 <= n {
-                    error_estimate = error_estimate.max(
-                        self.wave_component(&self.samples, sample_count, adjacent2)
-                            .scale(1.0 / avg_throughput)
-                            .abs(),
-                    );
-                }
-                let thread_wave = self
-                    .wave_component(&self.thread_counts, sample_count, period as f64)
-                    .scale(1.0 / avg_threads);
-
-                if self.average_throughput_noise == 0.0 {
-                    self.average_throughput_noise = error_estimate;
-                } else {
-                    let k = self.cfg.error_smoothing_factor;
-                    self.average_throughput_noise =
-                        k * error_estimate + (1.0 - k) * self.average_throughput_noise;
-                }
-
-                if thread_wave.abs() > 0.0 {
-                    // Centre the throughput wave on the "worth a thread" line (bias), then
-                    // compare it with the thread wave: in phase = up, opposite = down.
-                    ratio = throughput_wave
-                        .sub(thread_wave.scale(self.cfg.bias))
-                        .div(thread_wave);
-                    state = Transition::ClimbingMove;
-                } else {
-                    ratio = Complex::default();
-                    state = Transition::Stabilizing;
-                }
-
-                let noise = self.average_throughput_noise.max(error_estimate);
-                confidence = if noise > 0.0 {
-                    thread_wave.abs() / noise / self.cfg.target_signal_to_noise
-                } else {
-                    1.0
-                };
-            }
+        if sample_count <= period {
+            return warmup;
         }
+        let (mut sample_sum, mut thread_sum) = (0.0, 0.0);
+        for i in 0..sample_count {
+            let j = self.ring_index(sample_count, i);
+            sample_sum += self.samples[j];
+            thread_sum += self.thread_counts[j];
+        }
+        let avg_throughput = sample_sum / sample_count as f64;
+        let avg_threads = thread_sum / sample_count as f64;
+        if !(avg_throughput > 0.0 && avg_threads > 0.0) {
+            return warmup;
+        }
+        let (throughput_wave, error_estimate) = self.throughput_wave(sample_count, avg_throughput);
+        let thread_wave = self
+            .wave_component(&self.thread_counts, sample_count, period as f64)
+            .scale(1.0 / avg_threads);
+        if self.average_throughput_noise == 0.0 {
+            self.average_throughput_noise = error_estimate;
+        } else {
+            let k = self.cfg.error_smoothing_factor;
+            self.average_throughput_noise =
+                k * error_estimate + (1.0 - k) * self.average_throughput_noise;
+        }
+        let (ratio, state) = if thread_wave.abs() > 0.0 {
+            // Centre the throughput wave on the "worth a thread" line (bias), then
+            // compare it with the thread wave: in phase = up, opposite = down.
+            let ratio = throughput_wave
+                .sub(thread_wave.scale(self.cfg.bias))
+                .div(thread_wave);
+            (ratio, Transition::ClimbingMove)
+        } else {
+            (Complex::default(), Transition::Stabilizing)
+        };
+        let noise = self.average_throughput_noise.max(error_estimate);
+        let confidence = if noise > 0.0 {
+            thread_wave.abs() / noise / self.cfg.target_signal_to_noise
+        } else {
+            1.0
+        };
+        (ratio, confidence, state)
+    }
 
+    /// The throughput's component at the wave's frequency, and the noise: the larger of
+    /// the components in the two Fourier bands adjacent to it (both relative to the mean).
+    fn throughput_wave(&self, sample_count: usize, avg_throughput: f64) -> (Complex, f64) {
+        let period = self.cfg.wave_period as f64;
+        let n = sample_count as f64;
+        let adjacent1 = n / (n / period + 1.0);
+        let adjacent2 = n / (n / period - 1.0);
+        let relative = |freq: f64| {
+            self.wave_component(&self.samples, sample_count, freq)
+                .scale(1.0 / avg_throughput)
+        };
+        let mut error_estimate = relative(adjacent1).abs();
+        if adjacent2 <= n {
+            error_estimate = error_estimate.max(relative(adjacent2).abs());
+        }
+        (relative(period), error_estimate)
+    }
+
+    /// Move the control setting by the measured ratio, weighted by confidence, and ride
+    /// the wave on top of it: the next thread count.
+    fn move_control(&mut self, ratio: Complex, confidence: f64, sample_seconds: f64) -> usize {
         let mut mv = ratio.re.clamp(-1.0, 1.0);
         mv *= confidence.clamp(0.0, 1.0);
         // Non-linear gain: small (likely noisy) moves shrink, large ones keep their size.
@@ -399,24 +422,21 @@ impl HillClimbing {
         let (min, max) = (self.min_threads as f64, self.max_threads as f64);
         self.control_setting = self.control_setting.min(max - magnitude).max(min);
 
-        let high = (self.total_samples / (period as u64 / 2)) % 2;
+        let high = (self.total_samples / (self.cfg.wave_period as u64 / 2)) % 2;
         let new_count = (self.control_setting + magnitude * high as f64) as i64;
-        let new_count = (new_count.max(0) as usize).clamp(self.min_threads, self.max_threads);
+        (new_count.max(0) as usize).clamp(self.min_threads, self.max_threads)
+    }
 
-        self.last_state = state;
-        if new_count != current_threads {
-            self.change_thread_count(new_count, state);
-        }
-
-        // At the minimum with more threads apparently hurting, we cannot go lower: probe
-        // upwards only rarely (managed .NET rule: up to 10x the interval). .NET lets a weak
-        // negative ratio shrink the interval below the low bound; we keep the low bound.
+    /// At the minimum with more threads apparently hurting, we cannot go lower: probe
+    /// upwards only rarely (managed .NET rule: up to 10x the interval). .NET lets a weak
+    /// negative ratio shrink the interval below the low bound; we keep the low bound.
+    fn next_interval(&self, ratio: Complex, new_count: usize) -> u64 {
         let interval = if ratio.re < 0.0 && new_count == self.min_threads {
             (0.5 + self.current_sample_ms as f64 * (10.0 * (-ratio.re).min(1.0))) as u64
         } else {
             self.current_sample_ms
         };
-        (new_count, interval.max(self.cfg.sample_interval_low_ms))
+        interval.max(self.cfg.sample_interval_low_ms)
     }
 
     /// Record a goal change made outside the controller (starvation, blocking, retirement), so

@@ -37,8 +37,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use serde::Serialize;
 
+pub use super::counters::{Injections, ThreadPoolCounters, TransitionRecord};
 pub use cpu::CpuSource;
 pub use hill_climbing::{HillClimbing, HillClimbingConfig, LogEntry, Transition};
 
@@ -137,54 +137,45 @@ pub enum RunError {
     ShutDown,
 }
 
-/// Thread-count increases by cause, in threads of goal.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Injections {
-    pub hill_climbing: u64,
-    pub starvation: u64,
-    /// Hinted blocking ([`blocking`]).
-    pub blocking: u64,
-    /// Blocking found by the gate thread without a hint ([`detect`]).
-    pub blocking_detected: u64,
+/// Why an idle thread woke up.
+enum Wake {
+    /// A dispatcher popped its slot to hand it work.
+    Work,
+    /// The idle timeout passed.
+    TimedOut,
+    /// Neither (a spurious wake-up).
+    Spurious,
 }
 
-/// A goal change with its wall-clock time.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct TransitionRecord {
-    pub transition: Transition,
-    pub goal: usize,
-    /// Milliseconds since the Unix epoch.
-    pub at_unix_ms: u64,
-    /// Mean throughput (items/s) at the previous goal.
-    pub throughput: f64,
-}
-
-/// A snapshot of a pool (served as JSON on `/.roost/counters`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ThreadPoolCounters {
-    pub name: String,
-    /// Threads alive.
-    pub threads: usize,
-    /// Threads running a work item (including blocked ones).
-    pub busy: usize,
-    /// Threads waiting for work.
-    pub idle: usize,
-    /// Work items waiting in the queue.
-    pub queued: usize,
-    /// Threads currently inside [`blocking`].
-    pub blocked: usize,
-    /// Busy threads (outside [`blocking`]) the gate thread last found blocked in the kernel.
-    pub blocked_detected: usize,
-    pub goal: usize,
-    pub min: usize,
-    pub max: usize,
-    pub completed: u64,
-    pub panicked: u64,
-    pub injections: Injections,
-    pub retirements: u64,
-    /// Latest machine CPU utilisation seen by the gate thread (percent).
-    pub cpu_percent: u32,
-    pub last_transition: Option<TransitionRecord>,
+/// Wait on `slot` at the top of the idle stack until a dispatcher wakes it or `deadline`.
+fn wait_idle(
+    st: &mut MutexGuard<'_, State>,
+    slot: &Arc<IdleSlot>,
+    deadline: Option<Instant>,
+) -> Wake {
+    // The slot is never on the stack here (popped by a dispatcher or removed below), so it
+    // can be reused without a new allocation per wait.
+    slot.woken.store(false, Ordering::Relaxed);
+    st.idle_stack.push(Arc::clone(slot));
+    let timed_out = match deadline {
+        Some(d) => slot.cv.wait_until(st, d).timed_out(),
+        None => {
+            slot.cv.wait(st);
+            false
+        }
+    };
+    if slot.woken.load(Ordering::Relaxed) {
+        return Wake::Work;
+    }
+    // Spurious wake or timeout: still on the stack; take it off.
+    if let Some(pos) = st.idle_stack.iter().position(|s| Arc::ptr_eq(s, slot)) {
+        st.idle_stack.remove(pos);
+    }
+    if timed_out {
+        Wake::TimedOut
+    } else {
+        Wake::Spurious
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -659,65 +650,27 @@ impl Inner {
             if st.busy < st.goal {
                 if let Some(job) = st.queue.pop_front() {
                     idle_deadline = None;
-                    st.busy += 1;
-                    st.last_dequeue = Instant::now();
-                    // The panic hook has already reported a panic; the thread carries on.
-                    let panicked = MutexGuard::unlocked(&mut st, || {
-                        me.busy.store(true, Ordering::Relaxed);
-                        let panicked = catch_unwind(AssertUnwindSafe(job)).is_err();
-                        me.busy.store(false, Ordering::Relaxed);
-                        panicked
-                    });
-                    st.busy -= 1;
-                    st.completed += 1;
-                    if panicked {
-                        st.panicked += 1;
-                    }
-                    st.sample_completions += 1;
-                    if !st.queue.is_empty() {
-                        st.sample_saturated = true;
-                    }
-                    self.maybe_hill_climb(&mut st);
+                    self.run_job(&mut st, &me, job);
                     continue;
                 }
             }
             if st.shutdown {
                 break;
             }
-            // Nothing to do: wait on our own slot at the top of the idle stack.
-            let deadline = match (idle_deadline, self.cfg.idle_timeout) {
-                (Some(d), _) => Some(d),
-                (None, Some(t)) => Some(Instant::now() + t),
-                (None, None) => None,
-            };
+            // Nothing to do: wait, until the idle timeout if there is one.
+            let deadline =
+                idle_deadline.or_else(|| self.cfg.idle_timeout.map(|t| Instant::now() + t));
             idle_deadline = deadline;
-            // Our slot is never on the stack here (popped by a dispatcher or removed below),
-            // so it can be reused without a new allocation per wait.
-            slot.woken.store(false, Ordering::Relaxed);
-            st.idle_stack.push(Arc::clone(&slot));
-            let timed_out = match deadline {
-                Some(d) => slot.cv.wait_until(&mut st, d).timed_out(),
-                None => {
-                    slot.cv.wait(&mut st);
-                    false
-                }
-            };
-            if slot.woken.load(Ordering::Relaxed) {
+            match wait_idle(&mut st, &slot, deadline) {
                 // A dispatcher popped us and counted us as starting.
-                starting = true;
-                continue;
-            }
-            // Spurious wake or timeout: we are still on the stack; take ourselves off.
-            if let Some(pos) = st.idle_stack.iter().position(|s| Arc::ptr_eq(s, &slot)) {
-                st.idle_stack.remove(pos);
-            }
-            if timed_out && !st.shutdown && st.threads > st.min && st.queue.is_empty() {
-                self.retire(&mut st, id);
-                return;
-            }
-            if timed_out {
+                Wake::Work => starting = true,
+                Wake::TimedOut if !st.shutdown && st.threads > st.min && st.queue.is_empty() => {
+                    self.retire(&mut st, id);
+                    return;
+                }
                 // Kept alive (at min): start a fresh idle period.
-                idle_deadline = None;
+                Wake::TimedOut => idle_deadline = None,
+                Wake::Spurious => {}
             }
         }
         self.exit_thread(&mut st, id);
@@ -726,6 +679,29 @@ impl Inner {
         if !st.shutdown {
             self.release_workers(&mut st);
         }
+    }
+
+    /// Run one work item outside the lock, then count it and maybe move the goal.
+    fn run_job(self: &Arc<Self>, st: &mut MutexGuard<'_, State>, me: &WorkerSlot, job: Job) {
+        st.busy += 1;
+        st.last_dequeue = Instant::now();
+        // The panic hook has already reported a panic; the thread carries on.
+        let panicked = MutexGuard::unlocked(st, || {
+            me.busy.store(true, Ordering::Relaxed);
+            let panicked = catch_unwind(AssertUnwindSafe(job)).is_err();
+            me.busy.store(false, Ordering::Relaxed);
+            panicked
+        });
+        st.busy -= 1;
+        st.completed += 1;
+        if panicked {
+            st.panicked += 1;
+        }
+        st.sample_completions += 1;
+        if !st.queue.is_empty() {
+            st.sample_saturated = true;
+        }
+        self.maybe_hill_climb(st);
     }
 
     fn retire(&self, st: &mut MutexGuard<'_, State>, id: u64) {
