@@ -102,6 +102,9 @@ pub fn pool_json(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> Value {
         "completed": s.completed,
         "rejected": s.rejected,
         "rejected_total": pool.counters().rejected_total(),
+        "queue_discipline": s.discipline,
+        "shedding_seconds": s.shedding_seconds,
+        "drain_per_second": s.drain_per_second,
         // Since start, and over the last minute of samples.
         "latency": {
             "p50_seconds": p50,

@@ -69,6 +69,11 @@ impl Collector for RoostCollector {
             "The pool's queueLength.",
             MetricType::Gauge,
         );
+        let mut shedding = Family::new(
+            "pool_queue_shedding",
+            "1 while the pool's adaptive queue discipline sheds (its queue stood above the target delay).",
+            MetricType::Gauge,
+        );
         let mut oldest = Family::new(
             "pool_queue_oldest_seconds",
             "Age of the oldest queued request (MaxQueueItemAge).",
@@ -148,6 +153,7 @@ impl Collector for RoostCollector {
             let p = || l(&[("pool", name)]);
             queue_length.push(p(), Value::Gauge(s.queue_length as i64));
             queue_limit.push(p(), Value::Gauge(s.queue_limit as i64));
+            shedding.push(p(), Value::Gauge(s.shedding_seconds.is_some() as i64));
             oldest.push(p(), Value::GaugeF(s.queue_oldest_seconds));
             arrivals.push(p(), Value::Counter(s.arrivals));
             retries.push(
@@ -255,6 +261,7 @@ impl Collector for RoostCollector {
         for f in [
             &queue_length,
             &queue_limit,
+            &shedding,
             &oldest,
             &arrivals,
             &retries,
