@@ -15,7 +15,7 @@
 //! Run: `cargo bench --bench queue` (about 30 s).
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -91,10 +91,9 @@ impl Conns {
     async fn take(&self) -> Option<Sender> {
         loop {
             let c = self.idle.lock().pop();
-            match c {
-                Some(mut c) if c.ready().await.is_ok() => return Some(c),
-                Some(_) => continue,
-                None => break,
+            let Some(mut c) = c else { break };
+            if c.ready().await.is_ok() {
+                return Some(c);
             }
         }
         let stream = TcpStream::connect(self.addr).await.ok()?;
