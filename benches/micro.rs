@@ -95,6 +95,34 @@ fn queue(c: &mut Criterion) {
             }
         })
     });
+    // Two OS threads, each on its own current-thread runtime (the thread-per-core
+    // layout), admit/release on one pool: the cost of sharing the pool between cores.
+    c.bench_function("queue/admit_release_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let per = iters / 2 + 1;
+            let start = std::time::Instant::now();
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let pool = pool.clone();
+                    std::thread::spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .unwrap();
+                        rt.block_on(async {
+                            let key = PickKey::default();
+                            for _ in 0..per {
+                                drop(pool.acquire(&key).await.unwrap());
+                            }
+                        })
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            start.elapsed()
+        })
+    });
 }
 
 fn header_rewrite(c: &mut Criterion) {

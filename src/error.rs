@@ -20,6 +20,9 @@ pub enum Reason {
     QueueFull,
     /// The request waited in the pool queue past `queueTimeout`.
     QueueTimeout,
+    /// The pool's adaptive discipline shed the request: the queue stood above its target
+    /// delay, and this request would not have been served in time.
+    Shed,
     /// Rapid-fail protection stopped the pool.
     AppOffline,
     /// An operator stopped the pool.
@@ -51,9 +54,10 @@ pub enum Side {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::QueueFull,
         Reason::QueueTimeout,
+        Reason::Shed,
         Reason::AppOffline,
         Reason::Disabled,
         Reason::ServerTooBusy,
@@ -70,6 +74,7 @@ impl Reason {
         match self {
             Reason::QueueFull => "QueueFull",
             Reason::QueueTimeout => "QueueTimeout",
+            Reason::Shed => "Shed",
             Reason::AppOffline => "AppOffline",
             Reason::Disabled => "Disabled",
             Reason::ServerTooBusy => "ServerTooBusy",
@@ -87,6 +92,7 @@ impl Reason {
         match self {
             Reason::QueueFull
             | Reason::QueueTimeout
+            | Reason::Shed
             | Reason::AppOffline
             | Reason::Disabled
             | Reason::ServerTooBusy => StatusCode::SERVICE_UNAVAILABLE,
@@ -109,9 +115,11 @@ impl Reason {
             | Reason::BadGateway
             | Reason::BackendTimeout
             | Reason::ServerTooBusy => Side::Upstream,
-            Reason::QueueFull | Reason::QueueTimeout | Reason::AppOffline | Reason::Disabled => {
-                Side::Internal
-            }
+            Reason::QueueFull
+            | Reason::QueueTimeout
+            | Reason::Shed
+            | Reason::AppOffline
+            | Reason::Disabled => Side::Internal,
         }
     }
 
@@ -121,7 +129,12 @@ impl Reason {
 
     /// The response roost sends for this reason. `retry_after` is used for 503s.
     pub fn response(self, retry_after: Duration) -> Response<Body> {
-        let status = self.status();
+        self.response_as(self.status(), retry_after)
+    }
+
+    /// [`Reason::response`] with the status a pool's `rejectStatus` chose (a 429 also
+    /// carries `Retry-After`, RFC 6585 section 4).
+    pub fn response_as(self, status: StatusCode, retry_after: Duration) -> Response<Body> {
         let text = format!("{} {}\n", status.as_u16(), self.as_str());
         let mut resp = Response::new(body::full(text));
         *resp.status_mut() = status;
@@ -131,8 +144,9 @@ impl Reason {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            let secs = retry_after.as_secs().max(1);
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            // Whole seconds, rounded up: a computed 1.2 s must not invite a retry at 1 s.
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp

@@ -53,6 +53,8 @@ LOAD_CPUS = os.environ.get("LOAD_CPUS", _DEFAULT_CPUS["LOAD_CPUS"])
 THREADS = os.environ.get("THREADS")
 GARDEN_PROCESSES = int(os.environ.get("GARDEN_PROCESSES", "2"))
 ROOST = os.environ.get("ROOST_BIN", os.path.join(ROOT, "target", "release", "roost"))
+PLAIN = os.environ.get("PLAIN_BIN", os.path.join(ROOT, "target", "release", "examples",
+                                                 "plain_hyper"))
 OUT = os.environ.get("OUT", os.path.join(HERE, "results.md"))
 RAW = os.environ.get("RAW", os.path.join(HERE, "results.jsonl"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -80,7 +82,11 @@ SCENARIOS = {
     "h2-c16x16": ("h2load", "/", 16, 16, "h2"),
     "tls-c64": ("wrk", "/", 64, 0, "tls"),
 }
-TARGETS = ["direct", "roost", "garden", "nginx", "haproxy"]
+TARGETS = ["direct", "roost", "garden", "nginx", "haproxy", "worker", "plain"]
+# The worker's own overhead: `roost worker --app hello` against a plain hyper server
+# (examples/plain_hyper.rs) answering the same "hello", both loaded directly, with as many
+# I/O threads as the backend. Only the small-response scenarios apply to them.
+HELLO_TARGETS = ("worker", "plain")
 # A/B runs for optimisation work: ROOST_BEFORE_BIN=/path/to/old/roost adds the target
 # "before" (the same farm config served by that binary), measured in the same run.
 BEFORE_BIN = os.environ.get("ROOST_BEFORE_BIN")
@@ -549,6 +555,24 @@ def main():
                                capture_output=True)
             pids["garden"] = lambda p=p: [p.pid]
             ports["garden"] = {"h1": v["GARDEN_PORT"], "h2": v["GARDEN_PORT"]}
+        if "worker" in targets:
+            port = free_port()
+            p = procs.start("worker", [ROOST, "worker", "--app", "hello", "--listen",
+                                       f"tcp:127.0.0.1:{port}", "--io-threads",
+                                       str(backend_threads)],
+                            BACKEND_CPUS, env={"RUST_LOG": "warn"}, logdir=run_dir)
+            wait_ready(port, "worker", p)
+            pids["worker"] = lambda p=p: [p.pid]
+            ports["worker"] = {"h1": port}
+        if "plain" in targets:
+            if not os.path.exists(PLAIN):
+                raise SystemExit(f"{PLAIN} missing: cargo build --release --example plain_hyper")
+            port = free_port()
+            p = procs.start("plain", [PLAIN, f"127.0.0.1:{port}", str(backend_threads)],
+                            BACKEND_CPUS, logdir=run_dir)
+            wait_ready(port, "plain", p)
+            pids["plain"] = lambda p=p: [p.pid]
+            ports["plain"] = {"h1": port}
         if "nginx" in targets:
             cfg = render("nginx.conf.tmpl", os.path.join(run_dir, "nginx.conf"), v)
             p = procs.start("nginx", ["nginx", "-p", run_dir, "-e", "stderr", "-c", cfg],
@@ -584,7 +608,8 @@ def main():
             for rep in range(REPS):
                 for sc in scenarios:
                     kind = SCENARIOS[sc][4]
-                    order = [t for t in targets if kind in ports[t]]
+                    order = [t for t in targets if kind in ports[t]
+                             and not (t in HELLO_TARGETS and not sc.startswith("small"))]
                     # Rotate the order each repetition so no target always runs first.
                     k = rep % max(1, len(order))
                     order = order[k:] + order[:k]

@@ -29,7 +29,7 @@ if [ "${#need[@]}" -gt 0 ] && [ "${NO_INSTALL:-0}" != 1 ]; then
 fi
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
-    (cd "$root" && cargo build --release --bin roost)
+    (cd "$root" && cargo build --release --bin roost --example plain_hyper)
 fi
 
 # 10,000 idle client connections need as many descriptors in the client and the proxy.

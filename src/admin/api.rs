@@ -4,7 +4,7 @@
 
 use super::sampler::{Sample, Sampler, WorkerSample};
 use super::wire::{
-    LatencyDoc, MemberDoc, PoolDoc, PoolList, PoolPoint, PoolSeries, QueueDoc, RequestList,
+    DisciplineDoc, LatencyDoc, MemberDoc, PoolDoc, PoolList, PoolPoint, PoolSeries, QueueDoc, RequestList,
     ServerDoc, Stats, WorkerDoc, WorkerPoint, WorkerSampled, WorkerSeries,
 };
 use crate::config::model::Backend;
@@ -37,6 +37,11 @@ pub fn pool_doc(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> PoolDoc {
             limit: s.queue_limit,
             oldest_seconds: s.queue_oldest_seconds,
             timeout_seconds: pool.queue_timeout().as_secs_f64(),
+        },
+        discipline: DisciplineDoc {
+            queue_discipline: s.discipline.to_string(),
+            shedding_seconds: s.shedding_seconds,
+            drain_per_second: s.drain_per_second,
         },
         capacity: s.capacity,
         active: s.active,

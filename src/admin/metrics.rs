@@ -114,6 +114,7 @@ const RECYCLE_REASONS: [&str; 6] = [
 struct PoolFamilies<'a> {
     queue_length: Family<'a>,
     queue_limit: Family<'a>,
+    shedding: Family<'a>,
     oldest: Family<'a>,
     arrivals: Family<'a>,
     retries: Family<'a>,
@@ -140,6 +141,11 @@ impl<'a> PoolFamilies<'a> {
                 Gauge,
             ),
             queue_limit: f("pool_queue_limit", "The pool's queueLength.", Gauge),
+            shedding: f(
+                "pool_queue_shedding",
+                "1 while the pool's adaptive queue discipline sheds (its queue stood above the target delay).",
+                Gauge,
+            ),
             oldest: f(
                 "pool_queue_oldest_seconds",
                 "Age of the oldest queued request (MaxQueueItemAge).",
@@ -201,6 +207,8 @@ impl<'a> PoolFamilies<'a> {
             .push(p(), Value::Gauge(s.queue_length as i64));
         self.queue_limit
             .push(p(), Value::Gauge(s.queue_limit as i64));
+        self.shedding
+            .push(p(), Value::Gauge(s.shedding_seconds.is_some() as i64));
         self.oldest.push(p(), Value::GaugeF(s.queue_oldest_seconds));
         self.arrivals.push(p(), Value::Counter(s.arrivals));
         let retries = c.retries.load(Ordering::Relaxed);
@@ -273,6 +281,7 @@ impl<'a> PoolFamilies<'a> {
         for f in [
             &self.queue_length,
             &self.queue_limit,
+            &self.shedding,
             &self.oldest,
             &self.arrivals,
             &self.retries,

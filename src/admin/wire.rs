@@ -31,6 +31,8 @@ pub struct PoolDoc {
     /// `Started`, `Stopped`, `AppOffline`.
     pub state: String,
     pub queue: QueueDoc,
+    #[serde(flatten)]
+    pub discipline: DisciplineDoc,
     pub capacity: usize,
     pub active: usize,
     pub members: usize,
@@ -58,6 +60,17 @@ pub struct QueueDoc {
     pub limit: usize,
     pub oldest_seconds: f64,
     pub timeout_seconds: f64,
+}
+
+/// How the pool's queue serves and sheds (`queueDiscipline`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DisciplineDoc {
+    /// `fifo` or `adaptive`.
+    pub queue_discipline: String,
+    /// How long the adaptive discipline has been shedding (`null`: it is not).
+    pub shedding_seconds: Option<f64>,
+    /// Completions per second, measured (what `retryAfter: auto` divides by).
+    pub drain_per_second: f64,
 }
 
 /// Response time since start, and over the last minute of samples.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod files;
 mod load;
 pub mod model;
+mod queue;
 pub mod raw;
 mod summary;
 pub mod tree;

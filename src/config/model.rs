@@ -127,12 +127,16 @@ impl Default for Overload {
     }
 }
 
+pub use super::queue::{QueueDiscipline, QueuePolicy};
+
 /// An application pool: a queue in front of members (local workers or farm servers).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
     pub name: String,
     pub queue_length: usize,
     pub queue_timeout: Duration,
+    /// The queue's discipline and rejection policy (`config/queue.rs`).
+    pub queue: QueuePolicy,
     pub start_mode: StartMode,
     pub backend: Backend,
     pub recycling: Recycling,

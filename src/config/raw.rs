@@ -128,6 +128,10 @@ pub struct RawPool {
     pub queue_timeout: Leaf,
     pub start_mode: Leaf,
     pub retry_after: Leaf,
+    pub queue_discipline: Leaf,
+    pub queue_target_delay: Leaf,
+    pub queue_interval: Leaf,
+    pub reject_status: Opt<BTreeMap<String, Scalar>>,
     pub timeouts: Opt<RawTimeouts>,
     pub initialization_pages: Opt<Vec<Scalar>>,
     pub process_model: Opt<RawProcessModel>,
@@ -505,6 +509,10 @@ const POOL: Shape = Shape::Map(&[
     ("queueTimeout", Shape::Leaf),
     ("startMode", Shape::Leaf),
     ("retryAfter", Shape::Leaf),
+    ("queueDiscipline", Shape::Leaf),
+    ("queueTargetDelay", Shape::Leaf),
+    ("queueInterval", Shape::Leaf),
+    ("rejectStatus", Shape::Dict(&Shape::Leaf)),
     (
         "timeouts",
         Shape::Map(&[

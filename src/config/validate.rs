@@ -1120,7 +1120,13 @@ fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_>) -> Pool 
         ],
         StartMode::OnDemand,
     );
-    let retry_after = ctx.duration(&rp.retry_after, &format!("{pp}.retryAfter"), dur(5), false);
+    let retry_after = ctx.duration(
+        &super::queue::retry_after_leaf(&rp.retry_after),
+        &format!("{pp}.retryAfter"),
+        dur(5),
+        false,
+    );
+    let queue = super::queue::validate(rp, pp, ctx);
 
     let tp = format!("{pp}.timeouts");
     let t = ctx.nested(&rp.timeouts, &tp, "a map");
@@ -1188,6 +1194,7 @@ fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_>) -> Pool 
         name: name.to_string(),
         queue_length,
         queue_timeout,
+        queue,
         start_mode,
         backend,
         recycling: validate_recycling(

@@ -529,10 +529,10 @@ impl Front {
         reason: Reason,
         pool: Option<&Arc<Pool>>,
     ) -> Response<Body> {
-        let retry_after = pool
-            .map(|p| p.retry_after())
-            .unwrap_or(Duration::from_secs(5));
-        let resp = reason.response(retry_after);
+        let resp = match pool {
+            Some(p) => reason.response_as(p.reject_status(reason), p.retry_after_for(reason)),
+            None => reason.response(Duration::from_secs(5)),
+        };
         rec.status = resp.status().as_u16();
         rec.reason = Some(reason);
         rec.elapsed = started.elapsed();

@@ -1,22 +1,21 @@
 //! Picking a member with a free slot: the pool's load-balancing algorithms.
 //!
-//! Called under the pool lock with the pool's members; returns the index of the member
-//! that gets the request, or `None` when no usable member has a free slot (the request
-//! then waits in the queue). Backup members count only when no primary is usable.
+//! Called with the pool's member view, with or without the pool lock (the fast path
+//! takes none): it only reads the members' atomics (round robin also adds to their
+//! running weights), so a pick may race another; the caller's CAS on the slot decides.
+//! Returns the index of the member that gets the request, or `None` when no usable
+//! member has a free slot (the request then waits in the queue). Backup members count
+//! only when no primary is usable.
 
 use super::member::Member;
 use super::PickKey;
 use crate::config::model::LoadBalancing;
 use rand::Rng;
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub(super) fn pick(
-    algo: &LoadBalancing,
-    members: &[Arc<Member>],
-    key: &PickKey,
-    rr: &mut usize,
-) -> Option<usize> {
+pub(super) fn pick(algo: &LoadBalancing, members: &[Arc<Member>], key: &PickKey) -> Option<usize> {
     let use_backups = !members.iter().any(|m| m.usable() && !m.is_backup());
     // A retry avoids the member it failed on, as long as another usable one exists (even
     // if that one is busy right now: waiting for it beats failing on the same one again).
@@ -44,10 +43,10 @@ pub(super) fn pick(
 
     match algo {
         LoadBalancing::RoundRobin => smooth_weighted(members, candidate),
-        LoadBalancing::LeastRequests => least_by(members, candidate, rr, |m| {
+        LoadBalancing::LeastRequests => least_by(members, candidate, |m| {
             m.active() as u64 * 1_000_000 / m.weight() as u64
         }),
-        LoadBalancing::LeastResponseTime => least_by(members, candidate, rr, |m| {
+        LoadBalancing::LeastResponseTime => least_by(members, candidate, |m| {
             // Latency times queue depth: a fast member with many requests can lose to a
             // slower idle one. Members without a sample yet count as fastest.
             m.latency_ewma_us().saturating_mul(m.active() as u64 + 1) / m.weight() as u64
@@ -129,20 +128,28 @@ fn smooth_weighted(members: &[Arc<Member>], candidate: impl Fn(&Member) -> bool)
     best
 }
 
+thread_local! {
+    /// Where `least_by` starts its scan: per thread, so rotating it writes no shared line.
+    static ROTATION: Cell<usize> = const { Cell::new(0) };
+}
+
 /// The candidate with the lowest `cost`, ties broken by rotating the starting point so
 /// equal members share the load.
 fn least_by(
     members: &[Arc<Member>],
     candidate: impl Fn(&Member) -> bool,
-    rr: &mut usize,
     cost: impl Fn(&Member) -> u64,
 ) -> Option<usize> {
     let n = members.len();
     if n == 0 {
         return None;
     }
-    *rr = rr.wrapping_add(1);
-    let start = *rr % n;
+    let rr = ROTATION.with(|r| {
+        let v = r.get().wrapping_add(1);
+        r.set(v);
+        v
+    });
+    let start = rr % n;
     let mut best: Option<(usize, u64)> = None;
     for k in 0..n {
         let i = (start + k) % n;

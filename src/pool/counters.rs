@@ -4,7 +4,7 @@
 
 use crate::error::Reason;
 use serde::Serialize;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets; the last bucket is +Inf.
@@ -42,8 +42,11 @@ impl Histogram {
             .unwrap_or(BUCKETS.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         let us = d.as_micros() as u64;
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.bucket_sum_us[i].fetch_add(us, Ordering::Relaxed);
+        // Most queue waits are zero: adding nothing would still write two shared lines.
+        if us > 0 {
+            self.sum_us.fetch_add(us, Ordering::Relaxed);
+            self.bucket_sum_us[i].fetch_add(us, Ordering::Relaxed);
+        }
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {
@@ -167,6 +170,8 @@ pub struct PoolCounters {
     /// Whole request time as the client saw it, by status class 1xx..5xx (index 0..4).
     pub duration_by_class: [Histogram; 5],
     pub(super) queued: AtomicUsize,
+    /// The adaptive discipline is shedding (overloaded) as of the last queue event.
+    pub(super) shedding: AtomicBool,
 }
 
 impl PoolCounters {

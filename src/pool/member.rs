@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize
 use std::sync::Arc;
 use std::time::Instant;
 
-/// One member of a pool. Slot accounting (`active`) changes only under the pool lock,
-/// so the balancer sees a consistent picture; the atomics let readers (admin API,
-/// supervisor) look without taking that lock.
+/// One member of a pool. A slot is taken with one CAS on `active` (never past `slots`),
+/// so the pool's lock-free fast path and its locked dispatch can race for the last slot
+/// safely; readers (admin API, supervisor) look without any lock.
 pub struct Member {
     /// For logs and labels: `pid 1234` or `10.0.0.5:8080`.
     pub label: String,
@@ -129,12 +129,19 @@ impl Member {
         self.active() < self.slots()
     }
 
-    pub(super) fn take_slot(&self) {
-        self.active.fetch_add(1, Ordering::Relaxed);
+    /// Take a slot if one is free. Sequentially consistent: the pool's release path
+    /// relies on it (see `Pool::release`).
+    pub(super) fn try_take_slot(&self) -> bool {
+        let slots = self.slots();
+        self.active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+                (a < slots).then_some(a + 1)
+            })
+            .is_ok()
     }
 
     pub(super) fn give_slot(&self, completed: bool) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::SeqCst);
         if completed {
             self.served.fetch_add(1, Ordering::Relaxed);
         }

@@ -1,30 +1,40 @@
-//! Application pools: admission, the bounded FIFO queue, and the members behind it.
+//! Application pools: admission, the bounded queue, and the members behind it.
 //!
 //! A pool's capacity is the sum of its members' slots. [`Pool::acquire`] hands out a
 //! [`Lease`] on one slot at once when a usable member has one free and nobody is waiting;
-//! otherwise the request joins the FIFO queue (503 `QueueFull` past `queueLength`, 503
-//! `QueueTimeout` past `queueTimeout`). Dropping a lease gives its slot to the oldest
-//! waiter. A waiter that is dropped (its client went away) leaves the queue at once.
+//! otherwise the request joins the queue (503 `QueueFull` past `queueLength`, 503
+//! `QueueTimeout` past `queueTimeout`), served in the order its discipline gives
+//! (`queue.rs`: strict FIFO, or adaptive LIFO with shedding under overload). Dropping a
+//! lease gives its slot to the next waiter. A waiter that is dropped (its client went
+//! away) leaves the queue at once.
 //!
-//! One mutex guards the members' slot counts and the queue; it is held only for O(members)
-//! work, never across an await.
+//! The fast path takes no lock: when nobody waits (`entering` and `queued` both zero) a
+//! request picks a member from the lock-free member view and takes a slot with one CAS on
+//! the member's `active` count; a release is one decrement plus a look at those two
+//! counters. Everything else (queueing, dispatch, membership) holds the mutex, for
+//! O(members) work, never across an await. Why no slot is lost between the two (a
+//! Dekker pair): see [`Pool::release`].
 
 mod balancer;
 pub mod counters;
 mod hooks;
+mod drain;
 mod member;
+mod queue;
 
 pub use balancer::hash_key;
 pub use counters::{Histogram, HistogramSnapshot, PoolCounters};
 pub use hooks::PoolHooks;
 pub use member::Member;
 
-use crate::config::model::{self, LoadBalancing};
+use crate::config::model::{self, LoadBalancing, QueueDiscipline};
 use crate::error::Reason;
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use queue::{Grant, Queue};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
@@ -68,6 +78,13 @@ pub struct Pool {
     /// of answering 503, so a layer-4 balancer in front notices.
     tcp_level: std::sync::atomic::AtomicBool,
     state: AtomicU8,
+    /// Members and balancing, read without the lock by the fast path; replaced (never
+    /// edited) under the lock.
+    view: ArcSwap<View>,
+    /// Acquirers between "no slot at once" and "queued" (slow path, under the lock).
+    /// With `counters.queued`, non-zero means someone waits: no fast path, and every
+    /// release looks at the queue.
+    entering: AtomicUsize,
     inner: Mutex<Inner>,
     counters: PoolCounters,
     demand: Notify,
@@ -79,19 +96,13 @@ pub struct Pool {
     extension: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-struct Inner {
+struct View {
     members: Vec<Arc<Member>>,
-    /// FIFO by arrival sequence number; a BTreeMap so a leaving waiter is removed in O(log n).
-    waiters: BTreeMap<u64, Waiter>,
-    next_seq: u64,
-    rr: usize,
     balancing: LoadBalancing,
 }
 
-struct Waiter {
-    tx: oneshot::Sender<Arc<Member>>,
-    key: PickKey,
-    enqueued: Instant,
+struct Inner {
+    queue: Queue,
 }
 
 /// One slot on one member, held from dispatch until the response has been sent.
@@ -148,15 +159,16 @@ pub struct PoolSnapshot {
     pub arrivals: u64,
     pub completed: u64,
     pub rejected: BTreeMap<&'static str, u64>,
+    /// `queueDiscipline`: `fifo` or `adaptive`.
+    pub discipline: &'static str,
+    /// How long the adaptive discipline has been shedding (`None`: it is not).
+    pub shedding_seconds: Option<f64>,
+    /// Requests finished per second, as the queue measures it (0 before it has).
+    pub drain_per_second: f64,
 }
 
 impl Pool {
     pub fn new(cfg: &model::Pool) -> Arc<Pool> {
-        let balancing = match &cfg.backend {
-            model::Backend::Farm(f) => f.load_balancing.clone(),
-            // A web garden balances by least outstanding requests (DESIGN.md section 1).
-            model::Backend::Garden(_) => LoadBalancing::LeastRequests,
-        };
         Arc::new(Pool {
             name: Arc::from(cfg.name.as_str()),
             queue_length: AtomicUsize::new(cfg.queue_length),
@@ -166,12 +178,13 @@ impl Pool {
                 cfg.failure.load_balancer_capabilities == model::LoadBalancerCapabilities::TcpLevel,
             ),
             state: AtomicU8::new(0),
-            inner: Mutex::new(Inner {
+            view: ArcSwap::from_pointee(View {
                 members: Vec::new(),
-                waiters: BTreeMap::new(),
-                next_seq: 0,
-                rr: 0,
-                balancing,
+                balancing: balancing_of(cfg),
+            }),
+            entering: AtomicUsize::new(0),
+            inner: Mutex::new(Inner {
+                queue: Queue::new(cfg.queue.clone()),
             }),
             counters: PoolCounters::default(),
             demand: Notify::new(),
@@ -229,15 +242,46 @@ impl Pool {
             Ordering::Relaxed,
         );
         let mut inner = self.inner.lock();
-        inner.balancing = match &cfg.backend {
-            model::Backend::Farm(f) => f.load_balancing.clone(),
-            model::Backend::Garden(_) => LoadBalancing::LeastRequests,
-        };
+        inner.queue.policy = cfg.queue.clone();
+        let members = self.view.load().members.clone();
+        self.view.store(Arc::new(View {
+            members,
+            balancing: balancing_of(cfg),
+        }));
+        self.dispatch(&mut inner);
     }
 
-    /// `Retry-After` for this pool's 503s.
+    /// `Retry-After` for this pool's 503s (the configured constant).
     pub fn retry_after(&self) -> Duration {
         Duration::from_secs(self.retry_after_s.load(Ordering::Relaxed))
+    }
+
+    /// `Retry-After` for refusing a request for `reason`: with `retryAfter: auto`, the
+    /// time the backlog takes to drain at the measured rate; otherwise the constant.
+    pub fn retry_after_for(&self, reason: Reason) -> Duration {
+        let inner = self.inner.lock();
+        let q = &inner.queue;
+        let overload = matches!(
+            reason,
+            Reason::QueueFull | Reason::QueueTimeout | Reason::Shed
+        );
+        if !(q.policy.retry_after_auto && overload) {
+            return self.retry_after();
+        }
+        q.drain
+            .retry_after(q.len(), q.policy.target_delay)
+            .unwrap_or_else(|| self.retry_after())
+    }
+
+    /// The status of a refusal for `reason` (`rejectStatus`: 429 or 503).
+    pub fn reject_status(&self, reason: Reason) -> http::StatusCode {
+        let policy = &self.inner.lock().queue.policy;
+        let configured = match reason {
+            Reason::QueueFull => policy.queue_full_status,
+            Reason::Shed => policy.shed_status,
+            _ => return reason.status(),
+        };
+        http::StatusCode::from_u16(configured).unwrap_or(reason.status())
     }
 
     /// Whether `reason` should close the client connection rather than answer (a
@@ -266,8 +310,8 @@ impl Pool {
         if s != PoolState::Started {
             // Dropping the senders wakes every waiter, which then sees the new state.
             let mut inner = self.inner.lock();
-            inner.waiters.clear();
-            self.counters.queued.store(0, Ordering::Relaxed);
+            inner.queue.clear();
+            self.counters.queued.store(0, Ordering::SeqCst);
         }
     }
 
@@ -301,11 +345,11 @@ impl Pool {
     }
 
     fn needs_members(&self) -> bool {
-        let inner = self.inner.lock();
-        !inner.waiters.is_empty() && !inner.members.iter().any(|m| m.usable())
+        let waiting = !self.inner.lock().queue.is_empty();
+        waiting && !self.view.load().members.iter().any(|m| m.usable())
     }
 
-    /// Take a slot: at once if one is free and nobody waits, else in FIFO order.
+    /// Take a slot: at once if one is free and nobody waits, else in the queue's order.
     pub async fn acquire(self: &Arc<Self>, key: &PickKey) -> Result<Lease, Reason> {
         // No idle-clock touch here: while a request is active or queued the pool is not
         // idle, and its release touches it (one clock read per request, not two).
@@ -320,75 +364,99 @@ impl Pool {
             self.counters.reject(reason);
             return Err(reason);
         }
-        let (seq, rx, start) = {
-            let mut inner = self.inner.lock();
-            if inner.waiters.is_empty() {
-                let Inner {
-                    balancing,
-                    members,
-                    rr,
-                    ..
-                } = &mut *inner;
-                if let Some(i) = balancer::pick(balancing, members, key, rr) {
-                    let m = inner.members[i].clone();
-                    m.take_slot();
-                    drop(inner);
-                    return Ok(self.lease(m, Duration::ZERO));
-                }
+        if let Some(m) = self.try_fast(key) {
+            return Ok(self.lease(m, Duration::ZERO));
+        }
+        let (seq, rx, start) = match self.enqueue(key) {
+            Ok(Ok(m)) => return Ok(self.lease(m, Duration::ZERO)),
+            Ok(Err(queued)) => queued,
+            Err(reason) => {
+                self.counters.reject(reason);
+                return Err(reason);
             }
-            if inner.waiters.len() >= self.queue_limit() {
-                drop(inner);
-                self.counters.reject(Reason::QueueFull);
-                return Err(Reason::QueueFull);
+        };
+        self.wait(seq, rx, start).await
+    }
+
+    /// The lock-free path: nobody waits and a member has a free slot. Two loads of
+    /// counters that stay zero while nobody waits, the member view, one CAS.
+    fn try_fast(&self, key: &PickKey) -> Option<Arc<Member>> {
+        if self.entering.load(Ordering::SeqCst) != 0
+            || self.counters.queued.load(Ordering::SeqCst) != 0
+        {
+            return None;
+        }
+        take_slot(&self.view.load(), key)
+    }
+
+    /// The slow path, under the lock: a slot at once if the queue is empty and one is
+    /// free, else a place in the queue (or the refusal the discipline gives).
+    #[allow(clippy::type_complexity)]
+    fn enqueue(
+        &self,
+        key: &PickKey,
+    ) -> Result<Result<Arc<Member>, (u64, oneshot::Receiver<Grant>, Instant)>, Reason> {
+        // Announce first, then look at the slots: a release that frees one after our
+        // look sees `entering` and dispatches (see `release`).
+        self.entering.fetch_add(1, Ordering::SeqCst);
+        let mut inner = self.inner.lock();
+        fence(Ordering::SeqCst);
+        let view = self.view.load();
+        let out = (|| {
+            if inner.queue.is_empty() {
+                if let Some(m) = take_slot(&view, key) {
+                    return Ok(Ok(m));
+                }
             }
             // Read the clock only when the request has to wait: the fast path above is
             // every request of a pool with free slots.
-            let start = Instant::now();
-            let (tx, rx) = oneshot::channel();
-            let seq = inner.next_seq;
-            inner.next_seq += 1;
-            inner.waiters.insert(
-                seq,
-                Waiter {
-                    tx,
-                    key: key.clone(),
-                    enqueued: start,
-                },
-            );
-            self.counters
-                .queued
-                .store(inner.waiters.len(), Ordering::Relaxed);
-            if !inner.members.iter().any(|m| m.usable()) {
+            let now = Instant::now();
+            let completed = self.counters.completed.load(Ordering::Relaxed);
+            inner.queue.drain.observe(now, completed);
+            inner.queue.admit(now, self.queue_limit())?;
+            let (seq, rx) = inner.queue.push(key.clone(), now);
+            if !view.members.iter().any(|m| m.usable()) {
                 self.demand.notify_waiters();
             }
-            (seq, rx, start)
-        };
+            Ok(Err((seq, rx, now)))
+        })();
+        self.sync_queued(&inner.queue);
+        drop(inner);
+        self.entering.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
 
+    /// Wait in the queue for a slot, a refusal, or `queueTimeout`.
+    async fn wait(
+        self: &Arc<Self>,
+        seq: u64,
+        rx: oneshot::Receiver<Grant>,
+        start: Instant,
+    ) -> Result<Lease, Reason> {
         let mut waiting = Waiting {
             pool: self,
             seq,
             rx: Some(rx),
         };
         let rx = waiting.rx.as_mut().expect("receiver present until done");
-        match tokio::time::timeout(self.queue_timeout(), rx).await {
-            Ok(Ok(member)) => {
+        let outcome = match tokio::time::timeout(self.queue_timeout(), rx).await {
+            Ok(Ok(grant)) => {
                 waiting.rx = None;
-                Ok(self.lease(member, start.elapsed()))
+                grant
             }
             // The pool was stopped while we waited (set_state dropped the senders).
             Ok(Err(_)) => {
                 waiting.rx = None;
-                let reason = self.state_rejection().unwrap_or(Reason::QueueTimeout);
+                Err(self.state_rejection().unwrap_or(Reason::QueueTimeout))
+            }
+            // Timed out, unless a slot (or a refusal) was handed to us in the same instant.
+            Err(_) => waiting.leave().unwrap_or(Err(Reason::QueueTimeout)),
+        };
+        match outcome {
+            Ok(member) => Ok(self.lease(member, start.elapsed())),
+            Err(reason) => {
                 self.counters.reject(reason);
                 Err(reason)
-            }
-            Err(_) => {
-                // Timed out, unless a slot was handed to us in the same instant.
-                if let Some(member) = waiting.leave() {
-                    return Ok(self.lease(member, start.elapsed()));
-                }
-                self.counters.reject(Reason::QueueTimeout);
-                Err(Reason::QueueTimeout)
             }
         }
     }
@@ -413,40 +481,57 @@ impl Pool {
         }
     }
 
+    /// Give the slot back, and hand it on if anyone waits. Without the lock unless
+    /// someone waits: the slot is freed first, then `entering`/`queued` are read; an
+    /// acquirer announces itself in `entering` first, then reads the slots. With both
+    /// sides sequentially consistent, either the acquirer sees the free slot or this
+    /// release sees the acquirer and dispatches under the lock.
     fn release(&self, member: &Arc<Member>, completed: bool, at: Option<Instant>) {
         self.counters.active.fetch_sub(1, Ordering::Relaxed);
         if completed {
             self.counters.completed.fetch_add(1, Ordering::Relaxed);
         }
         self.touch_at(at.unwrap_or_else(Instant::now));
-        let mut inner = self.inner.lock();
         member.give_slot(completed);
-        self.dispatch(&mut inner);
+        fence(Ordering::SeqCst);
+        if self.entering.load(Ordering::SeqCst) != 0
+            || self.counters.queued.load(Ordering::SeqCst) != 0
+        {
+            let mut inner = self.inner.lock();
+            self.dispatch(&mut inner);
+        }
     }
 
-    /// Hand free slots to waiters, oldest first. A waiter whose key cannot be served yet
-    /// (no candidate) blocks those behind it: strict FIFO, as HTTP.sys does.
+    /// Hand free slots to waiters in the discipline's order. A waiter whose key cannot be
+    /// served yet (no candidate) blocks those behind it: strict FIFO, as HTTP.sys does.
     fn dispatch(&self, inner: &mut Inner) {
-        let Inner {
-            balancing,
-            members,
-            rr,
-            waiters,
-            ..
-        } = inner;
-        while let Some(entry) = waiters.first_entry() {
-            let Some(i) = balancer::pick(balancing, members, &entry.get().key, rr) else {
+        let q = &mut inner.queue;
+        if q.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        q.drain
+            .observe(now, self.counters.completed.load(Ordering::Relaxed));
+        q.tick(now);
+        let view = self.view.load();
+        while let Some((seq, key)) = q.next() {
+            let Some(m) = take_slot(&view, key) else {
                 break;
             };
-            let waiter = entry.remove();
-            let m = members[i].clone();
-            m.take_slot();
-            if let Err(m) = waiter.tx.send(m) {
+            let waiter = q.take(seq, now).expect("the waiter next() named");
+            if let Err(Ok(m)) = waiter.tx.send(Ok(m)) {
                 // The waiter is gone (its guard removes it first, so this is rare).
                 m.give_slot(false);
             }
         }
-        self.counters.queued.store(waiters.len(), Ordering::Relaxed);
+        self.sync_queued(q);
+    }
+
+    fn sync_queued(&self, q: &Queue) {
+        self.counters.queued.store(q.len(), Ordering::SeqCst);
+        self.counters
+            .shedding
+            .store(q.shedding().is_some(), Ordering::Relaxed);
     }
 
     /// Re-run dispatch after members' capacity or health changed.
@@ -455,10 +540,21 @@ impl Pool {
         self.dispatch(&mut inner);
     }
 
+    /// Replace the member list (under the lock, which every writer holds).
+    fn set_members(&self, f: impl FnOnce(&mut Vec<Arc<Member>>)) {
+        let old = self.view.load();
+        let mut members = old.members.clone();
+        f(&mut members);
+        self.view.store(Arc::new(View {
+            members,
+            balancing: old.balancing.clone(),
+        }));
+    }
+
     /// A new member's slots join the pool; waiting requests are dispatched to it.
     pub fn add_member(&self, m: Arc<Member>) {
         let mut inner = self.inner.lock();
-        inner.members.push(m);
+        self.set_members(|ms| ms.push(m));
         self.dispatch(&mut inner);
     }
 
@@ -472,7 +568,7 @@ impl Pool {
     /// "drain" of a farm server is reversible; a worker's is not, so only farms use it).
     pub fn undrain_member(&self, m: &Arc<Member>) {
         let mut inner = self.inner.lock();
-        if inner.members.iter().any(|x| Arc::ptr_eq(x, m)) {
+        if self.view.load().members.iter().any(|x| Arc::ptr_eq(x, m)) {
             m.clear_draining();
             self.dispatch(&mut inner);
         }
@@ -480,16 +576,17 @@ impl Pool {
 
     pub fn remove_member(&self, m: &Arc<Member>) {
         m.set_draining();
-        let mut inner = self.inner.lock();
-        inner.members.retain(|x| !Arc::ptr_eq(x, m));
+        let inner = self.inner.lock();
+        self.set_members(|ms| ms.retain(|x| !Arc::ptr_eq(x, m)));
         // Fewer members may mean the next waiter now needs a worker started.
-        if !inner.waiters.is_empty() && !inner.members.iter().any(|m| m.usable()) {
+        let usable = self.view.load().members.iter().any(|m| m.usable());
+        if !inner.queue.is_empty() && !usable {
             self.demand.notify_waiters();
         }
     }
 
     pub fn members(&self) -> Vec<Arc<Member>> {
-        self.inner.lock().members.clone()
+        self.view.load().members.clone()
     }
 
     /// Requests waiting for a slot.
@@ -498,22 +595,25 @@ impl Pool {
     }
 
     pub fn snapshot(&self) -> PoolSnapshot {
-        let (queue_length, oldest, capacity, members, usable) = {
-            let inner = self.inner.lock();
-            let oldest = inner
-                .waiters
-                .first_key_value()
-                .map(|(_, w)| w.enqueued.elapsed().as_secs_f64())
-                .unwrap_or(0.0);
-            let usable: Vec<&Arc<Member>> = inner.members.iter().filter(|m| m.usable()).collect();
+        let (queue_length, oldest, discipline, shedding, drain) = {
+            let mut inner = self.inner.lock();
+            // A pool that went quiet has had no queue event to end its overload.
+            inner.queue.tick(Instant::now());
+            self.sync_queued(&inner.queue);
+            let q = &inner.queue;
+            let age = |t: Instant| t.elapsed().as_secs_f64();
             (
-                inner.waiters.len(),
-                oldest,
-                usable.iter().map(|m| m.slots()).sum(),
-                inner.members.len(),
-                usable.len(),
+                q.len(),
+                q.oldest().map(age).unwrap_or(0.0),
+                q.policy.discipline,
+                q.shedding().map(age),
+                q.drain.per_sec(),
             )
         };
+        let view = self.view.load();
+        let usable: Vec<&Arc<Member>> = view.members.iter().filter(|m| m.usable()).collect();
+        let (capacity, members) = (usable.iter().map(|m| m.slots()).sum(), view.members.len());
+        let usable = usable.len();
         let c = &self.counters;
         PoolSnapshot {
             name: self.name.to_string(),
@@ -532,8 +632,44 @@ impl Pool {
                 .filter(|r| c.rejected(**r) > 0)
                 .map(|r| (r.as_str(), c.rejected(*r)))
                 .collect(),
+            discipline: discipline.as_str(),
+            shedding_seconds: shedding,
+            drain_per_second: drain,
         }
     }
+
+    /// Whether the adaptive discipline is shedding now.
+    pub fn shedding(&self) -> bool {
+        self.counters.shedding.load(Ordering::Relaxed)
+    }
+
+    /// The pool's `queueDiscipline`.
+    pub fn discipline(&self) -> QueueDiscipline {
+        self.inner.lock().queue.policy.discipline
+    }
+}
+
+/// The balancing a pool's config asks for.
+fn balancing_of(cfg: &model::Pool) -> LoadBalancing {
+    match &cfg.backend {
+        model::Backend::Farm(f) => f.load_balancing.clone(),
+        // A web garden balances by least outstanding requests (DESIGN.md section 1).
+        model::Backend::Garden(_) => LoadBalancing::LeastRequests,
+    }
+}
+
+/// Pick a member for `key` and take one of its slots. The pick reads the members'
+/// counts without a lock, so another request may take the slot first; then pick again
+/// (a bounded number of times: each failure means a slot was taken, so progress).
+fn take_slot(view: &View, key: &PickKey) -> Option<Arc<Member>> {
+    for _ in 0..=view.members.len().max(1) * 2 {
+        let i = balancer::pick(&view.balancing, &view.members, key)?;
+        let m = &view.members[i];
+        if m.try_take_slot() {
+            return Some(m.clone());
+        }
+    }
+    None
 }
 
 /// A queued request's place; leaving (timeout, or the future being dropped because the
@@ -541,19 +677,16 @@ impl Pool {
 struct Waiting<'a> {
     pool: &'a Arc<Pool>,
     seq: u64,
-    rx: Option<oneshot::Receiver<Arc<Member>>>,
+    rx: Option<oneshot::Receiver<Grant>>,
 }
 
 impl Waiting<'_> {
-    /// Leave the queue; returns a member if a slot had already been handed over.
-    fn leave(&mut self) -> Option<Arc<Member>> {
+    /// Leave the queue; returns what had already been handed over (a slot, or a refusal).
+    fn leave(&mut self) -> Option<Grant> {
         let mut rx = self.rx.take()?;
         let mut inner = self.pool.inner.lock();
-        if inner.waiters.remove(&self.seq).is_some() {
-            self.pool
-                .counters
-                .queued
-                .store(inner.waiters.len(), Ordering::Relaxed);
+        if inner.queue.remove(self.seq) {
+            self.pool.sync_queued(&inner.queue);
             return None;
         }
         drop(inner);
@@ -565,7 +698,7 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         if self.rx.is_some() {
             // The request was abandoned while queued (ClientGone).
-            if let Some(m) = self.leave() {
+            if let Some(Ok(m)) = self.leave() {
                 // A slot arrived just before the client left: give it back.
                 self.pool.release_unused(&m);
             }

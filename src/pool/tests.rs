@@ -13,6 +13,7 @@ pub(crate) fn pool_cfg(
         name: "p".into(),
         queue_length,
         queue_timeout,
+        queue: Default::default(),
         start_mode: StartMode::OnDemand,
         backend: Backend::Farm(Farm {
             servers: vec![],
