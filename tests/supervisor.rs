@@ -144,6 +144,7 @@ fn pool_cfg(name: &str, pm: ProcessModel) -> model::Pool {
             idle: Duration::from_secs(30),
         },
         initialization_pages: vec![],
+        cache: None,
     }
 }
 

@@ -273,6 +273,7 @@ impl Collector for RoostCollector {
         }
         drop(state);
         encode_upstream(&mut encoder)?;
+        crate::cache::admin::encode_metrics(&front.state().caches, &mut encoder)?;
         encode_front_connections(&front.connections().snapshot(), &mut encoder)?;
 
         encode_workers(&self.sampler, &mut encoder)

@@ -11,6 +11,7 @@
 //! `admin.token` takes effect at the next start.
 
 pub mod api;
+mod cache;
 pub mod cpu;
 pub mod ctl;
 pub mod diagnose;
@@ -454,6 +455,7 @@ impl Server {
                     ),
                 }
             }
+            ["api", "v1", "cache", rest @ ..] => cache::handle(&self.ctx.front, rest, req).await,
             ["api", "v1", "diagnose"] => match get {
                 true => {
                     let report = diagnose::diagnose(&self.sampler.history());
