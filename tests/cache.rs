@@ -466,3 +466,96 @@ fn a_bad_cache_config_names_the_key_the_value_and_why() {
     assert!(e.contains("pools.p.cache.clientNoCache"), "{e}");
     assert!(e.contains("maxbytes"), "unknown key reported: {e}");
 }
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_the_background() {
+    let o = Origin::start().await;
+    let f = TestFront::start(&yaml(o.addr, "")).await;
+    let pq = "/swr?cc=max-age%3D1%2C%20stale-while-revalidate%3D60&ms=200";
+    let first = get(f.addr, pq).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let addr = f.addr;
+        tasks.push(tokio::spawn(async move { get(addr, pq).await }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.x(), "STALE");
+        assert_eq!(r.body, first.body);
+    }
+    assert!(
+        support::eventually(Duration::from_secs(10), || o.count(pq) == 2).await,
+        "one background refresh"
+    );
+    let c = f.front.state().caches.get("p").unwrap().clone();
+    assert!(
+        support::eventually(Duration::from_secs(10), || {
+            c.counters.stored.load(std::sync::atomic::Ordering::Relaxed) == 2
+        })
+        .await
+    );
+    assert_eq!(get(f.addr, pq).await.x(), "HIT");
+    assert_eq!(o.count(pq), 2);
+}
+
+#[tokio::test]
+async fn admin_api_ctl_purge_and_metrics() {
+    let o = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = support::serve_with_admin(
+        &yaml(o.addr, ""),
+        false,
+        None,
+        dir.path(),
+        Duration::from_secs(1),
+    )
+    .await;
+    let pq = "/ctl?cc=max-age%3D60";
+    get(s.addr, pq).await;
+    assert_eq!(get(s.addr, pq).await.x(), "HIT");
+    let admin = format!("http://{}", s.admin.addr());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args([
+            "ctl",
+            "--admin",
+            &admin,
+            "cache",
+            "purge",
+            "--prefix",
+            "cache.test/ctl",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "purged 1 URL(s)");
+    assert_eq!(get(s.addr, pq).await.x(), "MISS");
+    let metrics = support::get(s.admin.addr(), "admin", "/metrics").await.2;
+    assert!(
+        metrics.contains(r#"roost_cache_requests_total{pool="p",result="hit"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("roost_cache_bytes{pool=\"p\"}"),
+        "{metrics}"
+    );
+    let api = support::get(s.admin.addr(), "admin", "/api/v1/cache").await;
+    assert_eq!(api.0, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&api.2).unwrap();
+    assert_eq!(v[0]["urls"], 1, "{v}");
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args([
+            "ctl", "--admin", &admin, "cache", "purge", "--key", "x", "--pool", "nope",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("has no cache"));
+}

@@ -1,7 +1,8 @@
 //! `GET /api/v1/cache` (every pool's cache) and `POST /api/v1/cache/purge` with a JSON
-//! body `{"pool"?: name, "key": "host/path?query"}` or `{"pool"?, "prefix": "host/path"}`.
+//! body `{"pool"?: name, "key": "host/path?query"}` or `{"pool"?, "prefix": "host/path"}`,
+//! or the same three as query parameters (what `roost ctl cache purge` sends).
 
-use super::{error, json_response, method_not_allowed};
+use super::{error, json_response, method_not_allowed, query_param};
 use crate::body::Body;
 use crate::cache::admin::{all_json, purge, Purge};
 use crate::front::Front;
@@ -23,6 +24,11 @@ pub(super) async fn handle(front: &Front, rest: &[&str], req: Request<Incoming>)
             if req.method() != Method::POST {
                 return method_not_allowed("POST");
             }
+            let from_query = Purge {
+                pool: query_param(&req, "pool"),
+                key: query_param(&req, "key"),
+                prefix: query_param(&req, "prefix"),
+            };
             let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
                 .collect()
                 .await
@@ -30,7 +36,11 @@ pub(super) async fn handle(front: &Front, rest: &[&str], req: Request<Incoming>)
                 Ok(b) => b.to_bytes(),
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("request body: {e}")),
             };
-            let p: Purge = match serde_json::from_slice(&body) {
+            let parsed = match body.is_empty() {
+                true => Ok(from_query),
+                false => serde_json::from_slice(&body),
+            };
+            let p: Purge = match parsed {
                 Ok(p) => p,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("purge body: {e}")),
             };
