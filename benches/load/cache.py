@@ -22,6 +22,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import children, cpu_ticks  # noqa: E402  (the load harness's /proc readers)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ROOST = os.environ.get("ROOST_BIN", os.path.join(ROOT, "target", "release", "roost"))
@@ -110,34 +113,6 @@ admin: {{listen: "127.0.0.1:{admin}"}}
 """
 
 
-def cpu_ticks(pids):
-    u = s = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        u += int(fields[11])
-        s += int(fields[12])
-    return u + s
-
-
-def children(pid):
-    out = [pid]
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    st = f.read()
-                if int(st[st.rindex(")") + 2:].split()[1]) == pid:
-                    out.append(int(d))
-            except OSError:
-                pass
-    return out
-
-
 def wait_ready(port, seconds=30):
     end = time.time() + seconds
     while time.time() < end:
@@ -158,11 +133,11 @@ def origin_requests(d):
 
 
 def wrk(port, path, conns, pids):
-    t0 = cpu_ticks(pids)
+    t0 = sum(cpu_ticks(pids))
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{DUR}s",
                           "--latency", f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, timeout=DUR + 60).stdout
-    t1 = cpu_ticks(pids)
+    t1 = sum(cpu_ticks(pids))
     n = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -191,7 +166,7 @@ def main():
         roost = start("roost", [ROOST, "serve", "-c", f"{d}/roost.yaml"], "0")
         for port in (o, n, r):
             wait_ready(port)
-        targets = {"roost": (r, lambda: [roost.pid]), "nginx": (n, lambda: children(ngx.pid))}
+        targets = {"roost": (r, lambda: [roost.pid]), "nginx": (n, lambda: [ngx.pid] + children(ngx.pid))}
         for port, _ in targets.values():
             for name in SIZES:
                 for _ in range(3):
