@@ -332,6 +332,18 @@ pools:
         healthyThreshold: 4
         unhealthyThreshold: 5
       affinity: {cookie: sticky}
+    cache:
+      maxBytes: 32MiB
+      maxObjectBytes: 64KiB
+      maxVariants: 4
+      staleIfError: 1m
+      staleWhileRevalidate: 5s
+      lockTimeout: 2s
+      heuristic: 0.1
+      allowSetCookie: true
+      clientNoCache: revalidate
+      xCache: true
+      frequentHits: {count: 2, window: 10s}
 limits:
   maxRequestHeaderBytes: 8192
   headerWaitTimeout: 1s
@@ -354,7 +366,15 @@ log:
     assert_eq!(tls.certificates[0].server_names, vec!["localhost"]);
     assert_eq!(site.bindings[1].tls.as_ref().unwrap().certificates.len(), 2);
 
+    let cache = c.pools["farm"].cache.as_ref().unwrap();
+    assert_eq!(
+        (cache.max_bytes, cache.max_object_bytes),
+        (32 << 20, 64 << 10)
+    );
+    assert_eq!((cache.frequent_count, cache.max_variants), (2, 4));
+    assert!(cache.x_cache && cache.allow_set_cookie);
     let g = &c.pools["garden"];
+    assert!(g.cache.is_none());
     assert_eq!(
         (g.queue_length, g.queue_timeout),
         (7, Duration::from_secs(3))

@@ -64,6 +64,23 @@ pub enum CtlCommand {
     Upgrade,
     /// Explain why queues grow (thread-pool starvation, CPU, backend latency, limits).
     Diagnose,
+    /// The response cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Remove one URL (`--key host/path?query`) or every URL under `--prefix`.
+    Purge {
+        #[arg(long, conflicts_with = "prefix", required_unless_present = "prefix")]
+        key: Option<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only this pool's cache (default: every pool's).
+        #[arg(long)]
+        pool: Option<String>,
+    },
 }
 
 /// Why a call failed.
@@ -217,6 +234,13 @@ async fn run_async(a: CtlArgs) -> ExitCode {
         CtlCommand::Reload => (Method::POST, "/api/v1/reload".to_string()),
         CtlCommand::Upgrade => (Method::POST, "/api/v1/upgrade".to_string()),
         CtlCommand::Diagnose => (Method::GET, "/api/v1/diagnose".to_string()),
+        CtlCommand::Cache(CacheCommand::Purge { key, prefix, pool }) => {
+            let q: Vec<String> = [("key", key), ("prefix", prefix), ("pool", pool)]
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
+                .collect();
+            (Method::POST, format!("/api/v1/cache/purge?{}", q.join("&")))
+        }
     };
     match call(&a.admin, a.token.as_deref(), method, &path).await {
         Ok(v) => {
@@ -321,6 +345,9 @@ pub fn render(cmd: &CtlCommand, v: Value) -> Result<String, serde_json::Error> {
             format!("{pool}: {}\n", done.state)
         }
         CtlCommand::Reload => "configuration reloaded\n".into(),
+        CtlCommand::Cache(CacheCommand::Purge { .. }) => {
+            format!("purged {} URL(s)\n", s(&v["purged"]))
+        }
         CtlCommand::Upgrade => {
             "binary upgrade started: the new process takes over once ready (see the log)\n".into()
         }

@@ -319,6 +319,33 @@
     }
   }
 
+  // The pools' response caches (GET /api/v1/cache); the panel shows only when one exists.
+  async function caches() {
+    try {
+      const r = await fetch("api/v1/cache", { headers, cache: "no-store" });
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      const list = await r.json();
+      document.getElementById("cache-section").hidden = list.length === 0;
+      const tb = document.querySelector("#caches tbody");
+      tb.textContent = "";
+      for (const c of list) {
+        const q = c.requests;
+        const served = q.hit + q.coalesced + q.stale + q.revalidated;
+        const ratio = served + q.miss ? Math.round(100 * served / (served + q.miss)) + " %" : "–";
+        const mib = b => (b / 1048576).toFixed(1) + " MiB";
+        const tr = el("tr", { "data-pool": c.pool });
+        for (const v of [c.pool, ratio, q.hit, q.miss, q.coalesced, q.stale, q.revalidated, q.pass, c.urls,
+                         mib(c.bytes) + " / " + mib(c.maxBytes), c.evictions]) {
+          tr.appendChild(el("td", {}, String(v)));
+        }
+        tb.appendChild(tr);
+      }
+      hook.caches = list.length;
+    } catch (e) {
+      hook.lastError = String(e);
+    }
+  }
+
   async function tick() {
     const status = document.getElementById("status");
     try {
@@ -373,4 +400,6 @@
   setInterval(diagnose, 3000);
   poolDetails();
   setInterval(poolDetails, 3000);
+  caches();
+  setInterval(caches, 2000);
 })();

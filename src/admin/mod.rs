@@ -11,6 +11,7 @@
 //! `admin.token` takes effect at the next start.
 
 pub mod api;
+mod cache;
 pub mod cpu;
 pub mod ctl;
 pub mod diagnose;
@@ -351,6 +352,7 @@ impl Server {
             [] | [""] | ["dashboard.js"] | ["dashboard.css"] | ["metrics"] => {
                 self.page(segments.first().copied().unwrap_or(""), get, &path)
             }
+            ["api", "v1", "cache", rest @ ..] => cache::handle(&self.ctx.front, rest, req).await,
             ["api", "v1", rest @ ..] => self.api(&req, rest, get, post).await,
             _ => no_endpoint(&path),
         }

@@ -6,6 +6,7 @@
 //! returns [`ConfigErrors`] holding every problem found, each with key path, value,
 //! reason and line:column.
 
+pub mod cache;
 pub mod error;
 pub mod files;
 mod load;

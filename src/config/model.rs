@@ -147,6 +147,8 @@ pub struct Pool {
     pub timeouts: UpstreamTimeouts,
     /// Application Initialization warm-up URLs requested on a new worker before it gets traffic.
     pub initialization_pages: Vec<String>,
+    /// The front's response cache for this pool (`None`: no cache, no lookup).
+    pub cache: Option<super::cache::CacheSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -139,6 +139,7 @@ pub struct RawPool {
     pub recycling: Opt<RawRecycling>,
     pub failure: Opt<RawFailure>,
     pub farm: Opt<RawFarm>,
+    pub cache: Opt<super::cache::RawCache>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -527,6 +528,7 @@ const POOL: Shape = Shape::Map(&[
     ("recycling", RECYCLING),
     ("failure", FAILURE),
     ("farm", FARM),
+    ("cache", super::cache::SHAPE),
 ]);
 
 /// The whole `proxy.yaml` key tree. Keep in step with the `Raw*` types above (the

@@ -116,7 +116,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// A nested map/list, or `None` (absent, or reported as the wrong shape).
-    fn nested<'b, T>(&mut self, o: &'b Opt<T>, path: &str, what: &str) -> Option<&'b T> {
+    pub(super) fn nested<'b, T>(&mut self, o: &'b Opt<T>, path: &str, what: &str) -> Option<&'b T> {
         match o {
             None => None,
             Some(Lenient::Ok(t)) => Some(t),
@@ -250,7 +250,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn usize(&mut self, l: &Leaf, path: &str, default: usize, min: usize) -> usize {
+    pub(super) fn usize(&mut self, l: &Leaf, path: &str, default: usize, min: usize) -> usize {
         let n = self.uint(l, path, default as u64, min as u64);
         usize::try_from(n).unwrap_or(usize::MAX)
     }
@@ -266,7 +266,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn u32(&mut self, l: &Leaf, path: &str, default: u32, min: u32) -> u32 {
+    pub(super) fn u32(&mut self, l: &Leaf, path: &str, default: u32, min: u32) -> u32 {
         let n = self.uint(l, path, default as u64, min as u64);
         match u32::try_from(n) {
             Ok(n) => n,
@@ -277,7 +277,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn duration(&mut self, l: &Leaf, path: &str, default: Duration, nonzero: bool) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        l: &Leaf,
+        path: &str,
+        default: Duration,
+        nonzero: bool,
+    ) -> Duration {
         let Some(Scalar(v)) = l else {
             return default;
         };
@@ -303,7 +309,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn boolean(&mut self, l: &Leaf, path: &str, default: bool) -> bool {
+    pub(super) fn boolean(&mut self, l: &Leaf, path: &str, default: bool) -> bool {
         let Some(Scalar(v)) = l else {
             return default;
         };
@@ -320,7 +326,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// One of a fixed set of words (matched case-insensitively, as IIS does).
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         l: &Leaf,
         path: &str,
@@ -1210,6 +1216,9 @@ fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_>) -> Pool 
         retry_after,
         timeouts,
         initialization_pages,
+        cache: ctx
+            .nested(&rp.cache, &format!("{pp}.cache"), "a map")
+            .map(|c| super::cache::validate(c, &format!("{pp}.cache"), ctx)),
     }
 }
 

@@ -160,6 +160,7 @@ fn json_line(r: &RequestRecord) -> String {
         "worker_pid": r.worker_pid,
         "queue_wait_ms": r.queue_wait.map(|d| d.as_secs_f64() * 1000.0),
         "reason": r.reason.map(|x| x.as_str()),
+        "cache": r.cache.map(|c| c.as_str()),
     });
     let mut s = v.to_string();
     s.push('\n');

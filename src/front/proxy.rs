@@ -10,6 +10,7 @@ use super::inflight::Registered;
 use super::record::{CloseConnection, ConnInfo, RequestRecord};
 use super::Front;
 use crate::body::{self, Body, BoxError};
+use crate::cache::{Cache, Lookup, Status as CacheStatus, Ticket, Verdict};
 use crate::error::{Reason, REASON_HEADER_NAME};
 use crate::farm::request as farm_request;
 use crate::pool::{Lease, PickKey, Pool};
@@ -97,10 +98,25 @@ pub(super) async fn handle(
         tracing::debug!(?why, peer = %conn.peer, "bad request");
         return front.refuse(rec, started, Reason::BadRequest, None);
     }
-    let Some(pool) = route(&front, &conn, &req) else {
+    let Some((pool, cache)) = route(&front, &conn, &req) else {
         return front.refuse(rec, started, Reason::NoRoute, None);
     };
     rec.pool = Some(pool.name_arc());
+    // The cache answers before the pool's admission: a hit never takes a queue slot.
+    let mut ticket = None;
+    if let Some(cache) = cache {
+        match cache.lookup(&req, headers::request_host(&req)).await {
+            Lookup::Serve(resp, status) => {
+                return Ok(front.served(rec, started, &pool, resp, status))
+            }
+            Lookup::Refresh(resp, t) => {
+                spawn_refresh(&front, conn, t.refresh_request(&req));
+                return Ok(front.served(rec, started, &pool, resp, CacheStatus::Stale));
+            }
+            Lookup::Fetch(t) => ticket = Some(t),
+            Lookup::Pass => rec.cache = Some(CacheStatus::Pass),
+        }
+    }
     let registered = front.inflight.register(
         pool.name_arc(),
         req.method().clone(),
@@ -110,31 +126,78 @@ pub(super) async fn handle(
         started,
     );
     let mut up = Upstream::prepare(&front, &conn, &pool, req);
+    if let Some(t) = &ticket {
+        t.prepare(&mut up.parts.headers);
+    }
     match forward(&pool, &mut up, &mut rec, &registered, started).await {
-        Ok((lease, resp)) => Ok(finish(
-            front,
-            rec,
-            started,
-            pool,
-            lease,
-            registered,
-            in_flight,
-            resp,
-            up.client_upgrade,
-        )),
-        Err(Stop::Refuse(reason)) => front.refuse(rec, started, reason, Some(&pool)),
+        Ok((lease, resp)) => {
+            let mut after = None;
+            if let Some(t) = ticket {
+                match t.verdict(resp.status(), resp.headers()) {
+                    Verdict::Answer(answer, status) => {
+                        let mut lease = lease;
+                        lease.complete_at(Instant::now());
+                        return Ok(front.served(rec, started, &pool, answer, status));
+                    }
+                    v => after = Some(v),
+                }
+            }
+            rec.cache = rec.cache.or(after.as_ref().map(Verdict::status));
+            let resp = finish(
+                front,
+                rec,
+                started,
+                pool,
+                lease,
+                registered,
+                in_flight,
+                resp,
+                up.client_upgrade,
+            );
+            Ok(match after {
+                Some(v) => v.apply(resp),
+                None => resp,
+            })
+        }
+        Err(Stop::Refuse(reason)) => match ticket.and_then(Ticket::on_error) {
+            Some(stale) => Ok(front.served(rec, started, &pool, stale, CacheStatus::Stale)),
+            None => front.refuse(rec, started, reason, Some(&pool)),
+        },
         Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),
     }
 }
 
-/// The pool the request's host and path route to.
-fn route(front: &Front, conn: &ConnInfo, req: &Request<Body>) -> Option<Arc<Pool>> {
+/// A stale-while-revalidate refresh: the request goes through [`handle`] in the
+/// background (it carries its ticket), and its body is read so the fill completes.
+fn spawn_refresh(front: &Arc<Front>, conn: ConnInfo, req: Request<Body>) {
+    let front = front.clone();
+    tokio::spawn(async move {
+        let pending: Pending = Box::pin(handle(front, conn, None, req));
+        if let Ok(resp) = pending.await {
+            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+        }
+    });
+}
+
+/// The pool the request's host and path route to, and the pool's cache if it has one
+/// (without caches configured, one branch).
+fn route(
+    front: &Front,
+    conn: &ConnInfo,
+    req: &Request<Body>,
+) -> Option<(Arc<Pool>, Option<Arc<Cache>>)> {
     let state = front.state();
     let host = headers::request_host(req);
     let route = state
         .router(&conn.listen)
         .and_then(|r| r.route(host, req.uri().path()))?;
-    Some(route.target.clone())
+    let pool = route.target.clone();
+    let cache = if state.caches.is_empty() {
+        None
+    } else {
+        state.caches.get(pool.name()).cloned()
+    };
+    Some((pool, cache))
 }
 
 /// The request as it goes to members: the client's head minus hop-by-hop headers (kept
@@ -505,6 +568,22 @@ impl http_body::Body for BodyTimeout {
 }
 
 impl Front {
+    /// Answer a request from the cache, and record it.
+    fn served(
+        &self,
+        mut rec: RequestRecord,
+        started: Instant,
+        pool: &Arc<Pool>,
+        resp: Response<Body>,
+        status: CacheStatus,
+    ) -> Response<Body> {
+        rec.status = resp.status().as_u16();
+        rec.cache = Some(status);
+        rec.elapsed = started.elapsed();
+        self.record(&rec, Some(pool));
+        resp
+    }
+
     /// Refuse a request: roost's own response, or for a client that is gone (`499` is
     /// only ever logged) a close, so no invented status reaches the wire.
     pub(super) fn refuse(

@@ -38,6 +38,8 @@ pub struct RequestRecord {
     pub worker_pid: Option<u32>,
     pub queue_wait: Option<Duration>,
     pub reason: Option<Reason>,
+    /// What the pool's response cache did (`None`: the pool has no cache).
+    pub cache: Option<crate::cache::Status>,
 }
 
 /// The rejection that closes the connection instead of answering
@@ -66,6 +68,7 @@ impl RequestRecord {
             worker_pid: None,
             queue_wait: None,
             reason: None,
+            cache: None,
         }
     }
 }

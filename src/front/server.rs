@@ -36,6 +36,8 @@ pub struct State {
     /// hashing one (SipHash of a `SocketAddr` was ~1 % of a request's instructions).
     routes: Vec<(SocketAddr, HostRouter<Arc<Pool>>)>,
     tls: HashMap<SocketAddr, TlsAcceptor>,
+    /// Pools' response caches (empty: no lookup on the request path).
+    pub caches: crate::cache::Caches,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +107,8 @@ impl Front {
     ) -> Result<Arc<Front>, StartError> {
         let config = Arc::new(config);
         let pools = build_pools(&config, &BTreeMap::new());
-        let state = build_state(config.clone(), pools)?;
+        let caches = crate::cache::Caches::build(&config, None);
+        let state = build_state(config.clone(), pools, caches)?;
         let access_log = config
             .log
             .access
@@ -203,7 +206,8 @@ impl Front {
         let old = self.state.load_full();
         let config = Arc::new(config);
         let pools = build_pools(&config, &old.pools);
-        let state = build_state(config.clone(), pools)?;
+        let caches = crate::cache::Caches::build(&config, Some(&old.caches));
+        let state = build_state(config.clone(), pools, caches)?;
         // Bind new addresses before swapping, so a bind failure changes nothing.
         let current: Vec<SocketAddr> = self.listeners.lock().keys().copied().collect();
         let wanted = listen_addresses(&config);
@@ -477,6 +481,7 @@ impl Front {
                         worker_pid: None,
                         queue_wait: None,
                         reason: r.reason,
+                        cache: None,
                     };
                     front.record(&rec, None);
                 };
@@ -583,6 +588,7 @@ fn listen_addresses(config: &Config) -> Vec<SocketAddr> {
 fn build_state(
     config: Arc<Config>,
     pools: BTreeMap<String, Arc<Pool>>,
+    caches: crate::cache::Caches,
 ) -> Result<State, StartError> {
     let mut routes = Vec::new();
     let mut tls_map = HashMap::new();
@@ -632,6 +638,7 @@ fn build_state(
         pools,
         routes,
         tls: tls_map,
+        caches,
     })
 }
 

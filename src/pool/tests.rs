@@ -42,6 +42,7 @@ pub(crate) fn pool_cfg(
         retry_after: Duration::from_secs(5),
         timeouts: timeouts(),
         initialization_pages: vec![],
+        cache: None,
     }
 }
 
