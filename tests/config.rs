@@ -1310,12 +1310,53 @@ fn a_document_that_is_not_a_map() {
     );
 }
 
+/// One parser reads the document, so a flow-style `:8080` means what it means in block
+/// style (it used to pass the position parser and fail the second, stricter one).
 #[test]
-fn yaml_the_deserializer_rejects_is_reported_not_panicked() {
-    let yaml = "sites:\n  - name: s\n    bindings: [{listen: :8080}]\n";
-    let e = errors(yaml);
-    assert_eq!(e.problems.len(), 1, "{e}");
-    assert!(e.problems[0].message.starts_with("YAML: "), "{e}");
+fn flow_style_unquoted_colon_reads_as_block_style_does() {
+    let yaml = "sites:\n  - name: s\n    bindings: [{listen: :8080}]\n    applications: [{path: /, pool: p}]\npools: {p: {farm: {servers: [{address: 'h:1'}]}}}\n";
+    let c = load(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.sites[0].bindings[0].listen,
+        "0.0.0.0:8080".parse().unwrap()
+    );
+}
+
+/// What the one parser refuses is reported with its position, never a panic: a second
+/// document, a local tag, an alias to nothing, a bad core-tagged value, alias bombs.
+#[test]
+fn yaml_the_parser_refuses_is_reported_with_a_position() {
+    let bomb = {
+        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let j = i - 1;
+            s.push_str(&format!("a{i}: &a{i} [*a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}]\n"));
+        }
+        s
+    };
+    for (yaml, says) in [
+        ("sites: []\n---\npools: {}\n", "more than one document"),
+        ("sites: !custom [a]\n", "unsupported tag"),
+        (
+            "pools:\n  p: {queueLength: !!int ten}\n",
+            "is not an integer",
+        ),
+        (bomb.as_str(), "aliases expand"),
+    ] {
+        let e = errors(yaml);
+        assert_eq!(e.problems.len(), 1, "{e}");
+        let p = &e.problems[0];
+        assert!(p.message.contains(says), "{yaml}: {e}");
+        assert!(p.line_col.is_some(), "{e}");
+    }
+}
+
+/// Anchors and aliases are expanded where they are used, as before.
+#[test]
+fn anchors_and_aliases_are_expanded() {
+    let yaml = "sites:\n  - name: s\n    bindings: [{listen: ':80'}]\n    applications: [{path: /, pool: a}, {path: /b, pool: b}]\npools:\n  a: &farm {queueLength: 7, farm: {servers: [{address: 'h:1'}]}}\n  b: *farm\n";
+    let c = load(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pools["b"].queue_length, 7);
 }
 
 #[test]
