@@ -230,18 +230,7 @@ fn walk<'a>(
 mod tests {
     use super::*;
     use crate::config::tree::parse;
-
-    const DOC: &str = "\
-sites:
-  - name: a
-    bindings:
-      - listen: 127.0.0.1:80
-pools:
-  default:
-    queueLenght: 5
-    farm:
-      servers: [{address: x:1}]
-";
+    use crate::config::tree::tests::DOC;
 
     #[test]
     fn unknown_keys_found_with_suggestions() {

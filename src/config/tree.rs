@@ -446,10 +446,11 @@ pub fn keys(m: Option<&Marked>) -> Vec<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const DOC: &str = "\
+    /// A document with one unknown key (also used by the schema tests).
+    pub(in crate::config) const DOC: &str = "\
 sites:
   - name: a
     bindings:
