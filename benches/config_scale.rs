@@ -1,7 +1,8 @@
 //! How `roost check` scales with the size of the configuration: N pools, each with one
 //! farm server, and N sites, each with one binding, one host name and one application
 //! routed to its own pool. Times the whole of what `roost check -c FILE` runs (bounded
-//! file read, YAML position tree, unknown/duplicate keys, figment, validation), best of
+//! file read, one YAML parse into the marked tree, unknown/duplicate keys, serde from the
+//! tree, validation), best of
 //! three runs per size, and prints the time per pool so super-linear growth stands out.
 //!
 //! Run: `cargo bench --bench config_scale` (sizes: `-- 10000 40000 100000`).

@@ -1330,12 +1330,53 @@ fn a_document_that_is_not_a_map() {
     );
 }
 
+/// One parser reads the document, so a flow-style `:8080` means what it means in block
+/// style (it used to pass the position parser and fail the second, stricter one).
 #[test]
-fn yaml_the_deserializer_rejects_is_reported_not_panicked() {
-    let yaml = "sites:\n  - name: s\n    bindings: [{listen: :8080}]\n";
-    let e = errors(yaml);
-    assert_eq!(e.problems.len(), 1, "{e}");
-    assert!(e.problems[0].message.starts_with("YAML: "), "{e}");
+fn flow_style_unquoted_colon_reads_as_block_style_does() {
+    let yaml = "sites:\n  - name: s\n    bindings: [{listen: :8080}]\n    applications: [{path: /, pool: p}]\npools: {p: {farm: {servers: [{address: 'h:1'}]}}}\n";
+    let c = load(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.sites[0].bindings[0].listen,
+        "0.0.0.0:8080".parse().unwrap()
+    );
+}
+
+/// What the one parser refuses is reported with its position, never a panic: a second
+/// document, a local tag, an alias to nothing, a bad core-tagged value, alias bombs.
+#[test]
+fn yaml_the_parser_refuses_is_reported_with_a_position() {
+    let bomb = {
+        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let j = i - 1;
+            s.push_str(&format!("a{i}: &a{i} [*a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}, *a{j}]\n"));
+        }
+        s
+    };
+    for (yaml, says) in [
+        ("sites: []\n---\npools: {}\n", "more than one document"),
+        ("sites: !custom [a]\n", "unsupported tag"),
+        (
+            "pools:\n  p: {queueLength: !!int ten}\n",
+            "is not an integer",
+        ),
+        (bomb.as_str(), "aliases expand"),
+    ] {
+        let e = errors(yaml);
+        assert_eq!(e.problems.len(), 1, "{e}");
+        let p = &e.problems[0];
+        assert!(p.message.contains(says), "{yaml}: {e}");
+        assert!(p.line_col.is_some(), "{e}");
+    }
+}
+
+/// Anchors and aliases are expanded where they are used, as before.
+#[test]
+fn anchors_and_aliases_are_expanded() {
+    let yaml = "sites:\n  - name: s\n    bindings: [{listen: ':80'}]\n    applications: [{path: /, pool: a}, {path: /b, pool: b}]\npools:\n  a: &farm {queueLength: 7, farm: {servers: [{address: 'h:1'}]}}\n  b: *farm\n";
+    let c = load(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pools["b"].queue_length, 7);
 }
 
 #[test]
@@ -1491,4 +1532,211 @@ fn worker_blocking_detection_defaults_switch_and_bad_interval() {
         "longer than 0",
         "blockingDetectionInterval",
     );
+}
+
+/// What a YAML scalar becomes as the site name (a text field: numbers and booleans are
+/// taken as their canonical text) and as `queueLength` (a whole number): the value, or
+/// the problem as shown. Pins the YAML 1.2 core typing (serde_yaml's rules: `yes` is a
+/// string, `0x10` is 16, `010` is the string "010", `.inf` is no value) so a change of
+/// parser cannot retype a value silently.
+fn scalar_outcomes(scalar: &str) -> (String, String) {
+    let doc = |name: &str, ql: &str| {
+        format!(
+            "sites:\n  - name: {name}\n    bindings: [{{listen: ':80'}}]\n    applications: [{{path: /, pool: p}}]\npools:\n  p:\n    queueLength: {ql}\n    farm: {{servers: [{{address: 'h:1'}}]}}\n"
+        )
+    };
+    let outcome = |yaml: String, path: &str, read: &dyn Fn(&Config) -> String| match load(&yaml) {
+        Ok(c) => read(&c),
+        Err(e) => match (e.problems.len(), e.find(path)) {
+            (1, Some(p)) => format!("error: {}", p.to_string().split_once(": ").unwrap().1),
+            _ => format!("doc: {e}"),
+        },
+    };
+    (
+        outcome(doc(scalar, "1"), "sites[0].name", &|c| {
+            c.sites[0].name.clone()
+        }),
+        outcome(doc("s", scalar), "pools.p.queueLength", &|c| {
+            c.pools["p"].queue_length.to_string()
+        }),
+    )
+}
+
+#[test]
+fn yaml_scalar_typing_is_pinned() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "s1",
+            "s1",
+            "error: pools.p.queueLength = \"s1\": not a whole number",
+        ),
+        ("10", "10", "10"),
+        ("\"10\"", "10", "10"),
+        ("'10'", "10", "10"),
+        ("+10", "10", "10"),
+        ("010", "010", "10"),
+        ("0x10", "16", "16"),
+        (
+            "\"0x10\"",
+            "0x10",
+            "error: pools.p.queueLength = \"0x10\": not a whole number",
+        ),
+        ("0o10", "8", "8"),
+        ("0b11", "3", "3"),
+        (
+            "1_000",
+            "1_000",
+            "error: pools.p.queueLength = \"1_000\": not a whole number",
+        ),
+        (
+            "1.5",
+            "1.5",
+            "error: pools.p.queueLength = 1.5: not a whole number",
+        ),
+        (
+            "1e3",
+            "1000.0",
+            "error: pools.p.queueLength = 1000.0: not a whole number",
+        ),
+        (
+            "-1",
+            "-1",
+            "error: pools.p.queueLength = -1: must be at least 1",
+        ),
+        (
+            "-0x10",
+            "-16",
+            "error: pools.p.queueLength = -16: must be at least 1",
+        ),
+        (
+            "yes",
+            "yes",
+            "error: pools.p.queueLength = \"yes\": not a whole number",
+        ),
+        (
+            "no",
+            "no",
+            "error: pools.p.queueLength = \"no\": not a whole number",
+        ),
+        (
+            "on",
+            "on",
+            "error: pools.p.queueLength = \"on\": not a whole number",
+        ),
+        (
+            "true",
+            "true",
+            "error: pools.p.queueLength = true: expected a whole number, found true/false",
+        ),
+        (
+            "True",
+            "true",
+            "error: pools.p.queueLength = true: expected a whole number, found true/false",
+        ),
+        (
+            "TRUE",
+            "true",
+            "error: pools.p.queueLength = true: expected a whole number, found true/false",
+        ),
+        (
+            "tRUE",
+            "tRUE",
+            "error: pools.p.queueLength = \"tRUE\": not a whole number",
+        ),
+        (
+            "\"true\"",
+            "true",
+            "error: pools.p.queueLength = \"true\": not a whole number",
+        ),
+        ("~", "error: sites[0].name: every site needs a name", "1000"),
+        (
+            "null",
+            "error: sites[0].name: every site needs a name",
+            "1000",
+        ),
+        (
+            "Null",
+            "error: sites[0].name: every site needs a name",
+            "1000",
+        ),
+        (
+            "nULL",
+            "nULL",
+            "error: pools.p.queueLength = \"nULL\": not a whole number",
+        ),
+        (
+            "''",
+            "error: sites[0].name = \"\": must not be empty",
+            "error: pools.p.queueLength = \"\": not a whole number",
+        ),
+        (
+            ".inf",
+            "error: sites[0].name: every site needs a name",
+            "1000",
+        ),
+        (
+            "-.inf",
+            "error: sites[0].name: every site needs a name",
+            "1000",
+        ),
+        (
+            ".nan",
+            "error: sites[0].name: every site needs a name",
+            "1000",
+        ),
+        ("!!str 10", "10", "10"),
+        ("!!int 10", "10", "10"),
+        (
+            "!!str true",
+            "true",
+            "error: pools.p.queueLength = \"true\": not a whole number",
+        ),
+        (
+            "\"a\\tb\"",
+            "a\tb",
+            "error: pools.p.queueLength = \"a\\tb\": not a whole number",
+        ),
+        (
+            "'it''s'",
+            "it's",
+            "error: pools.p.queueLength = \"it's\": not a whole number",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (scalar, name, ql) in cases {
+        let got = scalar_outcomes(scalar);
+        if (got.0.as_str(), got.1.as_str()) != (*name, *ql) {
+            wrong.push(format!("        ({scalar:?}, {:?}, {:?}),", got.0, got.1));
+        }
+    }
+    assert!(wrong.is_empty(), "retyped scalars:\n{}", wrong.join("\n"));
+}
+
+/// The same for `ROOST_` overrides: figment's value syntax (unchanged by the one-parse
+/// loader, which merges figment-parsed values into the YAML tree).
+#[test]
+fn environment_scalar_typing_is_pinned() {
+    let cases: &[(&str, &str)] = &[
+        ("10", "10"),
+        ("\"10\"", "10"),
+        ("0x10", "environment ROOST_POOLS__WEB__QUEUELENGTH: pools.web.queueLength = \"0x10\": not a whole number"),
+        ("1.5", "environment ROOST_POOLS__WEB__QUEUELENGTH: pools.web.queueLength = 1.5: not a whole number"),
+        ("true", "environment ROOST_POOLS__WEB__QUEUELENGTH: pools.web.queueLength = true: expected a whole number, found true/false"),
+        ("yes", "environment ROOST_POOLS__WEB__QUEUELENGTH: pools.web.queueLength = \"yes\": not a whole number"),
+        ("", "environment ROOST_POOLS__WEB__QUEUELENGTH: pools.web.queueLength = \"\": not a whole number"),
+        ("[1]", "environment ROOST_POOLS__WEB__QUEUELENGTH: pools.web.queueLength = [...]: expected a whole number, found a list"),
+        ("{a=1}", "environment ROOST_POOLS__WEB__QUEUELENGTH: pools.web.queueLength = {...}: expected a whole number, found a map"),
+    ];
+    let mut wrong = Vec::new();
+    for (value, want) in cases {
+        let env = [("ROOST_POOLS__WEB__QUEUELENGTH", *value)];
+        let got = match config::load_str_in(BASE, "test.yaml", &repo(), env) {
+            Ok(c) => c.pools["web"].queue_length.to_string(),
+            Err(e) => e.to_string(),
+        };
+        if got != *want {
+            wrong.push(format!("        ({value:?}, {got:?}),"));
+        }
+    }
+    assert!(wrong.is_empty(), "retyped values:\n{}", wrong.join("\n"));
 }

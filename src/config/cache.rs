@@ -3,7 +3,7 @@
 //! schema, the model type and the validation live here; `raw.rs`, `model.rs` and
 //! `validate.rs` each only name them.
 
-use super::raw::{Leaf, Opt, Scalar, Shape};
+use super::raw::{Leaf, Opt, Scalar};
 use super::validate::{show, Ctx};
 use serde::Deserialize;
 use serde_json::Value;
@@ -31,24 +31,6 @@ pub struct RawFrequentHits {
     pub count: Leaf,
     pub window: Leaf,
 }
-
-/// The key tree of `cache` (for the unknown-key walk and `ROOST_` variables).
-pub const SHAPE: Shape = Shape::Map(&[
-    ("maxBytes", Shape::Leaf),
-    ("maxObjectBytes", Shape::Leaf),
-    ("maxVariants", Shape::Leaf),
-    ("staleIfError", Shape::Leaf),
-    ("staleWhileRevalidate", Shape::Leaf),
-    ("lockTimeout", Shape::Leaf),
-    ("heuristic", Shape::Leaf),
-    ("allowSetCookie", Shape::Leaf),
-    ("clientNoCache", Shape::Leaf),
-    ("xCache", Shape::Leaf),
-    (
-        "frequentHits",
-        Shape::Map(&[("count", Shape::Leaf), ("window", Shape::Leaf)]),
-    ),
-]);
 
 /// A pool's cache settings.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
-//! Configuration: `proxy.yaml` (figment: YAML plus `ROOST_` environment overrides) →
-//! raw serde types → a validated [`model::Config`].
+//! Configuration: `proxy.yaml` (parsed once into a position-marked tree, `ROOST_`
+//! environment overrides merged in) → raw serde types → a validated [`model::Config`].
 //!
 //! Entry points: [`load_default_or_file`] for `roost serve`, [`check_file`] for
 //! `roost check`, and the `*_with_env` / [`load_str_in`] variants for tests. A failed load
@@ -7,12 +7,16 @@
 //! reason and line:column.
 
 pub mod cache;
+mod de;
+mod env;
 pub mod error;
 pub mod files;
 mod load;
 pub mod model;
 mod queue;
 pub mod raw;
+mod scalar;
+pub mod schema;
 mod summary;
 pub mod tree;
 pub mod validate;

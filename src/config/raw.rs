@@ -1,16 +1,18 @@
-//! Raw serde types that mirror `proxy.yaml` key for key (camelCase, every key optional),
-//! plus [`SCHEMA`], the same key tree as data for the unknown-key walk and for mapping
-//! `ROOST_` environment variables onto camelCase keys.
+//! Raw serde types that mirror `proxy.yaml` key for key (camelCase, every key optional).
+//! They are the one statement of the key tree: `schema.rs` traces it from their
+//! `Deserialize` impls for the unknown-key walk and for mapping `ROOST_` environment
+//! variables onto camelCase keys.
 //!
 //! The types are deliberately lenient so one run can report every problem: each leaf is a
 //! [`Scalar`] (any YAML value, typed later by `validate.rs`), and each nested struct, list
 //! or map is wrapped in [`Lenient`], which records a value of the wrong shape instead of
 //! failing the whole deserialization. Unknown keys are ignored here; the schema walk in
-//! `tree.rs` reports them with line:col and a suggestion.
+//! `schema.rs` reports them with line:col and a suggestion.
 
-use serde::de::DeserializeOwned;
+use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 /// Any YAML value in a leaf position; `validate.rs` decides whether it is a number,
 /// duration, string, ...
@@ -25,15 +27,40 @@ pub enum Lenient<T> {
     Bad(serde_json::Value),
 }
 
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
+/// The newtype name by which `Lenient` asks a deserializer that knows it (the YAML tree
+/// in `de.rs`, the schema tracer) for a second look at the same value: it is handed a
+/// sequence whose first element is the value read as `T` and whose second is the same
+/// value read as plain data, taken only when the first failed. Nothing is buffered on
+/// the way (a `serde_json::Value` copy per level made a 100,000-pool file cost GBs).
+pub const LENIENT: &str = "$roost::Lenient";
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Buffer first, so a shape error becomes data for the validator rather than
-        // aborting the whole document at the first mistake.
-        let v = serde_json::Value::deserialize(d)?;
-        match T::deserialize(&v) {
-            Ok(t) => Ok(Lenient::Ok(t)),
-            Err(_) => Ok(Lenient::Bad(v)),
+        d.deserialize_newtype_struct(LENIENT, LenientVisitor(PhantomData))
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut tries: A) -> Result<Lenient<T>, A::Error> {
+        // A shape error becomes data for the validator rather than aborting the whole
+        // document at the first mistake.
+        match tries.next_element::<T>() {
+            Ok(Some(t)) => Ok(Lenient::Ok(t)),
+            _ => Ok(Lenient::Bad(tries.next_element()?.unwrap_or_default())),
         }
+    }
+
+    /// A deserializer that does not know the protocol: strict.
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Lenient<T>, D::Error> {
+        T::deserialize(d).map(Lenient::Ok)
     }
 }
 
@@ -334,227 +361,3 @@ pub struct RawAccessLog {
     pub path: Leaf,
     pub format: Leaf,
 }
-
-/// The shape of the key tree, for the unknown-key walk and env-variable mapping.
-#[derive(Debug)]
-pub enum Shape {
-    /// A value (string, number, ...); anything below it is the validator's business.
-    Leaf,
-    /// Fixed camelCase keys.
-    Map(&'static [(&'static str, Shape)]),
-    /// User-chosen keys (pool names, env variables), each value of one shape.
-    Dict(&'static Shape),
-    List(&'static Shape),
-}
-
-const SERVER_NAMES: Shape = Shape::List(&Shape::Leaf);
-const CERTIFICATE: Shape = Shape::Map(&[
-    ("cert", Shape::Leaf),
-    ("key", Shape::Leaf),
-    ("serverNames", SERVER_NAMES),
-]);
-const TLS: Shape = Shape::Map(&[
-    ("cert", Shape::Leaf),
-    ("key", Shape::Leaf),
-    ("serverNames", SERVER_NAMES),
-    ("certificates", Shape::List(&CERTIFICATE)),
-]);
-const SITE: Shape = Shape::Map(&[
-    ("name", Shape::Leaf),
-    (
-        "bindings",
-        Shape::List(&Shape::Map(&[("listen", Shape::Leaf), ("tls", TLS)])),
-    ),
-    ("hostNames", Shape::List(&Shape::Leaf)),
-    (
-        "applications",
-        Shape::List(&Shape::Map(&[("path", Shape::Leaf), ("pool", Shape::Leaf)])),
-    ),
-]);
-const LIMITS: Shape = Shape::Map(&[
-    ("maxRequestHeaderBytes", Shape::Leaf),
-    ("headerWaitTimeout", Shape::Leaf),
-    ("connectionTimeout", Shape::Leaf),
-    ("bodyTimeout", Shape::Leaf),
-    ("tlsHandshakeTimeout", Shape::Leaf),
-    ("maxConnections", Shape::Leaf),
-    ("shutdownGrace", Shape::Leaf),
-    ("maxConnectionsPerClient", Shape::Leaf),
-    (
-        "overload",
-        Shape::Map(&[
-            ("highWater", Shape::Leaf),
-            ("headerWaitTimeout", Shape::Leaf),
-            ("idleTimeout", Shape::Leaf),
-        ]),
-    ),
-]);
-const PROCESS_MODEL: Shape = Shape::Map(&[
-    ("command", Shape::Leaf),
-    ("args", Shape::List(&Shape::Leaf)),
-    ("env", Shape::Dict(&Shape::Leaf)),
-    ("workingDirectory", Shape::Leaf),
-    ("maxProcesses", Shape::Leaf),
-    ("maxConcurrentRequestsPerProcess", Shape::Leaf),
-    ("listen", Shape::Leaf),
-    ("idleTimeout", Shape::Leaf),
-    ("pingingEnabled", Shape::Leaf),
-    ("pingInterval", Shape::Leaf),
-    ("pingResponseTime", Shape::Leaf),
-    ("pingPath", Shape::Leaf),
-    ("startupTimeLimit", Shape::Leaf),
-    ("shutdownTimeLimit", Shape::Leaf),
-    ("user", Shape::Leaf),
-    ("group", Shape::Leaf),
-]);
-const WORKER: Shape = Shape::Map(&[
-    ("app", Shape::Leaf),
-    ("minWorkerThreads", Shape::Leaf),
-    ("maxWorkerThreads", Shape::Leaf),
-    ("ioThreads", Shape::Leaf),
-    ("requestQueueLimit", Shape::Leaf),
-    ("maxConcurrentRequestsPerCPU", Shape::Leaf),
-    ("maxConcurrentThreadsPerCPU", Shape::Leaf),
-    (
-        "pools",
-        Shape::Dict(&Shape::Map(&[("min", Shape::Leaf), ("max", Shape::Leaf)])),
-    ),
-    ("routes", Shape::Dict(&Shape::Leaf)),
-    ("blockingDetection", Shape::Leaf),
-    ("blockingDetectionInterval", Shape::Leaf),
-]);
-const RECYCLING: Shape = Shape::Map(&[
-    ("disallowOverlappingRotation", Shape::Leaf),
-    (
-        "periodicRestart",
-        Shape::Map(&[
-            ("time", Shape::Leaf),
-            ("requests", Shape::Leaf),
-            ("privateMemory", Shape::Leaf),
-            ("schedule", Shape::List(&Shape::Leaf)),
-        ]),
-    ),
-]);
-const FAILURE: Shape = Shape::Map(&[
-    ("rapidFailProtection", Shape::Leaf),
-    ("rapidFailProtectionInterval", Shape::Leaf),
-    ("rapidFailProtectionMaxCrashes", Shape::Leaf),
-    ("loadBalancerCapabilities", Shape::Leaf),
-]);
-const FARM: Shape = Shape::Map(&[
-    (
-        "servers",
-        Shape::List(&Shape::Map(&[
-            ("address", Shape::Leaf),
-            ("weight", Shape::Leaf),
-            ("maxConcurrentRequests", Shape::Leaf),
-            ("backup", Shape::Leaf),
-        ])),
-    ),
-    ("loadBalancing", Shape::Leaf),
-    // A leaf: either a word or a one-key map; the validator reads both.
-    ("hashKey", Shape::Leaf),
-    (
-        "healthCheck",
-        Shape::Map(&[
-            ("path", Shape::Leaf),
-            ("interval", Shape::Leaf),
-            ("timeout", Shape::Leaf),
-            ("expectedStatus", Shape::Leaf),
-            ("responseMatch", Shape::Leaf),
-            ("healthyThreshold", Shape::Leaf),
-            ("unhealthyThreshold", Shape::Leaf),
-        ]),
-    ),
-    ("affinity", Shape::Map(&[("cookie", Shape::Leaf)])),
-    (
-        "outlierDetection",
-        Shape::Map(&[
-            ("consecutiveFailures", Shape::Leaf),
-            ("baseEjectionTime", Shape::Leaf),
-            ("maxEjectionTime", Shape::Leaf),
-            ("maxEjectionPercent", Shape::Leaf),
-        ]),
-    ),
-    ("slowStart", Shape::Leaf),
-    (
-        "retries",
-        Shape::Map(&[
-            ("idempotent", Shape::Leaf),
-            ("budgetPercent", Shape::Leaf),
-            ("minRetries", Shape::Leaf),
-        ]),
-    ),
-    (
-        "tls",
-        Shape::Map(&[
-            ("caFile", Shape::Leaf),
-            ("clientCert", Shape::Leaf),
-            ("clientKey", Shape::Leaf),
-            ("serverName", Shape::Leaf),
-            ("insecureSkipVerify", Shape::Leaf),
-        ]),
-    ),
-    (
-        "discovery",
-        Shape::Map(&[
-            ("dns", Shape::Leaf),
-            ("interval", Shape::Leaf),
-            ("weight", Shape::Leaf),
-            ("maxConcurrentRequests", Shape::Leaf),
-        ]),
-    ),
-]);
-const POOL: Shape = Shape::Map(&[
-    ("queueLength", Shape::Leaf),
-    ("queueTimeout", Shape::Leaf),
-    ("startMode", Shape::Leaf),
-    ("retryAfter", Shape::Leaf),
-    ("queueDiscipline", Shape::Leaf),
-    ("queueTargetDelay", Shape::Leaf),
-    ("queueInterval", Shape::Leaf),
-    ("rejectStatus", Shape::Dict(&Shape::Leaf)),
-    (
-        "timeouts",
-        Shape::Map(&[
-            ("connect", Shape::Leaf),
-            ("firstByte", Shape::Leaf),
-            ("idle", Shape::Leaf),
-        ]),
-    ),
-    ("initializationPages", Shape::List(&Shape::Leaf)),
-    ("processModel", PROCESS_MODEL),
-    ("worker", WORKER),
-    ("recycling", RECYCLING),
-    ("failure", FAILURE),
-    ("farm", FARM),
-    ("cache", super::cache::SHAPE),
-]);
-
-/// The whole `proxy.yaml` key tree. Keep in step with the `Raw*` types above (the
-/// `every_key` integration test loads a file that uses each key and expects no unknowns).
-pub static SCHEMA: Shape = Shape::Map(&[
-    ("workers", Shape::Leaf),
-    ("sites", Shape::List(&SITE)),
-    ("pools", Shape::Dict(&POOL)),
-    ("limits", LIMITS),
-    (
-        "admin",
-        Shape::Map(&[
-            ("listen", Shape::Leaf),
-            ("token", Shape::Leaf),
-            ("public", Shape::Map(&[("listen", Shape::Leaf)])),
-        ]),
-    ),
-    (
-        "log",
-        Shape::Map(&[(
-            "access",
-            Shape::Map(&[("path", Shape::Leaf), ("format", Shape::Leaf)]),
-        )]),
-    ),
-    (
-        "diagnose",
-        Shape::Map(&[("snapshotDir", Shape::Leaf), ("snapshotKeep", Shape::Leaf)]),
-    ),
-]);

@@ -1,23 +1,28 @@
-//! A position-marked view of the YAML text (yaml-rust2 events with markers), used for
-//! what serde cannot give: the line:column of every key path, and the walk that reports
-//! unknown keys against [`SCHEMA`](super::raw::SCHEMA) with a "did you mean" suggestion.
+//! The YAML document as one position-marked tree: parsed once (yaml-rust2 events with
+//! markers), scalars typed as they are read (see [`scalar`](super::scalar)), anchors
+//! expanded at their aliases. The tree gives what serde alone cannot: the line:column of
+//! every key path and the duplicate-key walk; [`de`](super::de) deserializes the raw
+//! configuration straight from it, and [`schema`](super::schema) walks it for unknown keys.
 
-use super::raw::Shape;
+use super::scalar;
+use serde_json::Value;
 use std::collections::hash_map;
 use std::collections::HashMap;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// 1-based (line, column).
 pub type Pos = (usize, usize);
+
+/// Where a node that came from the environment (not the file) "is": nowhere.
+pub const NO_POS: Pos = (0, 0);
 
 #[derive(Debug, Clone)]
 pub enum Node {
     Map(Vec<Entry>),
     Seq(Vec<Marked>),
-    Scalar(String),
-    /// An alias or anything else we do not look inside.
-    Other,
+    /// Null, a boolean, a number or text, already typed.
+    Scalar(Value),
 }
 
 #[derive(Debug, Clone)]
@@ -33,20 +38,45 @@ pub struct Entry {
     pub value: Marked,
 }
 
+impl Marked {
+    /// An empty map (the document of an empty file).
+    pub fn empty_map(pos: Pos) -> Self {
+        Marked {
+            node: Node::Map(Vec::new()),
+            pos,
+        }
+    }
+
+    /// How many nodes this subtree holds (for the alias-expansion budget).
+    fn size(&self) -> usize {
+        match &self.node {
+            Node::Map(es) => 1 + es.iter().map(|e| 1 + e.value.size()).sum::<usize>(),
+            Node::Seq(items) => 1 + items.iter().map(Marked::size).sum::<usize>(),
+            Node::Scalar(_) => 1,
+        }
+    }
+}
+
 fn pos(m: Marker) -> Pos {
     // yaml-rust2 columns are 0-based (despite its docs); editors count from 1.
     (m.line(), m.col() + 1)
 }
+
+/// Nodes that aliases may add in all (a "billion laughs" document is refused, as
+/// serde_yaml refused it, instead of filling memory).
+const ALIAS_BUDGET: usize = 4_000_000;
 
 enum Frame {
     Map {
         entries: Vec<Entry>,
         key: Option<(String, Pos)>,
         pos: Pos,
+        anchor: usize,
     },
     Seq {
         items: Vec<Marked>,
         pos: Pos,
+        anchor: usize,
     },
 }
 
@@ -54,9 +84,22 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Marked>,
+    anchors: HashMap<usize, Marked>,
+    alias_nodes: usize,
+    documents: usize,
+    error: Option<(String, Pos)>,
 }
 
 impl Builder {
+    fn fail(&mut self, msg: String, at: Pos) {
+        self.error.get_or_insert((msg, at));
+    }
+
+    /// Whether the next node completes a key (not a value) of the innermost map.
+    fn wants_key(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map { key: None, .. }))
+    }
+
     fn push_value(&mut self, v: Marked) {
         match self.stack.last_mut() {
             None => self.root = Some(v),
@@ -69,7 +112,8 @@ impl Builder {
                 }),
                 None => {
                     let text = match v.node {
-                        Node::Scalar(s) => s,
+                        Node::Scalar(Value::String(s)) => s,
+                        Node::Scalar(other) => other.to_string(),
                         _ => "?".to_string(),
                     };
                     *key = Some((text, v.pos));
@@ -77,42 +121,145 @@ impl Builder {
             },
         }
     }
+
+    /// A node is done: remember it under its anchor, then place it.
+    fn complete(&mut self, v: Marked, anchor: usize) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, v.clone());
+        }
+        self.push_value(v);
+    }
+
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<Tag>,
+        at: Pos,
+    ) {
+        if self.wants_key() && tag.is_none() {
+            // Keys stay as written (`1`, `true`, `~` are names there).
+            self.push_value(Marked {
+                node: Node::Scalar(Value::String(text)),
+                pos: at,
+            });
+            return;
+        }
+        let value = match (tag, style) {
+            (None, TScalarStyle::Plain) => Ok(scalar::plain(&text)),
+            (None, _) => Ok(Value::String(text)),
+            (Some(t), _) => core_suffix(&t).and_then(|sfx| scalar::tagged(sfx, &text)),
+        };
+        match value {
+            Ok(v) => self.complete(
+                Marked {
+                    node: Node::Scalar(v),
+                    pos: at,
+                },
+                anchor,
+            ),
+            Err(msg) => self.fail(msg, at),
+        }
+    }
+
+    fn alias(&mut self, id: usize, at: Pos) {
+        let Some(found) = self.anchors.get(&id) else {
+            return self.fail("unknown alias".into(), at);
+        };
+        self.alias_nodes += found.size();
+        if self.alias_nodes > ALIAS_BUDGET {
+            return self.fail(
+                format!("aliases expand to more than {ALIAS_BUDGET} nodes"),
+                at,
+            );
+        }
+        let v = found.clone();
+        self.push_value(v);
+    }
+
+    fn end(&mut self) {
+        let (v, anchor) = match self.stack.pop() {
+            Some(Frame::Map {
+                entries,
+                pos,
+                anchor,
+                ..
+            }) => (
+                Marked {
+                    node: Node::Map(entries),
+                    pos,
+                },
+                anchor,
+            ),
+            Some(Frame::Seq { items, pos, anchor }) => (
+                Marked {
+                    node: Node::Seq(items),
+                    pos,
+                },
+                anchor,
+            ),
+            None => return,
+        };
+        self.complete(v, anchor);
+    }
+
+    fn start(&mut self, frame: Frame, tag: Option<Tag>, at: Pos) {
+        if let Some(t) = tag {
+            if let Err(msg) = core_suffix(&t) {
+                self.fail(msg, at);
+            }
+        }
+        self.stack.push(frame);
+    }
+}
+
+/// The suffix of a core-schema tag (`!!int` → `int`); other tags are refused, as
+/// serde_yaml refused them (it read a local tag as an enum variant, which no key is).
+fn core_suffix(t: &Tag) -> Result<&str, String> {
+    const CORE: &str = "tag:yaml.org,2002:";
+    if t.handle == CORE {
+        return Ok(&t.suffix);
+    }
+    match t.suffix.strip_prefix(CORE) {
+        Some(s) if t.handle.is_empty() => Ok(s),
+        _ => Err(format!("unsupported tag `{}{}`", t.handle, t.suffix)),
+    }
 }
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let at = pos(mark);
         match ev {
-            Event::MappingStart(..) => self.stack.push(Frame::Map {
-                entries: Vec::new(),
-                key: None,
-                pos: pos(mark),
-            }),
-            Event::SequenceStart(..) => self.stack.push(Frame::Seq {
-                items: Vec::new(),
-                pos: pos(mark),
-            }),
-            Event::MappingEnd | Event::SequenceEnd => {
-                let v = match self.stack.pop() {
-                    Some(Frame::Map { entries, pos, .. }) => Marked {
-                        node: Node::Map(entries),
-                        pos,
-                    },
-                    Some(Frame::Seq { items, pos }) => Marked {
-                        node: Node::Seq(items),
-                        pos,
-                    },
-                    None => return,
-                };
-                self.push_value(v);
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fail("more than one document (a configuration is one)".into(), at);
+                }
             }
-            Event::Scalar(s, ..) => self.push_value(Marked {
-                node: Node::Scalar(s),
-                pos: pos(mark),
-            }),
-            Event::Alias(_) => self.push_value(Marked {
-                node: Node::Other,
-                pos: pos(mark),
-            }),
+            Event::MappingStart(anchor, tag) => {
+                let frame = Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    pos: at,
+                    anchor,
+                };
+                self.start(frame, tag, at)
+            }
+            Event::SequenceStart(anchor, tag) => {
+                let frame = Frame::Seq {
+                    items: Vec::new(),
+                    pos: at,
+                    anchor,
+                };
+                self.start(frame, tag, at)
+            }
+            Event::MappingEnd | Event::SequenceEnd => self.end(),
+            Event::Scalar(s, style, anchor, tag) => self.scalar(s, style, anchor, tag, at),
+            Event::Alias(id) => self.alias(id, at),
             _ => {}
         }
     }
@@ -122,9 +269,12 @@ impl MarkedEventReceiver for Builder {
 pub fn parse(text: &str) -> Result<Option<Marked>, (String, Pos)> {
     let mut b = Builder::default();
     Parser::new_from_str(text)
-        .load(&mut b, false)
+        .load(&mut b, true)
         .map_err(|e| (e.info().to_string(), pos(*e.marker())))?;
-    Ok(b.root)
+    match b.error {
+        Some(e) => Err(e),
+        None => Ok(b.root),
+    }
 }
 
 /// Where each key path sits: the key's position (map entries) and where a problem with
@@ -156,7 +306,11 @@ impl Positions {
     fn walk(&mut self, m: &Marked, path: String) {
         match &m.node {
             Node::Map(entries) => {
-                for e in entries {
+                // Entries the environment added have no place in the file.
+                for e in entries
+                    .iter()
+                    .filter(|e| e.key_pos != NO_POS && e.value.pos != NO_POS)
+                {
                     let child = join(&path, &e.key);
                     let shown = match e.value.node {
                         Node::Map(_) | Node::Seq(_) => e.key_pos,
@@ -220,110 +374,59 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     (d <= budget).then_some(c)
 }
 
-/// An unknown key found by [`unknown_keys`]: its path and the suggested spelling.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Unknown {
-    pub path: String,
-    pub pos: Pos,
-    pub suggestion: Option<&'static str>,
-    /// When the key is valid one level down: the section it belongs in.
-    pub belongs_under: Option<&'static str>,
-}
-
-impl Unknown {
-    /// `unknown key (did you mean `x`?)` and friends.
-    pub fn message(&self) -> String {
-        match (self.suggestion, self.belongs_under) {
-            (Some(s), _) => format!("unknown key (did you mean `{s}`?)"),
-            (None, Some(section)) => format!("unknown key here (it belongs under `{section}`)"),
-            (None, None) => "unknown key".to_string(),
-        }
-    }
-}
-
-/// A section among `fields` whose own keys include `key` (e.g. `maxProcesses` is a key of
-/// `processModel`), for keys written one level too high.
-fn section_holding(key: &str, fields: &'static [(&'static str, Shape)]) -> Option<&'static str> {
-    fields.iter().find_map(|(name, sub)| match sub {
-        Shape::Map(inner) => inner.iter().any(|(k, _)| *k == key).then_some(*name),
-        _ => None,
-    })
-}
-
-/// Every key in the document that the schema does not know, in document order.
-pub fn unknown_keys(root: Option<&Marked>, schema: &'static Shape) -> Vec<Unknown> {
-    let mut out = Vec::new();
-    if let Some(r) = root {
-        walk_unknown(r, schema, "", &mut out);
-    }
-    out
-}
-
-fn walk_unknown(m: &Marked, shape: &'static Shape, path: &str, out: &mut Vec<Unknown>) {
-    match (&m.node, shape) {
-        (Node::Map(entries), Shape::Map(fields)) => {
-            for e in entries {
-                let child = join(path, &e.key);
-                match fields.iter().find(|(name, _)| *name == e.key) {
-                    Some((_, sub)) => walk_unknown(&e.value, sub, &child, out),
-                    None => out.push(Unknown {
-                        path: child,
-                        pos: e.key_pos,
-                        suggestion: suggest(&e.key, fields.iter().map(|(n, _)| *n)),
-                        belongs_under: section_holding(&e.key, fields),
-                    }),
-                }
-            }
-        }
-        (Node::Map(entries), Shape::Dict(sub)) => {
-            for e in entries {
-                walk_unknown(&e.value, sub, &join(path, &e.key), out);
-            }
-        }
-        (Node::Seq(items), Shape::List(sub)) => {
-            for (i, it) in items.iter().enumerate() {
-                walk_unknown(it, sub, &format!("{path}[{i}]"), out);
-            }
-        }
-        // Wrong shapes (a list where a map belongs, ...) are reported by the validator.
-        _ => {}
-    }
-}
-
 /// A key written twice in one map: (path, position of the repeat, line of the first).
 pub fn duplicate_keys(root: Option<&Marked>) -> Vec<(String, Pos, usize)> {
-    fn walk(m: &Marked, path: &str, out: &mut Vec<(String, Pos, usize)>) {
+    fn walk<'a>(m: &'a Marked, path: &mut Vec<Step<'a>>, out: &mut Vec<(String, Pos, usize)>) {
         match &m.node {
             Node::Map(entries) => {
                 // A hash set per map, not a scan of the earlier keys: `pools` may hold
                 // 100,000 entries, and a scan per entry made that quadratic.
                 let mut first_line: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
                 for e in entries {
-                    let child = join(path, &e.key);
+                    path.push(Step::Key(&e.key));
                     match first_line.entry(e.key.as_str()) {
                         hash_map::Entry::Occupied(first) => {
-                            out.push((child.clone(), e.key_pos, *first.get()))
+                            out.push((spell(path), e.key_pos, *first.get()))
                         }
                         hash_map::Entry::Vacant(v) => {
                             v.insert(e.key_pos.0);
                         }
                     }
-                    walk(&e.value, &child, out);
+                    walk(&e.value, path, out);
+                    path.pop();
                 }
             }
             Node::Seq(items) => {
                 for (i, it) in items.iter().enumerate() {
-                    walk(it, &format!("{path}[{i}]"), out);
+                    path.push(Step::Index(i));
+                    walk(it, path, out);
+                    path.pop();
                 }
             }
-            _ => {}
+            Node::Scalar(_) => {}
         }
     }
     let mut out = Vec::new();
     if let Some(r) = root {
-        walk(r, "", &mut out);
+        walk(r, &mut Vec::new(), &mut out);
     }
     out
+}
+
+/// One step of a key path, kept as borrowed pieces: a path is spelled out only for a
+/// key that is reported, not for each of the million keys a large file holds.
+#[derive(Clone, Copy)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `pools.a.farm.servers[0]` from its steps.
+pub fn spell(steps: &[Step<'_>]) -> String {
+    steps.iter().fold(String::new(), |acc, s| match s {
+        Step::Key(k) => join(&acc, k),
+        Step::Index(i) => format!("{acc}[{i}]"),
+    })
 }
 
 /// Find the child map entry `key` of a node, if it is a map.
@@ -343,11 +446,11 @@ pub fn keys(m: Option<&Marked>) -> Vec<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use crate::config::raw::SCHEMA;
 
-    const DOC: &str = "\
+    /// A document with one unknown key (also used by the schema tests).
+    pub(in crate::config) const DOC: &str = "\
 sites:
   - name: a
     bindings:
@@ -371,21 +474,6 @@ pools:
         assert_eq!(
             p.value_pos("pools.default.farm.loadBalancing"),
             p.value_pos("pools.default.farm")
-        );
-    }
-
-    #[test]
-    fn unknown_keys_found_with_suggestions() {
-        let root = parse(DOC).unwrap();
-        let u = unknown_keys(root.as_ref(), &SCHEMA);
-        assert_eq!(
-            u,
-            vec![Unknown {
-                path: "pools.default.queueLenght".into(),
-                pos: (7, 5),
-                suggestion: Some("queueLength"),
-                belongs_under: None,
-            }]
         );
     }
 

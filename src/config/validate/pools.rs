@@ -1,0 +1,218 @@
+//! `pools.<name>`: queue settings and the sections around the backend (recycling,
+//! failure); the backend itself is in `process.rs`, `worker.rs` or `farm.rs`.
+
+use super::*;
+
+pub(super) fn validate_pools(raw: &RawConfig, ctx: &mut Ctx<'_>) -> BTreeMap<String, Pool> {
+    let mut pools = BTreeMap::new();
+    for (pp, name, rp) in ctx.entries(&raw.pools, "pools", "a pool (a map)") {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            // Pool names become socket file names and metric labels.
+            ctx.report(
+                &pp,
+                None,
+                "pool names may use only letters, digits, `-`, `_` and `.`",
+            );
+        }
+        let pool = validate_pool(name, &pp, rp, ctx);
+        pools.insert(name.to_string(), pool);
+    }
+    pools
+}
+
+pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_>) -> Pool {
+    let queue_length = ctx.usize(&rp.queue_length, &format!("{pp}.queueLength"), 1000, 1);
+    let queue_timeout = ctx.duration(
+        &rp.queue_timeout,
+        &format!("{pp}.queueTimeout"),
+        dur(120),
+        false,
+    );
+    let start_mode = ctx.choice(
+        &rp.start_mode,
+        &format!("{pp}.startMode"),
+        &[
+            ("onDemand", StartMode::OnDemand),
+            ("alwaysRunning", StartMode::AlwaysRunning),
+        ],
+        StartMode::OnDemand,
+    );
+    let retry_after = ctx.duration(
+        &crate::config::queue::retry_after_leaf(&rp.retry_after),
+        &format!("{pp}.retryAfter"),
+        dur(5),
+        false,
+    );
+    let queue = crate::config::queue::validate(rp, pp, ctx);
+
+    let tp = format!("{pp}.timeouts");
+    let t = ctx.nested(&rp.timeouts, &tp, "a map");
+    let timeouts = UpstreamTimeouts {
+        connect: ctx.duration(
+            &t.and_then(|t| t.connect.clone()),
+            &format!("{tp}.connect"),
+            dur(10),
+            true,
+        ),
+        first_byte: ctx.duration(
+            &t.and_then(|t| t.first_byte.clone()),
+            &format!("{tp}.firstByte"),
+            dur(120),
+            true,
+        ),
+        idle: ctx.duration(
+            &t.and_then(|t| t.idle.clone()),
+            &format!("{tp}.idle"),
+            dur(90),
+            true,
+        ),
+    };
+
+    let mut initialization_pages = Vec::new();
+    for (ip, page) in ctx.texts(
+        &rp.initialization_pages,
+        &format!("{pp}.initializationPages"),
+    ) {
+        if page.starts_with('/') {
+            initialization_pages.push(page);
+        } else {
+            ctx.report(&ip, Some(&Value::String(page)), "must start with `/`");
+        }
+    }
+
+    let fp = format!("{pp}.farm");
+    let pmp = format!("{pp}.processModel");
+    let wp = format!("{pp}.worker");
+    let farm = ctx.nested(&rp.farm, &fp, "a map");
+    let pm = ctx.nested(&rp.process_model, &pmp, "a map");
+    let worker = ctx.nested(&rp.worker, &wp, "a map");
+    if farm.is_some() && pm.is_some() {
+        ctx.report(
+            pp,
+            None,
+            "a pool has either `farm` (remote servers) or `processModel` (local workers), not both",
+        );
+    }
+    let backend = match farm {
+        Some(f) => {
+            if worker.is_some() {
+                ctx.report(&wp, None, "worker settings apply only to pools of local workers (processModel), not to a farm");
+            }
+            if let Some(pm) = pm {
+                // Still check it, so every mistake shows up in one run.
+                validate_process_model(Some(pm), worker, &pmp, &wp, ctx);
+            }
+            Backend::Farm(validate_farm(f, &fp, ctx))
+        }
+        None => Backend::Garden(validate_process_model(pm, worker, &pmp, &wp, ctx)),
+    };
+
+    Pool {
+        name: name.to_string(),
+        queue_length,
+        queue_timeout,
+        queue,
+        start_mode,
+        backend,
+        recycling: validate_recycling(
+            ctx.nested(&rp.recycling, &format!("{pp}.recycling"), "a map"),
+            &format!("{pp}.recycling"),
+            ctx,
+        ),
+        failure: validate_failure(
+            ctx.nested(&rp.failure, &format!("{pp}.failure"), "a map"),
+            &format!("{pp}.failure"),
+            ctx,
+        ),
+        retry_after,
+        timeouts,
+        initialization_pages,
+        cache: ctx
+            .nested(&rp.cache, &format!("{pp}.cache"), "a map")
+            .map(|c| crate::config::cache::validate(c, &format!("{pp}.cache"), ctx)),
+    }
+}
+
+pub(super) fn validate_recycling(
+    r: Option<&RawRecycling>,
+    p: &str,
+    ctx: &mut Ctx<'_>,
+) -> Recycling {
+    let disallow = ctx.boolean(
+        &r.and_then(|r| r.disallow_overlapping_rotation.clone()),
+        &format!("{p}.disallowOverlappingRotation"),
+        false,
+    );
+    let pp = format!("{p}.periodicRestart");
+    let pr = r.and_then(|r| ctx.nested(&r.periodic_restart, &pp, "a map"));
+    let get = |sel: fn(&RawPeriodicRestart) -> &Leaf| pr.and_then(|pr| sel(pr).clone());
+    let mut schedule = Vec::new();
+    let sp = format!("{pp}.schedule");
+    if let Some(list) = pr.and_then(|pr| ctx.nested(&pr.schedule, &sp, "a list")) {
+        for (i, t) in list.iter().enumerate() {
+            match t.0.as_str().and_then(parse_time_of_day) {
+                Some(secs) => schedule.push(secs),
+                None => ctx.report(
+                    &format!("{sp}[{i}]"),
+                    Some(&t.0),
+                    "not a time of day (write \"HH:MM\", e.g. \"03:00\")",
+                ),
+            }
+        }
+        schedule.sort_unstable();
+        schedule.dedup();
+    }
+    Recycling {
+        disallow_overlapping_rotation: disallow,
+        time: ctx.duration(
+            &get(|r| &r.time),
+            &format!("{pp}.time"),
+            dur(29 * 3600),
+            false,
+        ),
+        requests: ctx.uint(&get(|r| &r.requests), &format!("{pp}.requests"), 0, 0),
+        private_memory_kib: ctx.uint(
+            &get(|r| &r.private_memory),
+            &format!("{pp}.privateMemory"),
+            0,
+            0,
+        ),
+        schedule,
+    }
+}
+
+pub(super) fn validate_failure(r: Option<&RawFailure>, p: &str, ctx: &mut Ctx<'_>) -> Failure {
+    let get = |sel: fn(&RawFailure) -> &Leaf| r.and_then(|r| sel(r).clone());
+    Failure {
+        rapid_fail_protection: ctx.boolean(
+            &get(|r| &r.rapid_fail_protection),
+            &format!("{p}.rapidFailProtection"),
+            true,
+        ),
+        rapid_fail_protection_interval: ctx.duration(
+            &get(|r| &r.rapid_fail_protection_interval),
+            &format!("{p}.rapidFailProtectionInterval"),
+            dur(5 * 60),
+            true,
+        ),
+        rapid_fail_protection_max_crashes: ctx.u32(
+            &get(|r| &r.rapid_fail_protection_max_crashes),
+            &format!("{p}.rapidFailProtectionMaxCrashes"),
+            5,
+            1,
+        ),
+        load_balancer_capabilities: ctx.choice(
+            &get(|r| &r.load_balancer_capabilities),
+            &format!("{p}.loadBalancerCapabilities"),
+            &[
+                ("HttpLevel", LoadBalancerCapabilities::HttpLevel),
+                ("TcpLevel", LoadBalancerCapabilities::TcpLevel),
+            ],
+            LoadBalancerCapabilities::HttpLevel,
+        ),
+    }
+}

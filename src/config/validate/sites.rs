@@ -1,0 +1,280 @@
+//! `sites[]`: names, bindings (listen, TLS certificates), host names, applications.
+
+use super::*;
+
+pub(super) fn validate_sites(
+    raw: &RawConfig,
+    pools: &BTreeMap<String, Pool>,
+    ctx: &mut Ctx<'_>,
+) -> Vec<Site> {
+    let site_items = ctx.items(&raw.sites, "sites", "a site (a map)");
+    if site_items.is_empty() && !matches!(raw.sites, Some(Lenient::Bad(_))) {
+        ctx.report("sites", None, "at least one site is needed");
+    }
+    let mut sites = Vec::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    // (address, host or "" for any) → (site name, path); address → (tls?, path).
+    let mut bound: HashMap<(SocketAddr, String), (String, String)> = HashMap::new();
+    let mut tls_of: HashMap<SocketAddr, (bool, String)> = HashMap::new();
+    for (sp, rs) in site_items {
+        let name_path = format!("{sp}.name");
+        let name = match ctx.name(&rs.name, &name_path) {
+            Some(n) => n,
+            None => {
+                if rs.name.is_none() {
+                    ctx.report(&name_path, None, "every site needs a name");
+                }
+                String::new()
+            }
+        };
+        if !name.is_empty() {
+            if let Some(first) = names.get(&name) {
+                let msg = format!("duplicate site name (first used at {first})");
+                ctx.report(&name_path, leaf_value(&rs.name), msg);
+            } else {
+                names.insert(name.clone(), name_path.clone());
+            }
+        }
+
+        let mut host_names = Vec::new();
+        for (hp, h) in ctx.texts(&rs.host_names, &format!("{sp}.hostNames")) {
+            match check_host_name(&h) {
+                Ok(h) => host_names.push(h),
+                Err(msg) => ctx.report(&hp, Some(&Value::String(h)), msg),
+            }
+        }
+
+        let bpath = format!("{sp}.bindings");
+        let binding_items = ctx.items(&rs.bindings, &bpath, "a binding (a map)");
+        if binding_items.is_empty() && !matches!(rs.bindings, Some(Lenient::Bad(_))) {
+            ctx.report(&bpath, None, "a site needs at least one binding");
+        }
+        let mut bindings = Vec::new();
+        for (bp, rb) in binding_items {
+            let lp = format!("{bp}.listen");
+            let listen = match ctx.text(&rb.listen, &lp) {
+                None => {
+                    if rb.listen.is_none() {
+                        ctx.report(&lp, None, "a binding needs `listen` (e.g. 127.0.0.1:8080)");
+                    }
+                    None
+                }
+                Some(s) => match parse_listen(&s) {
+                    Some(a) => Some(a),
+                    None => {
+                        ctx.report(&lp, leaf_value(&rb.listen), LISTEN_HINT);
+                        None
+                    }
+                },
+            };
+            let tls = ctx
+                .nested(&rb.tls, &format!("{bp}.tls"), "a map")
+                .and_then(|t| validate_tls(t, &format!("{bp}.tls"), ctx));
+            let Some(listen) = listen else { continue };
+            if listen.port() == 0 {
+                // Port 0 asks the OS for a fresh port per binding (tests do this), so such
+                // bindings can never collide.
+                bindings.push(Binding { listen, tls });
+                continue;
+            }
+            match tls_of.get(&listen) {
+                Some((was_tls, first)) if *was_tls != tls.is_some() => {
+                    let msg = format!(
+                        "{listen} is bound with{} TLS at {first} and with{} TLS here",
+                        if *was_tls { "" } else { "out" },
+                        if tls.is_some() { "" } else { "out" },
+                    );
+                    ctx.report(&lp, leaf_value(&rb.listen), msg);
+                }
+                Some(_) => {}
+                None => {
+                    tls_of.insert(listen, (tls.is_some(), lp.clone()));
+                }
+            }
+            let hosts: Vec<String> = if host_names.is_empty() {
+                vec![String::new()]
+            } else {
+                host_names.clone()
+            };
+            for h in hosts {
+                match bound.get(&(listen, h.clone())) {
+                    Some((other, first)) => {
+                        let who = if h.is_empty() {
+                            "any host name".to_string()
+                        } else {
+                            format!("host `{h}`")
+                        };
+                        let msg = if *other == name {
+                            format!("duplicate binding (already at {first})")
+                        } else {
+                            format!("site `{other}` already binds {listen} for {who} (at {first})")
+                        };
+                        ctx.report(&lp, leaf_value(&rb.listen), msg);
+                        break;
+                    }
+                    None => {
+                        bound.insert((listen, h), (name.clone(), lp.clone()));
+                    }
+                }
+            }
+            bindings.push(Binding { listen, tls });
+        }
+
+        let apath = format!("{sp}.applications");
+        let app_items = ctx.items(&rs.applications, &apath, "an application (a map)");
+        if app_items.is_empty() && !matches!(rs.applications, Some(Lenient::Bad(_))) {
+            ctx.report(
+                &apath,
+                None,
+                "a site needs at least one application (e.g. path: /, pool: default)",
+            );
+        }
+        let mut applications: Vec<Application> = Vec::new();
+        let mut seen_paths: HashMap<String, String> = HashMap::new();
+        for (ap, ra) in app_items {
+            let pp = format!("{ap}.path");
+            let path = match ctx.url_path(&ra.path, &pp) {
+                Some(p) => {
+                    let trimmed = p.trim_end_matches('/');
+                    let norm = if trimmed.is_empty() {
+                        "/".to_string()
+                    } else {
+                        trimmed.to_string()
+                    };
+                    if let Some(first) = seen_paths.get(&norm) {
+                        ctx.report(
+                            &pp,
+                            leaf_value(&ra.path),
+                            format!("duplicate application path in this site (first at {first})"),
+                        );
+                    } else {
+                        seen_paths.insert(norm.clone(), pp.clone());
+                    }
+                    Some(norm)
+                }
+                None => {
+                    if ra.path.is_none() {
+                        ctx.report(&pp, None, "an application needs a `path` (e.g. /)");
+                    }
+                    None
+                }
+            };
+            let poolp = format!("{ap}.pool");
+            let pool = match ctx.name(&ra.pool, &poolp) {
+                Some(p) if pools.contains_key(&p) => Some(p),
+                Some(p) => {
+                    let msg = match suggest(&p, pools.keys().map(String::as_str)) {
+                        Some(s) => format!("no such pool (did you mean `{s}`?)"),
+                        None if pools.is_empty() => {
+                            "no such pool (no pools are defined)".to_string()
+                        }
+                        None => format!(
+                            "no such pool (pools: {})",
+                            pools.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                    ctx.report(&poolp, leaf_value(&ra.pool), msg);
+                    None
+                }
+                None => {
+                    if ra.pool.is_none() {
+                        ctx.report(&poolp, None, "an application needs a `pool`");
+                    }
+                    None
+                }
+            };
+            if let (Some(path), Some(pool)) = (path, pool) {
+                applications.push(Application { path, pool });
+            }
+        }
+        // Longest first, so the router's first prefix match is the longest.
+        applications.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
+        sites.push(Site {
+            name,
+            bindings,
+            host_names,
+            applications,
+        });
+    }
+    sites
+}
+
+pub(super) fn validate_tls(t: &RawTls, path: &str, ctx: &mut Ctx<'_>) -> Option<Tls> {
+    let single = t.cert.is_some() || t.key.is_some() || t.server_names.is_some();
+    let mut certificates = Vec::new();
+    if single && t.certificates.is_some() {
+        ctx.report(
+            path,
+            None,
+            "use either cert/key/serverNames or certificates, not both",
+        );
+    }
+    if t.certificates.is_some() {
+        let cp = format!("{path}.certificates");
+        let items = ctx.items(&t.certificates, &cp, "a certificate (a map)");
+        if items.is_empty() && !matches!(t.certificates, Some(Lenient::Bad(_))) {
+            ctx.report(&cp, None, "list at least one certificate");
+        }
+        for (ip, c) in items {
+            if let Some(c) = validate_certificate(&c.cert, &c.key, &c.server_names, &ip, ctx) {
+                certificates.push(c);
+            }
+        }
+    } else if let Some(c) = validate_certificate(&t.cert, &t.key, &t.server_names, path, ctx) {
+        certificates.push(c);
+    }
+    let defaults = certificates
+        .iter()
+        .filter(|c| c.server_names.is_empty())
+        .count();
+    if defaults > 1 {
+        ctx.report(
+            path,
+            None,
+            "only one certificate may omit serverNames (it is the default)",
+        );
+    }
+    (!certificates.is_empty()).then_some(Tls { certificates })
+}
+
+pub(super) fn validate_certificate(
+    cert: &Leaf,
+    key: &Leaf,
+    server_names: &Opt<Vec<Scalar>>,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<Certificate> {
+    let cp = format!("{path}.cert");
+    let kp = format!("{path}.key");
+    let c = ctx.path_buf(cert, &cp);
+    let k = ctx.path_buf(key, &kp);
+    if cert.is_none() {
+        ctx.report(&cp, None, "TLS needs `cert` (a PEM certificate file)");
+    }
+    if key.is_none() {
+        ctx.report(&kp, None, "TLS needs `key` (a PEM private key file)");
+    }
+    let mut names = Vec::new();
+    for (np, n) in ctx.texts(server_names, &format!("{path}.serverNames")) {
+        match check_host_name(&n) {
+            Ok(n) => names.push(n),
+            Err(msg) => ctx.report(&np, Some(&Value::String(n)), msg),
+        }
+    }
+    let (c, k) = (c?, k?);
+    let mut ok = true;
+    for (which, msg) in check_cert_files(&c, &k) {
+        let (p, l) = if which == "cert" {
+            (&cp, cert)
+        } else {
+            (&kp, key)
+        };
+        ctx.report(p, leaf_value(l), msg);
+        ok = false;
+    }
+    ok.then_some(Certificate {
+        cert: c,
+        key: k,
+        server_names: names,
+    })
+}
