@@ -4,8 +4,8 @@
 
 use super::sampler::{Sample, Sampler, WorkerSample};
 use super::wire::{
-    DisciplineDoc, LatencyDoc, MemberDoc, PoolDoc, PoolList, PoolPoint, PoolSeries, QueueDoc, RequestList,
-    ServerDoc, Stats, WorkerDoc, WorkerPoint, WorkerSampled, WorkerSeries,
+    DisciplineDoc, LatencyDoc, MemberDoc, PoolDoc, PoolList, PoolPoint, PoolSeries, QueueDoc,
+    RequestList, ServerDoc, Stats, WorkerDoc, WorkerPoint, WorkerSampled, WorkerSeries,
 };
 use crate::config::model::Backend;
 use crate::front::inflight::RequestInfo;

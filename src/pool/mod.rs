@@ -17,8 +17,8 @@
 
 mod balancer;
 pub mod counters;
-mod hooks;
 mod drain;
+mod hooks;
 mod member;
 mod queue;
 

@@ -104,7 +104,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// A nested map/list, or `None` (absent, or reported as the wrong shape).
-    pub(in crate::config) fn nested<'b, T>(&mut self, o: &'b Opt<T>, path: &str, what: &str) -> Option<&'b T> {
+    pub(in crate::config) fn nested<'b, T>(
+        &mut self,
+        o: &'b Opt<T>,
+        path: &str,
+        what: &str,
+    ) -> Option<&'b T> {
         match o {
             None => None,
             Some(Lenient::Ok(t)) => Some(t),
@@ -197,7 +202,11 @@ impl<'a> Ctx<'a> {
         Some(s)
     }
 
-    pub(in crate::config) fn texts(&mut self, o: &Opt<Vec<Scalar>>, path: &str) -> Vec<(String, String)> {
+    pub(in crate::config) fn texts(
+        &mut self,
+        o: &Opt<Vec<Scalar>>,
+        path: &str,
+    ) -> Vec<(String, String)> {
         let Some(list) = self.nested(o, path, "a list") else {
             return Vec::new();
         };
@@ -243,12 +252,23 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub(in crate::config) fn usize(&mut self, l: &Leaf, path: &str, default: usize, min: usize) -> usize {
+    pub(in crate::config) fn usize(
+        &mut self,
+        l: &Leaf,
+        path: &str,
+        default: usize,
+        min: usize,
+    ) -> usize {
         let n = self.uint(l, path, default as u64, min as u64);
         usize::try_from(n).unwrap_or(usize::MAX)
     }
 
-    pub(in crate::config) fn opt_usize(&mut self, l: &Leaf, path: &str, min: usize) -> Option<usize> {
+    pub(in crate::config) fn opt_usize(
+        &mut self,
+        l: &Leaf,
+        path: &str,
+        min: usize,
+    ) -> Option<usize> {
         match l {
             Some(Scalar(v)) if !v.is_null() => {
                 let before = self.problems.len();
