@@ -1740,3 +1740,27 @@ fn environment_scalar_typing_is_pinned() {
     }
     assert!(wrong.is_empty(), "retyped values:\n{}", wrong.join("\n"));
 }
+
+/// `workers: auto | N`: the front threads. Absent is `auto`; a count is taken as given;
+/// anything else names the key, the value and why.
+#[test]
+fn workers_is_auto_or_a_thread_count() {
+    use roost::config::model::Workers;
+    assert_eq!(load(BASE).unwrap().workers, Workers::Auto);
+    let auto = format!("workers: auto\n{BASE}");
+    assert_eq!(load(&auto).unwrap().workers, Workers::Auto);
+    let two = format!("workers: 2\n{BASE}");
+    assert_eq!(load(&two).unwrap().workers, Workers::Count(2));
+    assert!(Workers::Auto.resolve() >= 1);
+    for (bad, why) in [
+        ("0", "at least 1"),
+        ("many", "`auto` or a number"),
+        ("5000", "at most 1024"),
+        ("1.5", "whole number"),
+    ] {
+        let yaml = format!("workers: {bad}\n{BASE}");
+        let errs = errors(&yaml);
+        let p = expect(&errs, &yaml, "workers", why, "workers:");
+        assert!(p.to_string().contains(bad), "{p}");
+    }
+}
