@@ -62,8 +62,10 @@ pub struct QueueDoc {
     pub timeout_seconds: f64,
 }
 
-/// How the pool's queue serves and sheds (`queueDiscipline`).
+/// How the pool's queue serves and sheds (`queueDiscipline`). Absent fields read as
+/// empty, so `roost ctl` still reads a server from before the disciplines existed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct DisciplineDoc {
     /// `fifo` or `adaptive`.
     pub queue_discipline: String,

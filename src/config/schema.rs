@@ -252,7 +252,10 @@ mod tests {
     fn schema_follows_the_serde_types() {
         let Shape::Map(top) = schema() else { panic!() };
         let names: Vec<&str> = top.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["sites", "pools", "limits", "admin", "log"]);
+        assert_eq!(
+            names,
+            ["sites", "pools", "limits", "admin", "log", "workers", "diagnose"]
+        );
         let Some((_, Shape::Dict(pool))) = top.iter().find(|(n, _)| *n == "pools") else {
             panic!()
         };
