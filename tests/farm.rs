@@ -815,6 +815,28 @@ async fn a_dead_server_is_ejected_without_any_outlier_configuration() {
     assert_eq!(f.server(&dead).failed, 5, "ejected: not tried any more");
 }
 
+/// The default passive health never ejects a farm's last server: a one-server farm whose
+/// server breaks keeps answering each request at once (502) instead of queueing them all
+/// for the ejection's 30 s.
+#[tokio::test]
+async fn by_default_a_one_server_farm_keeps_its_server() {
+    let dead = format!("127.0.0.1:{}", dead_port().await);
+    let f = TestFarm::start(&format!("      servers: [{{address: \"{dead}\"}}]\n")).await;
+    let mut cl = f.client().await;
+    for _ in 0..8 {
+        let started = std::time::Instant::now();
+        // Ejected, it would queue until `queueTimeout` and end as a 503.
+        let answer = cl.get("/").await;
+        assert_eq!(answer.status, 502, "{:?}", answer.reason);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "queued behind an ejection"
+        );
+    }
+    let st = f.server(&dead);
+    assert_eq!((st.state, st.ejections), ("healthy", 0), "{st:?}");
+}
+
 #[tokio::test]
 async fn by_default_a_server_answering_5xx_is_not_ejected_and_ejection_can_be_off() {
     let (bad, good) = (Srv::start("bad").await, Srv::start("good").await);

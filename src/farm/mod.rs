@@ -430,8 +430,11 @@ pub enum Outcome {
 
 /// Passive health without an `outlierDetection` block (as HAProxy's `observe layer4` and
 /// Envoy's gateway-failure detection): 5 gateway failures in a row eject a server for
-/// 30 s (growing to 300 s when it keeps failing), never more than half the farm at once
-/// (a one-server farm may lose its only server). Only failures to get any response
+/// 30 s (growing to 300 s when it keeps failing), never more than half the farm at once,
+/// rounded down: the default never takes a farm's last server away (a one-server farm
+/// keeps answering 502 at once rather than queueing every request for 30 s; Envoy's panic
+/// threshold makes the same choice). A written-out `outlierDetection` may eject one
+/// server whatever its `maxEjectionPercent` says. Only failures to get any response
 /// count: a 5xx answer proves the server is there, so it is not ejected for it unless
 /// `outlierDetection` is written out. `outlierDetection: {maxEjectionPercent: 0}` turns
 /// ejection off.
@@ -452,11 +455,12 @@ pub(crate) fn note_outcome(pool: &Arc<Pool>, member: &Member, outcome: Outcome) 
         return;
     };
     let cfg = fs.config();
-    let (od, counts) = match cfg.farm.outlier_detection.as_ref() {
-        Some(od) => (od, outcome != Outcome::Success),
+    let (od, counts, at_least_one) = match cfg.farm.outlier_detection.as_ref() {
+        Some(od) => (od, outcome != Outcome::Success, 1),
         None => (
             &DEFAULT_OUTLIER_DETECTION,
             outcome == Outcome::GatewayFailure,
+            0,
         ),
     };
     let Some(rt) = fs.server(&member.label) else {
@@ -479,7 +483,7 @@ pub(crate) fn note_outcome(pool: &Arc<Pool>, member: &Member, outcome: Outcome) 
         let allowed = if od.max_ejection_percent == 0 {
             0
         } else {
-            (servers.len() * od.max_ejection_percent as usize / 100).max(1)
+            (servers.len() * od.max_ejection_percent as usize / 100).max(at_least_one)
         };
         if ejected >= allowed {
             tracing::warn!(pool = pool.name(), server = %member.label, ejected, "server keeps failing but maxEjectionPercent is reached; not ejected");
