@@ -452,7 +452,8 @@ async fn farm_servers_and_the_latest_snapshot_in_headless_chromium() {
     let live = Backend::start("live").await;
     let dead = format!("127.0.0.1:{}", dead_port().await);
     // `web`: a live and a dead server (the dead one is ejected by default); `gone`: only
-    // a dead server, so once it is ejected nothing can serve: critical, a snapshot.
+    // a dead server, ejected through a written-out `outlierDetection` (the default keeps a
+    // farm's last server), so nothing can serve: critical, a snapshot.
     let yaml = format!(
         r#"
 sites:
@@ -467,6 +468,7 @@ pools:
     queueTimeout: 1s
     farm:
       servers: [{{address: "{dead}"}}]
+      outlierDetection: {{consecutiveFailures: 5}}
 diagnose: {{snapshotDir: "{}"}}
 "#,
         live.addr,
