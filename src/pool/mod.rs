@@ -638,9 +638,14 @@ impl Pool {
         }
     }
 
-    /// Whether the adaptive discipline is shedding now.
+    /// Whether the adaptive discipline is shedding now. Evaluated at the time of asking,
+    /// as [`Pool::snapshot`] does: once the load is gone, requests take the lock-free
+    /// path and no queue event ends the overload, so the flag alone would stay set.
     pub fn shedding(&self) -> bool {
-        self.counters.shedding.load(Ordering::Relaxed)
+        let mut inner = self.inner.lock();
+        inner.queue.tick(Instant::now());
+        self.sync_queued(&inner.queue);
+        inner.queue.shedding().is_some()
     }
 
     /// The pool's `queueDiscipline`.
