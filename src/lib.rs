@@ -25,4 +25,5 @@ pub mod runtime;
 pub mod serve;
 pub mod supervisor;
 pub mod upstream;
+pub mod woken;
 pub mod worker;

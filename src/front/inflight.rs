@@ -15,8 +15,10 @@ use std::time::Instant;
 
 const SHARDS: usize = 16;
 
-/// Ids are a counter: one multiply spreads them over the table; SipHash (the default)
-/// would cost more than the rest of the registry per request.
+/// Ids are a counter per shard (`k * SHARDS + shard`): dividing out the shard and one
+/// multiply spreads them over the table (the low bits, which pick the bucket, would
+/// otherwise be the same for every id of a shard); SipHash (the default) would cost more
+/// than the rest of the registry per request.
 #[derive(Default)]
 struct IdHasher(u64);
 
@@ -30,15 +32,23 @@ impl Hasher for IdHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (n / SHARDS as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
-type Shard = Mutex<HashMap<u64, Arc<Entry>, BuildHasherDefault<IdHasher>>>;
+/// One shard: its own id counter and table, on a cache line of its own, so front
+/// threads registering requests at once never write the same line.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
+    next: AtomicU64,
+    table: Mutex<HashMap<u64, Arc<Entry>, BuildHasherDefault<IdHasher>>>,
+}
 
+/// A request's shard is its front thread's ([`crate::runtime::shard`]), and its id says
+/// which: `id % SHARDS` is the shard, so removal finds it without asking the thread.
 #[derive(Default)]
 pub struct Registry {
-    next_id: AtomicU64,
     shards: [Shard; SHARDS],
 }
 
@@ -101,6 +111,7 @@ impl Drop for Registered {
     fn drop(&mut self) {
         let id = self.entry.id;
         self.registry.shards[id as usize % SHARDS]
+            .table
             .lock()
             .remove(&id);
     }
@@ -114,7 +125,10 @@ impl Registry {
         url: PathAndQuery,
         start: Instant,
     ) -> Registered {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let at = crate::runtime::shard() % SHARDS;
+        let shard = &self.shards[at];
+        // Ids start at SHARDS + at, never 0, and stay unique: each shard counts its own.
+        let id = (shard.next.fetch_add(1, Ordering::Relaxed) + 1) * SHARDS as u64 + at as u64;
         let entry = Arc::new(Entry {
             id,
             pool,
@@ -124,9 +138,7 @@ impl Registry {
             state: AtomicU8::new(QUEUED),
             pid: AtomicU32::new(0),
         });
-        self.shards[id as usize % SHARDS]
-            .lock()
-            .insert(id, entry.clone());
+        shard.table.lock().insert(id, entry.clone());
         Registered {
             registry: self.clone(),
             entry,
@@ -138,7 +150,7 @@ impl Registry {
         let mut out: Vec<RequestInfo> = Vec::new();
         for shard in &self.shards {
             // Copy out under the lock; format after releasing it.
-            let entries: Vec<Arc<Entry>> = shard.lock().values().cloned().collect();
+            let entries: Vec<Arc<Entry>> = shard.table.lock().values().cloned().collect();
             out.extend(entries.iter().map(|e| RequestInfo {
                 id: e.id,
                 pool: e.pool.to_string(),
@@ -161,7 +173,7 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.table.lock().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

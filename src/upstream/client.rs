@@ -97,11 +97,20 @@ impl Conn {
     /// by TLS) or closed it: bytes there now would be read as the next request's
     /// response. Asked when a connection goes back to the pool and again when it is
     /// taken from it.
-    fn reusable(&mut self) -> Result<(), Discard> {
+    ///
+    /// Going back, the reactor's readiness decides whether the kernel is asked: a
+    /// response read that left the socket drained cleared it, so a clean return costs
+    /// no system call (nginx's reuse check is one `getsockopt`, not two). Being taken,
+    /// the kernel is always asked: that is the check a stray byte must not slip past.
+    fn reusable(&mut self, check: Check) -> Result<(), Discard> {
         if !self.rbuf.is_empty() {
             return Err(Discard::StrayBytes);
         }
-        match self.io.peek() {
+        let ask = match check {
+            Check::Taken => true,
+            Check::Returned => self.io.read_ready_hint(),
+        };
+        match if ask { self.io.peek() } else { Peek::Quiet } {
             Peek::Quiet => {}
             Peek::Unread => return Err(Discard::StrayBytes),
             Peek::Closed => return Err(Discard::Closed),
@@ -120,6 +129,15 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// When [`Conn::reusable`] is asked.
+#[derive(Clone, Copy)]
+enum Check {
+    /// The exchange is over and the connection goes back to the idle list.
+    Returned,
+    /// The connection is taken from the idle list for a request.
+    Taken,
 }
 
 struct Idle {
@@ -290,7 +308,7 @@ impl Client {
                 Discard::IdleTimeout.record();
                 continue;
             }
-            match conn.reusable() {
+            match conn.reusable(Check::Taken) {
                 Ok(()) => return Some(conn),
                 Err(why) => why.record(),
             }
@@ -349,7 +367,7 @@ impl Client {
     }
 
     fn put_back(&self, mut conn: Box<Conn>) {
-        if let Err(why) = conn.reusable() {
+        if let Err(why) = conn.reusable(Check::Returned) {
             why.record();
             return;
         }

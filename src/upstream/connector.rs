@@ -93,6 +93,19 @@ pub(crate) enum Peek {
 }
 
 impl Stream {
+    /// Has the reactor seen the socket readable (or closed) since it was last read to
+    /// empty? Costs no system call; a `false` may be stale by one reactor turn, so it
+    /// only decides whether [`Stream::peek`] is worth asking.
+    pub(crate) fn read_ready_hint(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let ready = match self {
+            Stream::Tcp(s) => s.poll_read_ready(&mut cx),
+            Stream::Unix(s) => s.poll_read_ready(&mut cx),
+            Stream::Tls(s) => s.get_ref().0.poll_read_ready(&mut cx),
+        };
+        !matches!(ready, Poll::Pending)
+    }
+
     /// Ask the kernel, now, whether anything arrived on the socket (`recv` with
     /// `MSG_PEEK | MSG_DONTWAIT`). tokio's readiness is not enough here: it learns of
     /// new bytes only when the reactor next polls epoll, which under load comes after

@@ -13,6 +13,7 @@ pub mod apps;
 pub mod busy;
 pub mod cli;
 pub mod counters;
+mod drain;
 pub mod gate;
 pub mod listen;
 pub mod metrics;

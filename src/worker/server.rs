@@ -15,6 +15,7 @@
 use super::app::{self, Handler, IoHandle, Request, Response, Router, WorkerBuilder};
 use super::busy::BusyRoutes;
 use super::counters::{IoCounters, ThreadPoolCounters, ThreadSummary, WorkerCounters};
+use super::drain::Drain;
 use super::gate::{Gate, GateLimits, Kind, Permit};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
@@ -26,7 +27,6 @@ use http::StatusCode;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -203,14 +203,14 @@ impl Worker {
         // hyper's HTTP/1 header read timeout needs a timer, or it panics.
         builder.http1().timer(TokioTimer::new());
         builder.http2().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
+        let drain = Drain::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok(Stream::Tcp(s)) => self.spawn_conn(&builder, &graceful, s),
-                    Ok(Stream::Unix(s)) => self.spawn_conn(&builder, &graceful, s),
+                    Ok(Stream::Tcp(s)) => self.spawn_conn(&builder, &drain, s),
+                    Ok(Stream::Unix(s)) => self.spawn_conn(&builder, &drain, s),
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
@@ -221,18 +221,14 @@ impl Worker {
         }
         self.inner.stopping.store(true, Ordering::SeqCst);
         drop(listener);
-        let in_flight = graceful.count();
-        tracing::info!(connections = in_flight, "draining connections");
+        tracing::info!(connections = drain.count(), "draining connections");
         let limit = self.inner.settings.shutdown_timeout;
-        if tokio::time::timeout(limit, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if !drain.close(limit).await {
             tracing::warn!(?limit, "connections still open after the shutdown timeout");
         }
     }
 
-    fn spawn_conn<I>(&self, builder: &auto::Builder<TokioExecutor>, g: &GracefulShutdown, io: I)
+    fn spawn_conn<I>(&self, builder: &auto::Builder<TokioExecutor>, drain: &Drain, io: I)
     where
         I: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
     {
@@ -244,12 +240,7 @@ impl Worker {
             async move { Ok::<_, Infallible>(worker.handle(req.map(body::boxed)).await) }
         });
         let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
-        let conn = g.watcher().watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        tokio::spawn(drain.watch(conn, |c| c.graceful_shutdown()));
     }
 
     /// Serve one request (the whole path after the connection). Public so an app can be
