@@ -107,7 +107,11 @@ impl Admin {
         }
         let public_addr = public.as_ref().and_then(|l| l.local_addr().ok());
         let readiness = crate::ops::Readiness::new();
-        readiness.spawn_watch(ctx.front.clone());
+        let front = ctx.front.clone();
+        readiness.spawn_watch(move || {
+            let state = front.state();
+            crate::ops::readiness::first_workers_answer(&state.config, &state.pools)
+        });
         let sampler = Sampler::new(ctx.front.clone(), ctx.supervisor.clone());
         let sampling = sampler.spawn(interval);
         let server = Arc::new(Server {

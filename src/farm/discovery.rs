@@ -4,19 +4,21 @@
 //! the farm).
 
 use super::server::{ServerRt, Spec};
-use super::{reconcile, state};
+use super::{reconcile, FarmState};
+use crate::pool::FarmPolicy;
 use crate::pool::Pool;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
 /// The discovery loop of one farm pool; ends when the pool is gone or has no discovery.
-pub(crate) async fn run(weak: Weak<Pool>) {
+pub(crate) async fn run(weak: Weak<Pool>, fs: Arc<FarmState>) {
     loop {
         let Some(pool) = weak.upgrade() else {
             return;
         };
-        let Some(d) = state(&pool).and_then(|fs| fs.config().farm.discovery.clone()) else {
+        let d = fs.config().farm.discovery.clone();
+        let Some(d) = d.filter(|_| fs.is_active()) else {
             return;
         };
         drop(pool);
@@ -30,7 +32,7 @@ pub(crate) async fn run(weak: Weak<Pool>) {
                 if addrs.is_empty() {
                     tracing::warn!(pool = pool.name(), dns = %d.dns, "DNS answered no addresses; keeping the current servers");
                 } else {
-                    apply(&pool, &addrs);
+                    apply(&pool, &fs, &addrs);
                 }
             }
             Err(e) => {
@@ -44,10 +46,10 @@ pub(crate) async fn run(weak: Weak<Pool>) {
 
 /// Make the discovered servers of `pool` exactly `addrs` (configured servers with the
 /// same address stay configured ones).
-pub(crate) fn apply(pool: &Arc<Pool>, addrs: &BTreeSet<SocketAddr>) {
-    let Some(fs) = state(pool) else {
+pub(crate) fn apply(pool: &Arc<Pool>, fs: &FarmState, addrs: &BTreeSet<SocketAddr>) {
+    if !fs.is_active() {
         return;
-    };
+    }
     let cfg = fs.config();
     let Some(d) = cfg.farm.discovery.as_ref() else {
         return;

@@ -3,9 +3,10 @@
 //! `responseMatch`) within `timeout` passes. `unhealthyThreshold` failures in a row take
 //! a server out, `healthyThreshold` passes bring it back (with slow start).
 
-use super::{apply_health, state};
+use super::{apply_health, FarmState};
 use crate::body;
 use crate::config::model::HealthCheck;
+use crate::pool::FarmPolicy;
 use crate::pool::{Member, Pool};
 use http::{header, Request};
 use http_body_util::BodyExt;
@@ -15,25 +16,23 @@ use std::sync::{Arc, Weak};
 const MAX_BODY: usize = 64 * 1024;
 
 /// The health-check loop of one farm pool; ends when the pool is gone or has no check.
-pub(crate) async fn run(weak: Weak<Pool>) {
+pub(crate) async fn run(weak: Weak<Pool>, fs: Arc<FarmState>) {
     loop {
         let Some(pool) = weak.upgrade() else {
             return;
         };
-        let Some(hc) = state(&pool).and_then(|fs| fs.config().farm.health_check.clone()) else {
+        let hc = fs.config().farm.health_check.clone();
+        let Some(hc) = hc.filter(|_| fs.is_active()) else {
             return;
         };
-        check_all(&pool, &hc).await;
+        check_all(&pool, &fs, &hc).await;
         drop(pool);
         tokio::time::sleep(hc.interval).await;
     }
 }
 
 /// Check every server of `pool` once, concurrently, and apply the verdicts.
-pub(crate) async fn check_all(pool: &Arc<Pool>, hc: &HealthCheck) {
-    let Some(fs) = state(pool) else {
-        return;
-    };
+pub(crate) async fn check_all(pool: &Arc<Pool>, fs: &FarmState, hc: &HealthCheck) {
     let members = pool.members();
     let checks = members.iter().filter_map(|m| {
         let rt = fs.server(&m.label)?;

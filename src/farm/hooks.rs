@@ -38,19 +38,16 @@ impl FarmHooks {
 impl crate::pool::PoolHooks for FarmHooks {
     fn pool_added(&self, pool: &Arc<Pool>, cfg: &model::Pool, _previous: Option<&model::Pool>) {
         self.stop(pool.name());
-        let Backend::Farm(farm) = &cfg.backend else {
+        if !matches!(cfg.backend, Backend::Farm(_)) {
             super::release(pool);
             return;
+        }
+        // The farm's state followed this config already (the front syncs the members
+        // when it builds the pools, before any hook hears of them).
+        let Some(fs) = super::state(pool) else {
+            return;
         };
-        let mut tasks = Vec::new();
-        if farm.health_check.is_some() {
-            let weak = Arc::downgrade(pool);
-            tasks.push(tokio::spawn(super::health::run(weak)).abort_handle());
-        }
-        if farm.discovery.is_some() {
-            let weak = Arc::downgrade(pool);
-            tasks.push(tokio::spawn(super::discovery::run(weak)).abort_handle());
-        }
+        let tasks = fs.clone().start(Arc::downgrade(pool));
         if !tasks.is_empty() {
             self.tasks.lock().insert(pool.name().to_string(), tasks);
         }

@@ -4,8 +4,9 @@
 //! What lives here:
 //! - [`sync_members`]: configured servers → pool members, kept in step with reloads
 //!   (unchanged servers keep their member, connections and health; removed ones drain).
-//! - [`FarmState`], kept as the pool's extension: per-server health (active checks,
-//!   passive outlier ejection, slow-start ramp), the affinity cookie map, the retry budget.
+//! - [`FarmState`], kept with the pool as its `pool::FarmPolicy`: per-server health
+//!   (active checks, passive outlier ejection, slow-start ramp), the affinity cookie
+//!   map, the retry budget.
 //! - [`FarmHooks`]: the `pool::PoolHooks` that runs each farm pool's health-check and
 //!   discovery tasks.
 //! - [`request`]: what the proxy asks per request (hash key, affinity, retries, outcomes).
@@ -46,37 +47,33 @@ pub mod request;
 mod server;
 mod tls;
 
+pub use crate::pool::source::{LastCheck, Outcome, ServerState};
 pub use hooks::FarmHooks;
-pub use server::LastCheck;
 pub use tls::{client_config, default_tls_client, server_name, TlsClientError};
 
 use crate::config::model::{Farm, FarmTls, Server, UpstreamTimeouts};
-use crate::pool::{Member, Pool};
+use crate::pool::source::FarmConfig;
+use crate::pool::{FarmPolicy, Member, Pool};
 use crate::upstream::{Client, Endpoint};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use server::{ServerRt, Spec, WEIGHT_SCALE};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+use tokio::task::AbortHandle;
 
-/// The farm's configuration as last synced (with the pool's upstream timeouts).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FarmConfig {
-    pub farm: Farm,
-    pub timeouts: UpstreamTimeouts,
-}
-
-/// Everything the farm keeps beside its pool (stored as the pool's extension, so it
-/// lives and survives reloads exactly as long as the pool does).
+/// Everything the farm keeps beside its pool (held by the pool as its
+/// [`FarmPolicy`], so it lives and survives reloads exactly as long as the pool does).
 pub struct FarmState {
+    /// Itself, for the tasks it starts (ejection timers, health checks, discovery).
+    me: Weak<FarmState>,
     cfg: ArcSwap<FarmConfig>,
     /// Runtime state by member label (server address).
     servers: Mutex<HashMap<String, Arc<ServerRt>>>,
     /// Affinity cookie value → member label.
     cookies: ArcSwap<HashMap<String, String>>,
-    pub(crate) budget: request::RetryBudget,
+    budget: request::RetryBudget,
     tls_cache: Mutex<Option<(FarmTls, Arc<rustls::ClientConfig>)>>,
     /// Serializes ejection decisions so `maxEjectionPercent` holds under races.
     eject_lock: Mutex<()>,
@@ -87,8 +84,9 @@ pub struct FarmState {
 }
 
 impl FarmState {
-    fn new(cfg: FarmConfig) -> FarmState {
-        FarmState {
+    fn new(cfg: FarmConfig) -> Arc<FarmState> {
+        Arc::new_cyclic(|me| FarmState {
+            me: me.clone(),
             cfg: ArcSwap::from_pointee(cfg),
             servers: Mutex::new(HashMap::new()),
             cookies: ArcSwap::from_pointee(HashMap::new()),
@@ -97,11 +95,7 @@ impl FarmState {
             eject_lock: Mutex::new(()),
             reconcile_lock: Mutex::new(()),
             active: std::sync::atomic::AtomicBool::new(true),
-        }
-    }
-
-    pub(crate) fn config(&self) -> Arc<FarmConfig> {
-        self.cfg.load_full()
+        })
     }
 
     pub(crate) fn server(&self, label: &str) -> Option<Arc<ServerRt>> {
@@ -110,10 +104,6 @@ impl FarmState {
 
     fn all_servers(&self) -> Vec<Arc<ServerRt>> {
         self.servers.lock().values().cloned().collect()
-    }
-
-    pub(crate) fn label_for_cookie(&self, value: &str) -> Option<String> {
-        self.cookies.load().get(value).cloned()
     }
 
     /// The TLS client configuration for `t`, built once per distinct setting. A bundle
@@ -156,30 +146,240 @@ impl FarmState {
             .collect();
         self.cookies.store(Arc::new(map));
     }
+
+    /// Runtime state for `farm`'s servers: configured ones (spec refreshed), discovered
+    /// ones kept while discovery is on.
+    fn follow_servers(&self, farm: &Farm) {
+        let mut servers = self.servers.lock();
+        servers.retain(|label, rt| {
+            let spec = rt.spec();
+            if spec.discovered {
+                farm.discovery.is_some() && !farm.servers.iter().any(|s| &s.address == label)
+            } else {
+                farm.servers.iter().any(|s| &s.address == label)
+            }
+        });
+        for rt in servers.values() {
+            // Without active checks nobody would ever bring a failed server back.
+            if farm.health_check.is_none() {
+                rt.clear_check();
+            }
+        }
+        for s in &farm.servers {
+            let spec = spec_of(s);
+            match servers.get(&s.address) {
+                Some(rt) => *rt.spec.lock() = spec,
+                None => {
+                    servers.insert(s.address.clone(), Arc::new(ServerRt::new(spec)));
+                }
+            }
+        }
+    }
+}
+
+impl FarmPolicy for FarmState {
+    fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn config(&self) -> Arc<FarmConfig> {
+        self.cfg.load_full()
+    }
+
+    fn sync(&self, pool: &Pool, cfg: FarmConfig) {
+        self.active
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = &cfg.farm.tls.warning {
+            tracing::warn!(pool = pool.name(), "{w}");
+        }
+        let old = self.cfg.swap(Arc::new(cfg));
+        let cfg = self.config();
+        let rebuild = old.farm.tls != cfg.farm.tls || old.timeouts != cfg.timeouts;
+        self.follow_servers(&cfg.farm);
+        reconcile(pool, self, rebuild);
+    }
+
+    fn release(&self, pool: &Pool) {
+        if !self
+            .active
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let labels: Vec<String> = self.servers.lock().drain().map(|(l, _)| l).collect();
+        for m in pool.members() {
+            if labels.contains(&m.label) {
+                pool.remove_member(&m);
+            }
+        }
+        self.rebuild_cookies();
+    }
+
+    fn start(self: Arc<Self>, pool: Weak<Pool>) -> Vec<AbortHandle> {
+        let cfg = self.config();
+        let mut tasks = Vec::new();
+        if cfg.farm.health_check.is_some() {
+            let run = health::run(pool.clone(), self.clone());
+            tasks.push(tokio::spawn(run).abort_handle());
+        }
+        if cfg.farm.discovery.is_some() {
+            tasks.push(tokio::spawn(discovery::run(pool, self)).abort_handle());
+        }
+        tasks
+    }
+
+    fn label_for_cookie(&self, value: &str) -> Option<String> {
+        self.cookies.load().get(value).cloned()
+    }
+
+    fn note_request(&self, now: Instant) {
+        self.budget.note_request(now);
+    }
+
+    fn try_retry(&self, now: Instant) -> bool {
+        let cfg = self.config();
+        let r = &cfg.farm.retries;
+        self.budget.try_retry(now, r.budget_percent, r.min_retries)
+    }
+
+    fn retries(&self) -> u64 {
+        self.budget.total_retries()
+    }
+
+    /// Passive health: a request's outcome on `member`. Failures in a row past
+    /// `consecutiveFailures` eject the server (never more than `maxEjectionPercent` of the
+    /// farm at once); the ejection ends by itself and the server ramps back. Without
+    /// `outlierDetection`, [`DEFAULT_OUTLIER_DETECTION`] applies to gateway failures.
+    fn note_outcome(&self, pool: &Arc<Pool>, member: &Member, outcome: Outcome) {
+        let cfg = self.config();
+        let (od, counts, at_least_one) = match cfg.farm.outlier_detection.as_ref() {
+            Some(od) => (od, outcome != Outcome::Success, 1),
+            None => (
+                &DEFAULT_OUTLIER_DETECTION,
+                outcome == Outcome::GatewayFailure,
+                0,
+            ),
+        };
+        let Some(rt) = self.server(&member.label) else {
+            return;
+        };
+        if !counts {
+            rt.note_success();
+            return;
+        }
+        if rt.note_failure() < od.consecutive_failures {
+            return;
+        }
+        let until = {
+            let _g = self.eject_lock.lock();
+            if rt.is_ejected() {
+                return;
+            }
+            let servers = self.all_servers();
+            let ejected = servers.iter().filter(|s| s.is_ejected()).count();
+            let allowed = if od.max_ejection_percent == 0 {
+                0
+            } else {
+                (servers.len() * od.max_ejection_percent as usize / 100).max(at_least_one)
+            };
+            if ejected >= allowed {
+                tracing::warn!(pool = pool.name(), server = %member.label, ejected, "server keeps failing but maxEjectionPercent is reached; not ejected");
+                rt.note_success();
+                return;
+            }
+            let length = rt.eject(od.base_ejection_time, od.max_ejection_time);
+            tracing::warn!(pool = pool.name(), server = %member.label, ejection = ?length, "server ejected after consecutive failures");
+            rt.ejected_until()
+        };
+        apply_health(pool, self, &member.label, false);
+        let Some(until) = until else {
+            return;
+        };
+        let (weak, me) = (Arc::downgrade(pool), self.me.clone());
+        let label = member.label.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+            let (Some(pool), Some(fs)) = (weak.upgrade(), me.upgrade()) else {
+                return;
+            };
+            if !fs.is_active() {
+                return;
+            }
+            if let Some(rt) = fs.server(&label) {
+                if rt.end_ejection(until) {
+                    tracing::info!(pool = pool.name(), server = %label, "ejection over; server returns");
+                    apply_health(&pool, &fs, &label, true);
+                }
+            }
+        });
+    }
+
+    fn server_states(&self, pool: &Pool) -> Vec<ServerState> {
+        let threshold = self
+            .config()
+            .farm
+            .outlier_detection
+            .as_ref()
+            .unwrap_or(&DEFAULT_OUTLIER_DETECTION)
+            .consecutive_failures;
+        let mut out: Vec<ServerState> = pool
+            .members()
+            .iter()
+            .filter_map(|m| {
+                let rt = self.server(&m.label)?;
+                let spec = rt.spec();
+                let ejected_until = rt.ejected_until().filter(|u| *u > Instant::now());
+                let state = if m.is_draining() {
+                    "draining"
+                } else if ejected_until.is_some() {
+                    "ejected"
+                } else if rt.check_failed() {
+                    "unhealthy"
+                } else {
+                    "healthy"
+                };
+                Some(ServerState {
+                    pool: pool.name().to_string(),
+                    server: m.label.clone(),
+                    healthy: m.is_healthy(),
+                    usable: m.usable(),
+                    state,
+                    backup: spec.backup,
+                    discovered: spec.discovered,
+                    weight: spec.weight,
+                    slots: spec.slots,
+                    effective_weight: m.weight() as f64 / WEIGHT_SCALE as f64,
+                    effective_slots: m.slots(),
+                    active: m.active(),
+                    served: m.served(),
+                    failed: m.failed(),
+                    ejections: rt.ejections(),
+                    ejected_for_seconds: ejected_until
+                        .map(|u| u.saturating_duration_since(Instant::now()).as_secs_f64())
+                        .unwrap_or(0.0),
+                    failure_streak: rt.failure_streak(),
+                    ejection_threshold: threshold,
+                    latency_ewma_ms: m.latency_ewma_us() as f64 / 1000.0,
+                    last_check: rt.last_check(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.server.cmp(&b.server));
+        out
+    }
 }
 
 /// The farm state of a pool, if it is a farm.
-pub fn state(pool: &Pool) -> Option<&FarmState> {
-    pool.extension::<FarmState>()
-        .filter(|fs| fs.active.load(std::sync::atomic::Ordering::Relaxed))
+pub fn state(pool: &Pool) -> Option<&Arc<dyn FarmPolicy>> {
+    pool.farm().filter(|fs| fs.is_active())
 }
 
 /// The pool is no longer a farm (a reload turned it into a web garden): its farm
 /// servers drain and leave, and its farm state is no longer consulted.
 pub fn release(pool: &Pool) {
-    let Some(fs) = pool.extension::<FarmState>() else {
-        return;
-    };
-    if !fs.active.swap(false, std::sync::atomic::Ordering::Relaxed) {
-        return;
+    if let Some(fs) = pool.farm() {
+        fs.release(pool);
     }
-    let labels: Vec<String> = fs.servers.lock().drain().map(|(l, _)| l).collect();
-    for m in pool.members() {
-        if labels.contains(&m.label) {
-            pool.remove_member(&m);
-        }
-    }
-    fs.rebuild_cookies();
 }
 
 /// The opaque, stable affinity cookie value naming a server: a 64-bit hash of its
@@ -254,53 +454,12 @@ fn build_member(fs: &FarmState, cfg: &FarmConfig, rt: &ServerRt) -> Arc<Member> 
 /// are the discovery task's business and stay while discovery is configured. A change of
 /// TLS settings or timeouts replaces every member (new connections, same health).
 pub fn sync_members(pool: &Pool, farm: &Farm, timeouts: &UpstreamTimeouts) {
-    let new_cfg = FarmConfig {
+    let cfg = FarmConfig {
         farm: farm.clone(),
         timeouts: timeouts.clone(),
     };
-    let Some(fs) = pool.extension_or_init(|| FarmState::new(new_cfg.clone())) else {
-        tracing::error!(
-            pool = pool.name(),
-            "pool carries another extension; farm not managed"
-        );
-        return;
-    };
-    fs.active.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(w) = &farm.tls.warning {
-        tracing::warn!(pool = pool.name(), "{w}");
-    }
-    let old_cfg = fs.cfg.swap(Arc::new(new_cfg.clone()));
-    let rebuild = old_cfg.farm.tls != farm.tls || old_cfg.timeouts != *timeouts;
-
-    // Runtime state: configured servers (spec refreshed), discovered ones kept while
-    // discovery is on.
-    {
-        let mut servers = fs.servers.lock();
-        servers.retain(|label, rt| {
-            let spec = rt.spec();
-            if spec.discovered {
-                farm.discovery.is_some() && !farm.servers.iter().any(|s| &s.address == label)
-            } else {
-                farm.servers.iter().any(|s| &s.address == label)
-            }
-        });
-        for rt in servers.values() {
-            // Without active checks nobody would ever bring a failed server back.
-            if farm.health_check.is_none() {
-                rt.clear_check();
-            }
-        }
-        for s in &farm.servers {
-            let spec = spec_of(s);
-            match servers.get(&s.address) {
-                Some(rt) => *rt.spec.lock() = spec,
-                None => {
-                    servers.insert(s.address.clone(), Arc::new(ServerRt::new(spec)));
-                }
-            }
-        }
-    }
-    reconcile(pool, fs, rebuild);
+    let fs = pool.farm_or_init(|| FarmState::new(cfg.clone()));
+    fs.sync(pool, cfg);
 }
 
 /// Bring members in line with the runtime server list: add missing, remove stale,
@@ -417,17 +576,6 @@ fn start_ramp(pool: &Arc<Pool>, rt: &Arc<ServerRt>, m: &Arc<Member>, slow_start:
     });
 }
 
-/// What one request's outcome says about its server, for passive health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A response below 500.
-    Success,
-    /// A 5xx response: the server is reachable, its application failed.
-    ServerError,
-    /// No response: connect failure, connection reset, broken HTTP, timeout.
-    GatewayFailure,
-}
-
 /// Passive health without an `outlierDetection` block (as HAProxy's `observe layer4` and
 /// Envoy's gateway-failure detection): 5 gateway failures in a row eject a server for
 /// 30 s (growing to 300 s when it keeps failing), never more than half the farm at once,
@@ -446,180 +594,16 @@ pub const DEFAULT_OUTLIER_DETECTION: crate::config::model::OutlierDetection =
         max_ejection_percent: 50,
     };
 
-/// Passive health: a request's outcome on `member`. Failures in a row past
-/// `consecutiveFailures` eject the server (never more than `maxEjectionPercent` of the
-/// farm at once); the ejection ends by itself and the server ramps back. Without
-/// `outlierDetection`, [`DEFAULT_OUTLIER_DETECTION`] applies to gateway failures.
+/// Passive health: a request's outcome on `member` (nothing for pools that are not farms).
 pub(crate) fn note_outcome(pool: &Arc<Pool>, member: &Member, outcome: Outcome) {
-    let Some(fs) = state(pool) else {
-        return;
-    };
-    let cfg = fs.config();
-    let (od, counts, at_least_one) = match cfg.farm.outlier_detection.as_ref() {
-        Some(od) => (od, outcome != Outcome::Success, 1),
-        None => (
-            &DEFAULT_OUTLIER_DETECTION,
-            outcome == Outcome::GatewayFailure,
-            0,
-        ),
-    };
-    let Some(rt) = fs.server(&member.label) else {
-        return;
-    };
-    if !counts {
-        rt.note_success();
-        return;
+    if let Some(fs) = state(pool) {
+        fs.note_outcome(pool, member, outcome);
     }
-    if rt.note_failure() < od.consecutive_failures {
-        return;
-    }
-    let until = {
-        let _g = fs.eject_lock.lock();
-        if rt.is_ejected() {
-            return;
-        }
-        let servers = fs.all_servers();
-        let ejected = servers.iter().filter(|s| s.is_ejected()).count();
-        let allowed = if od.max_ejection_percent == 0 {
-            0
-        } else {
-            (servers.len() * od.max_ejection_percent as usize / 100).max(at_least_one)
-        };
-        if ejected >= allowed {
-            tracing::warn!(pool = pool.name(), server = %member.label, ejected, "server keeps failing but maxEjectionPercent is reached; not ejected");
-            rt.note_success();
-            return;
-        }
-        let length = rt.eject(od.base_ejection_time, od.max_ejection_time);
-        tracing::warn!(pool = pool.name(), server = %member.label, ejection = ?length, "server ejected after consecutive failures");
-        rt.ejected_until()
-    };
-    apply_health(pool, fs, &member.label, false);
-    let Some(until) = until else {
-        return;
-    };
-    let weak = Arc::downgrade(pool);
-    let label = member.label.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
-        let Some(pool) = weak.upgrade() else {
-            return;
-        };
-        let Some(fs) = state(&pool) else {
-            return;
-        };
-        if let Some(rt) = fs.server(&label) {
-            if rt.end_ejection(until) {
-                tracing::info!(pool = pool.name(), server = %label, "ejection over; server returns");
-                apply_health(&pool, fs, &label, true);
-            }
-        }
-    });
-}
-
-/// One server as the admin API and metrics see it (`farm_server_healthy{pool,server}`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerState {
-    pub pool: String,
-    pub server: String,
-    /// Health verdict (active check passing and not ejected): `farm_server_healthy`.
-    pub healthy: bool,
-    /// Takes new requests: healthy and not draining.
-    pub usable: bool,
-    /// `healthy`, `unhealthy` (active check), `ejected` (passive), `draining`.
-    #[serde(deserialize_with = "server_state_word")]
-    pub state: Word,
-    pub backup: bool,
-    pub discovered: bool,
-    /// Configured weight and slots, and the effective ones (lower during slow start).
-    pub weight: u32,
-    pub slots: usize,
-    pub effective_weight: f64,
-    pub effective_slots: usize,
-    pub active: usize,
-    pub served: u64,
-    pub failed: u64,
-    pub ejections: u64,
-    pub ejected_for_seconds: f64,
-    /// Passive failures in a row (an ejection starts a new count).
-    pub failure_streak: u32,
-    /// `consecutiveFailures` of the passive health in force (explicit or the default).
-    pub ejection_threshold: u32,
-    pub latency_ewma_ms: f64,
-    pub last_check: Option<LastCheck>,
-}
-
-/// A word from a fixed set. Named, because serde's derive would make a field spelled
-/// `&'static str` borrow from the input and so only deserialise from `'static` data.
-type Word = &'static str;
-
-const SERVER_STATES: [&str; 4] = ["healthy", "unhealthy", "ejected", "draining"];
-
-/// `state` read back (by `roost ctl`) as one of the words [`server_states`] writes.
-fn server_state_word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-    let s = String::deserialize(d)?;
-    SERVER_STATES
-        .into_iter()
-        .find(|w| *w == s)
-        .ok_or_else(|| serde::de::Error::unknown_variant(&s, &SERVER_STATES))
 }
 
 /// A snapshot of every server of a farm pool (empty for other pools).
 pub fn server_states(pool: &Pool) -> Vec<ServerState> {
-    let Some(fs) = state(pool) else {
-        return Vec::new();
-    };
-    let threshold = fs
-        .config()
-        .farm
-        .outlier_detection
-        .as_ref()
-        .unwrap_or(&DEFAULT_OUTLIER_DETECTION)
-        .consecutive_failures;
-    let mut out: Vec<ServerState> = pool
-        .members()
-        .iter()
-        .filter_map(|m| {
-            let rt = fs.server(&m.label)?;
-            let spec = rt.spec();
-            let ejected_until = rt.ejected_until().filter(|u| *u > Instant::now());
-            let state = if m.is_draining() {
-                "draining"
-            } else if ejected_until.is_some() {
-                "ejected"
-            } else if rt.check_failed() {
-                "unhealthy"
-            } else {
-                "healthy"
-            };
-            Some(ServerState {
-                pool: pool.name().to_string(),
-                server: m.label.clone(),
-                healthy: m.is_healthy(),
-                usable: m.usable(),
-                state,
-                backup: spec.backup,
-                discovered: spec.discovered,
-                weight: spec.weight,
-                slots: spec.slots,
-                effective_weight: m.weight() as f64 / WEIGHT_SCALE as f64,
-                effective_slots: m.slots(),
-                active: m.active(),
-                served: m.served(),
-                failed: m.failed(),
-                ejections: rt.ejections(),
-                ejected_for_seconds: ejected_until
-                    .map(|u| u.saturating_duration_since(Instant::now()).as_secs_f64())
-                    .unwrap_or(0.0),
-                failure_streak: rt.failure_streak(),
-                ejection_threshold: threshold,
-                latency_ewma_ms: m.latency_ewma_us() as f64 / 1000.0,
-                last_check: rt.last_check(),
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.server.cmp(&b.server));
-    out
+    state(pool).map_or_else(Vec::new, |fs| fs.server_states(pool))
 }
 
 /// ARR's "disallow new connections": the server gets no new requests, in-flight ones

@@ -26,7 +26,7 @@ pub fn plan<B: http_body::Body>(pool: &Pool, req: &Request<B>, peer: IpAddr) -> 
     let fs = state(pool)?;
     let cfg = fs.config();
     let farm = &cfg.farm;
-    fs.budget.note_request(Instant::now());
+    fs.note_request(Instant::now());
     let mut p = Plan::default();
     if let crate::config::model::LoadBalancing::Hash(k) = &farm.load_balancing {
         p.key.hash = match k {
@@ -121,12 +121,7 @@ pub fn retry_status(pool: &Pool, plan: &Plan, member: &Member, status: StatusCod
     if !other {
         return false;
     }
-    let cfg = fs.config();
-    fs.budget.try_retry(
-        Instant::now(),
-        cfg.farm.retries.budget_percent,
-        cfg.farm.retries.min_retries,
-    )
+    fs.try_retry(Instant::now())
 }
 
 /// Passive health: how the request on `member` ended.
@@ -136,7 +131,7 @@ pub fn note_outcome(pool: &Arc<Pool>, member: &Member, outcome: super::Outcome) 
 
 /// Retries so far, for tests and the admin API.
 pub fn retries(pool: &Pool) -> u64 {
-    state(pool).map_or(0, |fs| fs.budget.total_retries())
+    state(pool).map_or(0, |fs| fs.retries())
 }
 
 /// Envoy-style retry budget over a sliding window of two 5-second buckets: retries may

@@ -2,8 +2,8 @@
 //! failures and ejections, and the slow-start ramp. The member's `healthy` flag is always
 //! derived here: healthy = last active verdict is good AND not ejected.
 
+use crate::pool::source::LastCheck;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,16 +28,6 @@ pub(crate) struct Spec {
     pub weight: u32,
     pub backup: bool,
     pub discovered: bool,
-}
-
-/// The result of the latest active health check.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LastCheck {
-    /// Seconds since the Unix epoch.
-    pub at: f64,
-    pub ok: bool,
-    /// Status code, or what went wrong (timeout, connect error, body mismatch).
-    pub detail: String,
 }
 
 #[derive(Default)]

@@ -8,7 +8,7 @@ use super::connection::InFlight;
 use super::headers;
 use super::inflight::Registered;
 use super::record::{CloseConnection, ConnInfo, RequestRecord};
-use super::Front;
+use super::serving::Serving;
 use crate::body::{self, Body, BoxError};
 use crate::cache::{Cache, Lookup, Status as CacheStatus, Ticket, Verdict};
 use crate::error::{Reason, REASON_HEADER_NAME};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 /// The per-connection hyper service: every request goes through [`handle`].
 #[derive(Clone)]
 pub struct Service {
-    pub(super) front: Arc<Front>,
+    pub(super) front: Arc<Serving>,
     pub(super) conn: Arc<ConnInfo>,
     pub(super) activity: Arc<super::connection::Activity>,
 }
@@ -87,7 +87,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Tunnel for 
 /// The proxy step: validate → route → prepare the upstream request → forward (with
 /// the pool's admission and the farm's retries) → stream the response back.
 pub(super) async fn handle(
-    front: Arc<Front>,
+    front: Arc<Serving>,
     conn: ConnInfo,
     in_flight: Option<InFlight>,
     req: Request<Body>,
@@ -169,7 +169,7 @@ pub(super) async fn handle(
 
 /// A stale-while-revalidate refresh: the request goes through [`handle`] in the
 /// background (it carries its ticket), and its body is read so the fill completes.
-fn spawn_refresh(front: &Arc<Front>, conn: ConnInfo, req: Request<Body>) {
+fn spawn_refresh(front: &Arc<Serving>, conn: ConnInfo, req: Request<Body>) {
     let front = front.clone();
     tokio::spawn(async move {
         let pending: Pending = Box::pin(handle(front, conn, None, req));
@@ -182,7 +182,7 @@ fn spawn_refresh(front: &Arc<Front>, conn: ConnInfo, req: Request<Body>) {
 /// The pool the request's host and path route to, and the pool's cache if it has one
 /// (without caches configured, one branch).
 fn route(
-    front: &Front,
+    front: &Serving,
     conn: &ConnInfo,
     req: &Request<Body>,
 ) -> Option<(Arc<Pool>, Option<Arc<Cache>>)> {
@@ -213,7 +213,7 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn prepare(front: &Front, conn: &ConnInfo, pool: &Pool, mut req: Request<Body>) -> Upstream {
+    fn prepare(front: &Serving, conn: &ConnInfo, pool: &Pool, mut req: Request<Body>) -> Upstream {
         let policy = farm_request::Policy::new(pool, &req, conn.peer.ip());
         // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it.
         let host = headers::request_host(&req);
@@ -366,7 +366,7 @@ fn failed(
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    front: Arc<Front>,
+    front: Arc<Serving>,
     mut rec: RequestRecord,
     started: Instant,
     pool: Arc<Pool>,
@@ -429,7 +429,7 @@ fn finish(
 /// Everything a request holds until its response has been sent: the pool slot, the
 /// registry entry, the connection's in-flight mark; dropping it records the request.
 struct Done {
-    front: Arc<Front>,
+    front: Arc<Serving>,
     rec: Option<RequestRecord>,
     started: Instant,
     pool: Arc<Pool>,
@@ -564,65 +564,5 @@ impl http_body::Body for BodyTimeout {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Front {
-    /// Answer a request from the cache, and record it.
-    fn served(
-        &self,
-        mut rec: RequestRecord,
-        started: Instant,
-        pool: &Arc<Pool>,
-        resp: Response<Body>,
-        status: CacheStatus,
-    ) -> Response<Body> {
-        rec.status = resp.status().as_u16();
-        rec.cache = Some(status);
-        rec.elapsed = started.elapsed();
-        self.record(&rec, Some(pool));
-        resp
-    }
-
-    /// Refuse a request: roost's own response, or for a client that is gone (`499` is
-    /// only ever logged) a close, so no invented status reaches the wire.
-    pub(super) fn refuse(
-        &self,
-        rec: RequestRecord,
-        started: Instant,
-        reason: Reason,
-        pool: Option<&Arc<Pool>>,
-    ) -> Result<Response<Body>, BoxError> {
-        let resp = self.reject(rec, started, reason, pool);
-        if reason == Reason::ClientGone {
-            return Err(Box::new(CloseConnection(reason)));
-        }
-        Ok(resp)
-    }
-
-    /// Answer a request roost refuses itself, and record it.
-    pub(super) fn reject(
-        &self,
-        mut rec: RequestRecord,
-        started: Instant,
-        reason: Reason,
-        pool: Option<&Arc<Pool>>,
-    ) -> Response<Body> {
-        let resp = match pool {
-            Some(p) => reason.response_as(p.reject_status(reason), p.retry_after_for(reason)),
-            None => reason.response(Duration::from_secs(5)),
-        };
-        rec.status = resp.status().as_u16();
-        rec.reason = Some(reason);
-        rec.elapsed = started.elapsed();
-        if let Some(p) = pool {
-            // The pool counts its own refusals (queue, state); failures to get an answer
-            // from a member are counted here, each under its own reason.
-            if reason.side() == crate::error::Side::Upstream {
-                p.counters().reject(reason);
-            }
-        }
-        self.record(&rec, pool);
-        resp
     }
 }

@@ -10,16 +10,15 @@ use super::inflight::Registry;
 use super::overload::{self, Conn, ConnState};
 use super::proxy;
 use super::record::{ConnInfo, RequestRecord};
-use super::router::HostRouter;
+use super::serving::Serving;
+use super::state::{build_pools, build_state, listen_addresses, StartError, State};
 use super::tls;
-use crate::config::model::{Backend, Config, Limits};
-use crate::farm;
+use crate::config::model::{Config, Limits};
 use crate::pool::{Pool, PoolHooks};
 use crate::runtime::Threads;
-use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,33 +26,6 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-
-/// What a reload replaces in one atomic swap.
-pub struct State {
-    pub config: Arc<Config>,
-    pub pools: BTreeMap<String, Arc<Pool>>,
-    /// By configured listen address: a handful at most, so a scan of addresses beats
-    /// hashing one (SipHash of a `SocketAddr` was ~1 % of a request's instructions).
-    routes: Vec<(SocketAddr, HostRouter<Arc<Pool>>)>,
-    tls: HashMap<SocketAddr, TlsAcceptor>,
-    /// Pools' response caches (empty: no lookup on the request path).
-    pub caches: crate::cache::Caches,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
-    #[error("TLS on {addr}: {source}")]
-    Tls {
-        addr: SocketAddr,
-        source: tls::TlsError,
-    },
-    #[error("cannot start the front threads: {0}")]
-    Threads(std::io::Error),
-    #[error("{addr} is bound both with and without TLS; a listen address is one or the other")]
-    MixedTls { addr: SocketAddr },
-}
 
 struct ListenerHandle {
     bound: SocketAddr,
@@ -64,28 +36,19 @@ struct ListenerHandle {
 }
 
 pub struct Front {
-    state: ArcSwap<State>,
+    /// What each request reads and records (the state a reload swaps, the access log).
+    serving: Arc<Serving>,
+    /// Requests in flight: the same registry as `serving`'s (for the admin API).
     pub inflight: Arc<Registry>,
     /// Open connections: the cap, pressure, reclaiming (`front::overload`).
     connections: Arc<overload::Manager>,
     shutdown: watch::Sender<bool>,
     listeners: Mutex<BTreeMap<SocketAddr, ListenerHandle>>,
     hooks: Mutex<Vec<Arc<dyn PoolHooks>>>,
-    access_log: Option<super::access_log::AccessLogger>,
     /// Serializes reloads (SIGHUP and the admin API may race).
     reload_lock: tokio::sync::Mutex<()>,
     /// The threads connections are accepted and served on (`workers`).
     threads: Arc<Threads>,
-}
-
-impl State {
-    /// The router for a configured listen address.
-    pub fn router(&self, listen: &SocketAddr) -> Option<&HostRouter<Arc<Pool>>> {
-        self.routes
-            .iter()
-            .find(|(a, _)| a == listen)
-            .map(|(_, r)| r)
-    }
 }
 
 impl Front {
@@ -114,15 +77,15 @@ impl Front {
             .access
             .as_ref()
             .map(super::access_log::AccessLogger::start);
+        let serving = Arc::new(Serving::new(state, access_log));
         let (shutdown, _) = watch::channel(false);
         let front = Arc::new(Front {
-            state: ArcSwap::from_pointee(state),
-            inflight: Arc::new(Registry::default()),
+            inflight: serving.inflight.clone(),
+            serving,
             connections: overload::Manager::new(&config.limits),
             shutdown,
             listeners: Mutex::new(BTreeMap::new()),
             hooks: Mutex::new(hooks),
-            access_log,
             reload_lock: tokio::sync::Mutex::new(()),
             threads,
         });
@@ -150,19 +113,19 @@ impl Front {
     }
 
     pub fn state(&self) -> arc_swap::Guard<Arc<State>> {
-        self.state.load()
+        self.serving.state()
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.state.load().config.clone()
+        self.state().config.clone()
     }
 
     pub fn limits(&self) -> Limits {
-        self.state.load().config.limits.clone()
+        self.serving.limits()
     }
 
     pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
-        self.state.load().pools.get(name).cloned()
+        self.state().pools.get(name).cloned()
     }
 
     /// `(configured, bound)` listen addresses; they differ when the config says port 0.
@@ -203,7 +166,7 @@ impl Front {
     /// listeners are added and removed. On error the running configuration stays.
     pub async fn reload(self: &Arc<Self>, config: Config) -> Result<(), StartError> {
         let _serial = self.reload_lock.lock().await;
-        let old = self.state.load_full();
+        let old = self.serving.state_full();
         let config = Arc::new(config);
         let pools = build_pools(&config, &old.pools);
         let caches = crate::cache::Caches::build(&config, Some(&old.caches));
@@ -215,7 +178,7 @@ impl Front {
         for addr in wanted.iter().filter(|a| !current.contains(a)) {
             new_listeners.push((*addr, bind(*addr)?));
         }
-        self.state.store(Arc::new(state));
+        self.serving.store(state);
         self.connections.configure(&config.limits);
         for (addr, l) in new_listeners {
             self.spawn_listener(addr, l);
@@ -230,7 +193,7 @@ impl Front {
                 tracing::info!(listen = %addr, "listener removed");
             }
         }
-        let new = self.state.load_full();
+        let new = self.serving.state_full();
         let hooks = self.hooks.lock().clone();
         for (name, pool) in &new.pools {
             let prev = old.config.pools.get(name);
@@ -327,7 +290,7 @@ impl Front {
         stream: TcpStream,
         peer: SocketAddr,
     ) {
-        let acceptor = self.state().tls.get(&listen).cloned();
+        let acceptor = self.state().acceptor(&listen);
         let first = match acceptor {
             Some(_) => ConnState::Handshake,
             None => ConnState::AwaitingHead,
@@ -459,15 +422,15 @@ impl Front {
     {
         match protocol {
             Protocol::Http1 => {
-                let front = self.clone();
+                let serving = self.serving.clone();
                 // Shared, not copied into the task: the connection's task future is what
                 // an idle keep-alive connection costs, and `ConnInfo` is ~100 bytes.
                 let conn = Arc::new(conn);
                 let handler = {
                     let conn = conn.clone();
-                    move |req| proxy::handle(front.clone(), *conn, None, req)
+                    move |req| proxy::handle(serving.clone(), *conn, None, req)
                 };
-                let front = self.clone();
+                let serving = self.serving.clone();
                 let refused = move |r: super::h1::Refused| {
                     let rec = RequestRecord {
                         method: None,
@@ -483,7 +446,7 @@ impl Front {
                         reason: r.reason,
                         cache: None,
                     };
-                    front.record(&rec, None);
+                    serving.record(&rec, None);
                 };
                 super::h1::serve(io, first, limits, handler, refused, shutdown, track).await;
             }
@@ -492,23 +455,13 @@ impl Front {
                 track.set_idle(Instant::now());
                 let activity = Activity::tracked(track.tracked().clone());
                 let svc = proxy::Service {
-                    front: self.clone(),
+                    front: self.serving.clone(),
                     conn: Arc::new(conn),
                     activity: activity.clone(),
                 };
                 let io = crate::rewind::Rewind::new(first.freeze(), io);
                 Box::pin(connection::serve_h2(io, limits, activity, svc, shutdown)).await;
             }
-        }
-    }
-
-    /// Count and log a finished request.
-    pub(super) fn record(&self, rec: &RequestRecord, pool: Option<&Arc<Pool>>) {
-        if let Some(p) = pool {
-            p.counters().observe_response(rec.status, rec.elapsed);
-        }
-        if let Some(log) = &self.access_log {
-            log.write(rec);
         }
     }
 
@@ -537,9 +490,7 @@ impl Front {
                 h.pool_removed(pool);
             }
         }
-        if let Some(log) = &self.access_log {
-            log.flush();
-        }
+        self.serving.flush_log();
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -552,94 +503,6 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
-}
-
-/// Pools for `config`, keeping the existing pool object (queue, members, counters) for
-/// every name that survives a reload.
-fn build_pools(config: &Config, old: &BTreeMap<String, Arc<Pool>>) -> BTreeMap<String, Arc<Pool>> {
-    let mut pools = BTreeMap::new();
-    for (name, cfg) in &config.pools {
-        let pool = match old.get(name) {
-            Some(p) => {
-                p.reconfigure(cfg);
-                p.clone()
-            }
-            None => Pool::new(cfg),
-        };
-        if let Backend::Farm(f) = &cfg.backend {
-            farm::sync_members(&pool, f, &cfg.timeouts);
-        }
-        pools.insert(name.clone(), pool);
-    }
-    pools
-}
-
-fn listen_addresses(config: &Config) -> Vec<SocketAddr> {
-    let mut v: Vec<SocketAddr> = config
-        .sites
-        .iter()
-        .flat_map(|s| s.bindings.iter().map(|b| b.listen))
-        .collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
-fn build_state(
-    config: Arc<Config>,
-    pools: BTreeMap<String, Arc<Pool>>,
-    caches: crate::cache::Caches,
-) -> Result<State, StartError> {
-    let mut routes = Vec::new();
-    let mut tls_map = HashMap::new();
-    for addr in listen_addresses(&config) {
-        let sites: Vec<&crate::config::model::Site> = config
-            .sites
-            .iter()
-            .filter(|s| s.bindings.iter().any(|b| b.listen == addr))
-            .collect();
-        let router = HostRouter::new(sites.iter().copied(), |name| {
-            pools
-                .get(name)
-                .cloned()
-                .expect("validated: every application names a pool")
-        });
-        routes.push((addr, router));
-        // Every certificate of every binding on this address, for SNI.
-        let bindings: Vec<_> = config
-            .sites
-            .iter()
-            .flat_map(|s| s.bindings.iter())
-            .filter(|b| b.listen == addr)
-            .collect();
-        let with_tls = bindings.iter().filter(|b| b.tls.is_some()).count();
-        if with_tls > 0 && with_tls < bindings.len() {
-            return Err(StartError::MixedTls { addr });
-        }
-        if with_tls > 0 {
-            let merged = crate::config::model::Tls {
-                certificates: bindings
-                    .iter()
-                    .flat_map(|b| {
-                        b.tls
-                            .as_ref()
-                            .map(|t| t.certificates.clone())
-                            .unwrap_or_default()
-                    })
-                    .collect(),
-            };
-            let cfg =
-                tls::server_config(&merged).map_err(|source| StartError::Tls { addr, source })?;
-            tls_map.insert(addr, TlsAcceptor::from(cfg));
-        }
-    }
-    Ok(State {
-        config,
-        pools,
-        routes,
-        tls: tls_map,
-        caches,
-    })
 }
 
 fn bind_all(config: &Config) -> Result<Vec<(SocketAddr, std::net::TcpListener)>, StartError> {

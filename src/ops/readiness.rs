@@ -7,9 +7,9 @@
 //! does not make roost unready (that would take every proxy out of a load balancer at
 //! once, for a failure no other proxy could serve around either).
 
-use crate::config::model::{Backend, StartMode};
-use crate::front::Front;
-use crate::pool::PoolState;
+use crate::config::model::{Backend, Config, StartMode};
+use crate::pool::{Pool, PoolState};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -76,15 +76,16 @@ impl Readiness {
         p
     }
 
-    /// Mark ready once every started `alwaysRunning` garden pool has a member (a worker
-    /// that answered its ping). A pool that went offline (rapid-fail) or was stopped is
-    /// not waited for: its state is visible in the admin API, and waiting would keep
-    /// roost unready forever.
-    pub fn spawn_watch(self: &Arc<Self>, front: Arc<Front>) -> tokio::task::JoinHandle<()> {
+    /// Mark ready once `answered` says so: [`first_workers_answer`] over the front's
+    /// current state (the admin server asks; this module does not know the front).
+    pub fn spawn_watch(
+        self: &Arc<Self>,
+        answered: impl Fn() -> bool + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             while me.phase() == Phase::Starting {
-                if first_workers_answer(&front) {
+                if answered() {
                     me.set_ready();
                     break;
                 }
@@ -94,13 +95,15 @@ impl Readiness {
     }
 }
 
-/// Every started `alwaysRunning` garden pool has at least one member.
-pub fn first_workers_answer(front: &Front) -> bool {
-    let state = front.state();
-    state.config.pools.iter().all(|(name, cfg)| {
+/// Every started `alwaysRunning` garden pool has at least one member (a worker that
+/// answered its ping). A pool that went offline (rapid-fail) or was stopped is not
+/// waited for: its state is visible in the admin API, and waiting would keep roost
+/// unready forever.
+pub fn first_workers_answer(config: &Config, pools: &BTreeMap<String, Arc<Pool>>) -> bool {
+    config.pools.iter().all(|(name, cfg)| {
         let waits =
             matches!(cfg.backend, Backend::Garden(_)) && cfg.start_mode == StartMode::AlwaysRunning;
-        match state.pools.get(name) {
+        match pools.get(name) {
             Some(pool) if waits && pool.state() == PoolState::Started => !pool.members().is_empty(),
             _ => true,
         }

@@ -21,11 +21,13 @@ mod drain;
 mod hooks;
 mod member;
 mod queue;
+pub mod source;
 
 pub use balancer::hash_key;
 pub use counters::{Histogram, HistogramSnapshot, PoolCounters};
 pub use hooks::PoolHooks;
 pub use member::Member;
+pub use source::FarmPolicy;
 
 use crate::config::model::{self, LoadBalancing, QueueDiscipline};
 use crate::error::Reason;
@@ -91,9 +93,9 @@ pub struct Pool {
     epoch: Instant,
     /// Milliseconds since `epoch` of the last arrival or completion (idleTimeout).
     last_activity_ms: AtomicU64,
-    /// State the code that manages the members keeps with the pool (the farm's passive
-    /// health, retry budget, affinity map), so it survives reloads with the pool.
-    extension: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    /// The farm's state, for a farm pool (passive health, retry budget, affinity map),
+    /// kept with the pool so it survives reloads with it.
+    farm: std::sync::OnceLock<Arc<dyn FarmPolicy>>,
 }
 
 struct View {
@@ -190,7 +192,7 @@ impl Pool {
             demand: Notify::new(),
             epoch: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
-            extension: std::sync::OnceLock::new(),
+            farm: std::sync::OnceLock::new(),
         })
     }
 
@@ -202,20 +204,14 @@ impl Pool {
         self.name.clone()
     }
 
-    /// The extension set by [`Pool::extension_or_init`], if it is a `T`.
-    pub fn extension<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
-        self.extension.get()?.downcast_ref::<T>()
+    /// The farm's state, if the pool ever was a farm (see [`FarmPolicy::is_active`]).
+    pub fn farm(&self) -> Option<&Arc<dyn FarmPolicy>> {
+        self.farm.get()
     }
 
-    /// The pool's extension, created by `init` on first use; `None` if the pool already
-    /// carries an extension of another type.
-    pub fn extension_or_init<T: std::any::Any + Send + Sync>(
-        &self,
-        init: impl FnOnce() -> T,
-    ) -> Option<&T> {
-        self.extension
-            .get_or_init(|| Box::new(init()))
-            .downcast_ref::<T>()
+    /// The farm's state, created by `init` the first time the pool is a farm.
+    pub fn farm_or_init(&self, init: impl FnOnce() -> Arc<dyn FarmPolicy>) -> &Arc<dyn FarmPolicy> {
+        self.farm.get_or_init(init)
     }
 
     pub fn counters(&self) -> &PoolCounters {

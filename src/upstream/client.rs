@@ -399,76 +399,17 @@ async fn exchange(
     reused: bool,
     deadline: Option<Instant>,
 ) -> Result<(ResponseHead, BodyWriter), ExchangeError> {
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    conn.wbuf.clear();
-    let framing = h1::encode_request_head(
-        &mut conn.wbuf,
-        &parts.method,
-        path,
-        &parts.headers,
-        fwd,
-        body.is_end_stream(),
-        body.size_hint().exact(),
-    );
-    let mut w = BodyWriter {
-        framing,
-        pending: Vec::new(),
-        ending: false,
-        // A body-less request (or `content-length: 0`) is complete once its head is out.
-        done: body.is_end_stream(),
-        started: false,
-        failed: None,
-    };
-    let mut head_pos = 0;
-    let mut head_flushed = false;
+    let mut w = begin(conn, parts, fwd, body);
+    let mut head = HeadOut::default();
     let mut answered = false;
     let mut timer = conn.timer.take();
     let mut step = |cx: &mut Context<'_>| {
-        while head_pos < conn.wbuf.len() {
-            match Pin::new(&mut conn.io).poll_write(cx, &conn.wbuf[head_pos..]) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(fail(head_pos, io::ErrorKind::WriteZero.into())))
-                }
-                Poll::Ready(Ok(n)) => head_pos += n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(fail(head_pos, e))),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        if !head_flushed {
-            ready!(Pin::new(&mut conn.io).poll_flush(cx))
-                .map_err(|e| ExchangeError::Other(UpstreamError::Failed(e)))?;
-            head_flushed = true;
-        }
+        ready!(head.poll_send(conn, cx))?;
         if !w.done {
             w.poll(conn, body, cx)
                 .map_err(|e| ExchangeError::Other(UpstreamError::ClientBody(e)))?;
         }
-        loop {
-            if let Some(head) = h1::parse_response(&mut conn.rbuf, &parts.method, &mut conn.scratch)
-                .map_err(|e| ExchangeError::Other(UpstreamError::Protocol(e)))?
-            {
-                let w = std::mem::replace(&mut w, BodyWriter::finished(framing));
-                return Poll::Ready(Ok((head, w)));
-            }
-            let closed = match ready!(conn.poll_fill(cx, READ_CHUNK)) {
-                Ok(0) => io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "member closed the connection before answering",
-                ),
-                Ok(_) => {
-                    answered = true;
-                    continue;
-                }
-                Err(e) => e,
-            };
-            let e = w.failed.take().unwrap_or(closed);
-            // A pooled connection the member closed as we reused it (the keep-alive
-            // race): nothing was acted on if nothing came back and nothing of a body went.
-            if reused && !answered && !w.started && idempotent(&parts.method) {
-                return Poll::Ready(Err(ExchangeError::Unanswered(e)));
-            }
-            return Poll::Ready(Err(UpstreamError::Failed(e).into()));
-        }
+        poll_response_head(conn, &parts.method, &mut w, reused, &mut answered, cx)
     };
     let r = poll_fn(|cx| match step(cx) {
         Poll::Pending => match deadline {
@@ -482,6 +423,111 @@ async fn exchange(
     .await;
     conn.timer = timer;
     r
+}
+
+/// Encode the request head into the connection's write buffer, and the writer for the
+/// body it announces.
+fn begin(
+    conn: &mut Conn,
+    parts: &http::request::Parts,
+    fwd: Option<&Forwarded>,
+    body: &Body,
+) -> BodyWriter {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    conn.wbuf.clear();
+    let framing = h1::encode_request_head(
+        &mut conn.wbuf,
+        &parts.method,
+        path,
+        &parts.headers,
+        fwd,
+        body.is_end_stream(),
+        body.size_hint().exact(),
+    );
+    BodyWriter {
+        framing,
+        pending: Vec::new(),
+        ending: false,
+        // A body-less request (or `content-length: 0`) is complete once its head is out.
+        done: body.is_end_stream(),
+        started: false,
+        failed: None,
+    }
+}
+
+/// How much of the request head has gone out.
+#[derive(Default)]
+struct HeadOut {
+    written: usize,
+    flushed: bool,
+}
+
+impl HeadOut {
+    /// Write (and flush) what is left of the head in `conn.wbuf`. A failure before the
+    /// first byte went out leaves the request unsent (it may go to another member).
+    fn poll_send(
+        &mut self,
+        conn: &mut Conn,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ExchangeError>> {
+        while self.written < conn.wbuf.len() {
+            match Pin::new(&mut conn.io).poll_write(cx, &conn.wbuf[self.written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(fail(self.written, io::ErrorKind::WriteZero.into())))
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(fail(self.written, e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if !self.flushed {
+            ready!(Pin::new(&mut conn.io).poll_flush(cx))
+                .map_err(|e| ExchangeError::Other(UpstreamError::Failed(e)))?;
+            self.flushed = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Read until the member's response head is in. A close before any answer on a reused
+/// connection, with no body sent, is the keep-alive race: the request comes back unsent.
+fn poll_response_head(
+    conn: &mut Conn,
+    method: &Method,
+    w: &mut BodyWriter,
+    reused: bool,
+    answered: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(ResponseHead, BodyWriter), ExchangeError>> {
+    loop {
+        if let Some(head) = h1::parse_response(&mut conn.rbuf, method, &mut conn.scratch)
+            .map_err(|e| ExchangeError::Other(UpstreamError::Protocol(e)))?
+        {
+            let framing = w.framing;
+            return Poll::Ready(Ok((
+                head,
+                std::mem::replace(w, BodyWriter::finished(framing)),
+            )));
+        }
+        let closed = match ready!(conn.poll_fill(cx, READ_CHUNK)) {
+            Ok(0) => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "member closed the connection before answering",
+            ),
+            Ok(_) => {
+                *answered = true;
+                continue;
+            }
+            Err(e) => e,
+        };
+        let e = w.failed.take().unwrap_or(closed);
+        // A pooled connection the member closed as we reused it (the keep-alive
+        // race): nothing was acted on if nothing came back and nothing of a body went.
+        if reused && !*answered && !w.started && idempotent(method) {
+            return Poll::Ready(Err(ExchangeError::Unanswered(e)));
+        }
+        return Poll::Ready(Err(UpstreamError::Failed(e).into()));
+    }
 }
 
 fn fail(written: usize, e: io::Error) -> ExchangeError {

@@ -3,6 +3,39 @@
 
 use super::{Finding, Severity};
 use crate::front::overload::Snapshot as FrontConns;
+use crate::front::overload::{ConnState, Refusal};
+
+/// What the overload manager did between two snapshots.
+#[derive(Clone, Copy)]
+struct Acted {
+    /// Reclaimed before they sent a request head (in the TLS handshake or awaiting one).
+    silent: u64,
+    /// Idle keep-alive connections reclaimed.
+    idle: u64,
+    /// Refused at `maxConnections` (every open connection busy).
+    full: u64,
+    /// Refused by `maxConnectionsPerClient`.
+    per_client: u64,
+}
+
+impl Acted {
+    fn between(before: &FrontConns, now: &FrontConns) -> Acted {
+        let delta = |a: u64, b: u64| b.saturating_sub(a);
+        let reclaimed =
+            |s: ConnState| delta(before.reclaimed[s as usize], now.reclaimed[s as usize]);
+        let refused = |r: Refusal| delta(before.refused[r as usize], now.refused[r as usize]);
+        Acted {
+            silent: reclaimed(ConnState::Handshake) + reclaimed(ConnState::AwaitingHead),
+            idle: reclaimed(ConnState::Idle),
+            full: refused(Refusal::MaxConnections),
+            per_client: refused(Refusal::PerClient),
+        }
+    }
+
+    fn nothing(&self) -> bool {
+        self.silent + self.idle + self.full + self.per_client == 0
+    }
+}
 
 /// The front's overload manager acted (it reclaimed or refused connections) or the open
 /// connections stand past its high-water mark. Front-wide: the finding's `pool` is
@@ -12,26 +45,17 @@ pub(super) fn connection_pressure(
     now: &FrontConns,
     secs: f64,
 ) -> Option<Finding> {
-    use crate::front::overload::{ConnState, Refusal};
-    let delta = |a: u64, b: u64| b.saturating_sub(a);
-    let reclaimed: Vec<u64> = (0..4)
-        .map(|i| delta(before.reclaimed[i], now.reclaimed[i]))
-        .collect();
-    let silent =
-        reclaimed[ConnState::Handshake as usize] + reclaimed[ConnState::AwaitingHead as usize];
-    let idle = reclaimed[ConnState::Idle as usize];
-    let full = delta(
-        before.refused[Refusal::MaxConnections as usize],
-        now.refused[Refusal::MaxConnections as usize],
-    );
-    let per_client = delta(
-        before.refused[Refusal::PerClient as usize],
-        now.refused[Refusal::PerClient as usize],
-    );
+    let acted = Acted::between(before, now);
     let pressured = now.max > 0 && now.open >= now.high_water;
-    if silent + idle + full + per_client == 0 && !pressured {
+    if acted.nothing() && !pressured {
         return None;
     }
+    let Acted {
+        silent,
+        idle,
+        full,
+        per_client,
+    } = acted;
     let st = |s: ConnState| now.by_state[s as usize];
     let evidence = vec![
         format!(
@@ -50,7 +74,28 @@ pub(super) fn connection_pressure(
              {full} refused at maxConnections, {per_client} refused by maxConnectionsPerClient"
         ),
     ];
-    let (severity, title, advice) = if full > 0 {
+    let (severity, title, advice) = verdict(&acted, now);
+    Some(Finding {
+        severity,
+        pool: "front".into(),
+        rule: "connection_pressure",
+        title,
+        evidence,
+        advice: advice.into(),
+        symptoms: Vec::new(),
+    })
+}
+
+/// How bad it is, what it is, and what to do: refusals of busy connections are
+/// critical; otherwise whichever kind of reclaimed connection dominates names the cause.
+fn verdict(acted: &Acted, now: &FrontConns) -> (Severity, String, &'static str) {
+    let Acted {
+        silent,
+        idle,
+        full,
+        per_client,
+    } = *acted;
+    if full > 0 {
         (
             Severity::Critical,
             format!("{full} connections refused: every open connection had a request in flight"),
@@ -77,14 +122,5 @@ pub(super) fn connection_pressure(
             "many clients hold idle keep-alive connections: raise limits.maxConnections or \
              lower limits.overload.idleTimeout",
         )
-    };
-    Some(Finding {
-        severity,
-        pool: "front".into(),
-        rule: "connection_pressure",
-        title,
-        evidence,
-        advice: advice.into(),
-        symptoms: Vec::new(),
-    })
+    }
 }

@@ -14,6 +14,53 @@ pub(super) enum Balancing {
 }
 
 pub(super) fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
+    let servers = validate_servers(f, p, ctx);
+    let load_balancing = validate_load_balancing(f, p, ctx);
+    let hp = format!("{p}.healthCheck");
+    let health_check = ctx
+        .nested(&f.health_check, &hp, "a map")
+        .map(|h| validate_health_check(h, &hp, ctx));
+    let affp = format!("{p}.affinity");
+    let affinity = ctx
+        .nested(&f.affinity, &affp, "a map")
+        .map(|a| validate_affinity(a, &affp, ctx));
+    let od_path = format!("{p}.outlierDetection");
+    let outlier_detection = ctx
+        .nested(&f.outlier_detection, &od_path, "a map")
+        .map(|o| validate_outlier_detection(o, &od_path, ctx));
+    let slow_start = ctx.duration(
+        &f.slow_start,
+        &format!("{p}.slowStart"),
+        Duration::ZERO,
+        false,
+    );
+    let retries = validate_retries(f, p, ctx);
+    let tp = format!("{p}.tls");
+    let tls = match ctx.nested(&f.tls, &tp, "a map") {
+        None => FarmTls::default(),
+        Some(t) => validate_farm_tls(t, &tp, ctx),
+    };
+    let dp = format!("{p}.discovery");
+    let discovery = ctx
+        .nested(&f.discovery, &dp, "a map")
+        .and_then(|d| validate_discovery(d, &dp, ctx));
+
+    Farm {
+        servers,
+        load_balancing,
+        health_check,
+        affinity,
+        outlier_detection,
+        slow_start,
+        retries,
+        tls,
+        discovery,
+    }
+}
+
+/// `farm.servers`: each an address (`host:port` or an `https://` URL), weight, slots,
+/// backup; a server listed twice is reported at its second place.
+fn validate_servers(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Vec<Server> {
     let sp = format!("{p}.servers");
     let items = ctx.items(&f.servers, &sp, "a server (a map with address)");
     // With discovery the servers come from DNS, so a static list is optional.
@@ -66,7 +113,11 @@ pub(super) fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
             Err(msg) => ctx.report(&ap, leaf_value(&rs.address), msg),
         }
     }
+    servers
+}
 
+/// `farm.loadBalancing` with its `hashKey` (only, and always, for `hash`).
+fn validate_load_balancing(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> LoadBalancing {
     let lbp = format!("{p}.loadBalancing");
     let kind = ctx.choice(
         &f.load_balancing,
@@ -115,124 +166,126 @@ pub(super) fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
             "hashKey is used only with `loadBalancing: hash`",
         );
     }
+    load_balancing
+}
 
-    let hp = format!("{p}.healthCheck");
-    let health_check = ctx.nested(&f.health_check, &hp, "a map").map(|h| {
-        let path = match ctx.url_path(&h.path, &format!("{hp}.path")) {
-            Some(path) => path,
-            None => {
-                if h.path.is_none() {
-                    ctx.report(
-                        &format!("{hp}.path"),
-                        None,
-                        "a health check needs a `path` (e.g. /health)",
-                    );
-                }
-                "/".to_string()
-            }
-        };
-        let esp = format!("{hp}.expectedStatus");
-        let expected_status = match h
-            .expected_status
-            .as_ref()
-            .map(|s| &s.0)
-            .filter(|v| !v.is_null())
-        {
-            None => (200, 399),
-            Some(v) => parse_status_range(v).unwrap_or_else(|| {
+/// `farm.healthCheck` (`hp` is its key path): ARR's active check.
+fn validate_health_check(h: &RawHealthCheck, hp: &str, ctx: &mut Ctx<'_>) -> HealthCheck {
+    let path = match ctx.url_path(&h.path, &format!("{hp}.path")) {
+        Some(path) => path,
+        None => {
+            if h.path.is_none() {
                 ctx.report(
-                    &esp,
-                    Some(v),
-                    "not a status range (write \"200-399\" or \"200\")",
+                    &format!("{hp}.path"),
+                    None,
+                    "a health check needs a `path` (e.g. /health)",
                 );
-                (200, 399)
-            }),
-        };
-        HealthCheck {
-            path,
-            interval: ctx.duration(&h.interval, &format!("{hp}.interval"), dur(30), true),
-            timeout: ctx.duration(&h.timeout, &format!("{hp}.timeout"), dur(5), true),
-            expected_status,
-            response_match: ctx.name(&h.response_match, &format!("{hp}.responseMatch")),
-            healthy_threshold: ctx.u32(
-                &h.healthy_threshold,
-                &format!("{hp}.healthyThreshold"),
-                2,
-                1,
-            ),
-            unhealthy_threshold: ctx.u32(
-                &h.unhealthy_threshold,
-                &format!("{hp}.unhealthyThreshold"),
-                3,
-                1,
-            ),
+            }
+            "/".to_string()
         }
-    });
-    let affp = format!("{p}.affinity");
-    let affinity = ctx.nested(&f.affinity, &affp, "a map").map(|a| {
-        let cp = format!("{affp}.cookie");
-        let cookie = match ctx.name(&a.cookie, &cp) {
-            Some(c)
-                if c.chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(ch)) =>
-            {
-                c
-            }
-            Some(_) => {
-                ctx.report(&cp, leaf_value(&a.cookie), "not a valid cookie name");
-                "RoostAffinity".to_string()
-            }
-            None => "RoostAffinity".to_string(),
-        };
-        Affinity { cookie }
-    });
-    let od_path = format!("{p}.outlierDetection");
-    let outlier_detection = ctx
-        .nested(&f.outlier_detection, &od_path, "a map")
-        .map(|o| {
-            let base_ejection_time = ctx.duration(
-                &o.base_ejection_time,
-                &format!("{od_path}.baseEjectionTime"),
-                dur(30),
-                true,
+    };
+    let esp = format!("{hp}.expectedStatus");
+    let expected_status = match h
+        .expected_status
+        .as_ref()
+        .map(|s| &s.0)
+        .filter(|v| !v.is_null())
+    {
+        None => (200, 399),
+        Some(v) => parse_status_range(v).unwrap_or_else(|| {
+            ctx.report(
+                &esp,
+                Some(v),
+                "not a status range (write \"200-399\" or \"200\")",
             );
-            let mp = format!("{od_path}.maxEjectionTime");
-            let mut max_ejection_time = ctx.duration(&o.max_ejection_time, &mp, dur(300), true);
-            if max_ejection_time < base_ejection_time {
-                if o.max_ejection_time.is_some() {
-                    ctx.report(
-                        &mp,
-                        leaf_value(&o.max_ejection_time),
-                        "must not be shorter than baseEjectionTime",
-                    );
-                }
-                max_ejection_time = base_ejection_time;
-            }
-            let pp = format!("{od_path}.maxEjectionPercent");
-            let mut max_ejection_percent = ctx.u32(&o.max_ejection_percent, &pp, 50, 0);
-            if max_ejection_percent > 100 {
-                ctx.report(&pp, leaf_value(&o.max_ejection_percent), "at most 100");
-                max_ejection_percent = 50;
-            }
-            OutlierDetection {
-                consecutive_failures: ctx.u32(
-                    &o.consecutive_failures,
-                    &format!("{od_path}.consecutiveFailures"),
-                    5,
-                    1,
-                ),
-                base_ejection_time,
-                max_ejection_time,
-                max_ejection_percent,
-            }
-        });
-    let slow_start = ctx.duration(
-        &f.slow_start,
-        &format!("{p}.slowStart"),
-        Duration::ZERO,
-        false,
-    );
+            (200, 399)
+        }),
+    };
+    HealthCheck {
+        path,
+        interval: ctx.duration(&h.interval, &format!("{hp}.interval"), dur(30), true),
+        timeout: ctx.duration(&h.timeout, &format!("{hp}.timeout"), dur(5), true),
+        expected_status,
+        response_match: ctx.name(&h.response_match, &format!("{hp}.responseMatch")),
+        healthy_threshold: ctx.u32(
+            &h.healthy_threshold,
+            &format!("{hp}.healthyThreshold"),
+            2,
+            1,
+        ),
+        unhealthy_threshold: ctx.u32(
+            &h.unhealthy_threshold,
+            &format!("{hp}.unhealthyThreshold"),
+            3,
+            1,
+        ),
+    }
+}
 
+/// `farm.affinity` (`affp` is its key path): the cookie's name must be a token.
+fn validate_affinity(a: &RawAffinity, affp: &str, ctx: &mut Ctx<'_>) -> Affinity {
+    let cp = format!("{affp}.cookie");
+    let cookie = match ctx.name(&a.cookie, &cp) {
+        Some(c)
+            if c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(ch)) =>
+        {
+            c
+        }
+        Some(_) => {
+            ctx.report(&cp, leaf_value(&a.cookie), "not a valid cookie name");
+            "RoostAffinity".to_string()
+        }
+        None => "RoostAffinity".to_string(),
+    };
+    Affinity { cookie }
+}
+
+/// `farm.outlierDetection` (`od_path` is its key path): passive health.
+fn validate_outlier_detection(
+    o: &RawOutlierDetection,
+    od_path: &str,
+    ctx: &mut Ctx<'_>,
+) -> OutlierDetection {
+    let base_ejection_time = ctx.duration(
+        &o.base_ejection_time,
+        &format!("{od_path}.baseEjectionTime"),
+        dur(30),
+        true,
+    );
+    let mp = format!("{od_path}.maxEjectionTime");
+    let mut max_ejection_time = ctx.duration(&o.max_ejection_time, &mp, dur(300), true);
+    if max_ejection_time < base_ejection_time {
+        if o.max_ejection_time.is_some() {
+            ctx.report(
+                &mp,
+                leaf_value(&o.max_ejection_time),
+                "must not be shorter than baseEjectionTime",
+            );
+        }
+        max_ejection_time = base_ejection_time;
+    }
+    let pp = format!("{od_path}.maxEjectionPercent");
+    let mut max_ejection_percent = ctx.u32(&o.max_ejection_percent, &pp, 50, 0);
+    if max_ejection_percent > 100 {
+        ctx.report(&pp, leaf_value(&o.max_ejection_percent), "at most 100");
+        max_ejection_percent = 50;
+    }
+    OutlierDetection {
+        consecutive_failures: ctx.u32(
+            &o.consecutive_failures,
+            &format!("{od_path}.consecutiveFailures"),
+            5,
+            1,
+        ),
+        base_ejection_time,
+        max_ejection_time,
+        max_ejection_percent,
+    }
+}
+
+/// `farm.retries`: replaying idempotent requests, within a budget.
+fn validate_retries(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Retries {
     let rp = format!("{p}.retries");
     let r = ctx.nested(&f.retries, &rp, "a map");
     let retries = Retries {
@@ -259,57 +312,40 @@ pub(super) fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
             0,
         ),
     };
+    retries
+}
 
-    let tp = format!("{p}.tls");
-    let tls = match ctx.nested(&f.tls, &tp, "a map") {
-        None => FarmTls::default(),
-        Some(t) => validate_farm_tls(t, &tp, ctx),
-    };
-
-    let dp = format!("{p}.discovery");
-    let discovery = ctx.nested(&f.discovery, &dp, "a map").and_then(|d| {
-        let np = format!("{dp}.dns");
-        let interval = ctx.duration(&d.interval, &format!("{dp}.interval"), dur(30), true);
-        let weight = ctx.u32(&d.weight, &format!("{dp}.weight"), 1, 1);
-        let max_concurrent_requests = ctx.usize(
-            &d.max_concurrent_requests,
-            &format!("{dp}.maxConcurrentRequests"),
-            100,
-            1,
-        );
-        let Some(dns) = ctx.name(&d.dns, &np) else {
-            if d.dns.is_none() {
-                ctx.report(&np, None, "discovery needs `dns` (name:port)");
-            }
-            return None;
-        };
-        match parse_server_address(&dns) {
-            Ok((host, port, tls)) => Some(Discovery {
-                dns,
-                host,
-                port,
-                tls,
-                interval,
-                weight,
-                max_concurrent_requests,
-            }),
-            Err(msg) => {
-                ctx.report(&np, leaf_value(&d.dns), msg);
-                None
-            }
+/// `farm.discovery` (`dp` is its key path): servers from DNS; `None` without a usable name.
+fn validate_discovery(d: &RawDiscovery, dp: &str, ctx: &mut Ctx<'_>) -> Option<Discovery> {
+    let np = format!("{dp}.dns");
+    let interval = ctx.duration(&d.interval, &format!("{dp}.interval"), dur(30), true);
+    let weight = ctx.u32(&d.weight, &format!("{dp}.weight"), 1, 1);
+    let max_concurrent_requests = ctx.usize(
+        &d.max_concurrent_requests,
+        &format!("{dp}.maxConcurrentRequests"),
+        100,
+        1,
+    );
+    let Some(dns) = ctx.name(&d.dns, &np) else {
+        if d.dns.is_none() {
+            ctx.report(&np, None, "discovery needs `dns` (name:port)");
         }
-    });
-
-    Farm {
-        servers,
-        load_balancing,
-        health_check,
-        affinity,
-        outlier_detection,
-        slow_start,
-        retries,
-        tls,
-        discovery,
+        return None;
+    };
+    match parse_server_address(&dns) {
+        Ok((host, port, tls)) => Some(Discovery {
+            dns,
+            host,
+            port,
+            tls,
+            interval,
+            weight,
+            max_concurrent_requests,
+        }),
+        Err(msg) => {
+            ctx.report(&np, leaf_value(&d.dns), msg);
+            None
+        }
     }
 }
 

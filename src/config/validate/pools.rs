@@ -49,67 +49,9 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
     );
     let queue = crate::config::queue::validate(rp, pp, ctx);
 
-    let tp = format!("{pp}.timeouts");
-    let t = ctx.nested(&rp.timeouts, &tp, "a map");
-    let timeouts = UpstreamTimeouts {
-        connect: ctx.duration(
-            &t.and_then(|t| t.connect.clone()),
-            &format!("{tp}.connect"),
-            dur(10),
-            true,
-        ),
-        first_byte: ctx.duration(
-            &t.and_then(|t| t.first_byte.clone()),
-            &format!("{tp}.firstByte"),
-            dur(120),
-            true,
-        ),
-        idle: ctx.duration(
-            &t.and_then(|t| t.idle.clone()),
-            &format!("{tp}.idle"),
-            dur(90),
-            true,
-        ),
-    };
-
-    let mut initialization_pages = Vec::new();
-    for (ip, page) in ctx.texts(
-        &rp.initialization_pages,
-        &format!("{pp}.initializationPages"),
-    ) {
-        if page.starts_with('/') {
-            initialization_pages.push(page);
-        } else {
-            ctx.report(&ip, Some(&Value::String(page)), "must start with `/`");
-        }
-    }
-
-    let fp = format!("{pp}.farm");
-    let pmp = format!("{pp}.processModel");
-    let wp = format!("{pp}.worker");
-    let farm = ctx.nested(&rp.farm, &fp, "a map");
-    let pm = ctx.nested(&rp.process_model, &pmp, "a map");
-    let worker = ctx.nested(&rp.worker, &wp, "a map");
-    if farm.is_some() && pm.is_some() {
-        ctx.report(
-            pp,
-            None,
-            "a pool has either `farm` (remote servers) or `processModel` (local workers), not both",
-        );
-    }
-    let backend = match farm {
-        Some(f) => {
-            if worker.is_some() {
-                ctx.report(&wp, None, "worker settings apply only to pools of local workers (processModel), not to a farm");
-            }
-            if let Some(pm) = pm {
-                // Still check it, so every mistake shows up in one run.
-                validate_process_model(Some(pm), worker, &pmp, &wp, ctx);
-            }
-            Backend::Farm(validate_farm(f, &fp, ctx))
-        }
-        None => Backend::Garden(validate_process_model(pm, worker, &pmp, &wp, ctx)),
-    };
+    let timeouts = validate_timeouts(rp, pp, ctx);
+    let initialization_pages = validate_initialization_pages(rp, pp, ctx);
+    let backend = validate_backend(rp, pp, ctx);
 
     Pool {
         name: name.to_string(),
@@ -214,5 +156,78 @@ pub(super) fn validate_failure(r: Option<&RawFailure>, p: &str, ctx: &mut Ctx<'_
             ],
             LoadBalancerCapabilities::HttpLevel,
         ),
+    }
+}
+
+/// `timeouts` toward the pool's members: connect, first byte, idle connection.
+fn validate_timeouts(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> UpstreamTimeouts {
+    let tp = format!("{pp}.timeouts");
+    let t = ctx.nested(&rp.timeouts, &tp, "a map");
+    UpstreamTimeouts {
+        connect: ctx.duration(
+            &t.and_then(|t| t.connect.clone()),
+            &format!("{tp}.connect"),
+            dur(10),
+            true,
+        ),
+        first_byte: ctx.duration(
+            &t.and_then(|t| t.first_byte.clone()),
+            &format!("{tp}.firstByte"),
+            dur(120),
+            true,
+        ),
+        idle: ctx.duration(
+            &t.and_then(|t| t.idle.clone()),
+            &format!("{tp}.idle"),
+            dur(90),
+            true,
+        ),
+    }
+}
+
+/// `initializationPages`: paths (each starting with `/`) a new worker is warmed with.
+fn validate_initialization_pages(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> Vec<String> {
+    let mut initialization_pages = Vec::new();
+    for (ip, page) in ctx.texts(
+        &rp.initialization_pages,
+        &format!("{pp}.initializationPages"),
+    ) {
+        if page.starts_with('/') {
+            initialization_pages.push(page);
+        } else {
+            ctx.report(&ip, Some(&Value::String(page)), "must start with `/`");
+        }
+    }
+    initialization_pages
+}
+
+/// What serves the pool: a `farm` of remote servers, or local workers (`processModel`,
+/// `worker`); never both, and a farm takes no worker settings.
+fn validate_backend(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> Backend {
+    let fp = format!("{pp}.farm");
+    let pmp = format!("{pp}.processModel");
+    let wp = format!("{pp}.worker");
+    let farm = ctx.nested(&rp.farm, &fp, "a map");
+    let pm = ctx.nested(&rp.process_model, &pmp, "a map");
+    let worker = ctx.nested(&rp.worker, &wp, "a map");
+    if farm.is_some() && pm.is_some() {
+        ctx.report(
+            pp,
+            None,
+            "a pool has either `farm` (remote servers) or `processModel` (local workers), not both",
+        );
+    }
+    match farm {
+        Some(f) => {
+            if worker.is_some() {
+                ctx.report(&wp, None, "worker settings apply only to pools of local workers (processModel), not to a farm");
+            }
+            if let Some(pm) = pm {
+                // Still check it, so every mistake shows up in one run.
+                validate_process_model(Some(pm), worker, &pmp, &wp, ctx);
+            }
+            Backend::Farm(validate_farm(f, &fp, ctx))
+        }
+        None => Backend::Garden(validate_process_model(pm, worker, &pmp, &wp, ctx)),
     }
 }

@@ -12,67 +12,18 @@ pub(super) fn validate_process_model(
     let f = |k: &str| format!("{p}.{k}");
     let get = |sel: fn(&RawProcessModel) -> &Leaf| pm.and_then(|pm| sel(pm).clone());
     let command = ctx.name(&get(|r| &r.command), &f("command"));
-    let args = match pm {
-        Some(pm) => ctx
-            .texts(&pm.args, &f("args"))
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut env = BTreeMap::new();
-    if let Some(map) = pm.and_then(|pm| ctx.nested(&pm.env, &f("env"), "a map")) {
-        for (k, v) in map {
-            let ep = format!("{}.{k}", f("env"));
-            if let Some(v) = ctx.text_of(&v.0, &ep) {
-                env.insert(k.clone(), v);
-            }
-        }
-    }
-    let working_directory = ctx.path_buf(&get(|r| &r.working_directory), &f("workingDirectory"));
-    if let Some(wd) = &working_directory {
-        if !wd.is_dir() {
-            let v = get(|r| &r.working_directory).map(|s| s.0);
-            ctx.report(
-                &f("workingDirectory"),
-                v.as_ref(),
-                format!("{} is not a directory", wd.display()),
-            );
-        }
-    }
+    let args = validate_args(pm, &f("args"), ctx);
+    let env = validate_env(pm, &f("env"), ctx);
+    let working_directory =
+        validate_working_directory(&get(|r| &r.working_directory), &f("workingDirectory"), ctx);
     let ping_path = match get(|r| &r.ping_path) {
         Some(l) => ctx.url_path(&Some(l), &f("pingPath")),
-        // roost's own worker answers the built-in health path; another command's readiness
-        // is a TCP connect unless told otherwise.
-        None if command.is_none() => Some("/.roost/ping".to_string()),
-        None => None,
+        // roost's own worker answers the built-in health path; another command's
+        // readiness is a TCP connect unless told otherwise.
+        None => command.is_none().then(|| "/.roost/ping".to_string()),
     };
-    let mut user = ctx.name(&get(|r| &r.user), &f("user"));
-    if let Some(u) = &user {
-        if !u.chars().all(|c| c.is_ascii_digit())
-            && !matches!(nix::unistd::User::from_name(u), Ok(Some(_)))
-        {
-            ctx.report(
-                &f("user"),
-                get(|r| &r.user).map(|s| s.0).as_ref(),
-                "no such user on this machine",
-            );
-            user = None;
-        }
-    }
-    let mut group = ctx.name(&get(|r| &r.group), &f("group"));
-    if let Some(g) = &group {
-        if !g.chars().all(|c| c.is_ascii_digit())
-            && !matches!(nix::unistd::Group::from_name(g), Ok(Some(_)))
-        {
-            ctx.report(
-                &f("group"),
-                get(|r| &r.group).map(|s| s.0).as_ref(),
-                "no such group on this machine",
-            );
-            group = None;
-        }
-    }
+    let user = validate_account(&get(|r| &r.user), &f("user"), "user", ctx, user_exists);
+    let group = validate_account(&get(|r| &r.group), &f("group"), "group", ctx, group_exists);
     ProcessModel {
         command,
         args,
@@ -127,4 +78,75 @@ pub(super) fn validate_process_model(
         group,
         worker: validate_worker(worker, wp, ctx),
     }
+}
+
+/// `processModel.args` (`ap` is its key path): the command's arguments, as strings.
+fn validate_args(pm: Option<&RawProcessModel>, ap: &str, ctx: &mut Ctx<'_>) -> Vec<String> {
+    let Some(pm) = pm else {
+        return Vec::new();
+    };
+    ctx.texts(&pm.args, ap)
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// `processModel.env` (`ep` is its key path): names to string values.
+fn validate_env(
+    pm: Option<&RawProcessModel>,
+    ep: &str,
+    ctx: &mut Ctx<'_>,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    if let Some(map) = pm.and_then(|pm| ctx.nested(&pm.env, ep, "a map")) {
+        for (k, v) in map {
+            if let Some(v) = ctx.text_of(&v.0, &format!("{ep}.{k}")) {
+                env.insert(k.clone(), v);
+            }
+        }
+    }
+    env
+}
+
+/// `processModel.workingDirectory`, which must be a directory now (checked at load, so
+/// a typo fails the config rather than every worker start).
+fn validate_working_directory(leaf: &Leaf, path: &str, ctx: &mut Ctx<'_>) -> Option<PathBuf> {
+    let wd = ctx.path_buf(leaf, path)?;
+    if !wd.is_dir() {
+        ctx.report(
+            path,
+            leaf_value(leaf),
+            format!("{} is not a directory", wd.display()),
+        );
+    }
+    Some(wd)
+}
+
+/// `processModel.user` or `.group` (`what`): a number, or a name `exists` finds on this
+/// machine; an unknown name is reported and dropped.
+fn validate_account(
+    leaf: &Leaf,
+    path: &str,
+    what: &str,
+    ctx: &mut Ctx<'_>,
+    exists: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let name = ctx.name(leaf, path)?;
+    if name.chars().all(|c| c.is_ascii_digit()) || exists(&name) {
+        return Some(name);
+    }
+    ctx.report(
+        path,
+        leaf_value(leaf),
+        format!("no such {what} on this machine"),
+    );
+    None
+}
+
+fn user_exists(name: &str) -> bool {
+    matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+}
+
+fn group_exists(name: &str) -> bool {
+    matches!(nix::unistd::Group::from_name(name), Ok(Some(_)))
 }

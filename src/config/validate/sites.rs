@@ -13,29 +13,9 @@ pub(super) fn validate_sites(
     }
     let mut sites = Vec::new();
     let mut names: HashMap<String, String> = HashMap::new();
-    // (address, host or "" for any) → (site name, path); address → (tls?, path).
-    let mut bound: HashMap<(SocketAddr, String), (String, String)> = HashMap::new();
-    let mut tls_of: HashMap<SocketAddr, (bool, String)> = HashMap::new();
+    let mut claims = Claims::default();
     for (sp, rs) in site_items {
-        let name_path = format!("{sp}.name");
-        let name = match ctx.name(&rs.name, &name_path) {
-            Some(n) => n,
-            None => {
-                if rs.name.is_none() {
-                    ctx.report(&name_path, None, "every site needs a name");
-                }
-                String::new()
-            }
-        };
-        if !name.is_empty() {
-            if let Some(first) = names.get(&name) {
-                let msg = format!("duplicate site name (first used at {first})");
-                ctx.report(&name_path, leaf_value(&rs.name), msg);
-            } else {
-                names.insert(name.clone(), name_path.clone());
-            }
-        }
-
+        let name = site_name(rs, &sp, &mut names, ctx);
         let mut host_names = Vec::new();
         for (hp, h) in ctx.texts(&rs.host_names, &format!("{sp}.hostNames")) {
             match check_host_name(&h) {
@@ -43,152 +23,8 @@ pub(super) fn validate_sites(
                 Err(msg) => ctx.report(&hp, Some(&Value::String(h)), msg),
             }
         }
-
-        let bpath = format!("{sp}.bindings");
-        let binding_items = ctx.items(&rs.bindings, &bpath, "a binding (a map)");
-        if binding_items.is_empty() && !matches!(rs.bindings, Some(Lenient::Bad(_))) {
-            ctx.report(&bpath, None, "a site needs at least one binding");
-        }
-        let mut bindings = Vec::new();
-        for (bp, rb) in binding_items {
-            let lp = format!("{bp}.listen");
-            let listen = match ctx.text(&rb.listen, &lp) {
-                None => {
-                    if rb.listen.is_none() {
-                        ctx.report(&lp, None, "a binding needs `listen` (e.g. 127.0.0.1:8080)");
-                    }
-                    None
-                }
-                Some(s) => match parse_listen(&s) {
-                    Some(a) => Some(a),
-                    None => {
-                        ctx.report(&lp, leaf_value(&rb.listen), LISTEN_HINT);
-                        None
-                    }
-                },
-            };
-            let tls = ctx
-                .nested(&rb.tls, &format!("{bp}.tls"), "a map")
-                .and_then(|t| validate_tls(t, &format!("{bp}.tls"), ctx));
-            let Some(listen) = listen else { continue };
-            if listen.port() == 0 {
-                // Port 0 asks the OS for a fresh port per binding (tests do this), so such
-                // bindings can never collide.
-                bindings.push(Binding { listen, tls });
-                continue;
-            }
-            match tls_of.get(&listen) {
-                Some((was_tls, first)) if *was_tls != tls.is_some() => {
-                    let msg = format!(
-                        "{listen} is bound with{} TLS at {first} and with{} TLS here",
-                        if *was_tls { "" } else { "out" },
-                        if tls.is_some() { "" } else { "out" },
-                    );
-                    ctx.report(&lp, leaf_value(&rb.listen), msg);
-                }
-                Some(_) => {}
-                None => {
-                    tls_of.insert(listen, (tls.is_some(), lp.clone()));
-                }
-            }
-            let hosts: Vec<String> = if host_names.is_empty() {
-                vec![String::new()]
-            } else {
-                host_names.clone()
-            };
-            for h in hosts {
-                match bound.get(&(listen, h.clone())) {
-                    Some((other, first)) => {
-                        let who = if h.is_empty() {
-                            "any host name".to_string()
-                        } else {
-                            format!("host `{h}`")
-                        };
-                        let msg = if *other == name {
-                            format!("duplicate binding (already at {first})")
-                        } else {
-                            format!("site `{other}` already binds {listen} for {who} (at {first})")
-                        };
-                        ctx.report(&lp, leaf_value(&rb.listen), msg);
-                        break;
-                    }
-                    None => {
-                        bound.insert((listen, h), (name.clone(), lp.clone()));
-                    }
-                }
-            }
-            bindings.push(Binding { listen, tls });
-        }
-
-        let apath = format!("{sp}.applications");
-        let app_items = ctx.items(&rs.applications, &apath, "an application (a map)");
-        if app_items.is_empty() && !matches!(rs.applications, Some(Lenient::Bad(_))) {
-            ctx.report(
-                &apath,
-                None,
-                "a site needs at least one application (e.g. path: /, pool: default)",
-            );
-        }
-        let mut applications: Vec<Application> = Vec::new();
-        let mut seen_paths: HashMap<String, String> = HashMap::new();
-        for (ap, ra) in app_items {
-            let pp = format!("{ap}.path");
-            let path = match ctx.url_path(&ra.path, &pp) {
-                Some(p) => {
-                    let trimmed = p.trim_end_matches('/');
-                    let norm = if trimmed.is_empty() {
-                        "/".to_string()
-                    } else {
-                        trimmed.to_string()
-                    };
-                    if let Some(first) = seen_paths.get(&norm) {
-                        ctx.report(
-                            &pp,
-                            leaf_value(&ra.path),
-                            format!("duplicate application path in this site (first at {first})"),
-                        );
-                    } else {
-                        seen_paths.insert(norm.clone(), pp.clone());
-                    }
-                    Some(norm)
-                }
-                None => {
-                    if ra.path.is_none() {
-                        ctx.report(&pp, None, "an application needs a `path` (e.g. /)");
-                    }
-                    None
-                }
-            };
-            let poolp = format!("{ap}.pool");
-            let pool = match ctx.name(&ra.pool, &poolp) {
-                Some(p) if pools.contains_key(&p) => Some(p),
-                Some(p) => {
-                    let msg = match suggest(&p, pools.keys().map(String::as_str)) {
-                        Some(s) => format!("no such pool (did you mean `{s}`?)"),
-                        None if pools.is_empty() => {
-                            "no such pool (no pools are defined)".to_string()
-                        }
-                        None => format!(
-                            "no such pool (pools: {})",
-                            pools.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    };
-                    ctx.report(&poolp, leaf_value(&ra.pool), msg);
-                    None
-                }
-                None => {
-                    if ra.pool.is_none() {
-                        ctx.report(&poolp, None, "an application needs a `pool`");
-                    }
-                    None
-                }
-            };
-            if let (Some(path), Some(pool)) = (path, pool) {
-                applications.push(Application { path, pool });
-            }
-        }
-        // Longest first, so the router's first prefix match is the longest.
-        applications.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
+        let bindings = validate_bindings(rs, &sp, &name, &host_names, &mut claims, ctx);
+        let applications = validate_applications(rs, &sp, pools, ctx);
         sites.push(Site {
             name,
             bindings,
@@ -197,6 +33,244 @@ pub(super) fn validate_sites(
         });
     }
     sites
+}
+
+/// A site's `name`, which must be there and be unique (`names`: name → where first seen).
+fn site_name(
+    rs: &RawSite,
+    sp: &str,
+    names: &mut HashMap<String, String>,
+    ctx: &mut Ctx<'_>,
+) -> String {
+    let name_path = format!("{sp}.name");
+    let name = match ctx.name(&rs.name, &name_path) {
+        Some(n) => n,
+        None => {
+            if rs.name.is_none() {
+                ctx.report(&name_path, None, "every site needs a name");
+            }
+            String::new()
+        }
+    };
+    if !name.is_empty() {
+        if let Some(first) = names.get(&name) {
+            let msg = format!("duplicate site name (first used at {first})");
+            ctx.report(&name_path, leaf_value(&rs.name), msg);
+        } else {
+            names.insert(name.clone(), name_path.clone());
+        }
+    }
+    name
+}
+
+/// What the sites bound so far, to find two bindings that would collide.
+#[derive(Default)]
+struct Claims {
+    /// (address, host or "" for any) → (site name, key path).
+    bound: HashMap<(SocketAddr, String), (String, String)>,
+    /// address → (with TLS?, key path).
+    tls_of: HashMap<SocketAddr, (bool, String)>,
+}
+
+/// A site's `bindings`: each a listen address, with or without TLS.
+fn validate_bindings(
+    rs: &RawSite,
+    sp: &str,
+    name: &str,
+    host_names: &[String],
+    claims: &mut Claims,
+    ctx: &mut Ctx<'_>,
+) -> Vec<Binding> {
+    let bpath = format!("{sp}.bindings");
+    let binding_items = ctx.items(&rs.bindings, &bpath, "a binding (a map)");
+    if binding_items.is_empty() && !matches!(rs.bindings, Some(Lenient::Bad(_))) {
+        ctx.report(&bpath, None, "a site needs at least one binding");
+    }
+    let mut bindings = Vec::new();
+    for (bp, rb) in binding_items {
+        let lp = format!("{bp}.listen");
+        let listen = match ctx.text(&rb.listen, &lp) {
+            None => {
+                if rb.listen.is_none() {
+                    ctx.report(&lp, None, "a binding needs `listen` (e.g. 127.0.0.1:8080)");
+                }
+                None
+            }
+            Some(s) => match parse_listen(&s) {
+                Some(a) => Some(a),
+                None => {
+                    ctx.report(&lp, leaf_value(&rb.listen), LISTEN_HINT);
+                    None
+                }
+            },
+        };
+        let tls = ctx
+            .nested(&rb.tls, &format!("{bp}.tls"), "a map")
+            .and_then(|t| validate_tls(t, &format!("{bp}.tls"), ctx));
+        let Some(listen) = listen else { continue };
+        // Port 0 asks the OS for a fresh port per binding (tests do this), so such
+        // bindings can never collide.
+        if listen.port() != 0 {
+            claims.claim(rb, &lp, listen, tls.is_some(), name, host_names, ctx);
+        }
+        bindings.push(Binding { listen, tls });
+    }
+    bindings
+}
+
+impl Claims {
+    /// Claim `listen` for a site's host names (any host, without them): an address is
+    /// TLS or not for every binding, and one site at most serves a host on it.
+    #[allow(clippy::too_many_arguments)]
+    fn claim(
+        &mut self,
+        rb: &RawBinding,
+        lp: &str,
+        listen: SocketAddr,
+        tls: bool,
+        name: &str,
+        host_names: &[String],
+        ctx: &mut Ctx<'_>,
+    ) {
+        match self.tls_of.get(&listen) {
+            Some((was_tls, first)) if *was_tls != tls => {
+                let msg = format!(
+                    "{listen} is bound with{} TLS at {first} and with{} TLS here",
+                    if *was_tls { "" } else { "out" },
+                    if tls { "" } else { "out" },
+                );
+                ctx.report(lp, leaf_value(&rb.listen), msg);
+            }
+            Some(_) => {}
+            None => {
+                self.tls_of.insert(listen, (tls, lp.to_string()));
+            }
+        }
+        let hosts: Vec<String> = if host_names.is_empty() {
+            vec![String::new()]
+        } else {
+            host_names.to_vec()
+        };
+        for h in hosts {
+            match self.bound.get(&(listen, h.clone())) {
+                Some((other, first)) => {
+                    let who = if h.is_empty() {
+                        "any host name".to_string()
+                    } else {
+                        format!("host `{h}`")
+                    };
+                    let msg = if other == name {
+                        format!("duplicate binding (already at {first})")
+                    } else {
+                        format!("site `{other}` already binds {listen} for {who} (at {first})")
+                    };
+                    ctx.report(lp, leaf_value(&rb.listen), msg);
+                    break;
+                }
+                None => {
+                    self.bound
+                        .insert((listen, h), (name.to_string(), lp.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// A site's `applications`: a path (unique in the site) and a pool that exists; sorted
+/// longest path first, so the router's first prefix match is the longest.
+fn validate_applications(
+    rs: &RawSite,
+    sp: &str,
+    pools: &BTreeMap<String, Pool>,
+    ctx: &mut Ctx<'_>,
+) -> Vec<Application> {
+    let apath = format!("{sp}.applications");
+    let app_items = ctx.items(&rs.applications, &apath, "an application (a map)");
+    if app_items.is_empty() && !matches!(rs.applications, Some(Lenient::Bad(_))) {
+        ctx.report(
+            &apath,
+            None,
+            "a site needs at least one application (e.g. path: /, pool: default)",
+        );
+    }
+    let mut applications: Vec<Application> = Vec::new();
+    let mut seen_paths: HashMap<String, String> = HashMap::new();
+    for (ap, ra) in app_items {
+        let path = application_path(ra, &ap, &mut seen_paths, ctx);
+        let pool = application_pool(ra, &ap, pools, ctx);
+        if let (Some(path), Some(pool)) = (path, pool) {
+            applications.push(Application { path, pool });
+        }
+    }
+    applications.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
+    applications
+}
+
+/// An application's `path`, without a trailing slash (`/` stays `/`).
+fn application_path(
+    ra: &RawApplication,
+    ap: &str,
+    seen_paths: &mut HashMap<String, String>,
+    ctx: &mut Ctx<'_>,
+) -> Option<String> {
+    let pp = format!("{ap}.path");
+    match ctx.url_path(&ra.path, &pp) {
+        Some(p) => {
+            let trimmed = p.trim_end_matches('/');
+            let norm = if trimmed.is_empty() {
+                "/".to_string()
+            } else {
+                trimmed.to_string()
+            };
+            if let Some(first) = seen_paths.get(&norm) {
+                ctx.report(
+                    &pp,
+                    leaf_value(&ra.path),
+                    format!("duplicate application path in this site (first at {first})"),
+                );
+            } else {
+                seen_paths.insert(norm.clone(), pp.clone());
+            }
+            Some(norm)
+        }
+        None => {
+            if ra.path.is_none() {
+                ctx.report(&pp, None, "an application needs a `path` (e.g. /)");
+            }
+            None
+        }
+    }
+}
+
+/// An application's `pool`, which must be one of `pools` (with a suggestion if not).
+fn application_pool(
+    ra: &RawApplication,
+    ap: &str,
+    pools: &BTreeMap<String, Pool>,
+    ctx: &mut Ctx<'_>,
+) -> Option<String> {
+    let poolp = format!("{ap}.pool");
+    match ctx.name(&ra.pool, &poolp) {
+        Some(p) if pools.contains_key(&p) => Some(p),
+        Some(p) => {
+            let msg = match suggest(&p, pools.keys().map(String::as_str)) {
+                Some(s) => format!("no such pool (did you mean `{s}`?)"),
+                None if pools.is_empty() => "no such pool (no pools are defined)".to_string(),
+                None => format!(
+                    "no such pool (pools: {})",
+                    pools.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            ctx.report(&poolp, leaf_value(&ra.pool), msg);
+            None
+        }
+        None => {
+            if ra.pool.is_none() {
+                ctx.report(&poolp, None, "an application needs a `pool`");
+            }
+            None
+        }
+    }
 }
 
 pub(super) fn validate_tls(t: &RawTls, path: &str, ctx: &mut Ctx<'_>) -> Option<Tls> {

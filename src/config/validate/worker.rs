@@ -42,6 +42,31 @@ pub(super) fn validate_worker(w: Option<&RawWorker>, p: &str, ctx: &mut Ctx<'_>)
         0,
     );
 
+    let pools = validate_thread_pools(w, p, ctx);
+    let routes = validate_routes(w, p, &pools, ctx);
+    let (blocking_detection, blocking_detection_interval) = validate_blocking_detection(w, p, ctx);
+    WorkerSettings {
+        app,
+        min_worker_threads,
+        max_worker_threads,
+        io_threads,
+        request_queue_limit,
+        max_concurrent_requests_per_cpu,
+        max_concurrent_threads_per_cpu,
+        pools,
+        routes,
+        blocking_detection,
+        blocking_detection_interval,
+    }
+}
+
+/// `worker.pools`: named thread pools (`min` ≤ `max`, `max` defaulting to the cores).
+fn validate_thread_pools(
+    w: Option<&RawWorker>,
+    p: &str,
+    ctx: &mut Ctx<'_>,
+) -> BTreeMap<String, NamedThreadPool> {
+    let f = |k: &str| format!("{p}.{k}");
     let mut pools = BTreeMap::new();
     if let Some(w) = w {
         for (np, name, rp) in
@@ -59,6 +84,17 @@ pub(super) fn validate_worker(w: Option<&RawWorker>, p: &str, ctx: &mut Ctx<'_>)
             pools.insert(name.to_string(), NamedThreadPool { min, max });
         }
     }
+    pools
+}
+
+/// `worker.routes`: path prefix → one of the named thread `pools`.
+fn validate_routes(
+    w: Option<&RawWorker>,
+    p: &str,
+    pools: &BTreeMap<String, NamedThreadPool>,
+    ctx: &mut Ctx<'_>,
+) -> BTreeMap<String, String> {
+    let f = |k: &str| format!("{p}.{k}");
     let mut routes = BTreeMap::new();
     if let Some(map) = w.and_then(|w| ctx.nested(&w.routes, &f("routes"), "a map")) {
         for (prefix, target) in map {
@@ -84,20 +120,7 @@ pub(super) fn validate_worker(w: Option<&RawWorker>, p: &str, ctx: &mut Ctx<'_>)
             routes.insert(prefix.clone(), t);
         }
     }
-    let (blocking_detection, blocking_detection_interval) = validate_blocking_detection(w, p, ctx);
-    WorkerSettings {
-        app,
-        min_worker_threads,
-        max_worker_threads,
-        io_threads,
-        request_queue_limit,
-        max_concurrent_requests_per_cpu,
-        max_concurrent_threads_per_cpu,
-        pools,
-        routes,
-        blocking_detection,
-        blocking_detection_interval,
-    }
+    routes
 }
 
 /// `worker.blockingDetection` (bool, default true) and `worker.blockingDetectionInterval`

@@ -111,7 +111,7 @@ pub async fn serve<I, H, F>(
     limits: &Limits,
     mut handler: H,
     refused: impl FnOnce(Refused),
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     track: &Tracked,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -125,7 +125,6 @@ pub async fn serve<I, H, F>(
     let mut shared = Shared::new(Stalled::new(io, limits.connection_timeout));
     shared.rbuf = first;
     let conn: SharedConn<Stalled<I>> = Arc::new(Mutex::new(shared));
-    let mut scratch = Scratch::default();
     let mut wait_start = Instant::now();
     // One timer for the connection's life: a wait moves the deadline, and the timer is
     // re-armed only when it fires early, so a busy connection touches the timer wheel
@@ -134,96 +133,29 @@ pub async fn serve<I, H, F>(
     tokio::pin!(timer);
     // Checked as each response is written, so the last one says `connection: close`.
     let probe = shutdown.clone();
-    let stop = WokenOnly::new(async move {
-        if *shutdown.borrow() {
-            return;
-        }
-        let _ = shutdown.changed().await;
-    });
+    let stop = stop_signal(shutdown);
     tokio::pin!(stop);
-    let mut stopping = false;
+    let mut wait = HeadWait {
+        track,
+        scratch: Scratch::default(),
+        timer,
+        stop,
+        stopping: false,
+    };
 
     loop {
-        let deadline = wait_start + idle_limit;
-        let next = poll_fn(|cx| {
-            // Checked first: a connection reclaimed without a head stays without one.
-            if track.poll_reclaimed(cx).is_ready() {
-                return Poll::Ready(Next::Reclaimed);
-            }
-            let mut s = conn.lock();
-            loop {
-                if !s.rbuf.is_empty() {
-                    match parse::parse(&mut s.rbuf, max_head, &mut scratch) {
-                        Ok(Some(h)) => return Poll::Ready(Next::Head(h)),
-                        Ok(None) => {}
-                        Err(e) => return Poll::Ready(Next::Refuse(e)),
-                    }
-                }
-                if s.eof {
-                    return Poll::Ready(Next::Closed);
-                }
-                match s.poll_fill(cx, 0) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Next::Closed),
-                    Poll::Ready(Ok(_)) => continue,
-                    Poll::Pending => break,
-                }
-            }
-            let idle = s.rbuf.is_empty();
-            drop(s);
-            if !stopping && stop.as_mut().poll(cx).is_ready() {
-                stopping = true;
-            }
-            if stopping && idle {
-                return Poll::Ready(Next::Closed);
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                if Instant::now() >= deadline {
-                    return Poll::Ready(if idle { Next::Closed } else { Next::TimedOut });
-                }
-                timer.as_mut().reset(deadline.into());
-                let _ = timer.as_mut().poll(cx);
-            }
-            Poll::Pending
-        })
-        .await;
-
+        let next = wait.next(&conn, max_head, wait_start + idle_limit).await;
         let head = match next {
             Next::Head(h) => {
                 track.set_active();
                 h
             }
             Next::Refuse(e) => {
-                let reason = match e {
-                    HeadError::TooLarge => Reason::HeadersTooLarge,
-                    HeadError::Bad(why) => {
-                        tracing::debug!(why, "bad request head");
-                        Reason::BadRequest
-                    }
-                };
-                // The status and the reason header only: a body would be read by a
-                // client that may not even speak HTTP.
-                let (mut parts, _) = reason.response(Duration::ZERO).into_parts();
-                parts.headers.remove(http::header::RETRY_AFTER);
-                refused(Refused {
-                    status: parts.status,
-                    reason: Some(reason),
-                    elapsed: wait_start.elapsed(),
-                });
-                Box::pin(refuse(&conn, parts.status, parts.headers)).await;
+                Box::pin(refuse_head(&conn, Some(e), refused, wait_start)).await;
                 return;
             }
             Next::TimedOut => {
-                refused(Refused {
-                    status: StatusCode::REQUEST_TIMEOUT,
-                    reason: None,
-                    elapsed: wait_start.elapsed(),
-                });
-                Box::pin(refuse(
-                    &conn,
-                    StatusCode::REQUEST_TIMEOUT,
-                    http::HeaderMap::new(),
-                ))
-                .await;
+                Box::pin(refuse_head(&conn, None, refused, wait_start)).await;
                 return;
             }
             Next::Closed => {
@@ -240,25 +172,132 @@ pub async fn serve<I, H, F>(
             head,
             &mut handler,
             max_head,
-            stopping,
+            wait.stopping,
             &probe,
         ))
         .await;
-        match outcome {
-            Outcome::Next => {}
-            Outcome::Close => {
-                close(&conn).await;
-                return;
-            }
-            Outcome::Linger => {
-                Box::pin(linger(&conn)).await;
-                return;
-            }
-            Outcome::Gone => return,
+        if !matches!(outcome, Outcome::Next) {
+            return end(&conn, outcome).await;
         }
         wait_start = Instant::now();
         track.set_idle(wait_start);
     }
+}
+
+/// Ready once the front starts stopping (woken only by that, not by the connection).
+fn stop_signal(mut shutdown: watch::Receiver<bool>) -> WokenOnly<impl Future<Output = ()>> {
+    WokenOnly::new(async move {
+        if *shutdown.borrow() {
+            return;
+        }
+        let _ = shutdown.changed().await;
+    })
+}
+
+/// End the connection as its last request left it.
+async fn end<I: AsyncRead + AsyncWrite + Unpin>(conn: &SharedConn<I>, outcome: Outcome) {
+    match outcome {
+        Outcome::Close => close(conn).await,
+        Outcome::Linger => Box::pin(linger(conn)).await,
+        Outcome::Next | Outcome::Gone => {}
+    }
+}
+
+/// The connection's wait for each request head: what it keeps from one wait to the next
+/// (the one timer, the shutdown watch, the parser's scratch space).
+struct HeadWait<'a, S> {
+    track: &'a Tracked,
+    scratch: Scratch,
+    timer: Pin<&'a mut tokio::time::Sleep>,
+    stop: Pin<&'a mut S>,
+    /// The front is stopping: an idle connection closes, a busy one after its response.
+    stopping: bool,
+}
+
+impl<S: Future<Output = ()>> HeadWait<'_, S> {
+    /// Wait for the next request head until `deadline`: parse what is buffered, read
+    /// more, and end the wait on a reclaim, a close, shutdown while idle, or the deadline.
+    async fn next<I>(&mut self, conn: &SharedConn<I>, max_head: usize, deadline: Instant) -> Next
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        poll_fn(|cx| {
+            // Checked first: a connection reclaimed without a head stays without one.
+            if self.track.poll_reclaimed(cx).is_ready() {
+                return Poll::Ready(Next::Reclaimed);
+            }
+            let mut s = conn.lock();
+            loop {
+                if !s.rbuf.is_empty() {
+                    match parse::parse(&mut s.rbuf, max_head, &mut self.scratch) {
+                        Ok(Some(h)) => return Poll::Ready(Next::Head(h)),
+                        Ok(None) => {}
+                        Err(e) => return Poll::Ready(Next::Refuse(e)),
+                    }
+                }
+                if s.eof {
+                    return Poll::Ready(Next::Closed);
+                }
+                match s.poll_fill(cx, 0) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Next::Closed),
+                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Pending => break,
+                }
+            }
+            let idle = s.rbuf.is_empty();
+            drop(s);
+            if !self.stopping && self.stop.as_mut().poll(cx).is_ready() {
+                self.stopping = true;
+            }
+            if self.stopping && idle {
+                return Poll::Ready(Next::Closed);
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                if Instant::now() >= deadline {
+                    return Poll::Ready(if idle { Next::Closed } else { Next::TimedOut });
+                }
+                self.timer.as_mut().reset(deadline.into());
+                let _ = self.timer.as_mut().poll(cx);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Answer a head the connection refuses itself (`None`: it did not complete in time, a
+/// bare 408), tell `refused`, and close.
+async fn refuse_head<I: AsyncRead + AsyncWrite + Unpin>(
+    conn: &SharedConn<I>,
+    error: Option<HeadError>,
+    refused: impl FnOnce(Refused),
+    wait_start: Instant,
+) {
+    let Some(e) = error else {
+        refused(Refused {
+            status: StatusCode::REQUEST_TIMEOUT,
+            reason: None,
+            elapsed: wait_start.elapsed(),
+        });
+        return refuse(conn, StatusCode::REQUEST_TIMEOUT, http::HeaderMap::new()).await;
+    };
+    let reason = match e {
+        HeadError::TooLarge => Reason::HeadersTooLarge,
+        HeadError::Bad(why) => {
+            tracing::debug!(why, "bad request head");
+            Reason::BadRequest
+        }
+    };
+    // The status and the reason header only: a body would be read by a client that may
+    // not even speak HTTP.
+    let (mut parts, _) = reason.response(Duration::ZERO).into_parts();
+    parts.headers.remove(http::header::RETRY_AFTER);
+    refused(Refused {
+        status: parts.status,
+        reason: Some(reason),
+        elapsed: wait_start.elapsed(),
+    });
+    refuse(conn, parts.status, parts.headers).await;
 }
 
 /// What one request left the connection fit for.
@@ -292,12 +331,47 @@ where
     H: FnMut(Request<Body>) -> F,
     F: Future<Output = Handled>,
 {
+    let keep_alive = head.keep_alive;
+    let (req, upgrade_tx) = request_of(conn, head);
+    let head_method = req.method() == Method::HEAD;
+    let version = req.version();
+    // A finished proxy future holds nothing; an unfinished one (the client left) is
+    // dropped when `respond_or_leave` returns, which frees its queue place.
+    let resp = match respond_or_leave(conn, handler(req), max_head).await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            // The proxy closes instead of answering (`TcpLevel` rejections).
+            tracing::debug!(error = %e, "request ended without a response");
+            return Outcome::Close;
+        }
+        None => {
+            tracing::debug!("client closed its connection while its request waited");
+            return Outcome::Gone;
+        }
+    };
+    let ask = Ask {
+        head_method,
+        version,
+        keep_alive: keep_alive && !stopping && !matches!(shutdown.has_changed(), Ok(true)),
+    };
+    write_response(conn, resp, &ask, upgrade_tx).await
+}
+
+/// The request as the proxy takes it: its body reads the connection when polled, and an
+/// upgrade request carries the way to the connection once the `101` is out.
+fn request_of<I>(
+    conn: &SharedConn<I>,
+    head: parse::Head,
+) -> (Request<Body>, Option<oneshot::Sender<Upgraded>>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let parse::Head {
         request,
         framing,
-        keep_alive,
         expect_continue,
         upgrade,
+        ..
     } = head;
     let read = match framing {
         parse::Framing::None => BodyRead::Done,
@@ -317,15 +391,20 @@ where
             .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
         upgrade_tx = Some(tx);
     }
-    let ask_method_head = req.method() == Method::HEAD;
-    let version = req.version();
-    let fut = handler(req);
-    tokio::pin!(fut);
+    (req, upgrade_tx)
+}
 
-    // Wait for the response. Meanwhile, once the request body has been read, watch the
-    // socket: end of stream means the client left (its queue place is freed and the
-    // member request cancelled, as nginx does), and pipelined bytes are kept.
-    let resp = poll_fn(|cx| {
+/// Wait for the proxy's response (`None`: the client left first). Meanwhile, once the
+/// request body has been read, watch the socket: end of stream means the client left
+/// (its queue place is freed and the member request cancelled, as nginx does), and
+/// pipelined bytes are kept.
+async fn respond_or_leave<I, F>(conn: &SharedConn<I>, fut: F, max_head: usize) -> Option<Handled>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = Handled>,
+{
+    tokio::pin!(fut);
+    poll_fn(|cx| {
         if let Poll::Ready(r) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
         }
@@ -341,31 +420,24 @@ where
         }
         Poll::Pending
     })
-    .await;
-    // A finished proxy future holds nothing; an unfinished one (the client left) is dropped
-    // when this function returns just below, which frees its queue place.
-    let resp = match resp {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => {
-            // The proxy closes instead of answering (`TcpLevel` rejections).
-            tracing::debug!(error = %e, "request ended without a response");
-            return Outcome::Close;
-        }
-        None => {
-            tracing::debug!("client closed its connection while its request waited");
-            return Outcome::Gone;
-        }
-    };
+    .await
+}
 
+/// Write the response, then say what the connection is fit for: the next request, a
+/// close, a lingering close, or nothing (handed to an upgrade tunnel, or cut short).
+async fn write_response<I>(
+    conn: &SharedConn<I>,
+    resp: Response<Body>,
+    ask: &Ask,
+    upgrade_tx: Option<oneshot::Sender<Upgraded>>,
+) -> Outcome
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (parts, body) = resp.into_parts();
-    let ask = Ask {
-        head_method: ask_method_head,
-        version,
-        keep_alive: keep_alive && !stopping && !matches!(shutdown.has_changed(), Ok(true)),
-    };
     let mut out = Vec::with_capacity(256 + parts.headers.len() * 48);
     let (framing, keep_alive) =
-        reply::encode_head(&mut out, parts.status, &parts.headers, &body, &ask);
+        reply::encode_head(&mut out, parts.status, &parts.headers, &body, ask);
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     drop(parts);
     let mut w = ResponseWriter::new(out, framing, body);

@@ -1,13 +1,11 @@
 //! roost under a service manager, as the real binary runs: the sd_notify sequence on a
 //! test `NOTIFY_SOCKET`, and the readiness probes on `admin.public`.
 
-mod support;
-
+use crate::support::*;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::*;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -5,8 +5,7 @@
 //! Without Chromium the test prints SKIP and passes, unless ROOST_REQUIRE_CHROMIUM is set
 //! (CI sets it after installing Debian's `chromium`).
 
-mod support;
-
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use roost::admin::{Admin, AdminContext};
 use roost::front::Front;
@@ -16,7 +15,6 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 fn find_chromium() -> Option<PathBuf> {

@@ -2,8 +2,7 @@
 //! servers, or a web garden of real `roost worker` processes), the admin API over real
 //! sockets on 127.0.0.1:0, `roost ctl` as a child process, and the access log.
 
-mod support;
-
+use crate::support::*;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -14,7 +13,6 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A front, maybe a supervisor, and the admin listener over them.
 struct Stack {

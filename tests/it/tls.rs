@@ -1,14 +1,12 @@
 //! TLS bindings: several certificates chosen by SNI, ALPN h2 and http/1.1, and the
 //! handshake timeout.
 
-mod support;
-
+use crate::support::*;
 use http::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 

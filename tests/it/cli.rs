@@ -1,10 +1,8 @@
 //! The `roost` binary as a user runs it: `--version`, `check`, `serve` with signals.
 
-mod support;
-
+use crate::support::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::*;
 
 fn roost() -> Command {
     Command::new(env!("CARGO_BIN_EXE_roost"))

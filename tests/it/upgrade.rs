@@ -2,13 +2,11 @@
 //! the listening sockets inherited; the old one drains and exits. Clients sending
 //! requests all along see no failure.
 
-mod support;
-
+use crate::support::*;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 fn free_port() -> u16 {

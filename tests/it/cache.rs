@@ -2,8 +2,9 @@
 //! requests it gets and answers as each request's query asks (`cc`, `etag`, `vary`,
 //! `cookie`, `status`, `ms`, `n`), and a front started from YAML.
 
-mod support;
+use crate::support;
 
+use crate::support::TestFront;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -15,7 +16,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use support::TestFront;
 use tokio::net::TcpListener;
 
 /// An origin whose answers are chosen by the request's query; it counts requests per

@@ -1,11 +1,9 @@
 //! The front door end to end: real listeners, real backends, real clients.
 
-mod support;
-
+use crate::support::*;
 use http::{Request, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -3,12 +3,10 @@
 //! `roost check`, `roost serve` and on SIGHUP reload. A FIFO, `/dev/zero`, a directory or
 //! a huge file gets a clear error (key, path, why) instead of a hang or unbounded memory.
 
-mod support;
-
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::AsyncBufReadExt;
 
 const DEV_CRT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev.crt");

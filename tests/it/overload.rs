@@ -1,12 +1,10 @@
 //! The front's overload manager (issue 12 part 2): silent connections must not lock
 //! clients out. Real listeners, real sockets, a real backend.
 
-mod support;
-
+use crate::support::*;
 use http::StatusCode;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -10,15 +10,13 @@
 //! disagreement classes listed at [`allowed_extra`]. Skips (saying why) without python3
 //! and h11, unless `ROOST_REQUIRE_H11=1`.
 
-mod support;
-
+use crate::support::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use roost::fuzzing::strict;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

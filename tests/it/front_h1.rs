@@ -7,12 +7,10 @@
 //! (HEAD, 204, 304, close-delimited and chunked upstream responses), `Date`, large bodies,
 //! clients that vanish mid-response, and upgrades.
 
-mod support;
-
+use crate::support::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

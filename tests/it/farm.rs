@@ -2,8 +2,9 @@
 //! Balancing distributions, hash consistency, active and passive health with slow start,
 //! affinity, retries and their budget, TLS (CA bundle, mTLS), DNS discovery, timeouts.
 
-mod support;
+use crate::support;
 
+use crate::support::{dead_port, eventually, init_tracing, BoxBody};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -18,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{dead_port, eventually, init_tracing, BoxBody};
 use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 //! blocked by other work: tokio's readiness then does not know of the bytes, and only a
 //! check that asks the kernel sees them.
 
-mod support;
+use crate::support;
 
 use http_body_util::BodyExt;
 use roost::upstream::{Client, Discard, Endpoint};

@@ -874,7 +874,7 @@ impl InProcess {
 }
 
 /// The code of `examples/custom_worker.rs`, served in-process.
-#[path = "../examples/custom_worker.rs"]
+#[path = "../../examples/custom_worker.rs"]
 #[allow(dead_code)]
 mod custom_worker;
 

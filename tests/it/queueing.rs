@@ -3,15 +3,13 @@
 //! under a standing queue and stops when the load goes; the rejection policy's status
 //! and `Retry-After`; the queue keys' validation.
 
-mod support;
-
+use crate::support::*;
 use http::StatusCode;
 use roost::error::Reason;
 use roost::pool::{Member, PickKey, Pool};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 
 /// A pool `p` from YAML (a farm of one unreachable server; tests add their own members).
 fn pool_from(extra: &str) -> Arc<Pool> {
