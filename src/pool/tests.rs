@@ -43,6 +43,7 @@ pub(crate) fn pool_cfg(
         timeouts: timeouts(),
         initialization_pages: vec![],
         cache: None,
+        ordering: None,
     }
 }
 
