@@ -455,3 +455,79 @@ fn bad_ordering_keys_name_the_key_the_value_and_why() {
     let ok = one_server_yaml("127.0.0.1:9".parse().unwrap(), "{key: \"cookie:SID\"}");
     roost::config::load_str(&ok, "t.yaml").unwrap();
 }
+
+/// GET `path` with `x-session: key` on a fresh connection: status and body.
+async fn get_keyed(addr: SocketAddr, key: &str, path: &str) -> (StatusCode, String) {
+    let mut tx = h1(addr).await;
+    let req = Request::get(path)
+        .header("host", "t")
+        .header("x-session", key)
+        .body(empty())
+        .unwrap();
+    let (status, _, body) = read(tx.send_request(req).await.unwrap()).await;
+    (status, body.trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garden_keeps_keys_on_their_worker_and_moves_them_after_a_sigkill() {
+    let yaml = r#"
+sites:
+  - name: s
+    bindings: [{listen: "127.0.0.1:0"}]
+    applications: [{path: /, pool: web}]
+pools:
+  web:
+    startMode: alwaysRunning
+    ordering: {key: "header:X-Session"}
+    processModel: {maxProcesses: 2}
+    worker: {app: demo}
+"#;
+    let dir = tempfile::Builder::new()
+        .prefix("ro")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let st = serve_with_admin(yaml, true, None, dir.path(), Duration::from_secs(60)).await;
+    let pool = st.front.pool("web").unwrap();
+    let two = || pool.members().iter().filter(|m| m.usable()).count() == 2;
+    assert!(
+        eventually(Duration::from_secs(30), two).await,
+        "two workers"
+    );
+    // Each key stays on one worker, and the keys use both.
+    let mut home = HashMap::new();
+    for round in 0..3 {
+        for k in 0..20 {
+            let key = format!("key-{k}");
+            let (s, pid) = get_keyed(st.addr, &key, "/pid").await;
+            assert_eq!(s, StatusCode::OK);
+            let first = home.entry(key.clone()).or_insert_with(|| pid.clone());
+            assert_eq!(*first, pid, "{key} moved in round {round}");
+        }
+    }
+    let pids: std::collections::HashSet<_> = home.values().cloned().collect();
+    assert_eq!(pids.len(), 2, "{home:?}");
+    // key-0's request runs on its worker, a second waits behind it; the worker dies.
+    let victim: i32 = home["key-0"].parse().unwrap();
+    let addr = st.addr;
+    let running = tokio::spawn(async move { get_keyed(addr, "key-0", "/sleep?ms=4000").await });
+    assert!(eventually(Duration::from_secs(10), || pool.ordered_keys() == 1).await);
+    let next = tokio::spawn(async move { get_keyed(addr, "key-0", "/pid").await });
+    assert!(eventually(Duration::from_secs(10), || pool.ordered_waiting() == 1).await);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The running request is answered by the other worker (an idempotent request the
+    // dead one never answered is replayed, keeping its key's turn) or fails with it.
+    let (s, _) = running.await.unwrap();
+    assert!(s == StatusCode::OK || s == StatusCode::BAD_GATEWAY, "{s}");
+    let (s, pid) = next.await.unwrap();
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "the waiting request went to a live worker"
+    );
+    assert_ne!(pid, victim.to_string());
+    assert!(eventually(Duration::from_secs(5), || pool.ordered_keys() == 0).await);
+}
