@@ -77,6 +77,7 @@ impl Collector for RoostCollector {
         }
         f.add_histograms(&hists);
         f.encode(&mut encoder)?;
+        encode_ordering(&state.pools, &mut encoder)?;
         drop(state);
         encode_upstream(&mut encoder)?;
         crate::cache::admin::encode_metrics(&front.state().caches, &mut encoder)?;
@@ -464,6 +465,50 @@ impl WorkerFamilies {
 }
 
 /// Member connections closed instead of reused, by reason (all members together).
+/// `ordering:` pools: keys with work, requests waiting behind their key, and how long
+/// they waited (`pool/ordering.rs`). Pools that do not order are not listed.
+fn encode_ordering(
+    pools: &BTreeMap<String, Arc<Pool>>,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let ordered: Vec<_> = pools
+        .iter()
+        .filter(|(_, p)| p.ordering_key().is_some())
+        .map(|(name, p)| {
+            (
+                name,
+                p.ordered_keys(),
+                p.ordered_waiting(),
+                p.ordered_wait(),
+            )
+        })
+        .collect();
+    let mut keys = Family::new(
+        "pool_ordered_keys",
+        "Ordering keys with a request waiting or in flight.",
+        MetricType::Gauge,
+    );
+    let mut waiting = Family::new(
+        "pool_ordered_waiting",
+        "Requests waiting behind an earlier request of their ordering key (counted against queueLength).",
+        MetricType::Gauge,
+    );
+    let mut wait = Family::new(
+        "pool_ordered_wait_seconds",
+        "Time requests waited behind an earlier request of their ordering key.",
+        MetricType::Histogram,
+    );
+    for (name, k, w, h) in &ordered {
+        let p = || l(&[("pool", name.as_str())]);
+        keys.push(p(), Value::Gauge(*k as i64));
+        waiting.push(p(), Value::Gauge(*w as i64));
+        wait.push(p(), histogram(h));
+    }
+    keys.encode(encoder)?;
+    waiting.encode(encoder)?;
+    wait.encode(encoder)
+}
+
 fn encode_upstream(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let mut discarded = Family::new(
         "upstream_connections_discarded",

@@ -13,6 +13,7 @@ pub mod error;
 pub mod files;
 mod load;
 pub mod model;
+pub mod ordering;
 mod queue;
 pub mod raw;
 mod scalar;

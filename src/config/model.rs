@@ -149,6 +149,8 @@ pub struct Pool {
     pub initialization_pages: Vec<String>,
     /// The front's response cache for this pool (`None`: no cache, no lookup).
     pub cache: Option<super::cache::CacheSettings>,
+    /// Per-key ordering (`config/ordering.rs`; `None`: requests are not ordered).
+    pub ordering: Option<super::ordering::Ordering>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

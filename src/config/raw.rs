@@ -167,6 +167,7 @@ pub struct RawPool {
     pub failure: Opt<RawFailure>,
     pub farm: Opt<RawFarm>,
     pub cache: Opt<super::cache::RawCache>,
+    pub ordering: Opt<super::ordering::RawOrdering>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,7 +13,7 @@ use crate::body::{self, Body, BoxError};
 use crate::cache::{Cache, Lookup, Status as CacheStatus, Ticket, Verdict};
 use crate::error::{Reason, REASON_HEADER_NAME};
 use crate::farm::request as farm_request;
-use crate::pool::{Lease, PickKey, Pool};
+use crate::pool::{Lease, PickKey, Pool, Turn};
 use crate::upstream::{UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -210,11 +210,14 @@ struct Upstream {
     policy: farm_request::Policy,
     upgrade: bool,
     client_upgrade: Option<ClientUpgrade>,
+    /// The request's ordering key, when its pool orders requests per key.
+    order: Option<Box<[u8]>>,
 }
 
 impl Upstream {
     fn prepare(front: &Serving, conn: &ConnInfo, pool: &Pool, mut req: Request<Body>) -> Upstream {
         let policy = farm_request::Policy::new(pool, &req, conn.peer.ip());
+        let order = order_key(pool, &req, conn.peer.ip());
         // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it.
         let host = headers::request_host(&req);
         let fwd = headers::forwarding(req.headers(), host, conn.peer.ip(), conn.tls);
@@ -239,7 +242,32 @@ impl Upstream {
             policy,
             upgrade,
             client_upgrade,
+            order,
         }
+    }
+}
+
+/// The request's key for `pools.<name>.ordering` (`None`: the pool does not order, or
+/// the request has no key and is not ordered).
+fn order_key(pool: &Pool, req: &Request<Body>, peer: std::net::IpAddr) -> Option<Box<[u8]>> {
+    use crate::config::ordering::OrderingKey;
+    let source = pool.ordering_key()?;
+    let key: &[u8] = match &*source {
+        OrderingKey::Header(name) => req.headers().get(name)?.as_bytes(),
+        OrderingKey::Cookie(name) => farm_request::cookie(req.headers(), name)?.as_bytes(),
+        OrderingKey::ClientAddress => return Some(ip_octets(peer)),
+    };
+    (!key.is_empty()).then(|| key.into())
+}
+
+/// A client address as bytes, an IPv4-mapped IPv6 address as its IPv4 form.
+fn ip_octets(ip: std::net::IpAddr) -> Box<[u8]> {
+    match ip {
+        std::net::IpAddr::V4(a) => a.octets().into(),
+        std::net::IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.octets().into(),
+            None => a.octets().into(),
+        },
     }
 }
 
@@ -261,6 +289,7 @@ enum Attempt {
 
 /// Take a slot, send, and retry as the pool's policy allows: a request never sent goes
 /// once more to another member; a farm may replay an idempotent request after a 502/503.
+/// An ordered request first waits for its key's turn, and holds it across the retry.
 async fn forward(
     pool: &Arc<Pool>,
     up: &mut Upstream,
@@ -268,14 +297,19 @@ async fn forward(
     registered: &Registered,
     started: Instant,
 ) -> Result<(Lease, Response<UpstreamBody>), Stop> {
+    let mut turn = match up.order.take() {
+        Some(k) => Some(pool.take_turn(&k).await.map_err(|r| stop(pool, r))?),
+        None => None,
+    };
     let mut key: PickKey = up.policy.key();
+    key.order = turn.as_ref().map(Turn::hash);
+    let mut waited = turn.as_ref().map_or(Duration::ZERO, Turn::waited);
     let mut retried = false;
     loop {
-        let lease = match pool.acquire(&key).await {
-            Ok(l) => l,
-            Err(reason) if pool.closes_connection(reason) => return Err(Stop::Close(reason)),
-            Err(reason) => return Err(Stop::Refuse(reason)),
-        };
+        let mut lease = pool
+            .acquire_after(&key, std::mem::take(&mut waited))
+            .await
+            .map_err(|r| stop(pool, r))?;
         rec.queue_wait = Some(lease.queue_wait());
         rec.worker_pid = lease.member().pid;
         registered.entry.set_executing(lease.member().pid);
@@ -284,10 +318,24 @@ async fn forward(
         let first = lease.queue_wait().is_zero() && !retried;
         let sent_at = if first { started } else { Instant::now() };
         match attempt(pool, up, &lease, sent_at, &mut retried).await {
-            Attempt::Answered(resp) => return Ok((lease, resp)),
+            Attempt::Answered(resp) => {
+                if let Some(t) = turn.take() {
+                    lease.hold(t);
+                }
+                return Ok((lease, resp));
+            }
             Attempt::Again => key.avoid = Some(lease.member().label.clone()),
             Attempt::Failed(reason) => return Err(Stop::Refuse(reason)),
         }
+    }
+}
+
+/// A pool's refusal: answered, or a closed connection (`TcpLevel`).
+fn stop(pool: &Pool, reason: Reason) -> Stop {
+    if pool.closes_connection(reason) {
+        Stop::Close(reason)
+    } else {
+        Stop::Refuse(reason)
     }
 }
 

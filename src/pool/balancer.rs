@@ -24,12 +24,14 @@ pub(super) fn pick(algo: &LoadBalancing, members: &[Arc<Member>], key: &PickKey)
             .iter()
             .any(|m| m.label != *a && m.usable() && m.is_backup() == use_backups)
     });
-    let candidate = |m: &Member| {
-        m.usable()
-            && m.is_backup() == use_backups
-            && m.has_free_slot()
-            && avoid != Some(m.label.as_str())
-    };
+    let eligible =
+        |m: &Member| m.usable() && m.is_backup() == use_backups && avoid != Some(m.label.as_str());
+    // An ordered request goes to its key's member or waits for it: never elsewhere
+    // because that member is busy (the key's requests would then run on two members).
+    if let Some(h) = key.order {
+        return rendezvous(members, eligible, h).filter(|&i| members[i].has_free_slot());
+    }
+    let candidate = |m: &Member| eligible(m) && m.has_free_slot();
 
     // Affinity: the member the client was sent to before, while it can take the request.
     if let Some(label) = key.affinity.as_deref() {
@@ -40,7 +42,16 @@ pub(super) fn pick(algo: &LoadBalancing, members: &[Arc<Member>], key: &PickKey)
             return Some(i);
         }
     }
+    by_algorithm(algo, members, candidate, key.hash)
+}
 
+/// The balancing algorithm's choice among the candidates.
+fn by_algorithm(
+    algo: &LoadBalancing,
+    members: &[Arc<Member>],
+    candidate: impl Fn(&Member) -> bool,
+    hash: Option<u64>,
+) -> Option<usize> {
     match algo {
         LoadBalancing::RoundRobin => smooth_weighted(members, candidate),
         LoadBalancing::LeastRequests => least_by(members, candidate, |m| {
@@ -51,55 +62,60 @@ pub(super) fn pick(algo: &LoadBalancing, members: &[Arc<Member>], key: &PickKey)
             // slower idle one. Members without a sample yet count as fastest.
             m.latency_ewma_us().saturating_mul(m.active() as u64 + 1) / m.weight() as u64
         }),
-        LoadBalancing::PowerOfTwoChoices => {
-            let c: Vec<usize> = (0..members.len())
-                .filter(|&i| candidate(&members[i]))
-                .collect();
-            match c.len() {
-                0 => None,
-                1 => Some(c[0]),
-                n => {
-                    let mut rng = rand::thread_rng();
-                    let a = c[rng.gen_range(0..n)];
-                    let mut b = c[rng.gen_range(0..n - 1)];
-                    if b == a {
-                        b = c[n - 1];
-                    }
-                    let load = |i: usize| {
-                        members[i].active() as u64 * 1_000_000 / members[i].weight() as u64
-                    };
-                    Some(if load(b) < load(a) { b } else { a })
-                }
-            }
-        }
-        LoadBalancing::Random => {
-            let total: u64 = members
-                .iter()
-                .filter(|m| candidate(m))
-                .map(|m| m.weight() as u64)
-                .sum();
-            if total == 0 {
-                return None;
-            }
-            let mut ticket = rand::thread_rng().gen_range(0..total);
-            for (i, m) in members.iter().enumerate() {
-                if candidate(m) {
-                    let w = m.weight() as u64;
-                    if ticket < w {
-                        return Some(i);
-                    }
-                    ticket -= w;
-                }
-            }
-            None
-        }
-        LoadBalancing::Hash(_) => match key.hash {
+        LoadBalancing::PowerOfTwoChoices => power_of_two(members, candidate),
+        LoadBalancing::Random => weighted_random(members, candidate),
+        LoadBalancing::Hash(_) => match hash {
             // Rendezvous (highest random weight) hashing: consistent, so adding a member
             // moves only the keys that now score highest on it.
             Some(h) => rendezvous(members, candidate, h),
             None => smooth_weighted(members, candidate),
         },
     }
+}
+
+/// Two random candidates, the less loaded (by weight) wins.
+fn power_of_two(members: &[Arc<Member>], candidate: impl Fn(&Member) -> bool) -> Option<usize> {
+    let c: Vec<usize> = (0..members.len())
+        .filter(|&i| candidate(&members[i]))
+        .collect();
+    match c.len() {
+        0 => None,
+        1 => Some(c[0]),
+        n => {
+            let mut rng = rand::thread_rng();
+            let a = c[rng.gen_range(0..n)];
+            let mut b = c[rng.gen_range(0..n - 1)];
+            if b == a {
+                b = c[n - 1];
+            }
+            let load =
+                |i: usize| members[i].active() as u64 * 1_000_000 / members[i].weight() as u64;
+            Some(if load(b) < load(a) { b } else { a })
+        }
+    }
+}
+
+/// A candidate drawn with probability proportional to its weight.
+fn weighted_random(members: &[Arc<Member>], candidate: impl Fn(&Member) -> bool) -> Option<usize> {
+    let total: u64 = members
+        .iter()
+        .filter(|m| candidate(m))
+        .map(|m| m.weight() as u64)
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let mut ticket = rand::thread_rng().gen_range(0..total);
+    for (i, m) in members.iter().enumerate() {
+        if candidate(m) {
+            let w = m.weight() as u64;
+            if ticket < w {
+                return Some(i);
+            }
+            ticket -= w;
+        }
+    }
+    None
 }
 
 /// nginx's smooth weighted round robin: every candidate gains its weight, the highest

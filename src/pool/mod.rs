@@ -20,6 +20,7 @@ pub mod counters;
 mod drain;
 mod hooks;
 mod member;
+mod ordering;
 mod queue;
 pub mod source;
 
@@ -27,6 +28,7 @@ pub use balancer::hash_key;
 pub use counters::{Histogram, HistogramSnapshot, PoolCounters};
 pub use hooks::PoolHooks;
 pub use member::Member;
+pub use ordering::Turn;
 pub use source::FarmPolicy;
 
 use crate::config::model::{self, LoadBalancing, QueueDiscipline};
@@ -49,6 +51,9 @@ pub struct PickKey {
     pub affinity: Option<String>,
     /// A member to skip if any other can take the request (the one a retry failed on).
     pub avoid: Option<String>,
+    /// The hash of the request's ordering key (`ordering.rs`): only the key's member, by
+    /// rendezvous over the usable members, may take it.
+    pub order: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,6 +101,8 @@ pub struct Pool {
     /// The farm's state, for a farm pool (passive health, retry budget, affinity map),
     /// kept with the pool so it survives reloads with it.
     farm: std::sync::OnceLock<Arc<dyn FarmPolicy>>,
+    /// Per-key lanes of `ordering:` (empty and unused when the pool does not order).
+    lanes: Arc<ordering::Lanes>,
 }
 
 struct View {
@@ -115,6 +122,8 @@ pub struct Lease {
     completed: bool,
     /// When the request ended, if the holder knows it (saves a clock read).
     done_at: Option<Instant>,
+    /// The ordering key's turn, passed on after the slot is given back.
+    turn: Option<Turn>,
 }
 
 impl Lease {
@@ -136,6 +145,11 @@ impl Lease {
     pub fn complete_at(&mut self, at: Instant) {
         self.completed = true;
         self.done_at = Some(at);
+    }
+
+    /// Hold the request's ordering turn until the lease goes (the response has ended).
+    pub fn hold(&mut self, turn: Turn) {
+        self.turn = Some(turn);
     }
 }
 
@@ -193,6 +207,7 @@ impl Pool {
             epoch: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
             farm: std::sync::OnceLock::new(),
+            lanes: Arc::new(ordering::Lanes::new(cfg.ordering.as_ref().map(|o| &o.key))),
         })
     }
 
@@ -237,6 +252,7 @@ impl Pool {
             cfg.failure.load_balancer_capabilities == model::LoadBalancerCapabilities::TcpLevel,
             Ordering::Relaxed,
         );
+        self.lanes.configure(cfg.ordering.as_ref().map(|o| &o.key));
         let mut inner = self.inner.lock();
         inner.queue.policy = cfg.queue.clone();
         let members = self.view.load().members.clone();
@@ -347,6 +363,16 @@ impl Pool {
 
     /// Take a slot: at once if one is free and nobody waits, else in the queue's order.
     pub async fn acquire(self: &Arc<Self>, key: &PickKey) -> Result<Lease, Reason> {
+        self.acquire_after(key, Duration::ZERO).await
+    }
+
+    /// [`Pool::acquire`] for a request that already waited `waited` behind its ordering
+    /// key: that wait counts toward its `queueTimeout` and its queue wait.
+    pub async fn acquire_after(
+        self: &Arc<Self>,
+        key: &PickKey,
+        waited: Duration,
+    ) -> Result<Lease, Reason> {
         // No idle-clock touch here: while a request is active or queued the pool is not
         // idle, and its release touches it (one clock read per request, not two).
         // A retry (it avoids the member it failed on) is the same request again.
@@ -361,17 +387,17 @@ impl Pool {
             return Err(reason);
         }
         if let Some(m) = self.try_fast(key) {
-            return Ok(self.lease(m, Duration::ZERO));
+            return Ok(self.lease(m, waited));
         }
         let (seq, rx, start) = match self.enqueue(key) {
-            Ok(Ok(m)) => return Ok(self.lease(m, Duration::ZERO)),
+            Ok(Ok(m)) => return Ok(self.lease(m, waited)),
             Ok(Err(queued)) => queued,
             Err(reason) => {
                 self.counters.reject(reason);
                 return Err(reason);
             }
         };
-        self.wait(seq, rx, start).await
+        self.wait(seq, rx, start, waited).await
     }
 
     /// The lock-free path: nobody waits and a member has a free slot. Two loads of
@@ -409,7 +435,11 @@ impl Pool {
             let now = Instant::now();
             let completed = self.counters.completed.load(Ordering::Relaxed);
             inner.queue.drain.observe(now, completed);
-            inner.queue.admit(now, self.queue_limit())?;
+            // Requests waiting behind their ordering key are queued too.
+            match self.queue_limit().saturating_sub(self.lanes.waiting()) {
+                0 => return Err(Reason::QueueFull),
+                room => inner.queue.admit(now, room)?,
+            }
             let (seq, rx) = inner.queue.push(key.clone(), now);
             if !view.members.iter().any(|m| m.usable()) {
                 self.demand.notify_waiters();
@@ -428,6 +458,7 @@ impl Pool {
         seq: u64,
         rx: oneshot::Receiver<Grant>,
         start: Instant,
+        waited: Duration,
     ) -> Result<Lease, Reason> {
         let mut waiting = Waiting {
             pool: self,
@@ -435,7 +466,8 @@ impl Pool {
             rx: Some(rx),
         };
         let rx = waiting.rx.as_mut().expect("receiver present until done");
-        let outcome = match tokio::time::timeout(self.queue_timeout(), rx).await {
+        let limit = self.queue_timeout().saturating_sub(waited);
+        let outcome = match tokio::time::timeout(limit, rx).await {
             Ok(Ok(grant)) => {
                 waiting.rx = None;
                 grant
@@ -449,7 +481,7 @@ impl Pool {
             Err(_) => waiting.leave().unwrap_or(Err(Reason::QueueTimeout)),
         };
         match outcome {
-            Ok(member) => Ok(self.lease(member, start.elapsed())),
+            Ok(member) => Ok(self.lease(member, waited + start.elapsed())),
             Err(reason) => {
                 self.counters.reject(reason);
                 Err(reason)
@@ -474,6 +506,7 @@ impl Pool {
             queue_wait,
             completed: false,
             done_at: None,
+            turn: None,
         }
     }
 

@@ -43,6 +43,7 @@ pub(crate) fn pool_cfg(
         timeouts: timeouts(),
         initialization_pages: vec![],
         cache: None,
+        ordering: None,
     }
 }
 
@@ -311,6 +312,7 @@ async fn hash_is_consistent_when_a_member_joins() {
             hash: Some(hash_key(&k.to_le_bytes())),
             affinity: None,
             avoid: None,
+            order: None,
         };
         before.push(pool.acquire(&key).await.unwrap().member().label.clone());
     }
@@ -321,6 +323,7 @@ async fn hash_is_consistent_when_a_member_joins() {
             hash: Some(hash_key(&k.to_le_bytes())),
             affinity: None,
             avoid: None,
+            order: None,
         };
         let now = pool.acquire(&key).await.unwrap().member().label.clone();
         if now != before[k as usize] {

@@ -22,6 +22,7 @@ mod front_h1;
 mod fuzz_replay;
 mod hostile_member;
 mod ops;
+mod ordering;
 mod overload;
 mod queueing;
 mod supervisor;

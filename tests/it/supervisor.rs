@@ -146,6 +146,7 @@ fn pool_cfg(name: &str, pm: ProcessModel) -> model::Pool {
         initialization_pages: vec![],
         queue: Default::default(),
         cache: None,
+        ordering: None,
     }
 }
 
