@@ -71,18 +71,15 @@ pub(super) fn validate(raw: &Opt<RawFairness>, pp: &str, ctx: &mut Ctx<'_>) -> O
     let fp = format!("{pp}.fairness");
     let rf = ctx.nested(raw, &fp, "a map like {by: application}")?;
     let bp = format!("{fp}.by");
+    // A bad `by` is reported with the other keys' problems, not instead of them.
     let by = match rf.by.as_ref().map(|s| &s.0).filter(|v| !v.is_null()) {
         None => {
             ctx.report(&bp, None, format!("missing: {BY_HINT}"));
-            return None;
+            None
         }
-        Some(v) => match parse_by(v) {
-            Ok(by) => by,
-            Err(why) => {
-                ctx.report(&bp, Some(v), why);
-                return None;
-            }
-        },
+        Some(v) => parse_by(v)
+            .map_err(|why| ctx.report(&bp, Some(v), why))
+            .ok(),
     };
     let default_weight = weight(&rf.default_weight, &format!("{fp}.defaultWeight"), ctx);
     let mut weights = BTreeMap::new();
@@ -103,7 +100,7 @@ pub(super) fn validate(raw: &Opt<RawFairness>, pp: &str, ctx: &mut Ctx<'_>) -> O
         );
     }
     Some(Fairness {
-        by,
+        by: by?,
         weights,
         default_weight,
         max_keys: max_keys.min(MAX_KEYS_LIMIT),

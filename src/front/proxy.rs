@@ -186,11 +186,7 @@ type Routed = (Arc<Pool>, Option<Arc<Cache>>, Option<QueueTag>);
 /// The pool the request's host and path route to, the pool's cache if it has one
 /// (without caches configured, one branch), and the request's place in the pool's queue
 /// (`None` unless the pool has `priorities` or `fairness`).
-fn route(
-    front: &Front,
-    conn: &ConnInfo,
-    req: &Request<Body>,
-) -> Option<Routed> {
+fn route(front: &Front, conn: &ConnInfo, req: &Request<Body>) -> Option<Routed> {
     let state = front.state();
     let host = headers::request_host(req);
     let route = state
