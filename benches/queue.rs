@@ -1,5 +1,6 @@
 //! The pool queue under overload (issue 17): open-loop load at 1x, 2x and 5x a pool's
-//! capacity, `queueDiscipline: fifo` against `adaptive`, in one run.
+//! capacity, `queueDiscipline: fifo` against `adaptive` and against HAProxy's bounded
+//! queue with the same slots, in one run.
 //!
 //! Set-up, all in this process on 127.0.0.1: a hyper backend that sleeps `QBENCH_MS`
 //! (20) ms per request and never limits concurrency; a roost front with one farm pool of
@@ -8,6 +9,10 @@
 //! ms; adaptive with the defaults (target 5 ms, interval 100 ms). The generator sends
 //! Poisson arrivals on a clock (not after answers) for `QBENCH_SECS` (4) s per cell over
 //! reused keep-alive connections, and times each request from its *intended* send time.
+//!
+//! HAProxy (`QBENCH_HAPROXY`, default `/usr/sbin/haproxy`; skipped if absent) runs as a
+//! child process in front of the same backend: one server with `maxconn` = the slots and
+//! `maxqueue 1000`, `timeout queue` = roost's `queueTimeout`, keep-alive both sides.
 //!
 //! Reported per cell: goodput (answers 200 within 10x the service time, per second),
 //! p50/p99 of served requests, rejections and their p50/p99, and what the pool counted.
@@ -56,6 +61,73 @@ async fn start_backend(ms: u64) -> SocketAddr {
         }
     });
     addr
+}
+
+/// HAProxy's configuration for the same pool: `maxconn` per server = slots,
+/// `timeout queue` = `queueTimeout`, a queue of at most 1000 per server.
+fn haproxy_cfg(
+    listen: SocketAddr,
+    backend: SocketAddr,
+    slots: u64,
+    queue_timeout_ms: u64,
+) -> String {
+    format!(
+        "global\n  maxconn 8000\n  nbthread 2\n\
+         defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+         \x20 timeout queue {queue_timeout_ms}ms\n  option http-keep-alive\n\
+         frontend f\n  bind {listen}\n  default_backend b\n\
+         backend b\n  server s1 {backend} maxconn {slots} maxqueue 1000\n"
+    )
+}
+
+/// HAProxy started on a free port, killed on drop.
+struct Haproxy {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    async fn start(
+        bin: &str,
+        backend: SocketAddr,
+        slots: u64,
+        queue_timeout_ms: u64,
+    ) -> Option<Haproxy> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?;
+        let dir = tempfile::tempdir().ok()?;
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg, haproxy_cfg(addr, backend, slots, queue_timeout_ms)).ok()?;
+        let child = std::process::Command::new(bin)
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let h = Haproxy {
+            child,
+            addr,
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Some(h);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn yaml(backend: SocketAddr, slots: u64, discipline: &str, queue_timeout_ms: u64) -> String {
@@ -219,7 +291,16 @@ fn main() {
         );
         println!("| discipline | load | sent | goodput/s (of capacity) | served p50 ms | served p99 ms | rejected | rej. p50 ms | rej. p99 ms | fail |");
         println!("|---|---|---|---|---|---|---|---|---|---|");
+        let haproxy = std::env::var("QBENCH_HAPROXY").unwrap_or_else(|_| "/usr/sbin/haproxy".into());
         for load in [1.0, 2.0, 5.0] {
+            match Haproxy::start(&haproxy, backend, slots, queue_timeout_ms).await {
+                Some(h) => {
+                    let (outcomes, wall) = open_loop(h.addr, capacity * load, secs).await;
+                    let cell = Cell { discipline: "haproxy", load };
+                    report(&cell, &outcomes, wall, service, capacity);
+                }
+                None => eprintln!("  haproxy {load}x: {haproxy} did not start; skipped"),
+            }
             for discipline in ["fifo", "adaptive"] {
                 let cfg = roost::config::load_str(
                     &yaml(backend, slots, discipline, queue_timeout_ms),

@@ -239,6 +239,32 @@
       (last ? " · last " + last.at + " (" + last.reason + ")" : "") : "";
   }
 
+  // The queue discipline's state and its sheds by cause (issue 17).
+  function discipline(card, p) {
+    let box = card.querySelector(".discipline");
+    if (!box) {
+      box = el("div", { class: "discipline" });
+      card.insertBefore(box, card.querySelector(".charts"));
+    }
+    const q = p.queue_state || {};
+    const sheds = Object.entries(q.sheds || {}).filter(e => e[1] > 0);
+    const total = sheds.reduce((a, e) => a + e[1], 0);
+    const shedding = p.shedding_seconds != null;
+    let text = "queue " + (p.queue_discipline || "fifo") + ": ";
+    if (shedding) {
+      text += "shedding for " + Math.round(p.shedding_seconds) + " s";
+      const t = q.trigger;
+      if (t) text += " (min wait " + (t.min_wait_ms == null ? "—" : Math.round(t.min_wait_ms)) + " ms over " + Math.round(t.interval_ms) + " ms, target " + Math.round(t.target_ms) + " ms)";
+    } else {
+      text += "not shedding";
+    }
+    text += " · shed " + total + (total ? " (" + sheds.map(e => e[0] + " " + e[1]).join(", ") + ")" : "");
+    if (q.classes && q.classes.length) text += " · queued by class: " + q.classes.map(c => c.name + " " + c.queued).join(", ");
+    if (q.flows) text += " · " + q.flows + " fair sub-queues";
+    box.textContent = text;
+    box.className = "discipline " + (shedding ? "shedding" : "muted");
+  }
+
   // Per-pool details the charts do not carry (GET /api/v1/pools).
   async function poolDetails() {
     try {
@@ -250,6 +276,7 @@
         if (!card) continue;
         servers(card, p);
         recycles(card, p);
+        discipline(card, p);
       }
       hook.details = (hook.details || 0) + 1;
     } catch (e) {

@@ -17,11 +17,13 @@
 //! 9. members idle and slow to answer → backend latency (a slow farm server by name);
 //! 10. workers crashing → worker failures.
 //!
-//! Without a cause, the symptoms are reported on their own. The rules are pure functions
+//! Without a cause, the symptoms are reported on their own (the adaptive queue's shedding,
+//! with the numbers that switched it on, is one: `diagnose/shedding.rs`). The rules are pure functions
 //! of a window of [`Sample`]s, unit-tested with synthetic samples in `diagnose/tests.rs`
 //! and end to end in `tests/diagnose.rs`.
 
 mod front;
+mod shedding;
 pub mod snapshot;
 mod view;
 
@@ -227,7 +229,7 @@ struct Symptom {
 
 fn symptoms(c: &Ctx) -> Vec<Symptom> {
     let p = c.pool;
-    let mut out = Vec::new();
+    let mut out: Vec<Symptom> = shedding::symptom(c).into_iter().collect();
     let full = c.rejected_delta("QueueFull");
     if full > 0 {
         out.push(Symptom {
@@ -288,6 +290,11 @@ fn unexplained(c: &Ctx, symptoms: Vec<Symptom>) -> Option<Finding> {
     let first = symptoms.first()?;
     let refuses = symptoms.iter().any(|s| s.refuses);
     let (title, advice) = match first.rule {
+        "shedding" => (
+            "the queue sheds: requests wait longer than the target at this load",
+            "the pool cannot keep up: add capacity (maxProcesses, farm servers) or make \
+             requests cheaper; shedding keeps the served requests fast meanwhile",
+        ),
         "request_queue_limit" => (
             "requestQueueLimit reached: workers answer 503 ServerTooBusy",
             "the workers' own queue is full: let the front queue instead (lower \

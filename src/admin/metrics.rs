@@ -87,8 +87,14 @@ impl Collector for RoostCollector {
     }
 }
 
-/// Each pool's queue-wait histogram and its response time by status class.
-type PoolHistograms = Vec<(String, HistogramSnapshot, [HistogramSnapshot; 5])>;
+/// Each pool's queue-wait histogram, its response time by status class, and its queue
+/// wait per priority class.
+type PoolHistograms = Vec<(
+    String,
+    HistogramSnapshot,
+    [HistogramSnapshot; 5],
+    Vec<(String, HistogramSnapshot)>,
+)>;
 
 fn histograms(pools: &BTreeMap<String, Arc<Pool>>) -> PoolHistograms {
     pools
@@ -96,7 +102,8 @@ fn histograms(pools: &BTreeMap<String, Arc<Pool>>) -> PoolHistograms {
         .map(|(name, pool)| {
             let c = pool.counters();
             let by_class = [0, 1, 2, 3, 4].map(|i| c.duration_by_class[i].snapshot());
-            (name.clone(), c.queue_wait.snapshot(), by_class)
+            let waits = pool.class_waits();
+            (name.clone(), c.queue_wait.snapshot(), by_class, waits)
         })
         .collect()
 }
@@ -117,6 +124,11 @@ struct PoolFamilies<'a> {
     queue_length: Family<'a>,
     queue_limit: Family<'a>,
     shedding: Family<'a>,
+    shedding_seconds: Family<'a>,
+    discipline: Family<'a>,
+    sheds: Family<'a>,
+    class_length: Family<'a>,
+    class_wait: Family<'a>,
     oldest: Family<'a>,
     arrivals: Family<'a>,
     retries: Family<'a>,
@@ -147,6 +159,31 @@ impl<'a> PoolFamilies<'a> {
                 "pool_queue_shedding",
                 "1 while the pool's adaptive queue discipline sheds (its queue stood above the target delay).",
                 Gauge,
+            ),
+            shedding_seconds: f(
+                "pool_queue_shedding_seconds",
+                "How long the adaptive discipline has been shedding (0 while it is not).",
+                Gauge,
+            ),
+            discipline: f(
+                "pool_queue_discipline",
+                "1 for the pool's queueDiscipline (fifo or adaptive).",
+                Gauge,
+            ),
+            sheds: f(
+                "pool_queue_sheds",
+                "Queued requests shed (503/429 Shed), by cause: overload (adaptive cap), stale (waited over twice the target), priority (a higher class took the place), fairness (a sub-queue under its share took the place).",
+                Counter,
+            ),
+            class_length: f(
+                "pool_class_queue_length",
+                "Requests waiting in the pool's queue, by priority class.",
+                Gauge,
+            ),
+            class_wait: f(
+                "pool_class_queue_wait_seconds",
+                "Time requests waited in the queue, by priority class.",
+                Histogram,
             ),
             oldest: f(
                 "pool_queue_oldest_seconds",
@@ -211,6 +248,7 @@ impl<'a> PoolFamilies<'a> {
             .push(p(), Value::Gauge(s.queue_limit as i64));
         self.shedding
             .push(p(), Value::Gauge(s.shedding_seconds.is_some() as i64));
+        self.add_discipline(name, &s);
         self.oldest.push(p(), Value::GaugeF(s.queue_oldest_seconds));
         self.arrivals.push(p(), Value::Counter(s.arrivals));
         let retries = c.retries.load(Ordering::Relaxed);
@@ -230,6 +268,27 @@ impl<'a> PoolFamilies<'a> {
                 .push(labels, Value::Gauge((s.state == st) as i64));
         }
         self.workers.push(p(), Value::Gauge(s.members as i64));
+    }
+
+    /// The queue discipline's state, its sheds by cause and its classes' lengths.
+    fn add_discipline(&mut self, name: &str, s: &crate::pool::PoolSnapshot) {
+        let p = || l(&[("pool", name)]);
+        let secs = s.shedding_seconds.unwrap_or(0.0);
+        self.shedding_seconds.push(p(), Value::GaugeF(secs));
+        for d in ["fifo", "adaptive"] {
+            let labels = l(&[("pool", name), ("discipline", d)]);
+            self.discipline
+                .push(labels, Value::Gauge((s.discipline == d) as i64));
+        }
+        for (cause, n) in &s.queue_state.sheds {
+            let labels = l(&[("pool", name), ("cause", cause)]);
+            self.sheds.push(labels, Value::Counter(*n));
+        }
+        for c in &s.queue_state.classes {
+            let labels = l(&[("pool", name), ("class", &c.name)]);
+            self.class_length
+                .push(labels, Value::Gauge(c.queued as i64));
+        }
     }
 
     /// A garden's worker starts, failures by kind and recycles by reason (the known
@@ -270,8 +329,12 @@ impl<'a> PoolFamilies<'a> {
     }
 
     fn add_histograms(&mut self, hists: &'a PoolHistograms) {
-        for (name, qw, by_class) in hists {
+        for (name, qw, by_class, waits) in hists {
             self.queue_wait.push(l(&[("pool", name)]), histogram(qw));
+            for (class, h) in waits {
+                let labels = l(&[("pool", name), ("class", class)]);
+                self.class_wait.push(labels, histogram(h));
+            }
             for (i, h) in by_class.iter().enumerate() {
                 let labels = l(&[("pool", name), ("code_class", CLASSES[i])]);
                 self.duration.push(labels, histogram(h));
@@ -284,6 +347,11 @@ impl<'a> PoolFamilies<'a> {
             &self.queue_length,
             &self.queue_limit,
             &self.shedding,
+            &self.shedding_seconds,
+            &self.discipline,
+            &self.sheds,
+            &self.class_length,
+            &self.class_wait,
             &self.oldest,
             &self.arrivals,
             &self.retries,

@@ -121,6 +121,10 @@ pub struct PoolSample {
     pub always_running: bool,
     /// The pool's worker processes' CPU (gardens of built-in workers).
     pub cpu: Option<PoolCpu>,
+    /// How long the adaptive discipline has been shedding (`None`: it is not).
+    pub shedding_seconds: Option<f64>,
+    /// What switched shedding on, sheds by cause, classes (issue 17).
+    pub queue_state: crate::pool::QueueState,
 }
 
 impl PoolSample {
@@ -267,6 +271,8 @@ pub fn pool_sample(
         startup_time_limit_seconds: startup.startup_time_limit_seconds,
         always_running: startup.always_running,
         cpu: None,
+        shedding_seconds: s.shedding_seconds,
+        queue_state: s.queue_state,
     }
 }
 

@@ -73,6 +73,8 @@ pub struct DisciplineDoc {
     pub shedding_seconds: Option<f64>,
     /// Completions per second, measured (what `retryAfter: auto` divides by).
     pub drain_per_second: f64,
+    /// What switched shedding on, sheds by cause, priority classes (issue 17).
+    pub queue_state: crate::pool::QueueState,
 }
 
 /// Response time since start, and over the last minute of samples.

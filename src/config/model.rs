@@ -127,6 +127,8 @@ impl Default for Overload {
     }
 }
 
+pub use super::fairness::{FairBy, Fairness};
+pub use super::priority::PriorityClass;
 pub use super::queue::{QueueDiscipline, QueuePolicy};
 
 /// An application pool: a queue in front of members (local workers or farm servers).

@@ -1,5 +1,6 @@
 //! The pool keys that shape its queue (issue 17): `queueDiscipline`, `queueTargetDelay`,
-//! `queueInterval`, `rejectStatus` and `retryAfter: auto`. The model types and their
+//! `queueInterval`, `rejectStatus`, `retryAfter: auto`, and (in their own files)
+//! `fairness` and `priorities`. The model types and their
 //! checks live here, apart from the rest of the pool, so the queue can grow (fairness,
 //! priority classes, ordering) without touching the pool's other sections.
 
@@ -44,6 +45,12 @@ pub struct QueuePolicy {
     pub shed_status: u16,
     /// `retryAfter: auto`: `Retry-After` from the measured drain rate, not a constant.
     pub retry_after_auto: bool,
+    /// `fairness`: sub-queues per application, header or client, served by weighted
+    /// deficit round robin (`config/fairness.rs`).
+    pub fairness: Option<super::fairness::Fairness>,
+    /// `priorities`: the classes, highest first, with exactly one default class; empty
+    /// without the key (`config/priority.rs`).
+    pub priorities: Vec<super::priority::PriorityClass>,
 }
 
 impl Default for QueuePolicy {
@@ -55,6 +62,8 @@ impl Default for QueuePolicy {
             queue_full_status: 503,
             shed_status: 503,
             retry_after_auto: false,
+            fairness: None,
+            priorities: Vec::new(),
         }
     }
 }
@@ -114,6 +123,8 @@ pub(super) fn validate(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> QueuePolicy
             "expected a map of reason to status, like {QueueFull: 429, Shed: 429}",
         ),
     }
+    q.fairness = super::fairness::validate(&rp.fairness, pp, ctx);
+    q.priorities = super::priority::validate(&rp.priorities, pp, ctx);
     q
 }
 

@@ -159,6 +159,8 @@ pub struct RawPool {
     pub queue_target_delay: Leaf,
     pub queue_interval: Leaf,
     pub reject_status: Opt<BTreeMap<String, Scalar>>,
+    pub fairness: Opt<super::fairness::RawFairness>,
+    pub priorities: List<super::priority::RawPriority>,
     pub timeouts: Opt<RawTimeouts>,
     pub initialization_pages: Opt<Vec<Scalar>>,
     pub process_model: Opt<RawProcessModel>,

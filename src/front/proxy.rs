@@ -13,7 +13,7 @@ use crate::body::{self, Body, BoxError};
 use crate::cache::{Cache, Lookup, Status as CacheStatus, Ticket, Verdict};
 use crate::error::{Reason, REASON_HEADER_NAME};
 use crate::farm::request as farm_request;
-use crate::pool::{Lease, PickKey, Pool, Turn};
+use crate::pool::{Lease, PickKey, Pool, QueueTag, RequestFacts, Turn};
 use crate::upstream::{UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -98,7 +98,7 @@ pub(super) async fn handle(
         tracing::debug!(?why, peer = %conn.peer, "bad request");
         return front.refuse(rec, started, Reason::BadRequest, None);
     }
-    let Some((pool, cache)) = route(&front, &conn, &req) else {
+    let Some((pool, cache, tag)) = route(&front, &conn, &req) else {
         return front.refuse(rec, started, Reason::NoRoute, None);
     };
     rec.pool = Some(pool.name_arc());
@@ -126,6 +126,7 @@ pub(super) async fn handle(
         started,
     );
     let mut up = Upstream::prepare(&front, &conn, &pool, req);
+    up.queue_tag = tag;
     if let Some(t) = &ticket {
         t.prepare(&mut up.parts.headers);
     }
@@ -179,25 +180,32 @@ fn spawn_refresh(front: &Arc<Serving>, conn: ConnInfo, req: Request<Body>) {
     });
 }
 
-/// The pool the request's host and path route to, and the pool's cache if it has one
-/// (without caches configured, one branch).
-fn route(
-    front: &Serving,
-    conn: &ConnInfo,
-    req: &Request<Body>,
-) -> Option<(Arc<Pool>, Option<Arc<Cache>>)> {
+/// What [`route`] resolves: the pool, its cache, the request's queue tag.
+type Routed = (Arc<Pool>, Option<Arc<Cache>>, Option<QueueTag>);
+
+/// The pool the request's host and path route to, the pool's cache if it has one
+/// (without caches configured, one branch), and the request's place in the pool's queue
+/// (`None` unless the pool has `priorities` or `fairness`).
+fn route(front: &Serving, conn: &ConnInfo, req: &Request<Body>) -> Option<Routed> {
     let state = front.state();
     let host = headers::request_host(req);
     let route = state
         .router(&conn.listen)
         .and_then(|r| r.route(host, req.uri().path()))?;
     let pool = route.target.clone();
+    let tag = pool.tag(&RequestFacts {
+        site: route.site,
+        app_path: route.app_path,
+        path: req.uri().path(),
+        headers: req.headers(),
+        peer: conn.peer.ip(),
+    });
     let cache = if state.caches.is_empty() {
         None
     } else {
         state.caches.get(pool.name()).cloned()
     };
-    Some((pool, cache))
+    Some((pool, cache, tag))
 }
 
 /// The request as it goes to members: the client's head minus hop-by-hop headers (kept
@@ -212,6 +220,8 @@ struct Upstream {
     client_upgrade: Option<ClientUpgrade>,
     /// The request's ordering key, when its pool orders requests per key.
     order: Option<Box<[u8]>>,
+    /// The request's priority class and fairness key in its pool's queue.
+    queue_tag: Option<QueueTag>,
 }
 
 impl Upstream {
@@ -243,6 +253,7 @@ impl Upstream {
             upgrade,
             client_upgrade,
             order,
+            queue_tag: None,
         }
     }
 }
@@ -307,7 +318,7 @@ async fn forward(
     let mut retried = false;
     loop {
         let mut lease = pool
-            .acquire_after(&key, std::mem::take(&mut waited))
+            .acquire_as(&key, up.queue_tag.as_ref(), std::mem::take(&mut waited))
             .await
             .map_err(|r| stop(pool, r))?;
         rec.queue_wait = Some(lease.queue_wait());

@@ -4,7 +4,9 @@
 //! [`Lease`] on one slot at once when a usable member has one free and nobody is waiting;
 //! otherwise the request joins the queue (503 `QueueFull` past `queueLength`, 503
 //! `QueueTimeout` past `queueTimeout`), served in the order its discipline gives
-//! (`queue.rs`: strict FIFO, or adaptive LIFO with shedding under overload). Dropping a
+//! (`queue.rs`: strict FIFO, or adaptive LIFO with shedding under overload; with
+//! `priorities` or `fairness`, by class and then weighted round robin across sub-queues,
+//! `priority.rs` and `fair.rs`, the request tagged by [`Pool::tag`]). Dropping a
 //! lease gives its slot to the next waiter. A waiter that is dropped (its client went
 //! away) leaves the queue at once.
 //!
@@ -18,9 +20,12 @@
 mod balancer;
 pub mod counters;
 mod drain;
+mod fair;
 mod hooks;
 mod member;
 mod ordering;
+mod priority;
+mod priority_tag;
 mod queue;
 pub mod source;
 
@@ -29,12 +34,15 @@ pub use counters::{Histogram, HistogramSnapshot, PoolCounters};
 pub use hooks::PoolHooks;
 pub use member::Member;
 pub use ordering::Turn;
+pub use priority_tag::{QueueTag, RequestFacts};
+pub use queue::{ClassQueue, QueueState, ShedCause, Trigger, TriggerDoc};
 pub use source::FarmPolicy;
 
 use crate::config::model::{self, LoadBalancing, QueueDiscipline};
 use crate::error::Reason;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
+use priority_tag::Tagger;
 use queue::{Grant, Queue};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -93,6 +101,10 @@ pub struct Pool {
     /// release looks at the queue.
     entering: AtomicUsize,
     inner: Mutex<Inner>,
+    /// Classes and fairness keys for arriving requests (`priorities`, `fairness`);
+    /// `tagging` says whether there is one, so an untagged pool reads one flag.
+    tagger: ArcSwapOption<Tagger>,
+    tagging: std::sync::atomic::AtomicBool,
     counters: PoolCounters,
     demand: Notify,
     epoch: Instant,
@@ -181,10 +193,13 @@ pub struct PoolSnapshot {
     pub shedding_seconds: Option<f64>,
     /// Requests finished per second, as the queue measures it (0 before it has).
     pub drain_per_second: f64,
+    /// The discipline's numbers: what switched shedding on, sheds by cause, classes.
+    pub queue_state: QueueState,
 }
 
 impl Pool {
     pub fn new(cfg: &model::Pool) -> Arc<Pool> {
+        let tagger = Tagger::of(&cfg.queue, None);
         Arc::new(Pool {
             name: Arc::from(cfg.name.as_str()),
             queue_length: AtomicUsize::new(cfg.queue_length),
@@ -202,6 +217,8 @@ impl Pool {
             inner: Mutex::new(Inner {
                 queue: Queue::new(cfg.queue.clone()),
             }),
+            tagging: std::sync::atomic::AtomicBool::new(tagger.is_some()),
+            tagger: ArcSwapOption::new(tagger.map(Arc::new)),
             counters: PoolCounters::default(),
             demand: Notify::new(),
             epoch: Instant::now(),
@@ -254,7 +271,10 @@ impl Pool {
         );
         self.lanes.configure(cfg.ordering.as_ref().map(|o| &o.key));
         let mut inner = self.inner.lock();
-        inner.queue.policy = cfg.queue.clone();
+        inner.queue.set_policy(cfg.queue.clone());
+        let tagger = Tagger::of(&cfg.queue, self.tagger.load().as_deref());
+        self.tagging.store(tagger.is_some(), Ordering::Relaxed);
+        self.tagger.store(tagger.map(Arc::new));
         let members = self.view.load().members.clone();
         self.view.store(Arc::new(View {
             members,
@@ -361,16 +381,36 @@ impl Pool {
         waiting && !self.view.load().members.iter().any(|m| m.usable())
     }
 
-    /// Take a slot: at once if one is free and nobody waits, else in the queue's order.
-    pub async fn acquire(self: &Arc<Self>, key: &PickKey) -> Result<Lease, Reason> {
-        self.acquire_after(key, Duration::ZERO).await
+    /// The request's class and fairness key for [`Pool::acquire_as`]; `None` for a pool
+    /// without `priorities` or `fairness` (one flag read).
+    pub fn tag(&self, facts: &RequestFacts<'_>) -> Option<QueueTag> {
+        if !self.tagging.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.tagger.load().as_ref().map(|t| t.tag(facts))
     }
 
-    /// [`Pool::acquire`] for a request that already waited `waited` behind its ordering
-    /// key: that wait counts toward its `queueTimeout` and its queue wait.
-    pub async fn acquire_after(
+    /// Each priority class's name and queue-wait histogram (empty without `priorities`).
+    pub fn class_waits(&self) -> Vec<(String, HistogramSnapshot)> {
+        self.tagger
+            .load()
+            .as_ref()
+            .map(|t| t.class_waits())
+            .unwrap_or_default()
+    }
+
+    /// Take a slot: at once if one is free and nobody waits, else in the queue's order.
+    pub async fn acquire(self: &Arc<Self>, key: &PickKey) -> Result<Lease, Reason> {
+        self.acquire_as(key, None, Duration::ZERO).await
+    }
+
+    /// [`Pool::acquire`] for a request tagged by [`Pool::tag`] (its class and sub-queue
+    /// decide its place in the queue) that already waited `waited` behind its ordering
+    /// key (that wait counts toward its `queueTimeout` and its queue wait).
+    pub async fn acquire_as(
         self: &Arc<Self>,
         key: &PickKey,
+        tag: Option<&QueueTag>,
         waited: Duration,
     ) -> Result<Lease, Reason> {
         // No idle-clock touch here: while a request is active or queued the pool is not
@@ -387,17 +427,17 @@ impl Pool {
             return Err(reason);
         }
         if let Some(m) = self.try_fast(key) {
-            return Ok(self.lease(m, waited));
+            return Ok(self.lease(m, waited, tag));
         }
-        let (seq, rx, start) = match self.enqueue(key) {
-            Ok(Ok(m)) => return Ok(self.lease(m, waited)),
+        let (seq, rx, start) = match self.enqueue(key, tag) {
+            Ok(Ok(m)) => return Ok(self.lease(m, waited, tag)),
             Ok(Err(queued)) => queued,
             Err(reason) => {
                 self.counters.reject(reason);
                 return Err(reason);
             }
         };
-        self.wait(seq, rx, start, waited).await
+        self.wait(seq, rx, start, waited, tag).await
     }
 
     /// The lock-free path: nobody waits and a member has a free slot. Two loads of
@@ -417,6 +457,7 @@ impl Pool {
     fn enqueue(
         &self,
         key: &PickKey,
+        tag: Option<&QueueTag>,
     ) -> Result<Result<Arc<Member>, (u64, oneshot::Receiver<Grant>, Instant)>, Reason> {
         // Announce first, then look at the slots: a release that frees one after our
         // look sees `entering` and dispatches (see `release`).
@@ -438,9 +479,9 @@ impl Pool {
             // Requests waiting behind their ordering key are queued too.
             match self.queue_limit().saturating_sub(self.lanes.waiting()) {
                 0 => return Err(Reason::QueueFull),
-                room => inner.queue.admit(now, room)?,
+                room => inner.queue.admit(now, room, tag)?,
             }
-            let (seq, rx) = inner.queue.push(key.clone(), now);
+            let (seq, rx) = inner.queue.push(key.clone(), tag.cloned(), now);
             if !view.members.iter().any(|m| m.usable()) {
                 self.demand.notify_waiters();
             }
@@ -459,6 +500,7 @@ impl Pool {
         rx: oneshot::Receiver<Grant>,
         start: Instant,
         waited: Duration,
+        tag: Option<&QueueTag>,
     ) -> Result<Lease, Reason> {
         let mut waiting = Waiting {
             pool: self,
@@ -481,7 +523,7 @@ impl Pool {
             Err(_) => waiting.leave().unwrap_or(Err(Reason::QueueTimeout)),
         };
         match outcome {
-            Ok(member) => Ok(self.lease(member, waited + start.elapsed())),
+            Ok(member) => Ok(self.lease(member, waited + start.elapsed(), tag)),
             Err(reason) => {
                 self.counters.reject(reason);
                 Err(reason)
@@ -497,9 +539,17 @@ impl Pool {
         }
     }
 
-    fn lease(self: &Arc<Self>, member: Arc<Member>, queue_wait: Duration) -> Lease {
+    fn lease(
+        self: &Arc<Self>,
+        member: Arc<Member>,
+        queue_wait: Duration,
+        tag: Option<&QueueTag>,
+    ) -> Lease {
         self.counters.active.fetch_add(1, Ordering::Relaxed);
         self.counters.queue_wait.observe(queue_wait);
+        if let Some(h) = tag.and_then(|t| t.wait.as_ref()) {
+            h.observe(queue_wait);
+        }
         Lease {
             pool: self.clone(),
             member,
@@ -624,7 +674,7 @@ impl Pool {
     }
 
     pub fn snapshot(&self) -> PoolSnapshot {
-        let (queue_length, oldest, discipline, shedding, drain) = {
+        let (queue_length, oldest, discipline, shedding, drain, queue_state) = {
             let mut inner = self.inner.lock();
             // A pool that went quiet has had no queue event to end its overload.
             inner.queue.tick(Instant::now());
@@ -637,6 +687,7 @@ impl Pool {
                 q.policy.discipline,
                 q.shedding().map(age),
                 q.drain.per_sec(),
+                self.queue_state(q),
             )
         };
         let view = self.view.load();
@@ -664,6 +715,35 @@ impl Pool {
             discipline: discipline.as_str(),
             shedding_seconds: shedding,
             drain_per_second: drain,
+            queue_state,
+        }
+    }
+
+    fn queue_state(&self, q: &Queue) -> QueueState {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let names = self
+            .tagger
+            .load()
+            .as_ref()
+            .map(|t| t.class_names())
+            .unwrap_or_default();
+        QueueState {
+            trigger: q.trigger().map(|t| TriggerDoc {
+                target_ms: ms(t.target),
+                interval_ms: ms(t.interval),
+                min_wait_ms: t.min_wait.map(ms),
+            }),
+            sheds: q
+                .sheds()
+                .iter()
+                .map(|(c, n)| (c.as_str().to_string(), *n))
+                .collect(),
+            classes: names
+                .into_iter()
+                .zip(q.class_lengths().into_iter().chain(std::iter::repeat(0)))
+                .map(|(name, queued)| ClassQueue { name, queued })
+                .collect(),
+            flows: q.flows(),
         }
     }
 

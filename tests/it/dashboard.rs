@@ -389,6 +389,14 @@ pools:
         Duration::from_secs(10),
     )
     .await;
+    // The queue discipline's state and sheds (issue 17).
+    eval_until(
+        &mut cdp,
+        "the pool's queue discipline",
+        "document.querySelector('#pool-web .discipline').textContent === 'queue fifo: not shedding · shed 0'",
+        Duration::from_secs(10),
+    )
+    .await;
 
     // The buttons follow the pool's state, and stop asks first: declined, the pool serves.
     eval_until(

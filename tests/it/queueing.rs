@@ -169,12 +169,15 @@ async fn shedding_switches_on_and_off_with_the_load() {
     let f = TestFront::start(&yaml).await;
     let pool = f.front.pool("p").unwrap();
     assert_eq!(pool.snapshot().discipline, "adaptive");
+    let sampler = roost::admin::sampler::Sampler::new(f.front.clone(), None);
+    sampler.sample_once().await;
 
     // About 4x capacity (100/s), sent on a clock, not after answers (open loop).
     let mut tasks = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_micros(2500));
     let mut seen_on = false;
-    for _ in 0..1200 {
+    let mut told = None;
+    for i in 0..1200 {
         tick.tick().await;
         let addr = f.addr;
         tasks.push(tokio::spawn(async move {
@@ -183,6 +186,36 @@ async fn shedding_switches_on_and_off_with_the_load() {
             (s, r, t.elapsed())
         }));
         seen_on |= pool.shedding();
+        // Once it has shed for a while, the diagnosis and the metrics say so.
+        if told.is_none() && i >= 800 && pool.shedding() {
+            sampler.sample_once().await;
+            let report = roost::admin::diagnose::diagnose(&sampler.history());
+            let metrics =
+                roost::admin::metrics::render(&roost::admin::metrics::registry(sampler.clone()));
+            told = Some((report, metrics));
+        }
+    }
+    let (report, metrics) = told.expect("shedding at the end of the load");
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.pool == "p")
+        .expect("a finding");
+    assert!(finding.symptoms.contains(&"shedding"), "{finding:?}");
+    let ev = finding.evidence.join("\n");
+    for want in [
+        "shedding since ",
+        "because the queue wait stayed above target 5 ms",
+        " 50 ms)",
+    ] {
+        assert!(ev.contains(want), "{want:?} not in {ev}");
+    }
+    for want in [
+        "roost_pool_queue_shedding{pool=\"p\"} 1",
+        "roost_pool_queue_discipline{pool=\"p\",discipline=\"adaptive\"} 1",
+        "roost_pool_queue_sheds_total{pool=\"p\",cause=\"overload\"}",
+    ] {
+        assert!(metrics.contains(want), "{want:?} not in metrics");
     }
     let mut served = 0;
     let mut shed = 0;
@@ -263,5 +296,224 @@ fn bad_queue_keys_are_reported() {
         "expected 503 or 429",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// GET with extra headers over a fresh connection.
+async fn get_with(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Option<String>) {
+    let mut tx = h1(addr).await;
+    let mut req = http::Request::get(path).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = tx.send_request(req.body(empty()).unwrap()).await.unwrap();
+    let (s, r, _) = read(resp).await;
+    (s, r)
+}
+
+/// Two sites (hosts `a` and `b`), each with its root application on pool `p` of one
+/// slot: two applications sharing a pool.
+fn two_apps_yaml(backend: &str, pool: &str) -> String {
+    format!(
+        "sites:\n\
+         \x20 - {{name: sa, hostNames: [a], bindings: [{{listen: \"127.0.0.1:0\"}}], applications: [{{path: /, pool: p}}]}}\n\
+         \x20 - {{name: sb, hostNames: [b], bindings: [{{listen: \"127.0.0.1:0\"}}], applications: [{{path: /, pool: p}}]}}\n\
+         pools:\n  p:\n{pool}    farm: {{servers: [{{address: \"{backend}\", maxConcurrentRequests: 1}}]}}\n"
+    )
+}
+
+/// A noisy application floods a one-slot pool (more than its queue holds); a quiet one
+/// sends a few requests after it. With `fairness: {by: application}` the quiet one still
+/// gets its place in the full queue (the noisy one's newest waiters are shed) and is
+/// served every other turn, instead of after the whole flood as in FIFO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fairness_holds_a_noisy_application_to_its_share() {
+    let be = Backend::start("a").await;
+    let yaml = two_apps_yaml(
+        &be.addr.to_string(),
+        "    queueLength: 30\n    queueTimeout: 60s\n    fairness: {by: application, weights: {sa/: 1, sb/: 1}}\n",
+    );
+    let f = TestFront::start(&yaml).await;
+    let pool = f.front.pool("p").unwrap();
+    let addr = f.addr;
+    let send = |host: &'static str, id: String, ms: u32| {
+        tokio::spawn(async move {
+            let path = format!("/slow?ms={ms}&id={id}");
+            get_with(addr, host, &path, &[]).await
+        })
+    };
+    let holder = send("a", "hold".into(), 500);
+    assert!(eventually(Duration::from_secs(5), || pool.snapshot().active == 1).await);
+    let noisy: Vec<_> = (0..40).map(|i| send("a", format!("a{i}"), 5)).collect();
+    let full = || pool.counters().rejected(Reason::QueueFull) == 10;
+    assert!(eventually(Duration::from_secs(10), || pool.queue_len() == 30 && full()).await);
+    let fair_sheds = || pool.snapshot().queue_state.sheds.get("fairness").copied();
+    let mut quiet = Vec::new();
+    for i in 0..10 {
+        // One at a time, so their arrival order is their numbering.
+        quiet.push(send("b", format!("b{i}"), 5));
+        assert!(
+            eventually(Duration::from_secs(10), || fair_sheds() == Some(i + 1)).await,
+            "each quiet arrival takes a noisy waiter's place: {:?}",
+            pool.snapshot().queue_state
+        );
+    }
+    assert_eq!(pool.snapshot().queue_state.flows, 2);
+    assert_eq!(holder.await.unwrap().0, StatusCode::OK);
+    let mut noisy_by = std::collections::BTreeMap::new();
+    for t in noisy {
+        let (s, r) = t.await.unwrap();
+        *noisy_by.entry((s.as_u16(), r)).or_insert(0) += 1;
+    }
+    for t in quiet {
+        assert_eq!(t.await.unwrap(), (StatusCode::OK, None));
+    }
+    let want: std::collections::BTreeMap<_, _> = [
+        ((200, None), 20),
+        ((503, Some("QueueFull".to_string())), 10),
+        ((503, Some("Shed".to_string())), 10),
+    ]
+    .into();
+    assert_eq!(noisy_by, want);
+    // The order the backend saw: after the holder, the quiet application every other
+    // turn (FIFO would put all of it after the 20 noisy waiters).
+    let order: Vec<String> = be.arrivals.lock().clone();
+    assert_eq!(order.len(), 31);
+    let first20 = &order[1..21];
+    let quiet_served = first20.iter().filter(|id| id.starts_with('b')).count();
+    assert_eq!(quiet_served, 10, "dispatch order {order:?}");
+    // FIFO inside each sub-queue.
+    let bs: Vec<&String> = order.iter().filter(|id| id.starts_with('b')).collect();
+    let mut sorted = bs.clone();
+    sorted.sort_by_key(|id| id[1..].parse::<u32>().unwrap());
+    assert_eq!(bs, sorted);
+}
+
+/// With `priorities`, a higher class is dispatched before lower ones, and a full queue
+/// makes room for an arrival by shedding the newest waiter of a lower class (`Shed`);
+/// an arrival of the lowest class meets a full queue as `QueueFull`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priorities_dispatch_higher_classes_first_and_shed_the_lowest() {
+    let be = Backend::start("a").await;
+    let yaml = pool_yaml(
+        &be.addr.to_string(),
+        1,
+        "    queueLength: 4\n    queueTimeout: 60s\n    priorities:\n      - {name: critical, header: \"X-Critical: 1\"}\n      - {name: normal}\n      - {name: bulk, header: \"X-Bulk: 1\"}\n",
+        "",
+    );
+    let f = TestFront::start(&yaml).await;
+    let pool = f.front.pool("p").unwrap();
+    let addr = f.addr;
+    let send = |id: &'static str, header: Option<(&'static str, &'static str)>, ms: u32| {
+        tokio::spawn(async move {
+            let path = format!("/slow?ms={ms}&id={id}");
+            let h: Vec<(&str, &str)> = header.into_iter().collect();
+            get_with(addr, "x", &path, &h).await
+        })
+    };
+    let bulk = Some(("x-bulk", "1"));
+    let critical = Some(("x-critical", "1"));
+    let queued = |n: usize| {
+        let p = pool.clone();
+        move || p.queue_len() == n
+    };
+    let holder = send("hold", None, 500);
+    assert!(eventually(Duration::from_secs(5), || pool.snapshot().active == 1).await);
+    let mut bulks = Vec::new();
+    for id in ["b1", "b2", "b3", "b4"] {
+        bulks.push(send(id, bulk, 5));
+        // One at a time, so "newest" is well defined.
+        let n = bulks.len();
+        assert!(eventually(Duration::from_secs(5), queued(n)).await);
+    }
+    let sheds = || {
+        pool.snapshot()
+            .queue_state
+            .sheds
+            .get("priority")
+            .copied()
+            .unwrap_or(0)
+    };
+    let c1 = send("c1", critical, 5);
+    assert!(eventually(Duration::from_secs(5), || sheds() == 1).await);
+    let c2 = send("c2", critical, 5);
+    assert!(eventually(Duration::from_secs(5), || sheds() == 2).await);
+    let n1 = send("n1", None, 5);
+    assert!(eventually(Duration::from_secs(5), || sheds() == 3).await);
+    let (s, r) = send("b5", bulk, 5).await.unwrap();
+    assert_eq!(
+        (s, r.as_deref()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("QueueFull"))
+    );
+    let classes: Vec<(String, usize)> = pool
+        .snapshot()
+        .queue_state
+        .classes
+        .into_iter()
+        .map(|c| (c.name, c.queued))
+        .collect();
+    let want = [("critical", 2), ("normal", 1), ("bulk", 1)].map(|(n, q)| (n.to_string(), q));
+    assert_eq!(classes, want);
+    assert_eq!(holder.await.unwrap().0, StatusCode::OK);
+    let mut statuses = Vec::new();
+    for t in bulks.into_iter().chain([c1, c2, n1]) {
+        let (s, r) = t.await.unwrap();
+        statuses.push(format!("{} {}", s.as_u16(), r.unwrap_or_default()));
+    }
+    // b1 kept its place; b4, b3, b2 (newest first) gave theirs to c1, c2, n1.
+    assert_eq!(
+        statuses,
+        ["200 ", "503 Shed", "503 Shed", "503 Shed", "200 ", "200 ", "200 "]
+    );
+    assert_eq!(*be.arrivals.lock(), ["hold", "c1", "c2", "n1", "b1"]);
+    // Each class's queue wait is measured apart.
+    let waits: Vec<(String, u64)> = pool
+        .class_waits()
+        .into_iter()
+        .map(|(n, h)| (n, h.count))
+        .collect();
+    let want = [("critical", 2), ("normal", 2), ("bulk", 1)].map(|(n, c)| (n.to_string(), c));
+    assert_eq!(waits, want);
+}
+
+/// Bad `fairness` and `priorities` keys are named with their value and why.
+#[test]
+fn bad_fairness_and_priority_keys_are_reported() {
+    let yaml = "sites: [{name: s, bindings: [{listen: \"127.0.0.1:0\"}], applications: [{path: /, pool: p}]}]\n\
+                pools:\n  p:\n    fairness: {by: cookie, weights: {a: 0}, defaultWeight: x}\n    priorities:\n      - {name: hi, path: api}\n      - {name: \"bad name\"}\n      - {name: bulk, header: \"X Bulk: 1\"}\n      - {name: a}\n      - {name: b}\n    farm: {servers: [{address: \"127.0.0.1:9\"}]}\n";
+    let err = roost::config::load_str(yaml, "t.yaml")
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "pools.p.fairness.by",
+        "cookie",
+        "expected application, clientAddress, or header:NAME",
+        "pools.p.fairness.weights.a",
+        "expected a whole number from 1 to 1000",
+        "pools.p.fairness.defaultWeight",
+        "pools.p.priorities[0].path",
+        "starts with `/`",
+        "pools.p.priorities[1].name",
+        "only letters, digits",
+        "pools.p.priorities[2].header",
+        "not a header name",
+        "pools.p.priorities[4]",
+        "only one default class",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    // `header:NAME` and `{header: NAME}` both name a header.
+    for by in ["\"header:X-Tenant\"", "{header: X-Tenant}", "clientAddress"] {
+        let ok = format!(
+            "sites: [{{name: s, bindings: [{{listen: \"127.0.0.1:0\"}}], applications: [{{path: /, pool: p}}]}}]\n\
+             pools:\n  p:\n    fairness: {{by: {by}}}\n    farm: {{servers: [{{address: \"127.0.0.1:9\"}}]}}\n"
+        );
+        let cfg = roost::config::load_str(&ok, "t.yaml").unwrap_or_else(|e| panic!("{by}: {e}"));
+        assert!(cfg.pools["p"].queue.fairness.is_some());
     }
 }

@@ -33,6 +33,8 @@ pub(super) fn pool(queue: usize, active: usize, capacity: usize) -> PoolSample {
         startup_time_limit_seconds: 90.0,
         always_running: true,
         cpu: None,
+        shedding_seconds: None,
+        queue_state: Default::default(),
     }
 }
 
