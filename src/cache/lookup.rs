@@ -364,8 +364,7 @@ impl Ticket {
         };
         match policy::storable(&x, &cache.settings) {
             Ok(meta) if status != StatusCode::NOT_MODIFIED => {
-                let vary = policy::secondary_key(headers, &f.request);
-                Verdict::Store(Filler::new(cache, f.guard, vary, meta, x.response_time))
+                Verdict::Store(Filler::new(cache, f.guard, f.request, meta, x.response_time))
             }
             _ => {
                 let state = if member_failed {

@@ -7,12 +7,14 @@
 //! reason and line:column.
 
 pub mod cache;
+pub mod compression;
 mod de;
 mod env;
 pub mod error;
 pub mod files;
 mod load;
 pub mod model;
+pub mod overrides;
 mod queue;
 pub mod raw;
 mod scalar;

@@ -124,6 +124,8 @@ pub struct RawCertificate {
 pub struct RawApplication {
     pub path: Leaf,
     pub pool: Leaf,
+    pub cache: Opt<super::cache::RawCache>,
+    pub compression: Opt<super::compression::RawCompression>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +169,7 @@ pub struct RawPool {
     pub failure: Opt<RawFailure>,
     pub farm: Opt<RawFarm>,
     pub cache: Opt<super::cache::RawCache>,
+    pub compression: Opt<super::compression::RawCompression>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

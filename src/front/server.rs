@@ -38,6 +38,8 @@ pub struct State {
     tls: HashMap<SocketAddr, TlsAcceptor>,
     /// Pools' response caches (empty: no lookup on the request path).
     pub caches: crate::cache::Caches,
+    /// Pools' and applications' compression (empty: nothing on the request path).
+    pub compression: crate::compress::Routes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -639,6 +641,7 @@ fn build_state(
         routes,
         tls: tls_map,
         caches,
+        compression: crate::compress::Routes::build(&config),
     })
 }
 
