@@ -636,12 +636,12 @@ fn build_state(
         }
     }
     Ok(State {
+        compression: crate::compress::Routes::build(&config),
         config,
         pools,
         routes,
         tls: tls_map,
         caches,
-        compression: crate::compress::Routes::build(&config),
     })
 }
 
