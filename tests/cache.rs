@@ -582,16 +582,30 @@ pools:
         a = o.addr
     );
     let f = TestFront::start(&yaml).await;
-    for pq in ["/a?cc=max-age%3D60", "/live/a?cc=max-age%3D60", "/own/a?cc=max-age%3D60"] {
+    for pq in [
+        "/a?cc=max-age%3D60",
+        "/live/a?cc=max-age%3D60",
+        "/own/a?cc=max-age%3D60",
+    ] {
         get(f.addr, pq).await;
         get(f.addr, pq).await;
     }
     assert_eq!(o.count("/a?cc=max-age%3D60"), 1, "the pool's cache");
     assert_eq!(o.count("/live/a?cc=max-age%3D60"), 2, "off for /live");
-    assert_eq!(get(f.addr, "/live/a?cc=max-age%3D60").await.h("x-cache"), None);
-    assert_eq!(o.count("/own/a?cc=max-age%3D60"), 1, "its own cache on a pool without");
+    assert_eq!(
+        get(f.addr, "/live/a?cc=max-age%3D60").await.h("x-cache"),
+        None
+    );
+    assert_eq!(
+        o.count("/own/a?cc=max-age%3D60"),
+        1,
+        "its own cache on a pool without"
+    );
     let state = f.front.state();
-    let own = state.caches.of_app("s", "/own").expect("the application's cache");
+    let own = state
+        .caches
+        .of_app("s", "/own")
+        .expect("the application's cache");
     assert_eq!((&*own.pool, own.settings.max_bytes), ("q", 1024 * 1024));
     assert_eq!(own.urls(), 1);
     assert!(state.caches.get("q").is_none(), "pool q itself has none");

@@ -51,7 +51,11 @@ impl Drop for Origin {
 fn q(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| v.replace("%2B", "+").replace("%3D", "=").replace("%2C", ","))
+        (k == key).then(|| {
+            v.replace("%2B", "+")
+                .replace("%3D", "=")
+                .replace("%2C", ",")
+        })
     })
 }
 
@@ -67,7 +71,10 @@ fn answer(req: &Request<Incoming>) -> Response<OriginBody> {
     }
     if let Some(e) = q(&query, "etag") {
         let tag = format!("\"{e}\"");
-        let inm = req.headers().get("if-none-match").and_then(|v| v.to_str().ok());
+        let inm = req
+            .headers()
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok());
         // Weak comparison, as RFC 9110 §13.1.2 has If-None-Match use.
         if inm.is_some_and(|v| v.trim_start_matches("W/") == tag) {
             let r = b.status(304).header("etag", &tag);
@@ -77,7 +84,9 @@ fn answer(req: &Request<Incoming>) -> Response<OriginBody> {
     }
     let body = Bytes::from(text(n));
     if q(&query, "range").is_some() {
-        b = b.status(206).header("content-range", format!("bytes 0-{}/{}", n - 1, n * 2));
+        b = b
+            .status(206)
+            .header("content-range", format!("bytes 0-{}/{}", n - 1, n * 2));
     }
     if q(&query, "chunked").is_some() {
         // Two frames and no length: the front sees an unknown size.
@@ -150,10 +159,12 @@ impl Reply {
     }
 
     fn varies(&self) -> bool {
-        self.headers
-            .get_all("vary")
-            .iter()
-            .any(|v| v.to_str().unwrap().to_ascii_lowercase().contains("accept-encoding"))
+        self.headers.get_all("vary").iter().any(|v| {
+            v.to_str()
+                .unwrap()
+                .to_ascii_lowercase()
+                .contains("accept-encoding")
+        })
     }
 
     /// The body as the client means it: decoded by its `Content-Encoding`.
@@ -170,7 +181,10 @@ async fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
             GzipDecoder::new(body).read_to_end(&mut out).await.unwrap();
         }
         Some("br") => {
-            BrotliDecoder::new(body).read_to_end(&mut out).await.unwrap();
+            BrotliDecoder::new(body)
+                .read_to_end(&mut out)
+                .await
+                .unwrap();
         }
         Some("zstd") => {
             ZstdDecoder::new(body).read_to_end(&mut out).await.unwrap();
@@ -182,11 +196,17 @@ async fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
 
 async fn send(addr: SocketAddr, method: &str, pq: &str, headers: &[(&str, &str)]) -> Reply {
     let mut s = support::h1(addr).await;
-    let mut b = Request::builder().method(method).uri(pq).header("host", "z.test");
+    let mut b = Request::builder()
+        .method(method)
+        .uri(pq)
+        .header("host", "z.test");
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = s.send_request(b.body(support::empty()).unwrap()).await.unwrap();
+    let resp = s
+        .send_request(b.body(support::empty()).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = resp.into_parts();
     Reply {
         status: parts.status,
@@ -211,7 +231,11 @@ async fn each_algorithm_round_trips_and_drops_the_length() {
             assert_eq!(r.h("content-encoding"), Some(coding), "{pq}");
             assert_eq!(r.h("content-length"), None, "the length is the identity's");
             assert!(r.varies(), "{pq}: Vary: Accept-Encoding");
-            assert!(r.body.len() < 20000 / 4, "{coding} shrank it: {}", r.body.len());
+            assert!(
+                r.body.len() < 20000 / 4,
+                "{coding} shrank it: {}",
+                r.body.len()
+            );
             assert_eq!(r.decoded().await, text(20000), "{coding} {pq} round-trips");
         }
     }
@@ -237,7 +261,11 @@ async fn q_values_and_the_servers_order_choose_the_coding() {
         assert!(r.varies(), "{ae}");
         assert_eq!(r.decoded().await, text(5000), "{ae}");
         let sent = o.last_ae.lock().clone();
-        assert_eq!(sent.as_deref(), want, "the member sees only the chosen coding");
+        assert_eq!(
+            sent.as_deref(),
+            want,
+            "the member sees only the chosen coding"
+        );
     }
     // The configured list and its order.
     let only_gzip = "    compression: {algorithms: [gzip]}\n";
@@ -268,9 +296,17 @@ async fn encoded_ranged_small_other_types_and_head_are_left_alone() {
     assert_eq!(png.h("content-encoding"), None);
     assert!(!png.varies());
     let json = get_ae(f.addr, "/j?n=5000&type=application/json", all).await;
-    assert_eq!(json.h("content-encoding"), Some("zstd"), "JSON is in the default list");
+    assert_eq!(
+        json.h("content-encoding"),
+        Some("zstd"),
+        "JSON is in the default list"
+    );
     let nt = get_ae(f.addr, "/nt?n=5000&cc=no-transform", all).await;
-    assert_eq!(nt.h("content-encoding"), None, "Cache-Control: no-transform");
+    assert_eq!(
+        nt.h("content-encoding"),
+        None,
+        "Cache-Control: no-transform"
+    );
     let head = send(f.addr, "HEAD", "/h?n=5000", &[("accept-encoding", all)]).await;
     assert_eq!(head.h("content-encoding"), None);
     assert!(head.body.is_empty());
@@ -284,7 +320,10 @@ async fn vary_is_set_when_the_client_did_not_ask() {
     let r = send(f.addr, "GET", "/plain?n=5000", &[]).await;
     assert_eq!(r.h("content-encoding"), None);
     assert_eq!(r.h("content-length"), Some("5000"));
-    assert!(r.varies(), "a shared cache downstream must not hand this to a gzip client");
+    assert!(
+        r.varies(),
+        "a shared cache downstream must not hand this to a gzip client"
+    );
     assert_eq!(r.body, Bytes::from(text(5000)));
 }
 
@@ -299,7 +338,11 @@ async fn a_strong_etag_is_weakened_and_revalidation_still_matches() {
     assert_eq!(r.h("content-encoding"), Some("br"));
     assert_eq!(r.h("etag"), Some("W/\"v1\""));
     let plain = send(f.addr, "GET", pq, &[]).await;
-    assert_eq!(plain.h("etag"), Some("\"v1\""), "identity keeps the strong tag");
+    assert_eq!(
+        plain.h("etag"),
+        Some("\"v1\""),
+        "identity keeps the strong tag"
+    );
     // The client revalidates its compressed copy: the cache answers 304.
     let cond = [("accept-encoding", "br"), ("if-none-match", "W/\"v1\"")];
     let c = send(f.addr, "GET", pq, &cond).await;
@@ -327,18 +370,34 @@ async fn the_cache_keeps_one_variant_per_coding_and_hits_are_not_recompressed() 
     let f = TestFront::start(&yaml(o.addr, &cached)).await;
     let pq = "/v?n=8000&cc=max-age%3D60";
     let br = get_ae(f.addr, pq, "gzip, deflate, br").await;
-    assert_eq!((br.h("x-cache"), br.h("content-encoding")), (Some("MISS"), Some("br")));
+    assert_eq!(
+        (br.h("x-cache"), br.h("content-encoding")),
+        (Some("MISS"), Some("br"))
+    );
     // Another spelling that picks br is the same variant.
-    let before = roost::compress::metrics::COUNTERS[1].responses.load(Ordering::Relaxed);
+    let before = roost::compress::metrics::COUNTERS[1]
+        .responses
+        .load(Ordering::Relaxed);
     let br2 = get_ae(f.addr, pq, "br;q=1.0, gzip;q=0.5").await;
-    assert_eq!((br2.h("x-cache"), br2.h("content-encoding")), (Some("HIT"), Some("br")));
+    assert_eq!(
+        (br2.h("x-cache"), br2.h("content-encoding")),
+        (Some("HIT"), Some("br"))
+    );
     assert_eq!(br2.body, br.body, "served as stored");
-    let after = roost::compress::metrics::COUNTERS[1].responses.load(Ordering::Relaxed);
+    let after = roost::compress::metrics::COUNTERS[1]
+        .responses
+        .load(Ordering::Relaxed);
     assert_eq!(after, before, "the hit compressed nothing");
     let gz = get_ae(f.addr, pq, "gzip").await;
-    assert_eq!((gz.h("x-cache"), gz.h("content-encoding")), (Some("MISS"), Some("gzip")));
+    assert_eq!(
+        (gz.h("x-cache"), gz.h("content-encoding")),
+        (Some("MISS"), Some("gzip"))
+    );
     let id = send(f.addr, "GET", pq, &[]).await;
-    assert_eq!((id.h("x-cache"), id.h("content-encoding")), (Some("MISS"), None));
+    assert_eq!(
+        (id.h("x-cache"), id.h("content-encoding")),
+        (Some("MISS"), None)
+    );
     for ae in ["br", "gzip", ""] {
         let r = match ae {
             "" => send(f.addr, "GET", pq, &[]).await,
@@ -356,10 +415,16 @@ async fn bytes_in_and_out_are_counted_by_algorithm() {
     let o = Origin::start().await;
     let f = TestFront::start(&yaml(o.addr, ON)).await;
     let c = &roost::compress::metrics::COUNTERS[2];
-    let (in0, out0) = (c.bytes_in.load(Ordering::Relaxed), c.bytes_out.load(Ordering::Relaxed));
+    let (in0, out0) = (
+        c.bytes_in.load(Ordering::Relaxed),
+        c.bytes_out.load(Ordering::Relaxed),
+    );
     let r = get_ae(f.addr, "/m?n=30000", "gzip").await;
     assert_eq!(r.h("content-encoding"), Some("gzip"));
-    let (in1, out1) = (c.bytes_in.load(Ordering::Relaxed), c.bytes_out.load(Ordering::Relaxed));
+    let (in1, out1) = (
+        c.bytes_in.load(Ordering::Relaxed),
+        c.bytes_out.load(Ordering::Relaxed),
+    );
     assert_eq!(in1 - in0, 30000, "in: the identity bytes");
     assert_eq!(out1 - out0, r.body.len() as u64, "out: what was sent");
 }
@@ -405,12 +470,20 @@ pools:
     let f = TestFront::start(&yaml).await;
     let all = "zstd, br, gzip";
     let root = get_ae(f.addr, "/x?n=5000", all).await;
-    assert_eq!(root.h("content-encoding"), Some("zstd"), "the pool's settings");
+    assert_eq!(
+        root.h("content-encoding"),
+        Some("zstd"),
+        "the pool's settings"
+    );
     let raw = get_ae(f.addr, "/raw/x?n=5000", all).await;
     assert_eq!(raw.h("content-encoding"), None, "turned off for /raw");
     assert!(!raw.varies());
     let own = get_ae(f.addr, "/own/x?n=5000&type=application/x-custom", all).await;
-    assert_eq!(own.h("content-encoding"), Some("gzip"), "its own, on a pool without");
+    assert_eq!(
+        own.h("content-encoding"),
+        Some("gzip"),
+        "its own, on a pool without"
+    );
     let own_html = get_ae(f.addr, "/own/y?n=5000", all).await;
     assert_eq!(own_html.h("content-encoding"), None, "its own type list");
 }
@@ -423,7 +496,9 @@ fn a_bad_compression_config_names_the_key_the_value_and_why() {
         "    compression: {algorithms: [gzip, lz4, gzip], types: [text, 'text/*'], minBytes: lots, level: max, enabled: maybe}\n",
         "",
     );
-    let err = roost::config::load_str(&yaml, "test.yaml").unwrap_err().to_string();
+    let err = roost::config::load_str(&yaml, "test.yaml")
+        .unwrap_err()
+        .to_string();
     for want in [
         "pools.p.compression.algorithms[1]",
         "unknown algorithm",
@@ -448,8 +523,13 @@ pools:
   p:
     farm: {servers: [{address: "127.0.0.1:9"}]}
 "#;
-    let err = roost::config::load_str(app, "test.yaml").unwrap_err().to_string();
-    for want in ["sites[0].applications[0].cache.maxBytes", "sites[0].applications[0].compression"] {
+    let err = roost::config::load_str(app, "test.yaml")
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "sites[0].applications[0].cache.maxBytes",
+        "sites[0].applications[0].compression",
+    ] {
         assert!(err.contains(want), "{want:?} missing from:\n{err}");
     }
 }

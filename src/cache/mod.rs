@@ -196,7 +196,10 @@ impl Caches {
 
     /// Every cache of `pool` (its own and its applications').
     pub fn of_pool(&self, pool: &str) -> Vec<Arc<Cache>> {
-        self.all().into_iter().filter(|c| &*c.pool == pool).collect()
+        self.all()
+            .into_iter()
+            .filter(|c| &*c.pool == pool)
+            .collect()
     }
 
     /// Sorted by pool name, then application.

@@ -38,8 +38,14 @@ pub fn encode_metrics(encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let c = &COUNTERS[a.index()];
         let n = |x: &AtomicU64| Value::Counter(x.load(Ordering::Relaxed));
         let alg = a.token();
-        bytes.push(l(&[("algorithm", alg), ("direction", "in")]), n(&c.bytes_in));
-        bytes.push(l(&[("algorithm", alg), ("direction", "out")]), n(&c.bytes_out));
+        bytes.push(
+            l(&[("algorithm", alg), ("direction", "in")]),
+            n(&c.bytes_in),
+        );
+        bytes.push(
+            l(&[("algorithm", alg), ("direction", "out")]),
+            n(&c.bytes_out),
+        );
         responses.push(l(&[("algorithm", alg)]), n(&c.responses));
     }
     bytes.encode(encoder)?;

@@ -114,7 +114,10 @@ impl Plan {
         h.remove(header::CONTENT_LENGTH);
         // Ranges of the compressed form are not offered (roost cannot serve them).
         h.remove(header::ACCEPT_RANGES);
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(a.token()));
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(a.token()),
+        );
         weaken_etag(h);
         resp.map(|b| encode::encode(b, a, self.settings.level))
     }
@@ -171,7 +174,12 @@ fn type_listed(h: &HeaderMap, types: &[String]) -> bool {
     let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if media == "text/event-stream" {
         return false;
     }
@@ -222,8 +230,10 @@ mod tests {
         r.headers_mut()
             .insert(header::CONTENT_TYPE, ct.parse().unwrap());
         for (k, v) in extra {
-            r.headers_mut()
-                .append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            r.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         r
     }
@@ -240,11 +250,20 @@ mod tests {
     #[test]
     fn what_is_compressible() {
         let s = settings(4);
-        assert!(compressible(&resp("text/html; charset=utf-8", &[], "hello"), &s));
-        assert!(compressible(&resp("Application/JSON", &[], "{\"a\":1}"), &s));
+        assert!(compressible(
+            &resp("text/html; charset=utf-8", &[], "hello"),
+            &s
+        ));
+        assert!(compressible(
+            &resp("Application/JSON", &[], "{\"a\":1}"),
+            &s
+        ));
         assert!(!compressible(&resp("image/png", &[], "hello"), &s));
         assert!(!compressible(&resp("text/event-stream", &[], "hello"), &s));
-        assert!(!compressible(&resp("text/plain", &[], "hi"), &s), "under minBytes");
+        assert!(
+            !compressible(&resp("text/plain", &[], "hi"), &s),
+            "under minBytes"
+        );
         let enc = [("content-encoding", "gzip")];
         assert!(!compressible(&resp("text/plain", &enc, "hello"), &s));
         let nt = [("cache-control", "public, no-transform")];

@@ -152,9 +152,8 @@ fn types(c: &RawCompression, path: &str, ctx: &mut Ctx<'_>) -> Vec<String> {
 fn check_type(t: &str) -> Result<(), &'static str> {
     let token = |s: &str| {
         !s.is_empty()
-            && s.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b)
-            })
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
     };
     match t.split_once('/') {
         Some((top, "*")) if token(top) => Ok(()),

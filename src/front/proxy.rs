@@ -191,13 +191,16 @@ fn spawn_refresh(front: &Arc<Front>, conn: ConnInfo, req: Request<Body>) {
     });
 }
 
+/// A routed request's pool, and its application's (or pool's) cache and compression.
+type Routed = (
+    Arc<Pool>,
+    Option<Arc<Cache>>,
+    Option<Arc<CompressionSettings>>,
+);
+
 /// The pool the request's host and path route to, and the cache and compression of its
 /// application or pool (without either configured, one branch each).
-fn route(
-    front: &Front,
-    conn: &ConnInfo,
-    req: &Request<Body>,
-) -> Option<(Arc<Pool>, Option<Arc<Cache>>, Option<Arc<CompressionSettings>>)> {
+fn route(front: &Front, conn: &ConnInfo, req: &Request<Body>) -> Option<Routed> {
     let state = front.state();
     let host = headers::request_host(req);
     let route = state
