@@ -114,16 +114,20 @@ def coalescing(port, slow, key):
 
 
 def origin_conf(d, port):
+    # Bodies are files: nginx refuses a `return` string over 4 KiB.
+    os.makedirs(f"{d}/files", exist_ok=True)
     locs = []
     for name, n in SIZES.items():
-        body = "x" * n
+        with open(f"{d}/files/{name}", "w") as f:
+            f.write("x" * n)
         locs.append(f"""
         location = /obj/{name} {{
+            etag off;
             add_header Cache-Control "max-age=3600";
             add_header ETag '"{name}"';
-            return 200 '{body}';
+            alias {d}/files/{name};
         }}
-        location = /nocache/{name} {{ return 200 '{body}'; }}""")
+        location = /nocache/{name} {{ etag off; add_header Last-Modified ""; alias {d}/files/{name}; }}""")
     return f"""
 worker_processes 1; daemon off; pid {d}/origin.pid; error_log {d}/origin-error.log warn;
 events {{ worker_connections 4096; }}
@@ -203,10 +207,12 @@ def wait_ready(port, seconds=30):
     sys.exit(f"port {port} never answered")
 
 
-def origin_requests(d):
+def origin_requests(d, path):
+    """Origin requests for `path` so far (by path: a previous run's last requests are
+    still logged as it ends)."""
     try:
         with open(f"{d}/origin-access.log") as f:
-            return sum(1 for _ in f)
+            return sum(1 for line in f if f" {path} " in line)
     except OSError:
         return 0
 
@@ -226,6 +232,7 @@ def wrk(port, path, conns, pids):
 
 def main():
     d = tempfile.mkdtemp(prefix="roost-cache-bench-", dir="/dev/shm")
+    os.chmod(d, 0o755)  # nginx's workers (www-data when run as root) read the bodies
     o, n, r, a = free_port(), free_port(), free_port(), free_port()
     procs = []
 
@@ -256,10 +263,11 @@ def main():
         for rep in range(REPS):
             for sc, kind, size, conns in SCENARIOS:
                 for tname, (port, pids) in targets.items():
-                    before = origin_requests(d)
-                    res = wrk(port, f"/{kind}/{size}", conns, pids())
+                    path = f"/{kind}/{size}"
+                    before = origin_requests(d, path)
+                    res = wrk(port, path, conns, pids())
                     if kind == "obj":
-                        res["origin_requests"] = origin_requests(d) - before
+                        res["origin_requests"] = origin_requests(d, path) - before
                     results.setdefault((sc, tname), []).append(res)
                     print(f"rep {rep} {sc:24} {tname:6} {res}", file=sys.stderr)
         coalesced = {}
