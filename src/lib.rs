@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod body;
 pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod error;
 pub mod farm;

@@ -81,6 +81,7 @@ impl Collector for RoostCollector {
         drop(state);
         encode_upstream(&mut encoder)?;
         crate::cache::admin::encode_metrics(&front.state().caches, &mut encoder)?;
+        crate::compress::encode_metrics(&mut encoder)?;
         encode_front_connections(&front.connections().snapshot(), &mut encoder)?;
         encode_front_threads(front.threads(), &mut encoder)?;
         encode_workers(&self.sampler, &mut encoder)

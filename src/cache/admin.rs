@@ -30,10 +30,13 @@ pub enum PurgeError {
 /// Apply a purge; the number of URLs removed.
 pub fn purge(caches: &Caches, p: &Purge) -> Result<usize, PurgeError> {
     let targets: Vec<std::sync::Arc<Cache>> = match &p.pool {
-        Some(name) => vec![caches
-            .get(name)
-            .cloned()
-            .ok_or_else(|| PurgeError::NoCache(name.clone()))?],
+        Some(name) => {
+            let of = caches.of_pool(name);
+            if of.is_empty() {
+                return Err(PurgeError::NoCache(name.clone()));
+            }
+            of
+        }
         None => caches.all(),
     };
     let removed = match (&p.key, &p.prefix) {
@@ -51,6 +54,7 @@ pub fn json(c: &Cache) -> Json {
     let k = &c.counters;
     json!({
         "pool": &*c.pool,
+        "application": c.app.as_deref(),
         "bytes": c.bytes(),
         "maxBytes": c.settings.max_bytes,
         "urls": c.urls(),
@@ -101,7 +105,7 @@ pub fn encode_metrics(caches: &Caches, encoder: &mut DescriptorEncoder) -> std::
         MetricType::Counter,
     );
     for c in caches.all() {
-        let pool = &*c.pool;
+        let id = |extra: &[(&'static str, &str)]| labels_of(&c, extra);
         let k = &c.counters;
         for (result, a) in [
             ("hit", &k.hit),
@@ -112,20 +116,27 @@ pub fn encode_metrics(caches: &Caches, encoder: &mut DescriptorEncoder) -> std::
             ("pass", &k.pass),
         ] {
             requests.push(
-                l(&[("pool", pool), ("result", result)]),
+                id(&[("result", result)]),
                 Value::Counter(a.load(Ordering::Relaxed)),
             );
         }
-        bytes.push(l(&[("pool", pool)]), Value::Gauge(c.bytes() as i64));
-        max.push(
-            l(&[("pool", pool)]),
-            Value::Gauge(c.settings.max_bytes as i64),
-        );
-        objects.push(l(&[("pool", pool)]), Value::Gauge(c.urls() as i64));
-        evictions.push(l(&[("pool", pool)]), Value::Counter(c.evictions()));
+        bytes.push(id(&[]), Value::Gauge(c.bytes() as i64));
+        max.push(id(&[]), Value::Gauge(c.settings.max_bytes as i64));
+        objects.push(id(&[]), Value::Gauge(c.urls() as i64));
+        evictions.push(id(&[]), Value::Counter(c.evictions()));
     }
     for f in [&requests, &bytes, &max, &objects, &evictions] {
         f.encode(encoder)?;
     }
     Ok(())
+}
+
+/// `pool`, `application` for an application's own cache, then `extra`.
+fn labels_of(c: &Cache, extra: &[(&'static str, &str)]) -> crate::metrics_text::Labels {
+    let mut v = vec![("pool", &*c.pool)];
+    if let Some(app) = &c.app {
+        v.push(("application", &**app));
+    }
+    v.extend_from_slice(extra);
+    l(&v)
 }

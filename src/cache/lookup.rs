@@ -363,10 +363,13 @@ impl Ticket {
             response_time: SystemTime::now(),
         };
         match policy::storable(&x, &cache.settings) {
-            Ok(meta) if status != StatusCode::NOT_MODIFIED => {
-                let vary = policy::secondary_key(headers, &f.request);
-                Verdict::Store(Filler::new(cache, f.guard, vary, meta, x.response_time))
-            }
+            Ok(meta) if status != StatusCode::NOT_MODIFIED => Verdict::Store(Filler::new(
+                cache,
+                f.guard,
+                f.request,
+                meta,
+                x.response_time,
+            )),
             _ => {
                 let state = if member_failed {
                     FillState::Failed

@@ -15,6 +15,7 @@ pub mod fill;
 pub mod lookup;
 pub mod policy;
 pub mod respond;
+pub mod scoped;
 pub mod store;
 mod tee;
 
@@ -47,9 +48,11 @@ impl Counters {
     }
 }
 
-/// One pool's cache.
+/// One pool's cache, or one application's (its own `cache:` section).
 pub struct Cache {
     pub pool: Arc<str>,
+    /// `site/path` for an application's own cache (metrics label `application`).
+    pub app: Option<Arc<str>>,
     pub settings: CacheSettings,
     store: store::Store,
     fills: Arc<fill::Fills>,
@@ -63,8 +66,14 @@ const FREQUENT_MAX: usize = 65_536;
 
 impl Cache {
     pub fn new(pool: &str, settings: CacheSettings) -> Arc<Cache> {
+        Cache::with_app(pool, None, settings)
+    }
+
+    /// An application's own cache (`app` is `site/path`).
+    pub fn with_app(pool: &str, app: Option<&str>, settings: CacheSettings) -> Arc<Cache> {
         Arc::new(Cache {
             pool: Arc::from(pool),
+            app: app.map(Arc::from),
             store: store::Store::new(settings.max_bytes, settings.max_object_bytes),
             settings,
             fills: Arc::default(),
@@ -119,42 +128,84 @@ impl Cache {
     }
 }
 
-/// Every pool's cache, by pool name; kept across reloads while a pool's settings stay.
+/// Every pool's cache and every application's own, by the route; kept across reloads
+/// while a cache's settings (and pool) stay.
 #[derive(Default, Clone)]
 pub struct Caches {
-    by_pool: HashMap<Arc<str>, Arc<Cache>>,
+    scoped: scoped::Scoped<Arc<Cache>>,
 }
 
 impl Caches {
-    /// Caches for `config`'s pools, reusing `old`'s where the settings did not change.
+    /// Caches for `config`'s pools and applications, reusing `old`'s where the settings
+    /// did not change.
     pub fn build(config: &Config, old: Option<&Caches>) -> Caches {
-        let mut by_pool = HashMap::new();
+        let mut scoped = scoped::Scoped::default();
         for (name, p) in &config.pools {
             let Some(settings) = &p.cache else { continue };
             let kept = old
-                .and_then(|o| o.by_pool.get(name.as_str()))
+                .and_then(|o| o.scoped.pool(name))
                 .filter(|c| &c.settings == settings)
                 .cloned();
             let cache = kept.unwrap_or_else(|| Cache::new(name, settings.clone()));
-            by_pool.insert(Arc::from(name.as_str()), cache);
+            scoped.set_pool(name, cache);
         }
-        Caches { by_pool }
+        for ((site, path), r) in &config.responses.applications {
+            use crate::config::overrides::Override;
+            let cache = match &r.cache {
+                Override::Inherit => continue,
+                Override::Off => None,
+                Override::On(settings) => {
+                    let Some(pool) = scoped::app_pool(config, site, path) else {
+                        continue;
+                    };
+                    let kept = old
+                        .and_then(|o| o.scoped.app(site, path).cloned().flatten())
+                        .filter(|c| &c.settings == settings && &*c.pool == pool);
+                    let label = format!("{site}{path}");
+                    Some(kept.unwrap_or_else(|| {
+                        Cache::with_app(pool, Some(label.as_str()), settings.clone())
+                    }))
+                }
+            };
+            scoped.set_app(site, path, cache);
+        }
+        Caches { scoped }
     }
 
-    /// No pool has a cache: the request path skips the cache with this one branch.
+    /// No pool or application has a cache: the request path skips the cache with this
+    /// one branch.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.by_pool.is_empty()
+        self.scoped.is_empty()
     }
 
+    /// The cache a request routed to `app_path` of `site` in `pool` uses.
+    pub fn for_route(&self, site: &str, app_path: &str, pool: &str) -> Option<&Arc<Cache>> {
+        self.scoped.get(site, app_path, pool)
+    }
+
+    /// The pool's own cache.
     pub fn get(&self, pool: &str) -> Option<&Arc<Cache>> {
-        self.by_pool.get(pool)
+        self.scoped.pool(pool)
     }
 
-    /// Sorted by pool name.
+    /// An application's own cache (`None` also when it has none or turned it off).
+    pub fn of_app(&self, site: &str, path: &str) -> Option<&Arc<Cache>> {
+        self.scoped.app(site, path).and_then(Option::as_ref)
+    }
+
+    /// Every cache of `pool` (its own and its applications').
+    pub fn of_pool(&self, pool: &str) -> Vec<Arc<Cache>> {
+        self.all()
+            .into_iter()
+            .filter(|c| &*c.pool == pool)
+            .collect()
+    }
+
+    /// Sorted by pool name, then application.
     pub fn all(&self) -> Vec<Arc<Cache>> {
-        let mut v: Vec<_> = self.by_pool.values().cloned().collect();
-        v.sort_by(|a, b| a.pool.cmp(&b.pool));
+        let mut v: Vec<_> = self.scoped.values().cloned().collect();
+        v.sort_by(|a, b| (&a.pool, &a.app).cmp(&(&b.pool, &b.app)));
         v
     }
 }

@@ -309,11 +309,16 @@ pub fn vary_matches(key: &SecondaryKey, request: &HeaderMap) -> bool {
 }
 
 /// §3.2/§4.3.4: a 304 updates the stored head: every field it carries replaces the
-/// stored one, except `Content-Length` (and roost's framing fields).
+/// stored one, except `Content-Length` (and roost's framing fields). A stored weak
+/// `ETag` that the 304 repeats in its strong form stays weak: the front weakened it
+/// when it compressed the stored body, which the member's tag does not describe.
 pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let mut out = stored.clone();
     for name in not_modified.keys() {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        if name == header::ETAG && weak_form_of(stored.get(name), not_modified.get(name)) {
             continue;
         }
         out.remove(name);
@@ -322,6 +327,14 @@ pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+/// Whether `stored` is `W/` followed by `new`.
+fn weak_form_of(stored: Option<&HeaderValue>, new: Option<&HeaderValue>) -> bool {
+    match (stored, new) {
+        (Some(s), Some(n)) => s.as_bytes().strip_prefix(b"W/") == Some(n.as_bytes()),
+        _ => false,
+    }
 }
 
 /// Weak comparison of entity tags (RFC 9110 §8.8.3.2) against an `If-None-Match` list.

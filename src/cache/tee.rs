@@ -3,7 +3,7 @@
 //! `maxObjectBytes` the kept chunks are dropped and the rest simply streams.
 
 use super::fill::{FillGuard, FillState};
-use super::policy::{Meta, SecondaryKey};
+use super::policy::{secondary_key, Meta};
 use super::respond::Status;
 use super::store::Object;
 use super::Cache;
@@ -20,7 +20,8 @@ use std::time::SystemTime;
 pub struct Filler {
     cache: Arc<Cache>,
     guard: FillGuard,
-    vary: SecondaryKey,
+    /// The request's head, for the `Vary` secondary key of what gets stored.
+    request: HeaderMap,
     meta: Meta,
     wall: SystemTime,
 }
@@ -29,21 +30,23 @@ impl Filler {
     pub(super) fn new(
         cache: Arc<Cache>,
         guard: FillGuard,
-        vary: SecondaryKey,
+        request: HeaderMap,
         meta: Meta,
         wall: SystemTime,
     ) -> Filler {
         Filler {
             cache,
             guard,
-            vary,
+            request,
             meta,
             wall,
         }
     }
 
     /// Wrap the response (its head as the client gets it) so its body is stored as it
-    /// streams; one that announces more than `maxObjectBytes` streams untouched.
+    /// streams; one that announces more than `maxObjectBytes` streams untouched. The
+    /// secondary key comes from this head's `Vary`, which front compression may have
+    /// extended beyond the member's.
     pub fn tee(self, resp: Response<Body>) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
         let max = self.cache.settings.max_object_bytes;
@@ -161,7 +164,8 @@ fn store(pending: Option<Pending>, chunks: Vec<Bytes>) {
         }
     };
     let f = p.filler;
-    let obj = Object::new(p.status, p.headers, body, f.vary, f.meta, f.wall);
+    let vary = secondary_key(&p.headers, &f.request);
+    let obj = Object::new(p.status, p.headers, body, vary, f.meta, f.wall);
     f.cache.insert(f.guard.key(), obj);
     f.guard.finish(FillState::Stored);
 }

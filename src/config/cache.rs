@@ -1,4 +1,5 @@
-//! `pools.<name>.cache`: the front's response cache for one pool (DESIGN.md §4), from
+//! `pools.<name>.cache` (or an application's `cache`, `overrides.rs`): the front's
+//! response cache for one pool or application (DESIGN.md §4), from
 //! its raw keys to the validated [`CacheSettings`]. Self-contained: the raw type, its
 //! schema, the model type and the validation live here; `raw.rs`, `model.rs` and
 //! `validate.rs` each only name them.
@@ -12,6 +13,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawCache {
+    pub enabled: Leaf,
     pub max_bytes: Leaf,
     pub max_object_bytes: Leaf,
     pub max_variants: Leaf,
@@ -73,8 +75,20 @@ pub enum ClientNoCache {
 
 const MIB: u64 = 1024 * 1024;
 
+/// Validate a `cache:` section at `path`: `None` when it says `enabled: false` (an
+/// application turning its pool's cache off).
+pub(super) fn validate_section(
+    c: &RawCache,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<CacheSettings> {
+    let enabled = ctx.boolean(&c.enabled, &format!("{path}.enabled"), true);
+    let settings = validate(c, path, ctx);
+    enabled.then_some(settings)
+}
+
 /// Validate `cache` at `path`.
-pub(super) fn validate(c: &RawCache, path: &str, ctx: &mut Ctx<'_>) -> CacheSettings {
+fn validate(c: &RawCache, path: &str, ctx: &mut Ctx<'_>) -> CacheSettings {
     let max_bytes = bytes(ctx, &c.max_bytes, &format!("{path}.maxBytes"), 64 * MIB);
     let mop = format!("{path}.maxObjectBytes");
     let mut max_object_bytes = bytes(ctx, &c.max_object_bytes, &mop, 256 * 1024);

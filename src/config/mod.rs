@@ -7,6 +7,7 @@
 //! reason and line:column.
 
 pub mod cache;
+pub mod compression;
 mod de;
 mod env;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod files;
 mod load;
 pub mod model;
 pub mod ordering;
+pub mod overrides;
 mod priority;
 mod queue;
 pub mod raw;

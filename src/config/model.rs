@@ -21,6 +21,8 @@ pub struct Config {
     pub diagnose: Diagnose,
     /// Front threads (`workers: auto | N`): `Auto` is the CPUs this process may use.
     pub workers: Workers,
+    /// Compression by pool; applications' own `cache` / `compression` (`overrides.rs`).
+    pub responses: super::overrides::Responses,
 }
 
 /// How many front threads serve connections.

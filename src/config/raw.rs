@@ -124,6 +124,8 @@ pub struct RawCertificate {
 pub struct RawApplication {
     pub path: Leaf,
     pub pool: Leaf,
+    pub cache: Opt<super::cache::RawCache>,
+    pub compression: Opt<super::compression::RawCompression>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +172,7 @@ pub struct RawPool {
     pub farm: Opt<RawFarm>,
     pub cache: Opt<super::cache::RawCache>,
     pub ordering: Opt<super::ordering::RawOrdering>,
+    pub compression: Opt<super::compression::RawCompression>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,8 @@ use super::record::{CloseConnection, ConnInfo, RequestRecord};
 use super::serving::Serving;
 use crate::body::{self, Body, BoxError};
 use crate::cache::{Cache, Lookup, Status as CacheStatus, Ticket, Verdict};
+use crate::compress::{self, Plan};
+use crate::config::compression::CompressionSettings;
 use crate::error::{Reason, REASON_HEADER_NAME};
 use crate::farm::request as farm_request;
 use crate::pool::{Lease, PickKey, Pool, QueueTag, RequestFacts, Turn};
@@ -90,7 +92,7 @@ pub(super) async fn handle(
     front: Arc<Serving>,
     conn: ConnInfo,
     in_flight: Option<InFlight>,
-    req: Request<Body>,
+    mut req: Request<Body>,
 ) -> Result<Response<Body>, BoxError> {
     let started = Instant::now();
     let mut rec = RequestRecord::of(&req, &conn);
@@ -98,19 +100,29 @@ pub(super) async fn handle(
         tracing::debug!(?why, peer = %conn.peer, "bad request");
         return front.refuse(rec, started, Reason::BadRequest, None);
     }
-    let Some((pool, cache, tag)) = route(&front, &conn, &req) else {
+    let Some(Routed {
+        pool,
+        cache,
+        zip,
+        tag,
+    }) = route(&front, &conn, &req)
+    else {
         return front.refuse(rec, started, Reason::NoRoute, None);
     };
     rec.pool = Some(pool.name_arc());
+    // Negotiated before the cache looks: it keys variants by the chosen coding.
+    let zip = zip.map(|s| Plan::negotiate(&mut req, s));
     // The cache answers before the pool's admission: a hit never takes a queue slot.
     let mut ticket = None;
     if let Some(cache) = cache {
         match cache.lookup(&req, headers::request_host(&req)).await {
             Lookup::Serve(resp, status) => {
-                return Ok(front.served(rec, started, &pool, resp, status))
+                let resp = compress::apply(&zip, resp);
+                return Ok(front.served(rec, started, &pool, resp, status));
             }
             Lookup::Refresh(resp, t) => {
                 spawn_refresh(&front, conn, t.refresh_request(&req));
+                let resp = compress::apply(&zip, resp);
                 return Ok(front.served(rec, started, &pool, resp, CacheStatus::Stale));
             }
             Lookup::Fetch(t) => ticket = Some(t),
@@ -138,6 +150,7 @@ pub(super) async fn handle(
                     Verdict::Answer(answer, status) => {
                         let mut lease = lease;
                         lease.complete_at(Instant::now());
+                        let answer = compress::apply(&zip, answer);
                         return Ok(front.served(rec, started, &pool, answer, status));
                     }
                     v => after = Some(v),
@@ -155,13 +168,18 @@ pub(super) async fn handle(
                 resp,
                 up.client_upgrade,
             );
+            // Compressed before the cache stores it (one variant per coding).
+            let resp = compress::apply(&zip, resp);
             Ok(match after {
                 Some(v) => v.apply(resp),
                 None => resp,
             })
         }
         Err(Stop::Refuse(reason)) => match ticket.and_then(Ticket::on_error) {
-            Some(stale) => Ok(front.served(rec, started, &pool, stale, CacheStatus::Stale)),
+            Some(stale) => {
+                let stale = compress::apply(&zip, stale);
+                Ok(front.served(rec, started, &pool, stale, CacheStatus::Stale))
+            }
             None => front.refuse(rec, started, reason, Some(&pool)),
         },
         Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),
@@ -180,12 +198,20 @@ fn spawn_refresh(front: &Arc<Serving>, conn: ConnInfo, req: Request<Body>) {
     });
 }
 
-/// What [`route`] resolves: the pool, its cache, the request's queue tag.
-type Routed = (Arc<Pool>, Option<Arc<Cache>>, Option<QueueTag>);
+/// What [`route`] resolves for a request.
+struct Routed {
+    pool: Arc<Pool>,
+    /// Its application's (or pool's) cache.
+    cache: Option<Arc<Cache>>,
+    /// Its application's (or pool's) compression.
+    zip: Option<Arc<CompressionSettings>>,
+    /// Its place in the pool's queue (`None` unless the pool has `priorities` or
+    /// `fairness`).
+    tag: Option<QueueTag>,
+}
 
-/// The pool the request's host and path route to, the pool's cache if it has one
-/// (without caches configured, one branch), and the request's place in the pool's queue
-/// (`None` unless the pool has `priorities` or `fairness`).
+/// The pool the request's host and path route to, the cache and compression of its
+/// application or pool (without either configured, one branch each), and its queue tag.
 fn route(front: &Serving, conn: &ConnInfo, req: &Request<Body>) -> Option<Routed> {
     let state = front.state();
     let host = headers::request_host(req);
@@ -203,9 +229,21 @@ fn route(front: &Serving, conn: &ConnInfo, req: &Request<Body>) -> Option<Routed
     let cache = if state.caches.is_empty() {
         None
     } else {
-        state.caches.get(pool.name()).cloned()
+        let (site, app) = (route.site, route.app_path);
+        state.caches.for_route(site, app, pool.name()).cloned()
     };
-    Some((pool, cache, tag))
+    let zip = if state.compression.is_empty() {
+        None
+    } else {
+        let (site, app) = (route.site, route.app_path);
+        state.compression.for_route(site, app, pool.name()).cloned()
+    };
+    Some(Routed {
+        pool,
+        cache,
+        zip,
+        tag,
+    })
 }
 
 /// The request as it goes to members: the client's head minus hop-by-hop headers (kept

@@ -23,6 +23,8 @@ pub struct State {
     tls: HashMap<SocketAddr, TlsAcceptor>,
     /// Pools' response caches (empty: no lookup on the request path).
     pub caches: crate::cache::Caches,
+    /// Pools' and applications' compression (empty: nothing on the request path).
+    pub compression: crate::compress::Routes,
 }
 
 /// Why the front could not start, or a reload was refused.
@@ -140,6 +142,7 @@ pub(super) fn build_state(
         }
     }
     Ok(State {
+        compression: crate::compress::Routes::build(&config),
         config,
         pools,
         routes,

@@ -559,3 +559,62 @@ async fn admin_api_ctl_purge_and_metrics() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("has no cache"));
 }
+
+#[tokio::test]
+async fn an_application_cache_overrides_or_turns_off_its_pools() {
+    let o = Origin::start().await;
+    let yaml = format!(
+        r#"
+sites:
+  - name: s
+    bindings: [{{listen: "127.0.0.1:0"}}]
+    applications:
+      - {{path: /, pool: p}}
+      - {{path: /live, pool: p, cache: {{enabled: false}}}}
+      - {{path: /own/, pool: q, cache: {{xCache: true, maxBytes: 1MiB}}}}
+pools:
+  p:
+    cache: {{xCache: true}}
+    farm: {{servers: [{{address: "{a}"}}]}}
+  q:
+    farm: {{servers: [{{address: "{a}"}}]}}
+"#,
+        a = o.addr
+    );
+    let f = TestFront::start(&yaml).await;
+    for pq in [
+        "/a?cc=max-age%3D60",
+        "/live/a?cc=max-age%3D60",
+        "/own/a?cc=max-age%3D60",
+    ] {
+        get(f.addr, pq).await;
+        get(f.addr, pq).await;
+    }
+    assert_eq!(o.count("/a?cc=max-age%3D60"), 1, "the pool's cache");
+    assert_eq!(o.count("/live/a?cc=max-age%3D60"), 2, "off for /live");
+    assert_eq!(
+        get(f.addr, "/live/a?cc=max-age%3D60").await.h("x-cache"),
+        None
+    );
+    assert_eq!(
+        o.count("/own/a?cc=max-age%3D60"),
+        1,
+        "its own cache on a pool without"
+    );
+    let state = f.front.state();
+    let own = state
+        .caches
+        .of_app("s", "/own")
+        .expect("the application's cache");
+    assert_eq!((&*own.pool, own.settings.max_bytes), ("q", 1024 * 1024));
+    assert_eq!(own.urls(), 1);
+    assert!(state.caches.get("q").is_none(), "pool q itself has none");
+    // A purge of pool q reaches its application's cache.
+    let p = roost::cache::admin::Purge {
+        pool: Some("q".into()),
+        prefix: Some(String::new()),
+        key: None,
+    };
+    assert_eq!(roost::cache::admin::purge(&state.caches, &p), Ok(1));
+    assert_eq!(own.urls(), 0);
+}

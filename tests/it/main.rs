@@ -12,6 +12,7 @@ mod support;
 mod admin;
 mod cache;
 mod cli;
+mod compression;
 mod config;
 mod config_files;
 mod dashboard;

@@ -50,6 +50,7 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
     let log = validate_log(raw, ctx);
     let workers = validate_workers(&raw.workers, ctx);
     let diagnose = validate_diagnose(raw, ctx);
+    let responses = crate::config::overrides::validate(raw, ctx);
     Config {
         sites,
         pools,
@@ -58,6 +59,7 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
         log,
         workers,
         diagnose,
+        responses,
     }
 }
 

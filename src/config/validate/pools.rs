@@ -75,7 +75,7 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
         initialization_pages,
         cache: ctx
             .nested(&rp.cache, &format!("{pp}.cache"), "a map")
-            .map(|c| crate::config::cache::validate(c, &format!("{pp}.cache"), ctx)),
+            .and_then(|c| crate::config::cache::validate_section(c, &format!("{pp}.cache"), ctx)),
         ordering: ctx
             .nested(&rp.ordering, &format!("{pp}.ordering"), "a map")
             .and_then(|o| crate::config::ordering::validate(o, &format!("{pp}.ordering"), ctx)),
