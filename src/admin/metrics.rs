@@ -145,96 +145,160 @@ struct PoolFamilies<'a> {
     farm_healthy: Family<'a>,
 }
 
+/// Name, help and type of each pool family (DESIGN.md section 4).
+type Meta = (&'static str, &'static str, MetricType);
+
+const QUEUE_LENGTH: Meta = (
+    "pool_queue_length",
+    "Requests waiting in the pool's queue (HTTP.sys CurrentQueueSize).",
+    MetricType::Gauge,
+);
+
+const QUEUE_LIMIT: Meta = (
+    "pool_queue_limit",
+    "The pool's queueLength.",
+    MetricType::Gauge,
+);
+
+const SHEDDING: Meta = (
+    "pool_queue_shedding",
+    "1 while the pool's adaptive queue discipline sheds (its queue stood above the target delay).",
+    MetricType::Gauge,
+);
+
+const SHEDDING_SECONDS: Meta = (
+    "pool_queue_shedding_seconds",
+    "How long the adaptive discipline has been shedding (0 while it is not).",
+    MetricType::Gauge,
+);
+
+const DISCIPLINE: Meta = (
+    "pool_queue_discipline",
+    "1 for the pool's queueDiscipline (fifo or adaptive).",
+    MetricType::Gauge,
+);
+
+const SHEDS: Meta = (
+    "pool_queue_sheds",
+    "Queued requests shed (503/429 Shed), by cause: overload (adaptive cap), stale (waited over twice the target), priority (a higher class took the place), fairness (a sub-queue under its share took the place).",
+    MetricType::Counter,
+);
+
+const CLASS_LENGTH: Meta = (
+    "pool_class_queue_length",
+    "Requests waiting in the pool's queue, by priority class.",
+    MetricType::Gauge,
+);
+
+const CLASS_WAIT: Meta = (
+    "pool_class_queue_wait_seconds",
+    "Time requests waited in the queue, by priority class.",
+    MetricType::Histogram,
+);
+
+const OLDEST: Meta = (
+    "pool_queue_oldest_seconds",
+    "Age of the oldest queued request (MaxQueueItemAge).",
+    MetricType::Gauge,
+);
+
+const ARRIVALS: Meta = (
+    "pool_arrivals",
+    "Requests that arrived at the pool (ArrivalRate).",
+    MetricType::Counter,
+);
+
+const RETRIES: Meta = (
+    "pool_retries",
+    "Retries of requests on another member (not counted as arrivals).",
+    MetricType::Counter,
+);
+
+const REJECTED: Meta = (
+    "pool_rejected",
+    "Requests the pool refused or its members failed to answer, by reason.",
+    MetricType::Counter,
+);
+
+const QUEUE_WAIT: Meta = (
+    "pool_queue_wait_seconds",
+    "Time requests waited in the queue.",
+    MetricType::Histogram,
+);
+
+const ACTIVE: Meta = (
+    "pool_active_requests",
+    "Requests holding a slot.",
+    MetricType::Gauge,
+);
+
+const STATE: Meta = (
+    "pool_state",
+    "1 for the pool's current state.",
+    MetricType::Gauge,
+);
+
+const WORKERS: Meta = (
+    "pool_workers",
+    "Members serving the pool (worker processes or farm servers).",
+    MetricType::Gauge,
+);
+
+const STARTS: Meta = (
+    "pool_worker_starts",
+    "Worker processes started.",
+    MetricType::Counter,
+);
+
+const FAILURES: Meta = (
+    "pool_worker_failures",
+    "Worker failures by kind (crash, startup, ping).",
+    MetricType::Counter,
+);
+
+const RECYCLES: Meta = (
+    "pool_recycles",
+    "Worker recycles by reason.",
+    MetricType::Counter,
+);
+
+const DURATION: Meta = (
+    "request_duration_seconds",
+    "Whole request time as the client saw it, by status class.",
+    MetricType::Histogram,
+);
+
+const FARM_HEALTHY: Meta = (
+    "farm_server_healthy",
+    "1 when a farm server passes its health checks and is not ejected.",
+    MetricType::Gauge,
+);
+
 impl<'a> PoolFamilies<'a> {
     fn new() -> Self {
-        use MetricType::{Counter, Gauge, Histogram};
-        let f = Family::new;
+        let f = |(name, help, kind): Meta| Family::new(name, help, kind);
         PoolFamilies {
-            queue_length: f(
-                "pool_queue_length",
-                "Requests waiting in the pool's queue (HTTP.sys CurrentQueueSize).",
-                Gauge,
-            ),
-            queue_limit: f("pool_queue_limit", "The pool's queueLength.", Gauge),
-            shedding: f(
-                "pool_queue_shedding",
-                "1 while the pool's adaptive queue discipline sheds (its queue stood above the target delay).",
-                Gauge,
-            ),
-            shedding_seconds: f(
-                "pool_queue_shedding_seconds",
-                "How long the adaptive discipline has been shedding (0 while it is not).",
-                Gauge,
-            ),
-            discipline: f(
-                "pool_queue_discipline",
-                "1 for the pool's queueDiscipline (fifo or adaptive).",
-                Gauge,
-            ),
-            sheds: f(
-                "pool_queue_sheds",
-                "Queued requests shed (503/429 Shed), by cause: overload (adaptive cap), stale (waited over twice the target), priority (a higher class took the place), fairness (a sub-queue under its share took the place).",
-                Counter,
-            ),
-            class_length: f(
-                "pool_class_queue_length",
-                "Requests waiting in the pool's queue, by priority class.",
-                Gauge,
-            ),
-            class_wait: f(
-                "pool_class_queue_wait_seconds",
-                "Time requests waited in the queue, by priority class.",
-                Histogram,
-            ),
-            oldest: f(
-                "pool_queue_oldest_seconds",
-                "Age of the oldest queued request (MaxQueueItemAge).",
-                Gauge,
-            ),
-            arrivals: f(
-                "pool_arrivals",
-                "Requests that arrived at the pool (ArrivalRate).",
-                Counter,
-            ),
-            retries: f(
-                "pool_retries",
-                "Retries of requests on another member (not counted as arrivals).",
-                Counter,
-            ),
-            rejected: f(
-                "pool_rejected",
-                "Requests the pool refused or its members failed to answer, by reason.",
-                Counter,
-            ),
-            queue_wait: f(
-                "pool_queue_wait_seconds",
-                "Time requests waited in the queue.",
-                Histogram,
-            ),
-            active: f("pool_active_requests", "Requests holding a slot.", Gauge),
-            state: f("pool_state", "1 for the pool's current state.", Gauge),
-            workers: f(
-                "pool_workers",
-                "Members serving the pool (worker processes or farm servers).",
-                Gauge,
-            ),
-            starts: f("pool_worker_starts", "Worker processes started.", Counter),
-            failures: f(
-                "pool_worker_failures",
-                "Worker failures by kind (crash, startup, ping).",
-                Counter,
-            ),
-            recycles: f("pool_recycles", "Worker recycles by reason.", Counter),
-            duration: f(
-                "request_duration_seconds",
-                "Whole request time as the client saw it, by status class.",
-                Histogram,
-            ),
-            farm_healthy: f(
-                "farm_server_healthy",
-                "1 when a farm server passes its health checks and is not ejected.",
-                Gauge,
-            ),
+            queue_length: f(QUEUE_LENGTH),
+            queue_limit: f(QUEUE_LIMIT),
+            shedding: f(SHEDDING),
+            shedding_seconds: f(SHEDDING_SECONDS),
+            discipline: f(DISCIPLINE),
+            sheds: f(SHEDS),
+            class_length: f(CLASS_LENGTH),
+            class_wait: f(CLASS_WAIT),
+            oldest: f(OLDEST),
+            arrivals: f(ARRIVALS),
+            retries: f(RETRIES),
+            rejected: f(REJECTED),
+            queue_wait: f(QUEUE_WAIT),
+            active: f(ACTIVE),
+            state: f(STATE),
+            workers: f(WORKERS),
+            starts: f(STARTS),
+            failures: f(FAILURES),
+            recycles: f(RECYCLES),
+            duration: f(DURATION),
+            farm_healthy: f(FARM_HEALTHY),
         }
     }
 

@@ -113,32 +113,15 @@ pub(super) async fn handle(
     // Negotiated before the cache looks: it keys variants by the chosen coding.
     let zip = zip.map(|s| Plan::negotiate(&mut req, s));
     // The cache answers before the pool's admission: a hit never takes a queue slot.
-    let mut ticket = None;
-    if let Some(cache) = cache {
-        match cache.lookup(&req, headers::request_host(&req)).await {
-            Lookup::Serve(resp, status) => {
-                let resp = compress::apply(&zip, resp);
-                return Ok(front.served(rec, started, &pool, resp, status));
-            }
-            Lookup::Refresh(resp, t) => {
-                spawn_refresh(&front, conn, t.refresh_request(&req));
-                let resp = compress::apply(&zip, resp);
-                return Ok(front.served(rec, started, &pool, resp, CacheStatus::Stale));
-            }
-            Lookup::Fetch(t) => ticket = Some(t),
-            Lookup::Pass => rec.cache = Some(CacheStatus::Pass),
+    let ticket = match consult(&front, conn, cache, &req, &mut rec).await {
+        Cached::Hit(resp, status) => {
+            let resp = compress::apply(&zip, resp);
+            return Ok(front.served(rec, started, &pool, resp, status));
         }
-    }
-    let registered = front.inflight.register(
-        pool.name_arc(),
-        req.method().clone(),
-        rec.target
-            .clone()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        started,
-    );
-    let mut up = Upstream::prepare(&front, &conn, &pool, req);
-    up.queue_tag = tag;
+        Cached::Fetch(ticket) => ticket,
+    };
+    let registered = register(&front, &pool, &req, &rec, started);
+    let mut up = Upstream::prepare(&front, &conn, &pool, req, tag);
     if let Some(t) = &ticket {
         t.prepare(&mut up.parts.headers);
     }
@@ -183,6 +166,54 @@ pub(super) async fn handle(
             None => front.refuse(rec, started, reason, Some(&pool)),
         },
         Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),
+    }
+}
+
+/// List the request in the in-flight registry (`GET /api/v1/requests`) until it ends.
+fn register(
+    front: &Serving,
+    pool: &Pool,
+    req: &Request<Body>,
+    rec: &RequestRecord,
+    started: Instant,
+) -> Registered {
+    let target = rec.target.clone();
+    let target = target.unwrap_or_else(|| PathAndQuery::from_static("/"));
+    front
+        .inflight
+        .register(pool.name_arc(), req.method().clone(), target, started)
+}
+
+/// What the cache says before the pool's admission.
+enum Cached {
+    /// Answer from the cache (fresh, or stale while a refresh runs in the background).
+    Hit(Response<Body>, CacheStatus),
+    /// Go on to the pool, with the ticket that fills the cache from the answer, if any.
+    Fetch(Option<Ticket>),
+}
+
+/// Ask the route's cache, if it has one (a `Pass` is noted in the record).
+async fn consult(
+    front: &Arc<Serving>,
+    conn: ConnInfo,
+    cache: Option<Arc<Cache>>,
+    req: &Request<Body>,
+    rec: &mut RequestRecord,
+) -> Cached {
+    let Some(cache) = cache else {
+        return Cached::Fetch(None);
+    };
+    match cache.lookup(req, headers::request_host(req)).await {
+        Lookup::Serve(resp, status) => Cached::Hit(resp, status),
+        Lookup::Refresh(resp, t) => {
+            spawn_refresh(front, conn, t.refresh_request(req));
+            Cached::Hit(resp, CacheStatus::Stale)
+        }
+        Lookup::Fetch(t) => Cached::Fetch(Some(t)),
+        Lookup::Pass => {
+            rec.cache = Some(CacheStatus::Pass);
+            Cached::Fetch(None)
+        }
     }
 }
 
@@ -263,7 +294,13 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn prepare(front: &Serving, conn: &ConnInfo, pool: &Pool, mut req: Request<Body>) -> Upstream {
+    fn prepare(
+        front: &Serving,
+        conn: &ConnInfo,
+        pool: &Pool,
+        mut req: Request<Body>,
+        queue_tag: Option<QueueTag>,
+    ) -> Upstream {
         let policy = farm_request::Policy::new(pool, &req, conn.peer.ip());
         let order = order_key(pool, &req, conn.peer.ip());
         // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it.
@@ -291,7 +328,7 @@ impl Upstream {
             upgrade,
             client_upgrade,
             order,
-            queue_tag: None,
+            queue_tag,
         }
     }
 }
