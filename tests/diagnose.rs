@@ -462,7 +462,14 @@ pools:
         e.contains("ejected by passive health (5 failures in a row eject)") && e.contains(&dead),
         "{f:#?}"
     );
-    assert!(e.contains("5 failed of 5 in all"), "{f:#?}");
+    // At least the 5 that eject it, and every request it got failed; with 4 clients a
+    // request or two already on their way to it when it is ejected fail too.
+    let all = e
+        .split(", ")
+        .find(|p| p.ends_with(" in all"))
+        .expect("a total");
+    let n: Vec<u64> = all.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert!(n.len() == 2 && n[0] >= 5 && n[0] == n[1], "{f:#?}");
     st.stop().await;
 }
 
