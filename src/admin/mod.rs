@@ -17,6 +17,7 @@ pub mod ctl;
 pub mod diagnose;
 pub mod metrics;
 mod probes;
+pub mod sample;
 pub mod sampler;
 pub mod wire;
 

@@ -6,7 +6,7 @@
 //! The gate ([`super::gate`]), the thread pools ([`super::threadpool`]) and the busy-route
 //! tracker ([`super::busy`]) fill these in; `/.roost/metrics` encodes them too.
 
-use super::threadpool::Transition;
+use super::threadpool::hill_climbing::Transition;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -12,7 +12,7 @@
 //! never a failure of the sampler.
 
 use super::{Report, Severity};
-use crate::admin::sampler::{Sample, WorkerSample};
+use crate::admin::sample::{Sample, WorkerSample};
 use crate::config::model::Diagnose;
 use crate::front::inflight::RequestInfo;
 use parking_lot::Mutex;
@@ -248,7 +248,7 @@ fn request(r: &RequestInfo) -> Value {
     })
 }
 
-fn pool(p: &crate::admin::sampler::PoolSample) -> Value {
+fn pool(p: &crate::admin::sample::PoolSample) -> Value {
     json!({
         "name": p.name, "state": p.state, "kind": p.kind,
         "queue": {"length": p.queue_length, "limit": p.queue_limit,
