@@ -6,7 +6,8 @@
 //! (20) ms per request and never limits concurrency; a roost front with one farm pool of
 //! `QBENCH_SLOTS` (4) slots (`maxConcurrentRequests`), so its capacity is slots / service
 //! time (200 req/s), `queueLength: 1000`, `queueTimeout: QBENCH_QUEUE_TIMEOUT_MS` (2000)
-//! ms; adaptive with the defaults (target 5 ms, interval 100 ms). The generator sends
+//! ms; adaptive with the defaults (target 5 ms, interval 100 ms; `QBENCH_TARGET_MS`,
+//! `QBENCH_INTERVAL_MS` set them). The generator sends
 //! Poisson arrivals on a clock (not after answers) for `QBENCH_SECS` (4) s per cell over
 //! reused keep-alive connections, and times each request from its *intended* send time.
 //!
@@ -130,7 +131,23 @@ impl Drop for Haproxy {
     }
 }
 
+/// `queueTargetDelay`/`queueInterval` lines from `QBENCH_TARGET_MS`/`QBENCH_INTERVAL_MS`
+/// (unset: the discipline's defaults, 5 ms and 100 ms).
+fn adaptive_knobs() -> String {
+    let mut out = String::new();
+    for (var, key) in [
+        ("QBENCH_TARGET_MS", "queueTargetDelay"),
+        ("QBENCH_INTERVAL_MS", "queueInterval"),
+    ] {
+        if let Ok(ms) = std::env::var(var) {
+            out.push_str(&format!("    {key}: {ms}ms\n"));
+        }
+    }
+    out
+}
+
 fn yaml(backend: SocketAddr, slots: u64, discipline: &str, queue_timeout_ms: u64) -> String {
+    let knobs = adaptive_knobs();
     format!(
         r#"
 sites:
@@ -142,7 +159,7 @@ pools:
     queueLength: 1000
     queueTimeout: {queue_timeout_ms}ms
     queueDiscipline: {discipline}
-    retryAfter: auto
+{knobs}    retryAfter: auto
     farm:
       servers:
         - {{address: "{backend}", maxConcurrentRequests: {slots}}}
