@@ -77,3 +77,23 @@ fn regress_long_chunk_size_line_is_refused_however_it_arrives() {
     assert!(roost::h1::Chunked::Size.step(&mut whole).is_err());
     roost::fuzzing::chunked(wire.as_bytes());
 }
+
+/// Found by `front_e2e` (session 3): `GET /#a` reached the member as `GET /`, since `Uri`
+/// drops a fragment, while a parser that keeps the target saw `/#a`. A request target has
+/// no fragment (RFC 9112 §3.2): now 400, and the input replays in the corpus as
+/// `regress-fragment-in-target`.
+#[test]
+fn regress_fragment_in_the_request_target_is_400() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    roost::fuzzing::front_e2e(
+        &rt,
+        b"GET /#a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\n\r\n",
+    );
+    let mut buf = bytes::BytesMut::from(&b"GET /#a HTTP/1.1\r\nhost: x\r\n\r\n"[..]);
+    let parsed = roost::h1::request::parse(&mut buf, 16 * 1024, &mut Default::default());
+    assert!(parsed.is_err(), "a fragment in the target must be refused");
+}
