@@ -7,7 +7,7 @@
 //!
 //! [`Lenient`]: super::raw::Lenient
 
-use super::raw::LENIENT;
+use super::leaf::LENIENT;
 use super::tree::{Entry, Marked, Node};
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};

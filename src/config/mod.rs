@@ -13,6 +13,7 @@ mod env;
 pub mod error;
 mod fairness;
 pub mod files;
+mod leaf;
 mod load;
 pub mod model;
 pub mod ordering;

@@ -5,7 +5,8 @@
 //! item. From that [`Shape`] come the unknown-key report (with "did you mean" and "it
 //! belongs under") and the mapping of `ROOST_` variable names to camelCase keys.
 
-use super::raw::{RawConfig, LENIENT};
+use super::leaf::LENIENT;
+use super::raw::RawConfig;
 use super::tree::{spell, suggest, Marked, Node, Pos, Step};
 use serde::de::value::{BorrowedStrDeserializer, Error};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
