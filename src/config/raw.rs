@@ -8,8 +8,23 @@
 //! or map is wrapped in [`Lenient`], which records a value of the wrong shape instead of
 //! failing the whole deserialization (both in `leaf.rs`). Unknown keys are ignored here;
 //! the schema walk in `schema.rs` reports them with line:col and a suggestion.
+//!
+//! The sections a pool or application may carry that grow on their own (`cache`,
+//! `compression`, `fairness`, `ordering`, `priorities`) have their raw types in `raw/`,
+//! one file each; their checks are in `validate/`, their model types in `config/`.
+
+mod cache;
+mod compression;
+mod fairness;
+mod ordering;
+mod priority;
 
 pub use super::leaf::{Dict, Leaf, Lenient, List, Opt, Scalar, LENIENT};
+pub use cache::{RawCache, RawFrequentHits};
+pub use compression::RawCompression;
+pub use fairness::RawFairness;
+pub use ordering::RawOrdering;
+pub use priority::RawPriority;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -64,8 +79,8 @@ pub struct RawCertificate {
 pub struct RawApplication {
     pub path: Leaf,
     pub pool: Leaf,
-    pub cache: Opt<super::cache::RawCache>,
-    pub compression: Opt<super::compression::RawCompression>,
+    pub cache: Opt<RawCache>,
+    pub compression: Opt<RawCompression>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,8 +116,8 @@ pub struct RawPool {
     pub queue_target_delay: Leaf,
     pub queue_interval: Leaf,
     pub reject_status: Opt<BTreeMap<String, Scalar>>,
-    pub fairness: Opt<super::fairness::RawFairness>,
-    pub priorities: List<super::priority::RawPriority>,
+    pub fairness: Opt<RawFairness>,
+    pub priorities: List<RawPriority>,
     pub timeouts: Opt<RawTimeouts>,
     pub initialization_pages: Opt<Vec<Scalar>>,
     pub process_model: Opt<RawProcessModel>,
@@ -110,9 +125,9 @@ pub struct RawPool {
     pub recycling: Opt<RawRecycling>,
     pub failure: Opt<RawFailure>,
     pub farm: Opt<RawFarm>,
-    pub cache: Opt<super::cache::RawCache>,
-    pub ordering: Opt<super::ordering::RawOrdering>,
-    pub compression: Opt<super::compression::RawCompression>,
+    pub cache: Opt<RawCache>,
+    pub ordering: Opt<RawOrdering>,
+    pub compression: Opt<RawCompression>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

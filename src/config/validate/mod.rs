@@ -6,12 +6,19 @@
 //! checks that follow still run and the user sees everything wrong in one go.
 
 mod admin;
+mod cache;
+mod compression;
 mod ctx;
+mod fairness;
 mod farm;
 mod limits;
+mod ordering;
+mod overrides;
 mod parse;
 mod pools;
+mod priority;
 mod process;
+mod queue;
 mod sites;
 mod top;
 mod worker;
@@ -50,7 +57,7 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
     let log = validate_log(raw, ctx);
     let workers = validate_workers(&raw.workers, ctx);
     let diagnose = validate_diagnose(raw, ctx);
-    let responses = crate::config::overrides::validate(raw, ctx);
+    let responses = overrides::validate(raw, ctx);
     Config {
         sites,
         pools,

@@ -1,5 +1,6 @@
 //! Parsers for the value forms the sections share: listen and server addresses, IIS
-//! timespans, times of day, status ranges, host names, fractions, hash keys, PEM pairs.
+//! timespans, times of day, status ranges, host names, fractions, hash keys, PEM pairs,
+//! byte sizes.
 
 use super::*;
 
@@ -232,5 +233,47 @@ pub(super) fn parse_hash_key(v: &Value) -> Result<HashKey, &'static str> {
             }
         }
         _ => Err(HINT),
+    }
+}
+
+pub(super) const MIB: u64 = 1024 * 1024;
+
+/// A byte size: a whole number, or a number with `KiB`/`MiB`/`GiB` (or `KB`/`MB`/`GB`).
+pub fn parse_bytes(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: u64 = num.parse().ok()?;
+            let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "kib" | "k" => 1024,
+                "mib" | "m" => MIB,
+                "gib" | "g" => 1024 * MIB,
+                "kb" => 1000,
+                "mb" => 1_000_000,
+                "gb" => 1_000_000_000,
+                _ => return None,
+            };
+            n.checked_mul(mult)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes(&Value::from(10)), Some(10));
+        assert_eq!(parse_bytes(&Value::from("64MiB")), Some(64 * MIB));
+        assert_eq!(parse_bytes(&Value::from("256 KiB")), Some(256 * 1024));
+        assert_eq!(parse_bytes(&Value::from("1GB")), Some(1_000_000_000));
+        assert_eq!(parse_bytes(&Value::from("lots")), None);
+        assert_eq!(parse_bytes(&Value::from("12 parsecs")), None);
     }
 }

@@ -42,12 +42,12 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
         StartMode::OnDemand,
     );
     let retry_after = ctx.duration(
-        &crate::config::queue::retry_after_leaf(&rp.retry_after),
+        &queue::retry_after_leaf(&rp.retry_after),
         &format!("{pp}.retryAfter"),
         dur(5),
         false,
     );
-    let queue = crate::config::queue::validate(rp, pp, ctx);
+    let queue = queue::validate(rp, pp, ctx);
 
     let timeouts = validate_timeouts(rp, pp, ctx);
     let initialization_pages = validate_initialization_pages(rp, pp, ctx);
@@ -75,10 +75,10 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
         initialization_pages,
         cache: ctx
             .nested(&rp.cache, &format!("{pp}.cache"), "a map")
-            .and_then(|c| crate::config::cache::validate_section(c, &format!("{pp}.cache"), ctx)),
+            .and_then(|c| cache::validate_section(c, &format!("{pp}.cache"), ctx)),
         ordering: ctx
             .nested(&rp.ordering, &format!("{pp}.ordering"), "a map")
-            .and_then(|o| crate::config::ordering::validate(o, &format!("{pp}.ordering"), ctx)),
+            .and_then(|o| ordering::validate(o, &format!("{pp}.ordering"), ctx)),
     }
 }
 
