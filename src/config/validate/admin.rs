@@ -1,6 +1,10 @@
 //! `admin` (listen, token, public endpoint) and `log`.
 
-use super::*;
+use super::ctx::{Ctx, LISTEN_HINT};
+use super::parse::{leaf_value, parse_listen};
+use crate::config::model::{AccessLog, AccessLogFormat, Admin, Log};
+use crate::config::raw::RawConfig;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 pub(super) fn validate_admin(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Admin {
     let default_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);

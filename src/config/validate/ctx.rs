@@ -1,7 +1,13 @@
 //! [`Ctx`]: where a key path sits (file position or `ROOST_` variable), and the typed
 //! readers of leaves (whole numbers, durations, choices, paths) that report through it.
 
-use super::*;
+use super::parse::parse_timespan;
+use crate::config::error::Problem;
+use crate::config::leaf::{Dict, Leaf, Lenient, List, Opt, Scalar};
+use crate::config::tree::{suggest, Marked, Positions};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Everything a check needs to report a problem in the right place.
 pub struct Ctx<'a> {

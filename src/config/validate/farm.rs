@@ -1,7 +1,20 @@
 //! `pools.<name>.farm`: servers, balancing, health checks, affinity, outlier detection,
 //! retries, TLS to members, discovery.
 
-use super::*;
+use super::ctx::{dur, Ctx};
+use super::parse::{
+    check_cert_files, leaf_value, parse_hash_key, parse_server_address, parse_status_range,
+};
+use crate::config::leaf::Lenient;
+use crate::config::model::{
+    Affinity, Discovery, Farm, FarmTls, HealthCheck, LoadBalancing, OutlierDetection, Retries,
+    Server,
+};
+use crate::config::raw::{
+    RawAffinity, RawDiscovery, RawFarm, RawFarmTls, RawHealthCheck, RawOutlierDetection,
+};
+use std::collections::HashMap;
+use std::time::Duration;
 
 #[derive(Clone, Copy)]
 pub(super) enum Balancing {

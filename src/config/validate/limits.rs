@@ -1,6 +1,11 @@
 //! `limits` (connection limits and timeouts, overload).
 
-use super::*;
+use super::ctx::{dur, Ctx};
+use super::parse::parse_fraction;
+use crate::config::leaf::Opt;
+use crate::config::model::{Limits, Overload};
+use crate::config::raw::{RawConfig, RawLimits, RawOverload};
+use serde_json::Value;
 
 pub(super) fn validate_limits(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Limits {
     let r = ctx.nested(&raw.limits, "limits", "a map");

@@ -2,7 +2,12 @@
 //! timespans, times of day, status ranges, host names, fractions, hash keys, PEM pairs,
 //! byte sizes.
 
-use super::*;
+use crate::config::leaf::Leaf;
+use crate::config::model::HashKey;
+use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
 
 pub(super) fn leaf_value(l: &Leaf) -> Option<&Value> {
     l.as_ref().map(|s| &s.0)
@@ -266,6 +271,103 @@ pub fn parse_bytes(v: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            parse_listen("127.0.0.1:8080"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0:80"),
+            Some("0.0.0.0:80".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::]:443"), Some("[::]:443".parse().unwrap()));
+        assert_eq!(parse_listen(":8080"), Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(
+            parse_listen("localhost:1"),
+            Some("127.0.0.1:1".parse().unwrap())
+        );
+        assert_eq!(parse_listen("127.0.0.1"), None);
+        assert_eq!(parse_listen("8080"), None);
+        assert_eq!(parse_listen("1.2.3.4:99999"), None);
+    }
+
+    #[test]
+    fn server_address_forms() {
+        assert_eq!(
+            parse_server_address("10.0.0.1:81"),
+            Ok(("10.0.0.1".into(), 81, false))
+        );
+        assert_eq!(
+            parse_server_address("http://app:8080"),
+            Ok(("app".into(), 8080, false))
+        );
+        assert_eq!(
+            parse_server_address("https://app.example.com"),
+            Ok(("app.example.com".into(), 443, true))
+        );
+        assert_eq!(
+            parse_server_address("[::1]:9000"),
+            Ok(("::1".into(), 9000, false))
+        );
+        assert!(parse_server_address("app").is_err());
+        assert!(parse_server_address("ftp://app:21").is_err());
+        assert!(parse_server_address("http://app:80/path").is_err());
+        assert!(parse_server_address("app:0").is_err());
+    }
+
+    #[test]
+    fn times_and_status_ranges() {
+        assert_eq!(parse_time_of_day("03:00"), Some(3 * 3600));
+        assert_eq!(parse_time_of_day("23:59"), Some(23 * 3600 + 59 * 60));
+        assert_eq!(parse_time_of_day("24:00"), None);
+        assert_eq!(parse_time_of_day("3pm"), None);
+        assert_eq!(
+            parse_status_range(&Value::from("200-399")),
+            Some((200, 399))
+        );
+        assert_eq!(parse_status_range(&Value::from(204)), Some((204, 204)));
+        assert_eq!(parse_status_range(&Value::from("399-200")), None);
+        assert_eq!(parse_status_range(&Value::from("abc")), None);
+    }
+
+    #[test]
+    fn iis_timespans() {
+        assert_eq!(parse_timespan("00:02:00"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_timespan("1.05:00:00"),
+            Some(Duration::from_secs(29 * 3600))
+        );
+        assert_eq!(parse_timespan("00:20"), None);
+        assert_eq!(parse_timespan("10x"), None);
+        assert_eq!(parse_timespan("00:61:00"), None);
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(
+            check_host_name("WWW.Example.com"),
+            Ok("www.example.com".into())
+        );
+        assert_eq!(check_host_name("*.example.com"), Ok("*.example.com".into()));
+        assert!(check_host_name("a.*.com").is_err());
+        assert!(check_host_name("example.com:80").is_err());
+    }
+
+    #[test]
+    fn hash_keys() {
+        assert_eq!(
+            parse_hash_key(&Value::from("clientAddress")),
+            Ok(HashKey::ClientAddress)
+        );
+        assert_eq!(
+            parse_hash_key(&serde_json::json!({"header": "X-User"})),
+            Ok(HashKey::Header("X-User".into()))
+        );
+        assert!(parse_hash_key(&serde_json::json!({"body": "x"})).is_err());
+        assert!(parse_hash_key(&Value::from("ip")).is_err());
+    }
 
     #[test]
     fn byte_sizes() {

@@ -1,7 +1,18 @@
 //! `pools.<name>`: queue settings and the sections around the backend (recycling,
 //! failure); the backend itself is in `process.rs`, `worker.rs` or `farm.rs`.
 
-use super::*;
+use super::ctx::{dur, Ctx};
+use super::farm::validate_farm;
+use super::parse::parse_time_of_day;
+use super::process::validate_process_model;
+use super::{cache, ordering, queue};
+use crate::config::leaf::Leaf;
+use crate::config::model::{
+    Backend, Failure, LoadBalancerCapabilities, Pool, Recycling, StartMode, UpstreamTimeouts,
+};
+use crate::config::raw::{RawConfig, RawFailure, RawPeriodicRestart, RawPool, RawRecycling};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 pub(super) fn validate_pools(raw: &RawConfig, ctx: &mut Ctx<'_>) -> BTreeMap<String, Pool> {
     let mut pools = BTreeMap::new();

@@ -1,6 +1,13 @@
 //! `pools.<name>.processModel`: the worker processes a pool runs.
 
-use super::*;
+use super::ctx::{dur, Ctx};
+use super::parse::leaf_value;
+use super::worker::validate_worker;
+use crate::config::leaf::Leaf;
+use crate::config::model::{ProcessModel, WorkerListen};
+use crate::config::raw::{RawProcessModel, RawWorker};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 pub(super) fn validate_process_model(
     pm: Option<&RawProcessModel>,

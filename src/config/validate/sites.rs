@@ -1,6 +1,14 @@
 //! `sites[]`: names, bindings (listen, TLS certificates), host names, applications.
 
-use super::*;
+use super::ctx::{Ctx, LISTEN_HINT};
+use super::parse::{check_cert_files, check_host_name, leaf_value, parse_listen};
+use crate::config::leaf::{Leaf, Lenient, Opt, Scalar};
+use crate::config::model::{Application, Binding, Certificate, Pool, Site, Tls};
+use crate::config::raw::{RawApplication, RawBinding, RawConfig, RawSite, RawTls};
+use crate::config::tree::suggest;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 
 pub(super) fn validate_sites(
     raw: &RawConfig,

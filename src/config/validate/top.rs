@@ -1,7 +1,12 @@
 //! Top-level keys beside the sections: `workers` (front threads) and `diagnose`
 //! (evidence snapshots).
 
-use super::*;
+use super::ctx::Ctx;
+use super::parse::leaf_value;
+use crate::config::leaf::{Leaf, Scalar};
+use crate::config::model::{Diagnose, Workers};
+use crate::config::raw::RawConfig;
+use serde_json::Value;
 
 /// `workers: auto | N` (1 to 1024 front threads).
 pub(super) fn validate_workers(l: &Leaf, ctx: &mut Ctx<'_>) -> Workers {

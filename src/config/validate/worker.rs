@@ -1,6 +1,13 @@
 //! `pools.<name>.worker`: the built-in worker's thread pools, routes and blocking detection.
 
-use super::*;
+use super::ctx::Ctx;
+use super::parse::{cores, leaf_value};
+use crate::config::leaf::Leaf;
+use crate::config::model::{NamedThreadPool, WorkerSettings, DEFAULT_BLOCKING_DETECTION_INTERVAL};
+use crate::config::raw::RawWorker;
+use crate::config::tree::suggest;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub(super) fn validate_worker(w: Option<&RawWorker>, p: &str, ctx: &mut Ctx<'_>) -> WorkerSettings {
     let f = |k: &str| format!("{p}.{k}");
