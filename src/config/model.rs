@@ -1,8 +1,11 @@
 //! The validated configuration model: what the rest of roost reads.
 //!
-//! `raw.rs` mirrors `proxy.yaml` exactly (camelCase, every key optional); `validate.rs`
+//! `raw.rs` mirrors `proxy.yaml` exactly (camelCase, every key optional); `validate/`
 //! turns it into these types, filling IIS defaults and collecting every problem at once.
-//! Nothing outside `config/` ever sees a raw type, so a value here is always valid.
+//! Nothing outside `config/` ever sees a raw type, so a value here is always valid. The
+//! sections that grow on their own keep their types in files beside this one
+//! (`cache.rs`, `compression.rs`, `fairness.rs`, `ordering.rs`, `overrides.rs`,
+//! `priority.rs`, `queue.rs`); like this file they import no raw type and no check.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
