@@ -10,6 +10,7 @@ use super::files;
 use super::model::Config;
 use super::raw::RawConfig;
 use super::schema::{schema, unknown_keys};
+use super::split;
 use super::tree::{self, Marked};
 use super::validate::{self, Ctx};
 use serde::Deserialize;
@@ -154,7 +155,7 @@ where
 
 /// The marked tree of a document that is a map of sections (or empty).
 fn parse_document(yaml: &str) -> Result<Option<Marked>, (String, tree::Pos)> {
-    let root = tree::parse(yaml).map_err(|(msg, pos)| (format!("YAML syntax: {msg}"), pos))?;
+    let root = split::parse(yaml).map_err(|(msg, pos)| (format!("YAML syntax: {msg}"), pos))?;
     match &root {
         Some(r) if !matches!(r.node, tree::Node::Map(_)) => Err((
             "the document must be a map of sections (sites, pools, limits, admin, log)".into(),

@@ -23,6 +23,7 @@ mod queue;
 pub mod raw;
 mod scalar;
 pub mod schema;
+pub mod split;
 mod summary;
 pub mod tree;
 pub mod validate;

@@ -17,7 +17,7 @@ pub type Pos = (usize, usize);
 /// Where a node that came from the environment (not the file) "is": nowhere.
 pub const NO_POS: Pos = (0, 0);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     Map(Vec<Entry>),
     Seq(Vec<Marked>),
@@ -25,13 +25,13 @@ pub enum Node {
     Scalar(Value),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Marked {
     pub node: Node,
     pub pos: Pos,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub key: String,
     pub key_pos: Pos,
@@ -267,13 +267,19 @@ impl MarkedEventReceiver for Builder {
 
 /// Parse YAML text into a marked tree. `Ok(None)` for an empty document.
 pub fn parse(text: &str) -> Result<Option<Marked>, (String, Pos)> {
+    parse_piece(text).map(|(root, _)| root)
+}
+
+/// [`parse`], also saying whether the text used anchors or aliases: a piece of a
+/// document that does cannot stand alone (see [`split`](super::split)).
+pub(super) fn parse_piece(text: &str) -> Result<(Option<Marked>, bool), (String, Pos)> {
     let mut b = Builder::default();
     Parser::new_from_str(text)
         .load(&mut b, true)
         .map_err(|e| (e.info().to_string(), pos(*e.marker())))?;
     match b.error {
         Some(e) => Err(e),
-        None => Ok(b.root),
+        None => Ok((b.root, !b.anchors.is_empty() || b.alias_nodes > 0)),
     }
 }
 

@@ -10,9 +10,17 @@ const LOAD_LIMIT: Duration = Duration::from_secs(5);
 
 /// Any text: the loader returns a config or errors (never panics), within
 /// [`LOAD_LIMIT`]; every error names a message; the same text loads the same way twice;
-/// and a loaded config has a pool for every application.
+/// a loaded config has a pool for every application; and the text cut into pieces at
+/// section entries (as large files are parsed, on several threads) parses to the same tree
+/// as the whole, or is refused as pieces.
 pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
+    for pieces in [2, 3, 5] {
+        assert!(
+            crate::config::split::agrees(&text, pieces),
+            "{pieces} pieces parsed to another tree than the whole"
+        );
+    }
     let env: [(&str, &str); 1] = [("ROOST_FUZZ", "1")];
     let started = Instant::now();
     let first = load_str_in(&text, "fuzz.yaml", Path::new("/nonexistent-fuzz-base"), env);
