@@ -3,15 +3,16 @@
 //! `env.rs`; the public functions pass the process environment), the raw configuration
 //! deserialized from the tree, then validated into a [`Config`].
 
-use super::de::NodeDe;
+use super::de::{self, NodeDe};
 use super::env;
 use super::error::{ConfigErrors, Problem};
 use super::files;
 use super::model::Config;
-use super::raw::RawConfig;
+use super::raw::{Dict, List, RawConfig, RawPool, RawSite};
 use super::schema::{schema, unknown_keys};
 use super::split;
-use super::tree::{self, Marked};
+use super::threads;
+use super::tree::{self, Marked, Node};
 use super::validate::{self, Ctx};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -120,23 +121,36 @@ where
     let root = parse_document(yaml).map_err(|(msg, pos)| ConfigErrors {
         problems: vec![at(msg, Some(pos))],
     })?;
-    let mut problems = key_problems(root.as_ref(), origin);
-    if problems
-        .iter()
-        .any(|p| p.message.starts_with("duplicate key"))
-    {
+    let mut env_problems = Vec::new();
+    let overrides = env::map_env(env, root.as_ref(), &mut env_problems);
+    // An empty (or comment-only) document is an empty map, not "null".
+    let mut root = root.unwrap_or_else(|| Marked::empty_map((1, 1)));
+    let (mut problems, raw) = if overrides.dict.is_empty() {
+        // Nothing to merge: the key checks read the very tree the raw types come from,
+        // so they run beside the deserialization.
+        std::thread::scope(|s| {
+            let keys = s.spawn(|| key_problems(&root, origin));
+            let raw = raw_config(&root);
+            (threads::joined(keys), raw)
+        })
+    } else {
+        let keys = key_problems(&root, origin);
+        if !repeats_a_key(&keys) {
+            env::merge(&mut root, overrides.dict);
+        }
+        let raw = raw_config(&root);
+        (keys, raw)
+    };
+    if repeats_a_key(&problems) {
         // Which of two values for one key counts is a guess; report what the text alone
         // shows until it is fixed.
         problems.sort_by_key(|p| p.line_col);
         return Err(ConfigErrors { problems });
     }
-    let overrides = env::map_env(env, root.as_ref(), &mut problems);
-    // An empty (or comment-only) document is an empty map, not "null".
-    let mut root = root.unwrap_or_else(|| Marked::empty_map((1, 1)));
-    env::merge(&mut root, overrides.dict);
+    problems.append(&mut env_problems);
     // Every nested value is lenient (see raw.rs), so this fails only on a shape no
     // `Lenient` covers; say so rather than panic.
-    let raw = RawConfig::deserialize(NodeDe(&root)).map_err(|e| {
+    let raw = raw.map_err(|e| {
         problems.push(at(format!("YAML: {e}"), None));
         ConfigErrors {
             problems: problems.clone(),
@@ -145,6 +159,10 @@ where
     let mut ctx = Ctx::new(Some(&root), origin, &overrides.paths, base_dir);
     let config = validate::validate(&raw, &mut ctx);
     problems.append(&mut ctx.problems);
+    drop(ctx);
+    if yaml.len() > threads::DROP_ASIDE_ABOVE {
+        threads::drop_aside((root, raw));
+    }
     if problems.is_empty() {
         return Ok(config);
     }
@@ -165,8 +183,39 @@ fn parse_document(yaml: &str) -> Result<Option<Marked>, (String, tree::Pos)> {
     }
 }
 
+/// Whether the key problems include a repeated key.
+fn repeats_a_key(problems: &[Problem]) -> bool {
+    problems
+        .iter()
+        .any(|p| p.message.starts_with("duplicate key"))
+}
+
+/// The raw configuration from the tree. Its two sections that grow with the site
+/// (`sites`, `pools`) are deserialized on threads of their own, each exactly as the
+/// derived `Deserialize` of [`RawConfig`] would read its field.
+fn raw_config(root: &Marked) -> Result<RawConfig, de::Error> {
+    let Node::Map(entries) = &root.node else {
+        return RawConfig::deserialize(NodeDe(root));
+    };
+    let large = |k: &str| k == "sites" || k == "pools";
+    let section = |k: &str| entries.iter().find(|e| e.key == k).map(|e| &e.value);
+    let rest = Marked {
+        node: Node::Map(entries.iter().filter(|e| !large(&e.key)).cloned().collect()),
+        pos: root.pos,
+    };
+    std::thread::scope(|s| {
+        let pools =
+            s.spawn(|| section("pools").map(|v| Dict::<Box<RawPool>>::deserialize(NodeDe(v))));
+        let sites = section("sites").map(|v| List::<RawSite>::deserialize(NodeDe(v)));
+        let mut raw = RawConfig::deserialize(NodeDe(&rest))?;
+        raw.sites = sites.transpose()?.flatten();
+        raw.pools = threads::joined(pools).transpose()?.flatten();
+        Ok(raw)
+    })
+}
+
 /// Unknown keys (against the schema traced from the raw types) and repeated keys.
-fn key_problems(root: Option<&Marked>, origin: &str) -> Vec<Problem> {
+fn key_problems(root: &Marked, origin: &str) -> Vec<Problem> {
     let problem = |path, message, pos| Problem {
         path,
         value: None,
@@ -174,11 +223,11 @@ fn key_problems(root: Option<&Marked>, origin: &str) -> Vec<Problem> {
         line_col: Some(pos),
         file: origin.to_string(),
     };
-    let mut problems: Vec<Problem> = unknown_keys(root, schema())
+    let mut problems: Vec<Problem> = unknown_keys(Some(root), schema())
         .into_iter()
         .map(|u| problem(u.path.clone(), u.message(), u.pos))
         .collect();
-    for (path, pos, first_line) in tree::duplicate_keys(root) {
+    for (path, pos, first_line) in tree::duplicate_keys(Some(root)) {
         problems.push(problem(
             path,
             format!("duplicate key (first set on line {first_line})"),

@@ -25,6 +25,7 @@ mod scalar;
 pub mod schema;
 pub mod split;
 mod summary;
+mod threads;
 pub mod tree;
 pub mod validate;
 

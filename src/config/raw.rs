@@ -32,7 +32,9 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase")]
 pub struct RawConfig {
     pub sites: List<RawSite>,
-    pub pools: Dict<RawPool>,
+    // Boxed: a `RawPool` is about 3 KB, and the map moves its values as it grows
+    // (100,000 pools: issue 12).
+    pub pools: Dict<Box<RawPool>>,
     pub limits: Opt<RawLimits>,
     pub admin: Opt<RawAdmin>,
     pub log: Opt<RawLog>,

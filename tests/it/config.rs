@@ -1764,3 +1764,62 @@ fn workers_is_auto_or_a_thread_count() {
         assert!(p.to_string().contains(bad), "{p}");
     }
 }
+
+/// A file large enough (over 1 MiB, thousands of pools) to be parsed in pieces and
+/// checked on every core: every problem is still found, in document order, at its own
+/// line and column, in both halves of the text and of the pool list.
+#[test]
+fn a_large_file_checked_on_every_core_reports_every_problem_where_it_is() {
+    let n = 6000;
+    let mut yaml = String::from("sites:\n");
+    let mut line = 1;
+    let mut want: Vec<(String, usize, usize)> = Vec::new();
+    for i in 0..n {
+        let pool = if i == 4500 {
+            "nope".to_string()
+        } else {
+            format!("p{i}")
+        };
+        if i == 4500 {
+            want.push((format!("sites[{i}].applications[0].pool"), line + 4, 36));
+        }
+        yaml += &format!(
+            "  - name: s{i}\n    bindings: [{{listen: \"127.0.0.1:{}\"}}]\n    hostNames: [h{i}.example.com]\n    applications: [{{path: /, pool: {pool}}}]\n",
+            10_000 + i
+        );
+        line += 4;
+    }
+    yaml += "pools:\n";
+    line += 1;
+    for i in 0..n {
+        let queue = match i {
+            10 => "-1",
+            5900 => "lots",
+            _ => "10",
+        };
+        if i == 10 || i == 5900 {
+            want.push((format!("pools.p{i}.queueLength"), line + 2, 18));
+        }
+        yaml += &format!(
+            "  p{i}:\n    queueLength: {queue}\n    farm: {{servers: [{{address: \"127.0.0.1:8081\"}}]}}\n"
+        );
+        line += 3;
+    }
+    assert!(yaml.len() > 1 << 20, "{} bytes is not large", yaml.len());
+    let errs = errors(&yaml);
+    let got: Vec<(String, usize, usize)> = errs
+        .problems
+        .iter()
+        .map(|p| {
+            let (l, c) = p.line_col.expect("a position");
+            (p.path.clone(), l, c)
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Thousands of pools are not listed in the message.
+    assert!(
+        errs.problems[0].message.len() < 200,
+        "{}",
+        errs.problems[0].message
+    );
+}

@@ -1,7 +1,7 @@
 //! `cache:` (under a pool, or an application's own, `overrides.rs`) checked into
 //! [`CacheSettings`], with the cache's defaults.
 
-use super::ctx::{show, Ctx};
+use super::ctx::{show, Ctx, Sub};
 use super::parse::{parse_bytes, MIB};
 use crate::config::cache::{CacheSettings, ClientNoCache};
 use crate::config::leaf::{Leaf, Scalar};
@@ -16,7 +16,7 @@ pub(super) fn validate_section(
     path: &str,
     ctx: &mut Ctx<'_>,
 ) -> Option<CacheSettings> {
-    let enabled = ctx.boolean(&c.enabled, &format!("{path}.enabled"), true);
+    let enabled = ctx.boolean(&c.enabled, &Sub(path, "enabled"), true);
     let settings = validate(c, path, ctx);
     enabled.then_some(settings)
 }
@@ -36,50 +36,41 @@ fn validate(c: &RawCache, path: &str, ctx: &mut Ctx<'_>) -> CacheSettings {
     CacheSettings {
         max_bytes,
         max_object_bytes,
-        max_variants: ctx.usize(&c.max_variants, &format!("{path}.maxVariants"), 8, 1),
+        max_variants: ctx.usize(&c.max_variants, &Sub(path, "maxVariants"), 8, 1),
         stale_if_error: ctx.duration(
             &c.stale_if_error,
-            &format!("{path}.staleIfError"),
+            &Sub(path, "staleIfError"),
             Duration::ZERO,
             false,
         ),
         stale_while_revalidate: ctx.duration(
             &c.stale_while_revalidate,
-            &format!("{path}.staleWhileRevalidate"),
+            &Sub(path, "staleWhileRevalidate"),
             Duration::ZERO,
             false,
         ),
         lock_timeout: ctx.duration(
             &c.lock_timeout,
-            &format!("{path}.lockTimeout"),
+            &Sub(path, "lockTimeout"),
             Duration::from_secs(5),
             true,
         ),
         heuristic: fraction(ctx, &c.heuristic, &format!("{path}.heuristic")),
-        allow_set_cookie: ctx.boolean(
-            &c.allow_set_cookie,
-            &format!("{path}.allowSetCookie"),
-            false,
-        ),
+        allow_set_cookie: ctx.boolean(&c.allow_set_cookie, &Sub(path, "allowSetCookie"), false),
         client_no_cache: ctx.choice(
             &c.client_no_cache,
-            &format!("{path}.clientNoCache"),
+            &Sub(path, "clientNoCache"),
             &[
                 ("ignore", ClientNoCache::Ignore),
                 ("revalidate", ClientNoCache::Revalidate),
             ],
             ClientNoCache::Ignore,
         ),
-        x_cache: ctx.boolean(&c.x_cache, &format!("{path}.xCache"), false),
-        frequent_count: ctx.u32(
-            &fh.and_then(|f| f.count.clone()),
-            &format!("{fp}.count"),
-            1,
-            1,
-        ),
+        x_cache: ctx.boolean(&c.x_cache, &Sub(path, "xCache"), false),
+        frequent_count: ctx.u32(&fh.and_then(|f| f.count.clone()), &Sub(&fp, "count"), 1, 1),
         frequent_window: ctx.duration(
             &fh.and_then(|f| f.window.clone()),
-            &format!("{fp}.window"),
+            &Sub(&fp, "window"),
             Duration::from_secs(10),
             true,
         ),

@@ -1,7 +1,7 @@
 //! `compression:` (under a pool or an application) checked into
 //! [`CompressionSettings`].
 
-use super::ctx::{show, Ctx};
+use super::ctx::{show, Ctx, Sub};
 use super::parse::parse_bytes;
 use crate::config::compression::{Algorithm, CompressionSettings, Level, DEFAULT_TYPES};
 use crate::config::leaf::{Leaf, Scalar};
@@ -14,14 +14,14 @@ pub(super) fn validate(
     path: &str,
     ctx: &mut Ctx<'_>,
 ) -> Option<CompressionSettings> {
-    let enabled = ctx.boolean(&c.enabled, &format!("{path}.enabled"), true);
+    let enabled = ctx.boolean(&c.enabled, &Sub(path, "enabled"), true);
     let settings = CompressionSettings {
         algorithms: algorithms(c, path, ctx),
         types: types(c, path, ctx),
         min_bytes: min_bytes(&c.min_bytes, &format!("{path}.minBytes"), ctx),
         level: ctx.choice(
             &c.level,
-            &format!("{path}.level"),
+            &Sub(path, "level"),
             &[
                 ("fastest", Level::Fastest),
                 ("default", Level::Default),

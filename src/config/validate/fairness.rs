@@ -2,6 +2,7 @@
 //! the keys' weights, and how many sub-queues a pool keeps apart.
 
 use super::ctx::Ctx;
+use super::ctx::Sub;
 use crate::config::fairness::{FairBy, Fairness};
 use crate::config::leaf::{Leaf, Opt, Scalar};
 use crate::config::raw::RawFairness;
@@ -40,11 +41,11 @@ pub(super) fn validate(raw: &Opt<RawFairness>, pp: &str, ctx: &mut Ctx<'_>) -> O
             weights.insert(k.clone(), w);
         }
     }
-    let max_keys = ctx.usize(&rf.max_keys, &format!("{fp}.maxKeys"), 1024, 1);
+    let max_keys = ctx.usize(&rf.max_keys, &Sub(&fp, "maxKeys"), 1024, 1);
     if max_keys > MAX_KEYS_LIMIT {
         let v = rf.max_keys.as_ref().map(|s| &s.0);
         ctx.report(
-            &format!("{fp}.maxKeys"),
+            &Sub(&fp, "maxKeys"),
             v,
             format!("at most {MAX_KEYS_LIMIT}: each key is a sub-queue the pool keeps"),
         );

@@ -1,7 +1,7 @@
 //! `pools.<name>.farm`: servers, balancing, health checks, affinity, outlier detection,
 //! retries, TLS to members, discovery.
 
-use super::ctx::{dur, Ctx};
+use super::ctx::{dur, Ctx, Sub};
 use super::parse::{
     check_cert_files, leaf_value, parse_hash_key, parse_server_address, parse_status_range,
 };
@@ -41,12 +41,7 @@ pub(super) fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
     let outlier_detection = ctx
         .nested(&f.outlier_detection, &od_path, "a map")
         .map(|o| validate_outlier_detection(o, &od_path, ctx));
-    let slow_start = ctx.duration(
-        &f.slow_start,
-        &format!("{p}.slowStart"),
-        Duration::ZERO,
-        false,
-    );
+    let slow_start = ctx.duration(&f.slow_start, &Sub(p, "slowStart"), Duration::ZERO, false);
     let retries = validate_retries(f, p, ctx);
     let tp = format!("{p}.tls");
     let tls = match ctx.nested(&f.tls, &tp, "a map") {
@@ -88,14 +83,14 @@ fn validate_servers(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Vec<Server> {
     let mut seen: HashMap<(String, u16), String> = HashMap::new();
     for (ip, rs) in items {
         let ap = format!("{ip}.address");
-        let weight = ctx.u32(&rs.weight, &format!("{ip}.weight"), 1, 1);
+        let weight = ctx.u32(&rs.weight, &Sub(&ip, "weight"), 1, 1);
         let max_concurrent_requests = ctx.usize(
             &rs.max_concurrent_requests,
-            &format!("{ip}.maxConcurrentRequests"),
+            &Sub(&ip, "maxConcurrentRequests"),
             100,
             1,
         );
-        let backup = ctx.boolean(&rs.backup, &format!("{ip}.backup"), false);
+        let backup = ctx.boolean(&rs.backup, &Sub(&ip, "backup"), false);
         let Some(address) = ctx.name(&rs.address, &ap) else {
             if rs.address.is_none() {
                 ctx.report(&ap, None, "a server needs an `address` (host:port)");
@@ -184,12 +179,12 @@ fn validate_load_balancing(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> LoadBalan
 
 /// `farm.healthCheck` (`hp` is its key path): ARR's active check.
 fn validate_health_check(h: &RawHealthCheck, hp: &str, ctx: &mut Ctx<'_>) -> HealthCheck {
-    let path = match ctx.url_path(&h.path, &format!("{hp}.path")) {
+    let path = match ctx.url_path(&h.path, &Sub(hp, "path")) {
         Some(path) => path,
         None => {
             if h.path.is_none() {
                 ctx.report(
-                    &format!("{hp}.path"),
+                    &Sub(hp, "path"),
                     None,
                     "a health check needs a `path` (e.g. /health)",
                 );
@@ -216,22 +211,12 @@ fn validate_health_check(h: &RawHealthCheck, hp: &str, ctx: &mut Ctx<'_>) -> Hea
     };
     HealthCheck {
         path,
-        interval: ctx.duration(&h.interval, &format!("{hp}.interval"), dur(30), true),
-        timeout: ctx.duration(&h.timeout, &format!("{hp}.timeout"), dur(5), true),
+        interval: ctx.duration(&h.interval, &Sub(hp, "interval"), dur(30), true),
+        timeout: ctx.duration(&h.timeout, &Sub(hp, "timeout"), dur(5), true),
         expected_status,
-        response_match: ctx.name(&h.response_match, &format!("{hp}.responseMatch")),
-        healthy_threshold: ctx.u32(
-            &h.healthy_threshold,
-            &format!("{hp}.healthyThreshold"),
-            2,
-            1,
-        ),
-        unhealthy_threshold: ctx.u32(
-            &h.unhealthy_threshold,
-            &format!("{hp}.unhealthyThreshold"),
-            3,
-            1,
-        ),
+        response_match: ctx.name(&h.response_match, &Sub(hp, "responseMatch")),
+        healthy_threshold: ctx.u32(&h.healthy_threshold, &Sub(hp, "healthyThreshold"), 2, 1),
+        unhealthy_threshold: ctx.u32(&h.unhealthy_threshold, &Sub(hp, "unhealthyThreshold"), 3, 1),
     }
 }
 
@@ -262,7 +247,7 @@ fn validate_outlier_detection(
 ) -> OutlierDetection {
     let base_ejection_time = ctx.duration(
         &o.base_ejection_time,
-        &format!("{od_path}.baseEjectionTime"),
+        &Sub(od_path, "baseEjectionTime"),
         dur(30),
         true,
     );
@@ -287,7 +272,7 @@ fn validate_outlier_detection(
     OutlierDetection {
         consecutive_failures: ctx.u32(
             &o.consecutive_failures,
-            &format!("{od_path}.consecutiveFailures"),
+            &Sub(od_path, "consecutiveFailures"),
             5,
             1,
         ),
@@ -304,7 +289,7 @@ fn validate_retries(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Retries {
     let retries = Retries {
         idempotent: ctx.boolean(
             &r.and_then(|r| r.idempotent.clone()),
-            &format!("{rp}.idempotent"),
+            &Sub(&rp, "idempotent"),
             true,
         ),
         budget_percent: {
@@ -320,7 +305,7 @@ fn validate_retries(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Retries {
         },
         min_retries: ctx.u32(
             &r.and_then(|r| r.min_retries.clone()),
-            &format!("{rp}.minRetries"),
+            &Sub(&rp, "minRetries"),
             3,
             0,
         ),
@@ -331,11 +316,11 @@ fn validate_retries(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Retries {
 /// `farm.discovery` (`dp` is its key path): servers from DNS; `None` without a usable name.
 fn validate_discovery(d: &RawDiscovery, dp: &str, ctx: &mut Ctx<'_>) -> Option<Discovery> {
     let np = format!("{dp}.dns");
-    let interval = ctx.duration(&d.interval, &format!("{dp}.interval"), dur(30), true);
-    let weight = ctx.u32(&d.weight, &format!("{dp}.weight"), 1, 1);
+    let interval = ctx.duration(&d.interval, &Sub(dp, "interval"), dur(30), true);
+    let weight = ctx.u32(&d.weight, &Sub(dp, "weight"), 1, 1);
     let max_concurrent_requests = ctx.usize(
         &d.max_concurrent_requests,
-        &format!("{dp}.maxConcurrentRequests"),
+        &Sub(dp, "maxConcurrentRequests"),
         100,
         1,
     );

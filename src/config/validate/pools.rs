@@ -1,7 +1,7 @@
 //! `pools.<name>`: queue settings and the sections around the backend (recycling,
 //! failure); the backend itself is in `process.rs`, `worker.rs` or `farm.rs`.
 
-use super::ctx::{dur, Ctx};
+use super::ctx::{dur, Ctx, Sub};
 use super::farm::validate_farm;
 use super::parse::parse_time_of_day;
 use super::process::validate_process_model;
@@ -11,12 +11,37 @@ use crate::config::model::{
     Backend, Failure, LoadBalancerCapabilities, Pool, Recycling, StartMode, UpstreamTimeouts,
 };
 use crate::config::raw::{RawConfig, RawFailure, RawPeriodicRestart, RawPool, RawRecycling};
+use crate::config::threads::joined;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// Pools past this many are checked in two halves on two threads (issue 12).
+const SPLIT_ABOVE: usize = 512;
+
 pub(super) fn validate_pools(raw: &RawConfig, ctx: &mut Ctx<'_>) -> BTreeMap<String, Pool> {
-    let mut pools = BTreeMap::new();
-    for (pp, name, rp) in ctx.entries(&raw.pools, "pools", "a pool (a map)") {
+    let entries: Vec<(String, &str, &RawPool)> = ctx
+        .entries(&raw.pools, "pools", "a pool (a map)")
+        .into_iter()
+        .map(|(pp, name, rp)| (pp, name, &**rp))
+        .collect();
+    if entries.len() <= SPLIT_ABOVE {
+        return one_by_one(&entries, ctx).into_iter().collect();
+    }
+    let (first, second) = entries.split_at(entries.len() / 2);
+    let mut other = ctx.fork();
+    let (mut pools, rest) = std::thread::scope(|s| {
+        let rest = s.spawn(|| one_by_one(second, &mut other));
+        (one_by_one(first, ctx), joined(rest))
+    });
+    // In entry order, so the problems read as if one thread had found them.
+    ctx.problems.append(&mut other.problems);
+    pools.extend(rest);
+    pools.into_iter().collect()
+}
+
+fn one_by_one(entries: &[(String, &str, &RawPool)], ctx: &mut Ctx<'_>) -> Vec<(String, Pool)> {
+    let mut pools = Vec::with_capacity(entries.len());
+    for &(ref pp, name, rp) in entries {
         if name.is_empty()
             || !name
                 .chars()
@@ -24,28 +49,22 @@ pub(super) fn validate_pools(raw: &RawConfig, ctx: &mut Ctx<'_>) -> BTreeMap<Str
         {
             // Pool names become socket file names and metric labels.
             ctx.report(
-                &pp,
+                pp,
                 None,
                 "pool names may use only letters, digits, `-`, `_` and `.`",
             );
         }
-        let pool = validate_pool(name, &pp, rp, ctx);
-        pools.insert(name.to_string(), pool);
+        pools.push((name.to_string(), validate_pool(name, pp, rp, ctx)));
     }
     pools
 }
 
 pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_>) -> Pool {
-    let queue_length = ctx.usize(&rp.queue_length, &format!("{pp}.queueLength"), 1000, 1);
-    let queue_timeout = ctx.duration(
-        &rp.queue_timeout,
-        &format!("{pp}.queueTimeout"),
-        dur(120),
-        false,
-    );
+    let queue_length = ctx.usize(&rp.queue_length, &Sub(pp, "queueLength"), 1000, 1);
+    let queue_timeout = ctx.duration(&rp.queue_timeout, &Sub(pp, "queueTimeout"), dur(120), false);
     let start_mode = ctx.choice(
         &rp.start_mode,
-        &format!("{pp}.startMode"),
+        &Sub(pp, "startMode"),
         &[
             ("onDemand", StartMode::OnDemand),
             ("alwaysRunning", StartMode::AlwaysRunning),
@@ -54,7 +73,7 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
     );
     let retry_after = ctx.duration(
         &queue::retry_after_leaf(&rp.retry_after),
-        &format!("{pp}.retryAfter"),
+        &Sub(pp, "retryAfter"),
         dur(5),
         false,
     );
@@ -72,12 +91,12 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
         start_mode,
         backend,
         recycling: validate_recycling(
-            ctx.nested(&rp.recycling, &format!("{pp}.recycling"), "a map"),
+            ctx.nested(&rp.recycling, &Sub(pp, "recycling"), "a map"),
             &format!("{pp}.recycling"),
             ctx,
         ),
         failure: validate_failure(
-            ctx.nested(&rp.failure, &format!("{pp}.failure"), "a map"),
+            ctx.nested(&rp.failure, &Sub(pp, "failure"), "a map"),
             &format!("{pp}.failure"),
             ctx,
         ),
@@ -85,10 +104,10 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
         timeouts,
         initialization_pages,
         cache: ctx
-            .nested(&rp.cache, &format!("{pp}.cache"), "a map")
+            .nested(&rp.cache, &Sub(pp, "cache"), "a map")
             .and_then(|c| cache::validate_section(c, &format!("{pp}.cache"), ctx)),
         ordering: ctx
-            .nested(&rp.ordering, &format!("{pp}.ordering"), "a map")
+            .nested(&rp.ordering, &Sub(pp, "ordering"), "a map")
             .and_then(|o| ordering::validate(o, &format!("{pp}.ordering"), ctx)),
     }
 }
@@ -100,7 +119,7 @@ pub(super) fn validate_recycling(
 ) -> Recycling {
     let disallow = ctx.boolean(
         &r.and_then(|r| r.disallow_overlapping_rotation.clone()),
-        &format!("{p}.disallowOverlappingRotation"),
+        &Sub(p, "disallowOverlappingRotation"),
         false,
     );
     let pp = format!("{p}.periodicRestart");
@@ -124,16 +143,11 @@ pub(super) fn validate_recycling(
     }
     Recycling {
         disallow_overlapping_rotation: disallow,
-        time: ctx.duration(
-            &get(|r| &r.time),
-            &format!("{pp}.time"),
-            dur(29 * 3600),
-            false,
-        ),
-        requests: ctx.uint(&get(|r| &r.requests), &format!("{pp}.requests"), 0, 0),
+        time: ctx.duration(&get(|r| &r.time), &Sub(&pp, "time"), dur(29 * 3600), false),
+        requests: ctx.uint(&get(|r| &r.requests), &Sub(&pp, "requests"), 0, 0),
         private_memory_kib: ctx.uint(
             &get(|r| &r.private_memory),
-            &format!("{pp}.privateMemory"),
+            &Sub(&pp, "privateMemory"),
             0,
             0,
         ),
@@ -146,24 +160,24 @@ pub(super) fn validate_failure(r: Option<&RawFailure>, p: &str, ctx: &mut Ctx<'_
     Failure {
         rapid_fail_protection: ctx.boolean(
             &get(|r| &r.rapid_fail_protection),
-            &format!("{p}.rapidFailProtection"),
+            &Sub(p, "rapidFailProtection"),
             true,
         ),
         rapid_fail_protection_interval: ctx.duration(
             &get(|r| &r.rapid_fail_protection_interval),
-            &format!("{p}.rapidFailProtectionInterval"),
+            &Sub(p, "rapidFailProtectionInterval"),
             dur(5 * 60),
             true,
         ),
         rapid_fail_protection_max_crashes: ctx.u32(
             &get(|r| &r.rapid_fail_protection_max_crashes),
-            &format!("{p}.rapidFailProtectionMaxCrashes"),
+            &Sub(p, "rapidFailProtectionMaxCrashes"),
             5,
             1,
         ),
         load_balancer_capabilities: ctx.choice(
             &get(|r| &r.load_balancer_capabilities),
-            &format!("{p}.loadBalancerCapabilities"),
+            &Sub(p, "loadBalancerCapabilities"),
             &[
                 ("HttpLevel", LoadBalancerCapabilities::HttpLevel),
                 ("TcpLevel", LoadBalancerCapabilities::TcpLevel),
@@ -180,19 +194,19 @@ fn validate_timeouts(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> UpstreamTimeo
     UpstreamTimeouts {
         connect: ctx.duration(
             &t.and_then(|t| t.connect.clone()),
-            &format!("{tp}.connect"),
+            &Sub(&tp, "connect"),
             dur(10),
             true,
         ),
         first_byte: ctx.duration(
             &t.and_then(|t| t.first_byte.clone()),
-            &format!("{tp}.firstByte"),
+            &Sub(&tp, "firstByte"),
             dur(120),
             true,
         ),
         idle: ctx.duration(
             &t.and_then(|t| t.idle.clone()),
-            &format!("{tp}.idle"),
+            &Sub(&tp, "idle"),
             dur(90),
             true,
         ),
@@ -202,10 +216,7 @@ fn validate_timeouts(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> UpstreamTimeo
 /// `initializationPages`: paths (each starting with `/`) a new worker is warmed with.
 fn validate_initialization_pages(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> Vec<String> {
     let mut initialization_pages = Vec::new();
-    for (ip, page) in ctx.texts(
-        &rp.initialization_pages,
-        &format!("{pp}.initializationPages"),
-    ) {
+    for (ip, page) in ctx.texts(&rp.initialization_pages, &Sub(pp, "initializationPages")) {
         if page.starts_with('/') {
             initialization_pages.push(page);
         } else {

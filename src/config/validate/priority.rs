@@ -2,6 +2,7 @@
 //! exactly one default class, at most [`MAX_CLASSES`].
 
 use super::ctx::Ctx;
+use super::ctx::Sub;
 use crate::config::leaf::List;
 use crate::config::priority::{PriorityClass, MAX_CLASSES};
 use crate::config::raw::RawPriority;
@@ -16,7 +17,7 @@ pub(super) fn validate(raw: &List<RawPriority>, pp: &str, ctx: &mut Ctx<'_>) -> 
         if let Some(c) = class(rp, &ip, ctx) {
             if classes.iter().any(|o| o.name == c.name) {
                 ctx.report(
-                    &format!("{ip}.name"),
+                    &Sub(&ip, "name"),
                     None,
                     format!("class `{}` is named twice", c.name),
                 );

@@ -1,20 +1,16 @@
 //! `sites[]`: names, bindings (listen, TLS certificates), host names, applications.
 
-use super::ctx::{Ctx, LISTEN_HINT};
+use super::ctx::{Ctx, Sub, LISTEN_HINT};
 use super::parse::{check_cert_files, check_host_name, leaf_value, parse_listen};
 use crate::config::leaf::{Leaf, Lenient, Opt, Scalar};
-use crate::config::model::{Application, Binding, Certificate, Pool, Site, Tls};
+use crate::config::model::{Application, Binding, Certificate, Site, Tls};
 use crate::config::raw::{RawApplication, RawBinding, RawConfig, RawSite, RawTls};
 use crate::config::tree::suggest;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
-pub(super) fn validate_sites(
-    raw: &RawConfig,
-    pools: &BTreeMap<String, Pool>,
-    ctx: &mut Ctx<'_>,
-) -> Vec<Site> {
+pub(super) fn validate_sites(raw: &RawConfig, pools: &[&str], ctx: &mut Ctx<'_>) -> Vec<Site> {
     let site_items = ctx.items(&raw.sites, "sites", "a site (a map)");
     if site_items.is_empty() && !matches!(raw.sites, Some(Lenient::Bad(_))) {
         ctx.report("sites", None, "at least one site is needed");
@@ -25,7 +21,7 @@ pub(super) fn validate_sites(
     for (sp, rs) in site_items {
         let name = site_name(rs, &sp, &mut names, ctx);
         let mut host_names = Vec::new();
-        for (hp, h) in ctx.texts(&rs.host_names, &format!("{sp}.hostNames")) {
+        for (hp, h) in ctx.texts(&rs.host_names, &Sub(&sp, "hostNames")) {
             match check_host_name(&h) {
                 Ok(h) => host_names.push(h),
                 Err(msg) => ctx.report(&hp, Some(&Value::String(h)), msg),
@@ -113,7 +109,7 @@ fn validate_bindings(
             },
         };
         let tls = ctx
-            .nested(&rb.tls, &format!("{bp}.tls"), "a map")
+            .nested(&rb.tls, &Sub(&bp, "tls"), "a map")
             .and_then(|t| validate_tls(t, &format!("{bp}.tls"), ctx));
         let Some(listen) = listen else { continue };
         // Port 0 asks the OS for a fresh port per binding (tests do this), so such
@@ -189,7 +185,7 @@ impl Claims {
 fn validate_applications(
     rs: &RawSite,
     sp: &str,
-    pools: &BTreeMap<String, Pool>,
+    pools: &[&str],
     ctx: &mut Ctx<'_>,
 ) -> Vec<Application> {
     let apath = format!("{sp}.applications");
@@ -250,24 +246,28 @@ fn application_path(
     }
 }
 
-/// An application's `pool`, which must be one of `pools` (with a suggestion if not).
+/// A message lists the pools when there are no more than this many.
+const LIST_AT_MOST: usize = 20;
+
+/// An application's `pool`, which must be one of `pools` (the names, sorted), with a
+/// suggestion if not.
 fn application_pool(
     ra: &RawApplication,
     ap: &str,
-    pools: &BTreeMap<String, Pool>,
+    pools: &[&str],
     ctx: &mut Ctx<'_>,
 ) -> Option<String> {
     let poolp = format!("{ap}.pool");
     match ctx.name(&ra.pool, &poolp) {
-        Some(p) if pools.contains_key(&p) => Some(p),
+        Some(p) if pools.binary_search(&p.as_str()).is_ok() => Some(p),
         Some(p) => {
-            let msg = match suggest(&p, pools.keys().map(String::as_str)) {
+            let msg = match suggest(&p, pools.iter().copied()) {
                 Some(s) => format!("no such pool (did you mean `{s}`?)"),
                 None if pools.is_empty() => "no such pool (no pools are defined)".to_string(),
-                None => format!(
-                    "no such pool (pools: {})",
-                    pools.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
+                None if pools.len() <= LIST_AT_MOST => {
+                    format!("no such pool (pools: {})", pools.join(", "))
+                }
+                None => format!("no such pool (none of the {} pools is close)", pools.len()),
             };
             ctx.report(&poolp, leaf_value(&ra.pool), msg);
             None
@@ -337,7 +337,7 @@ pub(super) fn validate_certificate(
         ctx.report(&kp, None, "TLS needs `key` (a PEM private key file)");
     }
     let mut names = Vec::new();
-    for (np, n) in ctx.texts(server_names, &format!("{path}.serverNames")) {
+    for (np, n) in ctx.texts(server_names, &Sub(path, "serverNames")) {
         match check_host_name(&n) {
             Ok(n) => names.push(n),
             Err(msg) => ctx.report(&np, Some(&Value::String(n)), msg),

@@ -1,6 +1,7 @@
 //! `pools.<name>.worker`: the built-in worker's thread pools, routes and blocking detection.
 
 use super::ctx::Ctx;
+use super::ctx::Sub;
 use super::parse::{cores, leaf_value};
 use crate::config::leaf::Leaf;
 use crate::config::model::{NamedThreadPool, WorkerSettings, DEFAULT_BLOCKING_DETECTION_INTERVAL};
@@ -79,11 +80,11 @@ fn validate_thread_pools(
         for (np, name, rp) in
             ctx.entries(&w.pools, &f("pools"), "a thread pool (a map with min, max)")
         {
-            let min = ctx.usize(&rp.min, &format!("{np}.min"), 1, 1);
-            let max = ctx.usize(&rp.max, &format!("{np}.max"), min.max(cores()), 1);
+            let min = ctx.usize(&rp.min, &Sub(&np, "min"), 1, 1);
+            let max = ctx.usize(&rp.max, &Sub(&np, "max"), min.max(cores()), 1);
             if min > max {
                 ctx.report(
-                    &format!("{np}.min"),
+                    &Sub(&np, "min"),
                     leaf_value(&rp.min),
                     format!("must not exceed max ({max})"),
                 );
@@ -142,7 +143,7 @@ pub(super) fn validate_blocking_detection(
     let get = |sel: fn(&RawWorker) -> &Leaf| w.and_then(|w| sel(w).clone());
     let on = ctx.boolean(
         &get(|r| &r.blocking_detection),
-        &format!("{p}.blockingDetection"),
+        &Sub(p, "blockingDetection"),
         true,
     );
     let key = format!("{p}.blockingDetectionInterval");
