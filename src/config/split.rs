@@ -173,8 +173,14 @@ struct Section<'t> {
 }
 
 /// Every line the text may be cut at, or `None` if the document is not a plain block map
-/// of sections (flow style at the top, documents markers, directives, complex keys).
+/// of sections (flow style at the top, document markers, directives, complex keys) or
+/// holds a NUL.
 fn cut_lines(text: &str) -> Option<Vec<Cut<'_>>> {
+    if text.contains('\0') {
+        // The YAML scanner takes a NUL for the end of the text: a piece after it would
+        // read what the whole never does (found by the `config` fuzz target).
+        return None;
+    }
     let mut cuts = Vec::new();
     let mut section: Option<Section<'_>> = None;
     let mut at = 0;
@@ -315,6 +321,17 @@ limits:
         assert!(parse_in_pieces("---\npools:\n  a: 1\n  b: 2\n", 2).is_none());
         for doc in [aliased, flow, quoted] {
             assert!(agrees(doc, 2), "{doc}");
+        }
+    }
+
+    #[test]
+    fn a_nul_ends_the_text_for_the_parser_so_such_a_text_is_never_cut() {
+        // `fuzz/corpus/config/regress-nul-before-a-cut`: the whole parse stopped at the
+        // NUL, the piece after the cut read on.
+        let doc = "sites:\n- a\n- n\0\0 x\n- b\n- c\n";
+        assert!(parse_in_pieces(doc, 2).is_none());
+        for pieces in 2..5 {
+            assert!(agrees(doc, pieces));
         }
     }
 

@@ -97,3 +97,16 @@ fn regress_fragment_in_the_request_target_is_400() {
     let parsed = roost::h1::request::parse(&mut buf, 16 * 1024, &mut Default::default());
     assert!(parsed.is_err(), "a fragment in the target must be refused");
 }
+
+/// Found by `config` (session 4) within seconds of the split-parse invariant: the YAML
+/// scanner takes a NUL for the end of the text, so the whole parse stopped there while a
+/// piece cut after it read on. A text with a NUL is never cut now; the input replays in
+/// the corpus as `regress-nul-before-a-cut`.
+#[test]
+fn regress_nul_before_a_cut_is_parsed_whole() {
+    let text = "sites:\n- a\n- n\0\0 x\n- b\n- c\n";
+    for pieces in 2..5 {
+        assert!(roost::config::split::agrees(text, pieces));
+    }
+    roost::fuzzing::config(text.as_bytes());
+}
