@@ -63,37 +63,41 @@ fn parse_in_pieces(text: &str, pieces: usize) -> Option<Marked> {
     }
     let mut bounds: Vec<usize> = cuts.iter().map(|c| c.at).collect();
     bounds.push(text.len());
-    let first = &text[..cuts[0].at];
-    let rest: Vec<String> = cuts
-        .iter()
-        .zip(&bounds[1..])
-        .map(|(c, &end)| format!("{}\n{}", c.header, &text[c.at..end]))
-        .collect();
-    let trees = std::thread::scope(|s| {
-        let handles: Vec<_> = rest
-            .iter()
-            .map(|piece| s.spawn(|| trusted(piece)))
+    let (head, tails) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..cuts.len())
+            .map(|i| {
+                let (cut, next, end) = (&cuts[i], cuts.get(i + 1), bounds[i + 1]);
+                s.spawn(move || tail(text, cut, next, end))
+            })
             .collect();
-        let head = trusted(first);
+        let mut head = trusted(&text[..cuts[0].at]);
+        if let Some(head) = head.as_mut() {
+            settle(head, &cuts[0]);
+        }
         let tails: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().ok().flatten())
             .collect();
         (head, tails)
     });
-    let mut root = trees.0?;
-    settle(&mut root, &cuts[0]);
-    for (i, tail) in trees.1.into_iter().enumerate() {
-        let (cut, next) = (&cuts[i], cuts.get(i + 1));
-        let mut tail = tail?;
-        // Piece line 1 is the header put back; piece line 2 is the cut line.
-        shift(&mut tail, cut.line - 2);
-        if let Some(next) = next {
-            settle(&mut tail, next);
-        }
-        join(&mut root, tail, cut.key)?;
+    let mut root = head?;
+    for (cut, tail) in cuts.iter().zip(tails) {
+        join(&mut root, tail?, cut.key)?;
     }
     Some(root)
+}
+
+/// The piece from `cut` to `end`, parsed with its section's header put back, its
+/// positions moved to where they are in the whole text.
+fn tail(text: &str, cut: &Cut<'_>, next: Option<&Cut<'_>>, end: usize) -> Option<Marked> {
+    let piece = format!("{}\n{}", cut.header, &text[cut.at..end]);
+    let mut tree = trusted(&piece)?;
+    // Piece line 1 is the header put back; piece line 2 is the cut line.
+    shift(&mut tree, cut.line - 2);
+    if let Some(next) = next {
+        settle(&mut tree, next);
+    }
+    Some(tree)
 }
 
 /// A piece's tree, if it parsed, is a map, and reached for no anchor or alias.

@@ -382,21 +382,32 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// A key written twice in one map: (path, position of the repeat, line of the first).
 pub fn duplicate_keys(root: Option<&Marked>) -> Vec<(String, Pos, usize)> {
+    const SCAN_AT_MOST: usize = 8;
     fn walk<'a>(m: &'a Marked, path: &mut Vec<Step<'a>>, out: &mut Vec<(String, Pos, usize)>) {
         match &m.node {
             Node::Map(entries) => {
-                // A hash set per map, not a scan of the earlier keys: `pools` may hold
-                // 100,000 entries, and a scan per entry made that quadratic.
-                let mut first_line: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
-                for e in entries {
+                // A hash set per large map, not a scan of the earlier keys: `pools` may
+                // hold 100,000 entries, and a scan per entry made that quadratic. A map of
+                // a few keys (nearly all of them) is scanned: cheaper than hashing.
+                let mut first_line: HashMap<&str, usize> = HashMap::new();
+                for (i, e) in entries.iter().enumerate() {
                     path.push(Step::Key(&e.key));
-                    match first_line.entry(e.key.as_str()) {
-                        hash_map::Entry::Occupied(first) => {
-                            out.push((spell(path), e.key_pos, *first.get()))
+                    let first = if entries.len() <= SCAN_AT_MOST {
+                        entries[..i]
+                            .iter()
+                            .find(|f| f.key == e.key)
+                            .map(|f| f.key_pos.0)
+                    } else {
+                        match first_line.entry(e.key.as_str()) {
+                            hash_map::Entry::Occupied(first) => Some(*first.get()),
+                            hash_map::Entry::Vacant(v) => {
+                                v.insert(e.key_pos.0);
+                                None
+                            }
                         }
-                        hash_map::Entry::Vacant(v) => {
-                            v.insert(e.key_pos.0);
-                        }
+                    };
+                    if let Some(first) = first {
+                        out.push((spell(path), e.key_pos, first));
                     }
                     walk(&e.value, path, out);
                     path.pop();

@@ -11,7 +11,7 @@ use serde_json::Value;
 pub(super) fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Responses {
     let mut out = Responses::default();
     if let Some(Lenient::Ok(pools)) = &raw.pools {
-        for (name, p) in pools {
+        for (name, p) in pools.iter() {
             let Lenient::Ok(p) = p else { continue };
             let path = format!("pools.{name}.compression");
             if let Some(c) = ctx.nested(&p.compression, &path, "a map") {
