@@ -110,3 +110,14 @@ fn regress_nul_before_a_cut_is_parsed_whole() {
     }
     roost::fuzzing::config(text.as_bytes());
 }
+
+/// Found by `chunked` (session 4): a size line of bare CRs that ended in a CR was taken as
+/// "wait for the LF" when it came in one read, but refused when cut, so the outcome
+/// depended on TCP segmentation. Any CR before the last byte is bare: refused either way.
+/// The input replays as `regress-bare-cr-then-cr`.
+#[test]
+fn regress_bare_cr_before_a_final_cr_is_refused_however_it_arrives() {
+    let mut whole = bytes::BytesMut::from(&b"\r\r\r\r\tz\r"[..]);
+    assert!(roost::h1::Chunked::Size.step(&mut whole).is_err());
+    roost::fuzzing::chunked(b"\r\r\r\r\t\r\r\rz\r%\r");
+}
