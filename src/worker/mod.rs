@@ -19,6 +19,7 @@ pub mod listen;
 pub mod metrics;
 pub mod server;
 pub mod settings;
+mod striped;
 pub mod threadpool;
 
 pub use app::{
