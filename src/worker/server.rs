@@ -20,6 +20,7 @@ use super::gate::{Gate, GateLimits, Kind, ThreadSlot};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
 use super::threadpool::{RunError, ThreadPool};
+use super::timer::HeaderTimer;
 use crate::body::{self, Body};
 use crate::error::Reason;
 use futures_util::FutureExt;
@@ -200,8 +201,9 @@ impl Worker {
     /// the module docs). The listener is dropped (its socket file removed) before waiting.
     pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // hyper's HTTP/1 header read timeout needs a timer, or it panics.
-        builder.http1().timer(TokioTimer::new());
+        // hyper's HTTP/1 header read timeout needs a timer, or it panics. It is armed for
+        // every request, so it gets the cheap one (see `timer`).
+        builder.http1().timer(HeaderTimer);
         builder.http2().timer(TokioTimer::new());
         let drain = Drain::new();
         let mut shutdown = std::pin::pin!(shutdown);
