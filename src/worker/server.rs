@@ -20,7 +20,7 @@ use super::gate::{Gate, GateLimits, Kind, ThreadSlot};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
 use super::threadpool::{RunError, ThreadPool};
-use super::timer::HeaderTimer;
+use super::timer::{ConnTimer, HeaderClock, WithHeaderTimeout};
 use crate::body::{self, Body};
 use crate::error::Reason;
 use futures_util::FutureExt;
@@ -201,9 +201,6 @@ impl Worker {
     /// the module docs). The listener is dropped (its socket file removed) before waiting.
     pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // hyper's HTTP/1 header read timeout needs a timer, or it panics. It is armed for
-        // every request, so it gets the cheap one (see `timer`).
-        builder.http1().timer(HeaderTimer);
         builder.http2().timer(TokioTimer::new());
         let drain = Drain::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -245,8 +242,14 @@ impl Worker {
             let served = worker.clone().respond(req.map(body::boxed), Some(fd));
             served.map(|(resp, held)| Ok::<_, Infallible>(resp.map(|b| HeldBody::new(b, held))))
         });
+        // hyper's HTTP/1 header read timeout needs a timer, or it panics. It is armed for
+        // every request, so each connection times it itself (see `timer`).
+        let clock = Arc::new(HeaderClock::default());
+        let mut builder = builder.clone();
+        builder.http1().timer(ConnTimer(clock.clone()));
         let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
-        tokio::spawn(drain.watch(conn, |c| c.graceful_shutdown()));
+        let conn = WithHeaderTimeout::new(conn, clock);
+        tokio::spawn(drain.watch(conn, |c| c.conn().graceful_shutdown()));
     }
 
     /// Serve one request (the whole path after the connection). Public so an app can be
@@ -277,16 +280,18 @@ impl Worker {
             Handler::Async(_) => Kind::Async,
             Handler::Sync(_) => Kind::Thread,
         };
-        // Only a request whose body hyper holds back needs its client watched (see admit).
-        let watch = conn.filter(|_| {
-            use http_body::Body as _;
-            !req.body().is_end_stream()
-        });
         // The way in when nobody waits is a plain call; the waiting (a bigger future) is
         // boxed, so the future hyper keeps per request stays small to move.
         let admitted = match self.inner.gate.try_admit_at_once(kind) {
             Some(admitted) => admitted,
-            None => Box::pin(admit(&self.inner.gate, kind, watch)).await,
+            None => {
+                // Only a request whose body hyper holds back needs its client watched.
+                let watch = conn.filter(|_| {
+                    use http_body::Body as _;
+                    !req.body().is_end_stream()
+                });
+                Box::pin(admit(&self.inner.gate, kind, watch)).await
+            }
         };
         if let Err(reason) = admitted {
             return (reason.response(RETRY_AFTER), None);

@@ -1,4 +1,4 @@
-//! hyper's HTTP/1 header-read timer, made cheap enough to arm on every request.
+//! hyper's HTTP/1 header-read timeout, timed per connection instead of per request.
 //!
 //! hyper arms its header-read timeout (30 s) each time it starts reading a request head and
 //! drops it once the head is in, so on a keep-alive connection every request creates and
@@ -7,174 +7,175 @@
 //! again: about 7 % of the worker's instructions per "hello" (BENCHMARKS.md, "The worker's
 //! per-request cost").
 //!
-//! Here a sleep is a deadline and, once polled, a slot holding its waker in a per-thread
-//! shard (the stripe of [`super::striped`]), so arming and cancelling take a lock nobody
-//! else wants. One `roost-timer` thread looks at every armed slot each [`TICK`] and wakes
-//! the expired ones: a timeout fires up to one tick late, which a 30 s slowloris guard
-//! does not mind. The HTTP/2 side keeps `TokioTimer` (its timers are per connection).
+//! Here each connection gets its own [`ConnTimer`] (given to hyper) and runs inside a
+//! [`WithHeaderTimeout`]. A sleep hyper asks for only writes its deadline into the
+//! connection's [`HeaderClock`]; the wrapper, which polls the connection anyway, keeps one
+//! tokio timer per connection at or before the armed deadline. Deadlines only move later,
+//! so that timer is set once and moved on only when it fires early (at most once per
+//! timeout period of a busy connection). When the armed deadline passes, the wrapper marks
+//! the sleep fired and polls the connection, and hyper ends it as it would with
+//! `TokioTimer`. Nothing is shared between connections: no lock, no thread.
 
-use super::striped::stripe;
-use parking_lot::Mutex;
+use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Once;
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// How often the timer thread looks for expired sleeps (the timers' resolution).
-const TICK: Duration = Duration::from_millis(250);
+/// The header-read deadline hyper armed on one connection, if any.
+#[derive(Debug, Default)]
+pub struct HeaderClock {
+    /// Id of the armed sleep (0: none). Ids count from 1 per connection.
+    armed: AtomicU64,
+    /// Its deadline, in nanoseconds after [`base`].
+    deadline: AtomicU64,
+    /// Id of the sleep whose deadline passed (0: none).
+    fired: AtomicU64,
+    next_id: AtomicU64,
+}
 
-/// The [`hyper::rt::Timer`] for the worker's HTTP/1 connections.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct HeaderTimer;
+/// The instant deadlines are counted from (so they fit an atomic).
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
 
-impl hyper::rt::Timer for HeaderTimer {
+impl HeaderClock {
+    fn arm(&self, deadline: Instant) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let ns = deadline.saturating_duration_since(base()).as_nanos();
+        self.deadline
+            .store(ns.min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.armed.store(id, Ordering::Relaxed);
+        id
+    }
+
+    /// The armed sleep and its deadline.
+    fn armed(&self) -> Option<(u64, Instant)> {
+        match self.armed.load(Ordering::Relaxed) {
+            0 => None,
+            id => {
+                let ns = self.deadline.load(Ordering::Relaxed);
+                Some((id, base() + Duration::from_nanos(ns)))
+            }
+        }
+    }
+}
+
+/// The [`hyper::rt::Timer`] of one HTTP/1 connection: its sleeps arm the connection's
+/// [`HeaderClock`], which [`WithHeaderTimeout`] watches.
+#[derive(Clone, Debug, Default)]
+pub struct ConnTimer(pub Arc<HeaderClock>);
+
+impl hyper::rt::Timer for ConnTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
         self.sleep_until(Instant::now() + duration)
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(CoarseSleep {
-            deadline,
-            slot: None,
+        let id = self.0.arm(deadline);
+        Box::pin(HeadSleep {
+            clock: self.0.clone(),
+            id,
         })
     }
 }
 
-/// One armed timeout: registered in a shard on its first poll, removed on drop.
-struct CoarseSleep {
-    deadline: Instant,
-    /// (shard, index) once polled.
-    slot: Option<(usize, usize)>,
+/// One armed timeout; disarms on drop unless a newer one replaced it.
+struct HeadSleep {
+    clock: Arc<HeaderClock>,
+    id: u64,
 }
 
-impl hyper::rt::Sleep for CoarseSleep {}
+impl hyper::rt::Sleep for HeadSleep {}
 
-impl Future for CoarseSleep {
+impl Future for HeadSleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let Some((shard, index)) = self.slot else {
-            let shard = stripe();
-            let index = SHARDS[shard].lock().insert(self.deadline, cx.waker());
-            self.slot = Some((shard, index));
-            start_ticking();
-            return Poll::Pending;
-        };
-        let mut slab = SHARDS[shard].lock();
-        let entry = slab.entries[index].as_mut().expect("an armed slot is ours");
-        match &mut entry.waker {
-            None => Poll::Ready(()),
-            Some(w) => {
-                if !w.will_wake(cx.waker()) {
-                    *w = cx.waker().clone();
-                }
-                Poll::Pending
-            }
+    /// No waker is kept: the connection's wrapper polls the connection (and so this)
+    /// when the deadline passes.
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if self.clock.fired.load(Ordering::Relaxed) == self.id {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 }
 
-impl Drop for CoarseSleep {
+impl Drop for HeadSleep {
     fn drop(&mut self) {
-        if let Some((shard, index)) = self.slot {
-            SHARDS[shard].lock().remove(index);
-        }
+        let _ = self
+            .clock
+            .armed
+            .compare_exchange(self.id, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
-struct Entry {
-    deadline: Instant,
-    /// `None` once fired.
-    waker: Option<Waker>,
+pin_project! {
+    /// A connection future with its header-read timeout (see the module docs).
+    pub struct WithHeaderTimeout<C> {
+        #[pin]
+        conn: C,
+        clock: Arc<HeaderClock>,
+        // The connection's one tokio timer, created when first needed.
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+    }
 }
 
-/// The armed sleeps of the threads on one stripe.
-struct Slab {
-    entries: Vec<Option<Entry>>,
-    free: Vec<usize>,
-}
-
-impl Slab {
-    const fn new() -> Slab {
-        Slab {
-            entries: Vec::new(),
-            free: Vec::new(),
+impl<C> WithHeaderTimeout<C> {
+    pub fn new(conn: C, clock: Arc<HeaderClock>) -> Self {
+        WithHeaderTimeout {
+            conn,
+            clock,
+            timer: None,
         }
     }
 
-    fn insert(&mut self, deadline: Instant, waker: &Waker) -> usize {
-        let entry = Some(Entry {
-            deadline,
-            waker: Some(waker.clone()),
-        });
-        match self.free.pop() {
-            Some(i) => {
-                self.entries[i] = entry;
-                i
+    /// The wrapped connection (to ask it to shut down gracefully).
+    pub fn conn(self: Pin<&mut Self>) -> Pin<&mut C> {
+        self.project().conn
+    }
+}
+
+impl<C: Future> Future for WithHeaderTimeout<C> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let mut this = self.project();
+        loop {
+            if let Poll::Ready(out) = this.conn.as_mut().poll(cx) {
+                return Poll::Ready(out);
             }
-            None => {
-                self.entries.push(entry);
-                self.entries.len() - 1
+            // Nothing armed: a timer set earlier may still fire, and finds nothing.
+            let Some((id, deadline)) = this.clock.armed() else {
+                return Poll::Pending;
+            };
+            let deadline = tokio::time::Instant::from_std(deadline);
+            if this.timer.is_none() {
+                this.timer.set(Some(tokio::time::sleep_until(deadline)));
             }
-        }
-    }
-
-    fn remove(&mut self, index: usize) {
-        self.entries[index] = None;
-        self.free.push(index);
-    }
-
-    /// Mark the entries due by `now` fired and hand over their wakers.
-    fn expire(&mut self, now: Instant, wake: &mut Vec<Waker>) {
-        for e in self.entries.iter_mut().flatten() {
-            if e.deadline <= now {
-                wake.extend(e.waker.take());
+            let mut timer = this.timer.as_mut().as_pin_mut().expect("set above");
+            if timer.deadline() > deadline {
+                timer.as_mut().reset(deadline);
             }
+            if timer.as_mut().poll(cx).is_pending() {
+                // It fires at or before the armed deadline.
+                return Poll::Pending;
+            }
+            // tokio rounds to the millisecond: within one of the deadline counts as passed.
+            if tokio::time::Instant::now() + Duration::from_millis(1) < deadline {
+                // Fired for an earlier deadline (hyper has moved on): time this one.
+                timer.reset(deadline);
+                continue;
+            }
+            // The head did not arrive in time: hyper's sleep is ready now.
+            this.clock.fired.store(id, Ordering::Relaxed);
+            this.clock.armed.store(0, Ordering::Relaxed);
         }
-    }
-}
-
-/// One shard's lock and slab on a cache line of its own, so two I/O threads arming
-/// timers in their own shards do not write the same line.
-#[repr(align(128))]
-struct Shard(Mutex<Slab>);
-
-impl std::ops::Deref for Shard {
-    type Target = Mutex<Slab>;
-
-    fn deref(&self) -> &Mutex<Slab> {
-        &self.0
-    }
-}
-
-const SHARDS_N: usize = super::striped::STRIPES;
-static SHARDS: [Shard; SHARDS_N] =
-    [const { Shard(parking_lot::const_mutex(Slab::new())) }; SHARDS_N];
-
-/// Start the timer thread, once per process.
-fn start_ticking() {
-    static START: Once = Once::new();
-    START.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("roost-timer".into())
-            .spawn(|| loop {
-                std::thread::sleep(TICK);
-                tick(Instant::now());
-            });
-        if let Err(e) = spawned {
-            // Without the thread no header timeout fires; requests are still served.
-            tracing::error!(error = %e, "cannot start the header timer thread");
-        }
-    });
-}
-
-/// Wake every sleep due by `now`. Wakers are called outside the shard locks.
-fn tick(now: Instant) {
-    let mut wake = Vec::new();
-    for shard in &SHARDS {
-        shard.lock().expire(now, &mut wake);
-        wake.drain(..).for_each(Waker::wake);
     }
 }
 
@@ -182,51 +183,69 @@ fn tick(now: Instant) {
 mod tests {
     use super::*;
     use hyper::rt::Timer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn a_sleep_fires_after_its_deadline_and_a_dropped_one_disarms() {
-        // A deadline no other test uses, to find our slot among theirs.
-        let far = Instant::now() + Duration::from_secs(3600) + Duration::from_nanos(7_777);
-        let has_far = || {
-            SHARDS.iter().any(|s| {
-                let slab = s.lock();
-                slab.entries.iter().flatten().any(|e| e.deadline == far)
-            })
-        };
-        let mut s = CoarseSleep {
-            deadline: far,
-            slot: None,
-        };
-        let mut cx = Context::from_waker(Waker::noop());
-        assert!(Pin::new(&mut s).poll(&mut cx).is_pending());
-        assert!(has_far(), "polled once: armed");
-        drop(s);
-        assert!(!has_far(), "dropped: disarmed");
-
-        let start = Instant::now();
-        HeaderTimer.sleep(Duration::from_millis(50)).await;
-        assert!(start.elapsed() >= Duration::from_millis(50));
-        // A deadline already past fires on the next tick.
-        let past = HeaderTimer.sleep_until(Instant::now());
-        assert!(tokio::time::timeout(Duration::from_secs(30), past)
-            .await
-            .is_ok());
+    /// A real hyper HTTP/1 connection with a short header-read timeout, timed this way.
+    async fn serve_one(listener: &tokio::net::TcpListener) -> Result<(), hyper::Error> {
+        let (stream, _) = listener.accept().await.unwrap();
+        let clock = Arc::new(HeaderClock::default());
+        let svc = hyper::service::service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(ConnTimer(clock.clone()))
+            .header_read_timeout(Duration::from_millis(300))
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        WithHeaderTimeout::new(conn, clock).await
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_sleeps_on_many_threads_all_fire() {
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                tokio::spawn(async move {
-                    HeaderTimer.sleep(Duration::from_millis(i % 7 * 20)).await;
-                })
-            })
-            .collect();
-        for t in tasks {
-            tokio::time::timeout(Duration::from_secs(30), t)
-                .await
-                .expect("a sleep never fired")
-                .unwrap();
-        }
+    #[tokio::test]
+    async fn a_slow_head_is_cut_off_and_a_busy_connection_is_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+
+        // A client that sends half a head and stalls: hyper closes it after the timeout.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(20), serve_one(&listener)).await;
+        let err = ended.expect("the header timeout never fired").unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert!(start.elapsed() >= Duration::from_millis(290));
+
+        // Requests keep coming for three timeouts' worth of time on one connection: each
+        // head arrives in time, so the connection lives until the client closes it.
+        let server = async { serve_one(&listener).await };
+        let client = async {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut buf = [0u8; 1024];
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(900) {
+                c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let n = c.read(&mut buf).await.unwrap();
+                assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "connection cut");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let (served, ()) = tokio::join!(server, client);
+        served.expect("a connection whose heads arrive in time ends cleanly");
+    }
+
+    #[test]
+    fn a_replaced_sleep_does_not_disarm_its_successor() {
+        let clock = Arc::new(HeaderClock::default());
+        let timer = ConnTimer(clock.clone());
+        let first = timer.sleep(Duration::from_secs(30));
+        let second = timer.sleep(Duration::from_secs(30));
+        drop(first);
+        assert!(clock.armed().is_some(), "the newer sleep is still armed");
+        drop(second);
+        assert!(clock.armed().is_none());
     }
 }
