@@ -239,7 +239,7 @@ impl Worker {
         // The response body is a `HeldBody` by value (not boxed again), and the request's
         // clone of the worker ends up in it, holding the gate admission.
         let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let served = worker.clone().respond(req.map(body::boxed), Some(fd));
+            let served = worker.clone().respond(req.map(request_body), Some(fd));
             served.map(|(resp, held)| Ok::<_, Infallible>(resp.map(|b| HeldBody::new(b, held))))
         });
         // hyper's HTTP/1 header read timeout needs a timer, or it panics. It is armed for
@@ -528,6 +528,17 @@ fn peer_closed(fd: RawFd) -> bool {
     // `fd` is open: the connection owning it outlives the request future calling this.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// The request body as handlers see it. A request without one (most GETs) gets the empty
+/// body, which boxes nothing (it has no size), instead of a box around hyper's empty one.
+fn request_body(b: Incoming) -> Body {
+    use http_body::Body as _;
+    if b.is_end_stream() {
+        body::empty()
+    } else {
+        body::boxed(b)
+    }
 }
 
 fn handler_panicked() -> Response {
