@@ -49,7 +49,7 @@ pub type Request = http::Request<Body>;
 pub type Response = http::Response<Body>;
 
 type AsyncFn = dyn Fn(Request) -> BoxFuture<'static, Response> + Send + Sync;
-type SyncFn = dyn Fn(Request) -> Response + Send + Sync;
+pub(crate) type SyncFn = dyn Fn(Request) -> Response + Send + Sync;
 
 /// A registered handler.
 #[derive(Clone)]
@@ -61,23 +61,29 @@ pub enum Handler {
 /// Path prefix → handler, longest prefix first.
 #[derive(Clone, Default)]
 pub(crate) struct Router {
-    routes: Vec<(String, Handler)>,
+    /// The prefix is shared so a busy-route record takes it without copying.
+    routes: Vec<(Arc<str>, Handler)>,
 }
 
 impl Router {
     fn add(&mut self, path: &str, h: Handler) {
-        let path = normalize(path);
+        let path: Arc<str> = normalize(path).into();
         self.routes.retain(|(p, _)| *p != path);
         self.routes.push((path, h));
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
 
-    /// The handler for `path` and the route prefix it was registered under.
-    pub(crate) fn find_route(&self, path: &str) -> Option<(&str, &Handler)> {
+    /// The index (for [`route`](Router::route)) of the handler for `path`.
+    pub(crate) fn find(&self, path: &str) -> Option<usize> {
         self.routes
             .iter()
-            .find(|(p, _)| prefix_matches(p, path))
-            .map(|(p, h)| (p.as_str(), h))
+            .position(|(p, _)| prefix_matches(p, path))
+    }
+
+    /// The route prefix at `index` (from [`find`](Router::find)) and its handler.
+    pub(crate) fn route(&self, index: usize) -> (&Arc<str>, &Handler) {
+        let (p, h) = &self.routes[index];
+        (p, h)
     }
 }
 
@@ -219,16 +225,15 @@ impl WorkerBuilder {
 
 /// A `text/plain` 200 response.
 pub fn text(s: impl Into<Bytes>) -> Response {
-    with_type(StatusCode::OK, "text/plain; charset=utf-8", s.into())
+    // Built at compile time: `from_static` checks every byte, on every call otherwise.
+    let ctype = const { HeaderValue::from_static("text/plain; charset=utf-8") };
+    with_type(StatusCode::OK, ctype, s.into())
 }
 
 /// An `application/json` 200 response.
 pub fn json(v: &serde_json::Value) -> Response {
-    with_type(
-        StatusCode::OK,
-        "application/json",
-        Bytes::from(v.to_string()),
-    )
+    let ctype = const { HeaderValue::from_static("application/json") };
+    with_type(StatusCode::OK, ctype, Bytes::from(v.to_string()))
 }
 
 /// A plain response with `status` and a short text body.
@@ -238,11 +243,10 @@ pub fn status(status: StatusCode, msg: &str) -> Response {
     r
 }
 
-fn with_type(status: StatusCode, ctype: &'static str, body: Bytes) -> Response {
+fn with_type(status: StatusCode, ctype: HeaderValue, body: Bytes) -> Response {
     let mut r = Response::new(crate::body::full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(header::CONTENT_TYPE, ctype);
     r
 }
 
@@ -328,7 +332,7 @@ mod tests {
         r.add("/", Handler::Sync(Arc::new(|_| text("root"))));
         r.add("/api", Handler::Sync(Arc::new(|_| text("api"))));
         r.add("/api/v2/", Handler::Sync(Arc::new(|_| text("v2"))));
-        let which = |p: &str| match r.find_route(p).map(|(_, h)| h) {
+        let which = |p: &str| match r.find(p).map(|i| r.route(i).1) {
             Some(Handler::Sync(f)) => {
                 let resp = f(http::Request::new(crate::body::empty()));
                 format!("{:?}", resp.body().size_hint().exact())

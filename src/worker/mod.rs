@@ -19,7 +19,9 @@ pub mod listen;
 pub mod metrics;
 pub mod server;
 pub mod settings;
+mod striped;
 pub mod threadpool;
+mod timer;
 
 pub use app::{
     json, query_param, read_body_blocking, status, text, Request, Response, WorkerBuilder,

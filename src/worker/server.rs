@@ -12,14 +12,15 @@
 //!    GOAWAY) and wait for them, at most `shutdown_timeout`;
 //! 3. stop the worker pools' idle threads; the process exits 0.
 
-use super::app::{self, Handler, IoHandle, Request, Response, Router, WorkerBuilder};
+use super::app::{self, Handler, IoHandle, Request, Response, Router, SyncFn, WorkerBuilder};
 use super::busy::BusyRoutes;
 use super::counters::{IoCounters, ThreadPoolCounters, ThreadSummary, WorkerCounters};
 use super::drain::Drain;
-use super::gate::{Gate, GateLimits, Kind, Permit};
+use super::gate::{Gate, GateLimits, Kind, ThreadSlot};
 use super::listen::{Listen, Listener, Stream};
 use super::settings::{Settings, DEFAULT_POOL};
 use super::threadpool::{RunError, ThreadPool};
+use super::timer::{ConnTimer, HeaderClock, WithHeaderTimeout};
 use crate::body::{self, Body};
 use crate::error::Reason;
 use futures_util::FutureExt;
@@ -200,8 +201,6 @@ impl Worker {
     /// the module docs). The listener is dropped (its socket file removed) before waiting.
     pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // hyper's HTTP/1 header read timeout needs a timer, or it panics.
-        builder.http1().timer(TokioTimer::new());
         builder.http2().timer(TokioTimer::new());
         let drain = Drain::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -232,72 +231,88 @@ impl Worker {
     where
         I: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
     {
-        let worker = self.clone();
+        // The connection's own reference to the worker: each request clones this one (its
+        // count is touched by this connection's task only), not the worker's shared `Arc`,
+        // whose count every request on every I/O thread would bounce between cores.
+        let worker = Arc::new(self.clone());
         let fd = ConnFd(io.as_raw_fd());
-        let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            let worker = worker.clone();
-            req.extensions_mut().insert(fd);
-            async move { Ok::<_, Infallible>(worker.handle(req.map(body::boxed)).await) }
+        // The response body is a `HeldBody` by value (not boxed again), and the request's
+        // clone of the worker ends up in it, holding the gate admission.
+        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let served = worker.clone().respond(req.map(request_body), Some(fd));
+            served.map(|(resp, held)| Ok::<_, Infallible>(resp.map(|b| HeldBody::new(b, held))))
         });
+        // hyper's HTTP/1 header read timeout needs a timer, or it panics. It is armed for
+        // every request, so each connection times it itself (see `timer`).
+        let clock = Arc::new(HeaderClock::default());
+        let mut builder = builder.clone();
+        builder.http1().timer(ConnTimer(clock.clone()));
         let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
-        tokio::spawn(drain.watch(conn, |c| c.graceful_shutdown()));
+        let conn = WithHeaderTimeout::new(conn, clock);
+        tokio::spawn(drain.watch(conn, |c| c.conn().graceful_shutdown()));
     }
 
     /// Serve one request (the whole path after the connection). Public so an app can be
     /// tested in-process without sockets.
     pub async fn handle(&self, req: Request) -> Response {
+        match Arc::new(self.clone()).respond(req, None).await {
+            (resp, Some(held)) => resp.map(|b| body::boxed(HeldBody::new(b, Some(held)))),
+            (resp, None) => resp,
+        }
+    }
+
+    /// The response, and the admission its body must hold until it is sent (none for
+    /// `/.roost/` endpoints, refusals and panics). `conn` is the socket of a request that
+    /// came over one, watched while the request waits in the gate's queue.
+    async fn respond(
+        self: Arc<Self>,
+        req: Request,
+        conn: Option<ConnFd>,
+    ) -> (Response, Option<Admission>) {
         let path = req.uri().path();
         if path.starts_with("/.roost/") {
-            return self.internal(path);
+            return (self.internal(path), None);
         }
-        let Some((route, handler)) = self.inner.router.find_route(path) else {
-            return app::status(StatusCode::NOT_FOUND, "not found");
+        let Some(index) = self.inner.router.find(path) else {
+            return (app::status(StatusCode::NOT_FOUND, "not found"), None);
         };
-        let handler = handler.clone();
-        let kind = match handler {
+        let kind = match self.inner.router.route(index).1 {
             Handler::Async(_) => Kind::Async,
             Handler::Sync(_) => Kind::Thread,
         };
-        let (mut permit, mut req) = match admit(&self.inner.gate, kind, req).await {
-            Ok(admitted) => admitted,
-            Err(reason) => return reason.response(RETRY_AFTER),
+        // The way in when nobody waits is a plain call; the waiting (a bigger future) is
+        // boxed, so the future hyper keeps per request stays small to move.
+        let admitted = match self.inner.gate.try_admit_at_once(kind) {
+            Some(admitted) => admitted,
+            None => {
+                // Only a request whose body hyper holds back needs its client watched.
+                let watch = conn.filter(|_| {
+                    use http_body::Body as _;
+                    !req.body().is_end_stream()
+                });
+                Box::pin(admit(&self.inner.gate, kind, watch)).await
+            }
         };
-        match handler {
-            Handler::Async(f) => {
-                match AssertUnwindSafe(f(req)).catch_unwind().await {
-                    Ok(resp) => hold_until_sent(resp, permit),
-                    // The permit drops here: a panicking handler ends its request.
+        if let Err(reason) = admitted {
+            return (reason.response(RETRY_AFTER), None);
+        }
+        // From here on, dropping this future (the client left) ends the request.
+        let held = Admission(self);
+        match held.0.inner.router.route(index) {
+            (_, Handler::Async(f)) => {
+                let fut = f(req);
+                match AssertUnwindSafe(fut).catch_unwind().await {
+                    Ok(resp) => (resp, Some(held)),
+                    // The admission ends here: a panicking handler ends its request.
                     Err(_) => {
                         tracing::error!("async handler panicked");
-                        handler_panicked()
+                        (handler_panicked(), None)
                     }
                 }
             }
-            Handler::Sync(f) => {
-                req.extensions_mut()
-                    .insert(IoHandle(tokio::runtime::Handle::current()));
-                let pool = self.pool_for(req.uri().path()).clone();
-                let thread = permit.take_thread_slot();
-                // The permit travels with the job, so a request whose client left still
-                // counts until its thread is really done with it.
-                let (busy, route) = (self.inner.busy.clone(), Arc::<str>::from(route));
-                let job = move || {
-                    let running = busy.enter(route);
-                    let resp = f(req);
-                    drop(running);
-                    drop(thread);
-                    (resp, permit)
-                };
-                match pool.run(job).await {
-                    Ok((resp, permit)) => hold_until_sent(resp, permit),
-                    Err(RunError::Panicked(msg)) => {
-                        tracing::error!(panic = %msg, "sync handler panicked");
-                        handler_panicked()
-                    }
-                    Err(RunError::ShutDown) => {
-                        app::status(StatusCode::SERVICE_UNAVAILABLE, "stopping")
-                    }
-                }
+            (route, Handler::Sync(f)) => {
+                let (route, f) = (route.clone(), f.clone());
+                Box::pin(held.serve_sync(route, f, req)).await
             }
         }
     }
@@ -418,30 +433,79 @@ const CLIENT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Clone, Copy, Debug)]
 struct ConnFd(RawFd);
 
+/// One request admitted by the gate. Dropping it ends the request for the gate (and lets
+/// a queued one start). It owns the request's reference to the worker (the connection's,
+/// see `spawn_conn`), so the admission costs no reference count of its own.
+struct Admission(Arc<Worker>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.inner.gate.leave(false);
+    }
+}
+
+impl Admission {
+    /// Run a sync handler on its worker pool. The admission travels with the job, so a
+    /// request whose client left still counts until its thread is really done with it;
+    /// the thread slot goes back as soon as the handler returns.
+    async fn serve_sync(
+        self,
+        route: Arc<str>,
+        f: Arc<SyncFn>,
+        mut req: Request,
+    ) -> (Response, Option<Admission>) {
+        req.extensions_mut()
+            .insert(IoHandle(tokio::runtime::Handle::current()));
+        let inner = &self.0.inner;
+        let pool = self.0.pool_for(req.uri().path()).clone();
+        let thread = ThreadSlot::new(inner.gate.clone());
+        let busy = inner.busy.clone();
+        let job = move || {
+            let running = busy.enter(route);
+            let resp = f(req);
+            drop(running);
+            drop(thread);
+            (resp, self)
+        };
+        match pool.run(job).await {
+            Ok((resp, held)) => (resp, Some(held)),
+            Err(RunError::Panicked(msg)) => {
+                tracing::error!(panic = %msg, "sync handler panicked");
+                (handler_panicked(), None)
+            }
+            Err(RunError::ShutDown) => (
+                app::status(StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+                None,
+            ),
+        }
+    }
+}
+
 /// Pass the gate; give up the place in line if the client goes away meanwhile.
 ///
 /// hyper notices a closed connection by itself (and drops this future) except while it
 /// waits for us to read a request body: then it reads nothing, so a queued POST would keep
-/// its place after its client left. For those, the socket is checked every
-/// [`CLIENT_CHECK_INTERVAL`] for the peer having closed (`POLLRDHUP`), without reading.
-async fn admit(gate: &Arc<Gate>, kind: Kind, req: Request) -> Result<(Permit, Request), Reason> {
-    use http_body::Body as _;
-    let enter = gate.enter(kind);
+/// its place after its client left. For those (`watch`: the connection of a request with
+/// an unread body), the socket is checked every [`CLIENT_CHECK_INTERVAL`] for the peer
+/// having closed (`POLLRDHUP`), without reading.
+///
+/// On `Ok` the caller holds an admission of `kind` (see [`Gate::admit`]).
+async fn admit(gate: &Gate, kind: Kind, watch: Option<ConnFd>) -> Result<(), Reason> {
+    let enter = gate.admit(kind);
     let mut enter = std::pin::pin!(enter);
     // Admitted at once (or refused): no watching needed.
     if let Some(admitted) = (&mut enter).now_or_never() {
-        return admitted.map(|p| (p, req));
+        return admitted;
     }
-    let watch = match req.extensions().get::<ConnFd>() {
-        Some(fd) if !req.body().is_end_stream() => *fd,
-        _ => return enter.await.map(|p| (p, req)),
+    let Some(watch) = watch else {
+        return enter.await;
     };
     let mut tick = tokio::time::interval(CLIENT_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
-            admitted = &mut enter => return admitted.map(|p| (p, req)),
+            admitted = &mut enter => return admitted,
             _ = tick.tick() => {
                 if peer_closed(watch.0) {
                     // Dropping `enter` (on return) removes us from the queue.
@@ -466,29 +530,37 @@ fn peer_closed(fd: RawFd) -> bool {
     n == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
+/// The request body as handlers see it. A request without one (most GETs) gets the empty
+/// body, which boxes nothing (it has no size), instead of a box around hyper's empty one.
+fn request_body(b: Incoming) -> Body {
+    use http_body::Body as _;
+    if b.is_end_stream() {
+        body::empty()
+    } else {
+        body::boxed(b)
+    }
+}
+
 fn handler_panicked() -> Response {
     app::status(StatusCode::INTERNAL_SERVER_ERROR, "handler panicked")
 }
 
-/// Keep the request's gate permit until its response body is finished or dropped.
-fn hold_until_sent(resp: Response, permit: Permit) -> Response {
-    resp.map(|b| {
-        body::boxed(PermitBody {
-            inner: b,
-            _permit: permit,
-        })
-    })
-}
-
 pin_project_lite::pin_project! {
-    struct PermitBody {
+    /// A response body and the admission it holds until it is finished or dropped.
+    struct HeldBody {
         #[pin]
         inner: Body,
-        _permit: Permit,
+        held: Option<Admission>,
     }
 }
 
-impl http_body::Body for PermitBody {
+impl HeldBody {
+    fn new(inner: Body, held: Option<Admission>) -> HeldBody {
+        HeldBody { inner, held }
+    }
+}
+
+impl http_body::Body for HeldBody {
     type Data = bytes::Bytes;
     type Error = body::BoxError;
 

@@ -7,6 +7,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use roost::worker::counters::WorkerCounters;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -1033,6 +1034,120 @@ async fn a_rust_app_runs_on_the_same_machinery_in_process() {
         StatusCode::NOT_FOUND
     );
     server.stop().await;
+}
+
+/// The gate's counters add up when requests on many connections (and both I/O threads)
+/// come and go at once: admitted at once (the lock-free path), queued behind the
+/// executing cap, sync and async, and some left by their client while queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_counters_add_up_under_concurrent_requests() {
+    use roost::worker::{Listen, Listener, Settings, WorkerBuilder};
+    const CONNS: usize = 16;
+    const PER_CONN: usize = 40;
+    let settings = Settings {
+        cpus: 1,
+        // Two executing at most: most requests queue, some are admitted at once.
+        max_concurrent_requests_per_cpu: 2,
+        min_worker_threads: 2,
+        max_worker_threads: 4,
+        ..Settings::default()
+    };
+    // The two `/slow` requests hold both executing slots until the test lets them go.
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let held = release.clone();
+    let worker = WorkerBuilder::new(settings)
+        .route_async("/a", |_req| async {
+            tokio::task::yield_now().await;
+            roost::worker::text("a")
+        })
+        .route_sync("/s", |_req| roost::worker::text("s"))
+        .route_async("/slow", move |_req| {
+            let held = held.clone();
+            async move {
+                held.acquire().await.unwrap().forget();
+                roost::worker::text("slow")
+            }
+        })
+        .build()
+        .unwrap();
+    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse::<Listen>().unwrap())
+        .await
+        .unwrap();
+    let Listen::Tcp(a) = listener.local().unwrap() else {
+        unreachable!()
+    };
+    let server = InProcess::serve(&worker, listener);
+
+    // Clients that give up while queued behind two slow requests: `disconnected`.
+    let slow: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(send_on(a, vec!["/slow"])))
+        .collect();
+    wait_for(&worker, |c| c.gate.executing == 2).await;
+    for i in 1..=3 {
+        let mut s = TcpStream::connect(a).await.unwrap();
+        s.write_all(b"GET /a HTTP/1.1\r\nhost: w\r\n\r\n")
+            .await
+            .unwrap();
+        // Queued, or already gone again: each client counts once in the sum.
+        wait_for(&worker, |c| c.gate.queued as u64 + c.gate.disconnected == i).await;
+        drop(s);
+    }
+    wait_for(&worker, |c| c.gate.disconnected == 3).await;
+    release.add_permits(2);
+    for t in slow {
+        assert_eq!(t.await.unwrap(), 1);
+    }
+
+    // Keep-alive connections each sending a mix, all at once.
+    let clients: Vec<_> = (0..CONNS)
+        .map(|i| {
+            let paths = (0..PER_CONN)
+                .map(|j| if (i + j) % 3 == 0 { "/s" } else { "/a" })
+                .collect();
+            tokio::spawn(send_on(a, paths))
+        })
+        .collect();
+    for t in clients {
+        assert_eq!(t.await.unwrap(), PER_CONN);
+    }
+    let g = worker.counters().gate;
+    let served = (CONNS * PER_CONN + 2) as u64;
+    assert_eq!(
+        (g.current, g.queued, g.executing, g.executing_threads),
+        (0, 0, 0, 0),
+        "{g:?}"
+    );
+    assert_eq!((g.completed, g.disconnected, g.rejected), (served, 3, 0));
+    assert_eq!(g.wait.count, served, "{g:?}");
+    assert!(g.wait.queued > 0 && g.wait.queued < served, "{g:?}");
+    assert_eq!(g.wait.buckets.iter().sum::<u64>(), served, "{g:?}");
+    server.stop().await;
+}
+
+/// Send `paths` one after another on one keep-alive connection; the count answered 200.
+async fn send_on(addr: std::net::SocketAddr, paths: Vec<&'static str>) -> usize {
+    let mut sender = handshake(TcpStream::connect(addr).await.unwrap()).await;
+    let mut ok = 0;
+    for p in paths {
+        sender.ready().await.unwrap();
+        let resp = sender.send_request(get_req(p)).await.unwrap();
+        let status = resp.status();
+        resp.into_body().collect().await.unwrap();
+        ok += usize::from(status == StatusCode::OK);
+    }
+    ok
+}
+
+async fn wait_for(worker: &roost::worker::Worker, pred: impl Fn(&WorkerCounters) -> bool) {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let c = worker.counters();
+        if pred(&c) {
+            return;
+        }
+        assert!(Instant::now() < end, "timed out: {:?}", c.gate);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Rough numbers for the report, not a pass/fail test:
