@@ -121,3 +121,14 @@ fn regress_bare_cr_before_a_final_cr_is_refused_however_it_arrives() {
     assert!(roost::h1::Chunked::Size.step(&mut whole).is_err());
     roost::fuzzing::chunked(b"\r\r\r\r\t\r\r\rz\r%\r");
 }
+
+/// Found by `config` (session 4): a piece that ended in an empty list item (`- `) put the
+/// empty value at the end of the piece, while the whole text put it at the next token, on
+/// the cut line. A piece now ends only after a line that visibly ends in a value; the
+/// input replays as `regress-empty-item-before-a-cut`.
+#[test]
+fn regress_empty_item_before_a_cut_agrees() {
+    let text = "sites:  \n- \n \n- nt-=*0,--";
+    assert!(roost::config::split::agrees(text, 2));
+    roost::fuzzing::config(text.as_bytes());
+}
