@@ -1,5 +1,5 @@
 //! The few places the loader uses more than one thread (a configuration of 100,000 pools
-//! is checked in under 2 s only on every core; issue 12), and the two rules they share:
+//! is checked in about 2 s only on every core; issue 12), and the two rules they share:
 //! a panic on a helper thread is the caller's panic, and a large tree is freed aside.
 
 use std::thread::ScopedJoinHandle;
