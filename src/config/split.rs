@@ -159,11 +159,9 @@ struct Section<'t> {
 
 /// Every line the text may be cut at, or `None` if the document is not a plain block map
 /// of sections (flow style at the top, document markers, directives, complex keys) or
-/// holds a NUL.
+/// holds a NUL or a bare CR.
 fn cut_lines(text: &str) -> Option<Vec<Cut<'_>>> {
-    if text.contains('\0') {
-        // The YAML scanner takes a NUL for the end of the text: a piece after it would
-        // read what the whole never does (found by the `config` fuzz target).
+    if !plain_lines(text) {
         return None;
     }
     let mut cuts = Vec::new();
@@ -205,6 +203,18 @@ fn cut_lines(text: &str) -> Option<Vec<Cut<'_>>> {
         }
     }
     Some(cuts)
+}
+
+/// Whether the text's lines are what this scan takes them for. The YAML scanner takes a
+/// NUL for the end of the text, so a piece after it would read what the whole never does;
+/// and it ends a line at a bare CR too, which this scan (lines end at LF) would not count,
+/// shifting every later position. Both were found by the `config` fuzz target.
+fn plain_lines(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    !bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == 0 || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
 }
 
 /// A line at column 0: a section header (`pools:`), a key with its value on the line
@@ -336,6 +346,24 @@ limits:
         assert!(parse_in_pieces(doc, 2).is_none());
         for pieces in 2..5 {
             assert!(agrees(doc, pieces));
+        }
+    }
+
+    #[test]
+    fn a_bare_cr_ends_a_line_for_the_parser_so_such_a_text_is_never_cut() {
+        // `fuzz/corpus/config/regress-bare-cr-lines`: CRs ended lines for the parser and
+        // not for the cut scan, so the pieces' positions were shifted wrongly.
+        let doc = "sites:\n  - name: s\u{fffd}\r\r\r\r\n \n  -";
+        assert!(parse_in_pieces(doc, 2).is_none());
+        let crlf = "sites:\r\n- name: a\r\n- name: b\r\n- name: c\r\n";
+        assert!(
+            parse_in_pieces(crlf, 2).is_some(),
+            "CRLF files are still cut"
+        );
+        for doc in [doc, crlf, "sites:\n- a\r- b\n- c\n- d\n"] {
+            for pieces in 2..5 {
+                assert!(agrees(doc, pieces), "{doc:?}");
+            }
         }
     }
 

@@ -111,6 +111,23 @@ fn regress_nul_before_a_cut_is_parsed_whole() {
     roost::fuzzing::config(text.as_bytes());
 }
 
+/// Found by `config` (session 5): bare CRs end lines for the YAML parser but not for the
+/// cut scan, so a piece's positions were shifted by the wrong number of lines. A text with
+/// a bare CR is parsed whole. The input replays as `regress-bare-cr-lines`.
+#[test]
+fn regress_bare_cr_lines_are_parsed_whole() {
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/corpus/config/regress-bare-cr-lines"
+    ))
+    .unwrap();
+    let lossy = String::from_utf8_lossy(&text);
+    for pieces in 2..5 {
+        assert!(roost::config::split::agrees(&lossy, pieces));
+    }
+    roost::fuzzing::config(&text);
+}
+
 /// Found by `chunked` (session 4): a size line of bare CRs that ended in a CR was taken as
 /// "wait for the LF" when it came in one read, but refused when cut, so the outcome
 /// depended on TCP segmentation. Any CR before the last byte is bare: refused either way.
