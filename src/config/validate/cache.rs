@@ -1,7 +1,7 @@
 //! `cache:` (under a pool, or an application's own, `overrides.rs`) checked into
 //! [`CacheSettings`], with the cache's defaults.
 
-use super::ctx::{show, Ctx, Sub};
+use super::ctx::{show, Ctx, KeyPath, Sub};
 use super::parse::{parse_bytes, MIB};
 use crate::config::cache::{CacheSettings, ClientNoCache};
 use crate::config::leaf::{Leaf, Scalar};
@@ -13,7 +13,7 @@ use std::time::Duration;
 /// application turning its pool's cache off).
 pub(super) fn validate_section(
     c: &RawCache,
-    path: &str,
+    path: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> Option<CacheSettings> {
     let enabled = ctx.boolean(&c.enabled, &Sub(path, "enabled"), true);
@@ -22,16 +22,16 @@ pub(super) fn validate_section(
 }
 
 /// Validate `cache` at `path`.
-fn validate(c: &RawCache, path: &str, ctx: &mut Ctx<'_>) -> CacheSettings {
-    let max_bytes = bytes(ctx, &c.max_bytes, &format!("{path}.maxBytes"), 64 * MIB);
-    let mop = format!("{path}.maxObjectBytes");
+fn validate(c: &RawCache, path: &dyn KeyPath, ctx: &mut Ctx<'_>) -> CacheSettings {
+    let max_bytes = bytes(ctx, &c.max_bytes, &Sub(&path, "maxBytes"), 64 * MIB);
+    let mop = Sub(&path, "maxObjectBytes");
     let mut max_object_bytes = bytes(ctx, &c.max_object_bytes, &mop, 256 * 1024);
     if max_object_bytes > max_bytes {
         let v = c.max_object_bytes.as_ref().map(|s| &s.0);
         ctx.report(&mop, v, format!("larger than maxBytes ({max_bytes})"));
         max_object_bytes = max_bytes;
     }
-    let fp = format!("{path}.frequentHits");
+    let fp = Sub(&path, "frequentHits");
     let fh = ctx.nested(&c.frequent_hits, &fp, "a map");
     CacheSettings {
         max_bytes,
@@ -55,7 +55,7 @@ fn validate(c: &RawCache, path: &str, ctx: &mut Ctx<'_>) -> CacheSettings {
             Duration::from_secs(5),
             true,
         ),
-        heuristic: fraction(ctx, &c.heuristic, &format!("{path}.heuristic")),
+        heuristic: fraction(ctx, &c.heuristic, &Sub(&path, "heuristic")),
         allow_set_cookie: ctx.boolean(&c.allow_set_cookie, &Sub(path, "allowSetCookie"), false),
         client_no_cache: ctx.choice(
             &c.client_no_cache,
@@ -78,7 +78,7 @@ fn validate(c: &RawCache, path: &str, ctx: &mut Ctx<'_>) -> CacheSettings {
 }
 
 /// A byte size: a whole number, or a number with `KiB`/`MiB`/`GiB` (or `KB`/`MB`/`GB`).
-fn bytes(ctx: &mut Ctx<'_>, l: &Leaf, path: &str, default: u64) -> u64 {
+fn bytes(ctx: &mut Ctx<'_>, l: &Leaf, path: &dyn KeyPath, default: u64) -> u64 {
     let Some(Scalar(v)) = l else {
         return default;
     };
@@ -100,7 +100,7 @@ fn bytes(ctx: &mut Ctx<'_>, l: &Leaf, path: &str, default: u64) -> u64 {
     }
 }
 
-fn fraction(ctx: &mut Ctx<'_>, l: &Leaf, path: &str) -> f64 {
+fn fraction(ctx: &mut Ctx<'_>, l: &Leaf, path: &dyn KeyPath) -> f64 {
     let Some(Scalar(v)) = l else {
         return 0.0;
     };

@@ -1,7 +1,7 @@
 //! `compression:` (under a pool or an application) checked into
 //! [`CompressionSettings`].
 
-use super::ctx::{show, Ctx, Sub};
+use super::ctx::{show, At, Ctx, KeyPath, Sub};
 use super::parse::parse_bytes;
 use crate::config::compression::{Algorithm, CompressionSettings, Level, DEFAULT_TYPES};
 use crate::config::leaf::{Leaf, Scalar};
@@ -11,14 +11,14 @@ use serde_json::Value;
 /// Validate `compression` at `path`: `None` when it says `enabled: false`.
 pub(super) fn validate(
     c: &RawCompression,
-    path: &str,
+    path: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> Option<CompressionSettings> {
     let enabled = ctx.boolean(&c.enabled, &Sub(path, "enabled"), true);
     let settings = CompressionSettings {
         algorithms: algorithms(c, path, ctx),
         types: types(c, path, ctx),
-        min_bytes: min_bytes(&c.min_bytes, &format!("{path}.minBytes"), ctx),
+        min_bytes: min_bytes(&c.min_bytes, &Sub(&path, "minBytes"), ctx),
         level: ctx.choice(
             &c.level,
             &Sub(path, "level"),
@@ -33,13 +33,14 @@ pub(super) fn validate(
     enabled.then_some(settings)
 }
 
-fn algorithms(c: &RawCompression, path: &str, ctx: &mut Ctx<'_>) -> Vec<Algorithm> {
-    let ap = format!("{path}.algorithms");
+fn algorithms(c: &RawCompression, path: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Vec<Algorithm> {
+    let ap = Sub(&path, "algorithms");
     if c.algorithms.is_none() {
         return Algorithm::ALL.to_vec();
     }
     let mut out = Vec::new();
-    for (p, name) in ctx.texts(&c.algorithms, &ap) {
+    for (i, name) in ctx.texts(&c.algorithms, &ap) {
+        let p = At(&ap, i);
         let v = Value::String(name.clone());
         let lower = name.trim().to_ascii_lowercase();
         match Algorithm::ALL.into_iter().find(|a| a.token() == lower) {
@@ -59,13 +60,14 @@ fn algorithms(c: &RawCompression, path: &str, ctx: &mut Ctx<'_>) -> Vec<Algorith
     out
 }
 
-fn types(c: &RawCompression, path: &str, ctx: &mut Ctx<'_>) -> Vec<String> {
-    let tp = format!("{path}.types");
+fn types(c: &RawCompression, path: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Vec<String> {
+    let tp = Sub(&path, "types");
     if c.types.is_none() {
         return DEFAULT_TYPES.iter().map(|t| t.to_string()).collect();
     }
     let mut out = Vec::new();
-    for (p, t) in ctx.texts(&c.types, &tp) {
+    for (i, t) in ctx.texts(&c.types, &tp) {
+        let p = At(&tp, i);
         let lower = t.trim().to_ascii_lowercase();
         match check_type(&lower) {
             Ok(()) => out.push(lower),
@@ -89,7 +91,7 @@ fn check_type(t: &str) -> Result<(), &'static str> {
     }
 }
 
-fn min_bytes(l: &Leaf, path: &str, ctx: &mut Ctx<'_>) -> u64 {
+fn min_bytes(l: &Leaf, path: &dyn KeyPath, ctx: &mut Ctx<'_>) -> u64 {
     let Some(Scalar(v)) = l else { return 1024 };
     if v.is_null() {
         return 1024;

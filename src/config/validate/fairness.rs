@@ -1,8 +1,7 @@
 //! `pools.<name>.fairness` checked into [`Fairness`]: what the sub-queues are keyed by,
 //! the keys' weights, and how many sub-queues a pool keeps apart.
 
-use super::ctx::Ctx;
-use super::ctx::Sub;
+use super::ctx::{Ctx, KeyPath, Sub};
 use crate::config::fairness::{FairBy, Fairness};
 use crate::config::leaf::{Leaf, Opt, Scalar};
 use crate::config::raw::RawFairness;
@@ -18,10 +17,14 @@ const MAX_WEIGHT: u32 = 1000;
 const BY_HINT: &str = "expected application, clientAddress, or header:NAME ({header: NAME})";
 
 /// Read and check `pools.<name>.fairness`.
-pub(super) fn validate(raw: &Opt<RawFairness>, pp: &str, ctx: &mut Ctx<'_>) -> Option<Fairness> {
-    let fp = format!("{pp}.fairness");
+pub(super) fn validate(
+    raw: &Opt<RawFairness>,
+    pp: &dyn KeyPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<Fairness> {
+    let fp = Sub(&pp, "fairness");
     let rf = ctx.nested(raw, &fp, "a map like {by: application}")?;
-    let bp = format!("{fp}.by");
+    let bp = Sub(&fp, "by");
     // A bad `by` is reported with the other keys' problems, not instead of them.
     let by = match rf.by.as_ref().map(|s| &s.0).filter(|v| !v.is_null()) {
         None => {
@@ -32,9 +35,9 @@ pub(super) fn validate(raw: &Opt<RawFairness>, pp: &str, ctx: &mut Ctx<'_>) -> O
             .map_err(|why| ctx.report(&bp, Some(v), why))
             .ok(),
     };
-    let default_weight = weight(&rf.default_weight, &format!("{fp}.defaultWeight"), ctx);
+    let default_weight = weight(&rf.default_weight, &Sub(&fp, "defaultWeight"), ctx);
     let mut weights = BTreeMap::new();
-    let wp = format!("{fp}.weights");
+    let wp = Sub(&fp, "weights");
     if let Some(map) = ctx.nested(&rf.weights, &wp, "a map of key to weight, like {appA: 3}") {
         for (k, v) in map {
             let w = weight(&Some(v.clone()), &format!("{wp}.{k}"), ctx);
@@ -90,7 +93,7 @@ fn parse_by(v: &Value) -> Result<FairBy, String> {
 }
 
 /// A weight: a whole number 1..=1000 (default 1).
-fn weight(l: &Leaf, path: &str, ctx: &mut Ctx<'_>) -> u32 {
+fn weight(l: &Leaf, path: &dyn KeyPath, ctx: &mut Ctx<'_>) -> u32 {
     let Some(Scalar(v)) = l.as_ref().filter(|s| !s.0.is_null()) else {
         return 1;
     };

@@ -1,7 +1,7 @@
 //! `pools.<name>.farm`: servers, balancing, health checks, affinity, outlier detection,
 //! retries, TLS to members, discovery.
 
-use super::ctx::{dur, Ctx, Sub};
+use super::ctx::{dur, At, Ctx, KeyPath, Sub};
 use super::parse::{
     check_cert_files, leaf_value, parse_hash_key, parse_server_address, parse_status_range,
 };
@@ -26,29 +26,29 @@ pub(super) enum Balancing {
     Hash,
 }
 
-pub(super) fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
+pub(super) fn validate_farm(f: &RawFarm, p: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Farm {
     let servers = validate_servers(f, p, ctx);
     let load_balancing = validate_load_balancing(f, p, ctx);
-    let hp = format!("{p}.healthCheck");
+    let hp = Sub(&p, "healthCheck");
     let health_check = ctx
         .nested(&f.health_check, &hp, "a map")
         .map(|h| validate_health_check(h, &hp, ctx));
-    let affp = format!("{p}.affinity");
+    let affp = Sub(&p, "affinity");
     let affinity = ctx
         .nested(&f.affinity, &affp, "a map")
         .map(|a| validate_affinity(a, &affp, ctx));
-    let od_path = format!("{p}.outlierDetection");
+    let od_path = Sub(&p, "outlierDetection");
     let outlier_detection = ctx
         .nested(&f.outlier_detection, &od_path, "a map")
         .map(|o| validate_outlier_detection(o, &od_path, ctx));
     let slow_start = ctx.duration(&f.slow_start, &Sub(p, "slowStart"), Duration::ZERO, false);
     let retries = validate_retries(f, p, ctx);
-    let tp = format!("{p}.tls");
+    let tp = Sub(&p, "tls");
     let tls = match ctx.nested(&f.tls, &tp, "a map") {
         None => FarmTls::default(),
         Some(t) => validate_farm_tls(t, &tp, ctx),
     };
-    let dp = format!("{p}.discovery");
+    let dp = Sub(&p, "discovery");
     let discovery = ctx
         .nested(&f.discovery, &dp, "a map")
         .and_then(|d| validate_discovery(d, &dp, ctx));
@@ -68,8 +68,8 @@ pub(super) fn validate_farm(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Farm {
 
 /// `farm.servers`: each an address (`host:port` or an `https://` URL), weight, slots,
 /// backup; a server listed twice is reported at its second place.
-fn validate_servers(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Vec<Server> {
-    let sp = format!("{p}.servers");
+fn validate_servers(f: &RawFarm, p: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Vec<Server> {
+    let sp = Sub(&p, "servers");
     let items = ctx.items(&f.servers, &sp, "a server (a map with address)");
     // With discovery the servers come from DNS, so a static list is optional.
     if items.is_empty() && !matches!(f.servers, Some(Lenient::Bad(_))) && f.discovery.is_none() {
@@ -79,10 +79,12 @@ fn validate_servers(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Vec<Server> {
             "a farm needs at least one server (or `discovery`)",
         );
     }
-    let mut servers = Vec::new();
-    let mut seen: HashMap<(String, u16), String> = HashMap::new();
-    for (ip, rs) in items {
-        let ap = format!("{ip}.address");
+    let mut servers = Vec::with_capacity(items.len());
+    // (host, port) → the index of the server that first named it.
+    let mut seen: HashMap<(String, u16), usize> = HashMap::new();
+    for (i, rs) in items {
+        let ip = At(&sp, i);
+        let ap = Sub(&ip, "address");
         let weight = ctx.u32(&rs.weight, &Sub(&ip, "weight"), 1, 1);
         let max_concurrent_requests = ctx.usize(
             &rs.max_concurrent_requests,
@@ -99,14 +101,15 @@ fn validate_servers(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Vec<Server> {
         };
         match parse_server_address(&address) {
             Ok((host, port, tls)) => {
-                if let Some(first) = seen.get(&(host.clone(), port)) {
+                if let Some(&first) = seen.get(&(host.clone(), port)) {
+                    let first = Sub(&At(&sp, first), "address");
                     ctx.report(
                         &ap,
                         leaf_value(&rs.address),
                         format!("duplicate server (first at {first})"),
                     );
                 } else {
-                    seen.insert((host.clone(), port), ap.clone());
+                    seen.insert((host.clone(), port), i);
                 }
                 servers.push(Server {
                     address,
@@ -125,8 +128,8 @@ fn validate_servers(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Vec<Server> {
 }
 
 /// `farm.loadBalancing` with its `hashKey` (only, and always, for `hash`).
-fn validate_load_balancing(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> LoadBalancing {
-    let lbp = format!("{p}.loadBalancing");
+fn validate_load_balancing(f: &RawFarm, p: &dyn KeyPath, ctx: &mut Ctx<'_>) -> LoadBalancing {
+    let lbp = Sub(&p, "loadBalancing");
     let kind = ctx.choice(
         &f.load_balancing,
         &lbp,
@@ -140,7 +143,7 @@ fn validate_load_balancing(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> LoadBalan
         ],
         Balancing::RoundRobin,
     );
-    let hkp = format!("{p}.hashKey");
+    let hkp = Sub(&p, "hashKey");
     let hash_key = match f.hash_key.as_ref().map(|s| &s.0).filter(|v| !v.is_null()) {
         None => None,
         Some(v) => match parse_hash_key(v) {
@@ -178,7 +181,7 @@ fn validate_load_balancing(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> LoadBalan
 }
 
 /// `farm.healthCheck` (`hp` is its key path): ARR's active check.
-fn validate_health_check(h: &RawHealthCheck, hp: &str, ctx: &mut Ctx<'_>) -> HealthCheck {
+fn validate_health_check(h: &RawHealthCheck, hp: &dyn KeyPath, ctx: &mut Ctx<'_>) -> HealthCheck {
     let path = match ctx.url_path(&h.path, &Sub(hp, "path")) {
         Some(path) => path,
         None => {
@@ -192,7 +195,7 @@ fn validate_health_check(h: &RawHealthCheck, hp: &str, ctx: &mut Ctx<'_>) -> Hea
             "/".to_string()
         }
     };
-    let esp = format!("{hp}.expectedStatus");
+    let esp = Sub(&hp, "expectedStatus");
     let expected_status = match h
         .expected_status
         .as_ref()
@@ -221,8 +224,8 @@ fn validate_health_check(h: &RawHealthCheck, hp: &str, ctx: &mut Ctx<'_>) -> Hea
 }
 
 /// `farm.affinity` (`affp` is its key path): the cookie's name must be a token.
-fn validate_affinity(a: &RawAffinity, affp: &str, ctx: &mut Ctx<'_>) -> Affinity {
-    let cp = format!("{affp}.cookie");
+fn validate_affinity(a: &RawAffinity, affp: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Affinity {
+    let cp = Sub(&affp, "cookie");
     let cookie = match ctx.name(&a.cookie, &cp) {
         Some(c)
             if c.chars()
@@ -242,7 +245,7 @@ fn validate_affinity(a: &RawAffinity, affp: &str, ctx: &mut Ctx<'_>) -> Affinity
 /// `farm.outlierDetection` (`od_path` is its key path): passive health.
 fn validate_outlier_detection(
     o: &RawOutlierDetection,
-    od_path: &str,
+    od_path: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> OutlierDetection {
     let base_ejection_time = ctx.duration(
@@ -251,7 +254,7 @@ fn validate_outlier_detection(
         dur(30),
         true,
     );
-    let mp = format!("{od_path}.maxEjectionTime");
+    let mp = Sub(&od_path, "maxEjectionTime");
     let mut max_ejection_time = ctx.duration(&o.max_ejection_time, &mp, dur(300), true);
     if max_ejection_time < base_ejection_time {
         if o.max_ejection_time.is_some() {
@@ -263,7 +266,7 @@ fn validate_outlier_detection(
         }
         max_ejection_time = base_ejection_time;
     }
-    let pp = format!("{od_path}.maxEjectionPercent");
+    let pp = Sub(&od_path, "maxEjectionPercent");
     let mut max_ejection_percent = ctx.u32(&o.max_ejection_percent, &pp, 50, 0);
     if max_ejection_percent > 100 {
         ctx.report(&pp, leaf_value(&o.max_ejection_percent), "at most 100");
@@ -283,8 +286,8 @@ fn validate_outlier_detection(
 }
 
 /// `farm.retries`: replaying idempotent requests, within a budget.
-fn validate_retries(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Retries {
-    let rp = format!("{p}.retries");
+fn validate_retries(f: &RawFarm, p: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Retries {
+    let rp = Sub(&p, "retries");
     let r = ctx.nested(&f.retries, &rp, "a map");
     let retries = Retries {
         idempotent: ctx.boolean(
@@ -293,7 +296,7 @@ fn validate_retries(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Retries {
             true,
         ),
         budget_percent: {
-            let bp = format!("{rp}.budgetPercent");
+            let bp = Sub(&rp, "budgetPercent");
             let l = r.and_then(|r| r.budget_percent.clone());
             let v = ctx.u32(&l, &bp, 20, 0);
             if v > 100 {
@@ -314,8 +317,8 @@ fn validate_retries(f: &RawFarm, p: &str, ctx: &mut Ctx<'_>) -> Retries {
 }
 
 /// `farm.discovery` (`dp` is its key path): servers from DNS; `None` without a usable name.
-fn validate_discovery(d: &RawDiscovery, dp: &str, ctx: &mut Ctx<'_>) -> Option<Discovery> {
-    let np = format!("{dp}.dns");
+fn validate_discovery(d: &RawDiscovery, dp: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Option<Discovery> {
+    let np = Sub(&dp, "dns");
     let interval = ctx.duration(&d.interval, &Sub(dp, "interval"), dur(30), true);
     let weight = ctx.u32(&d.weight, &Sub(dp, "weight"), 1, 1);
     let max_concurrent_requests = ctx.usize(
@@ -347,10 +350,10 @@ fn validate_discovery(d: &RawDiscovery, dp: &str, ctx: &mut Ctx<'_>) -> Option<D
     }
 }
 
-pub(super) fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> FarmTls {
+pub(super) fn validate_farm_tls(t: &RawFarmTls, tp: &dyn KeyPath, ctx: &mut Ctx<'_>) -> FarmTls {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
-    let cap = format!("{tp}.caFile");
+    let cap = Sub(&tp, "caFile");
     let ca_file = ctx.path_buf(&t.ca_file, &cap);
     if let Some(ca) = &ca_file {
         match crate::config::files::read_bounded(ca, crate::config::files::PEM_CAP) {
@@ -367,8 +370,8 @@ pub(super) fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> 
             }
         }
     }
-    let ccp = format!("{tp}.clientCert");
-    let ckp = format!("{tp}.clientKey");
+    let ccp = Sub(&tp, "clientCert");
+    let ckp = Sub(&tp, "clientKey");
     let client_cert = ctx.path_buf(&t.client_cert, &ccp);
     let client_key = ctx.path_buf(&t.client_key, &ckp);
     match (&client_cert, &client_key) {
@@ -386,7 +389,7 @@ pub(super) fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> 
         (None, Some(_)) => ctx.report(&ckp, None, "a client key needs `clientCert` too"),
         (None, None) => {}
     }
-    let snp = format!("{tp}.serverName");
+    let snp = Sub(&tp, "serverName");
     let server_name = ctx.name(&t.server_name, &snp).and_then(|n| {
         match rustls_pki_types::ServerName::try_from(n.as_str()) {
             Ok(_) => Some(n),
@@ -400,7 +403,7 @@ pub(super) fn validate_farm_tls(t: &RawFarmTls, tp: &str, ctx: &mut Ctx<'_>) -> 
             }
         }
     });
-    let ip = format!("{tp}.insecureSkipVerify");
+    let ip = Sub(&tp, "insecureSkipVerify");
     let insecure_skip_verify = ctx.boolean(&t.insecure_skip_verify, &ip, false);
     let warning = insecure_skip_verify.then(|| {
         ctx.warning(

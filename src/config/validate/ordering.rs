@@ -1,7 +1,7 @@
 //! `pools.<name>.ordering` checked into [`Ordering`]: where a request's ordering key
 //! comes from.
 
-use super::ctx::Ctx;
+use super::ctx::{Ctx, KeyPath, Sub};
 use crate::config::leaf::Scalar;
 use crate::config::ordering::{Ordering, OrderingKey};
 use crate::config::raw::RawOrdering;
@@ -10,8 +10,8 @@ use serde_json::Value;
 const HINT: &str = "expected header:NAME, cookie:NAME or clientAddress";
 
 /// Validate `ordering` at `path`; `None` (after a report) when the key is unusable.
-pub(super) fn validate(o: &RawOrdering, path: &str, ctx: &mut Ctx<'_>) -> Option<Ordering> {
-    let kp = format!("{path}.key");
+pub(super) fn validate(o: &RawOrdering, path: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Option<Ordering> {
+    let kp = Sub(&path, "key");
     let Some(Scalar(v)) = o.key.as_ref().filter(|s| !s.0.is_null()) else {
         ctx.report(&kp, None, format!("ordering needs a key ({HINT})"));
         return None;

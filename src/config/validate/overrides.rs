@@ -1,7 +1,7 @@
 //! The pass that reads each pool's `compression:` and each application's own `cache:`
 //! and `compression:` into [`Responses`] (model in `config/overrides.rs`).
 
-use super::ctx::Ctx;
+use super::ctx::{At, Ctx, KeyPath, Sub};
 use crate::config::leaf::Lenient;
 use crate::config::overrides::{AppResponses, Override, Responses};
 use crate::config::raw::{RawConfig, RawSite};
@@ -13,7 +13,8 @@ pub(super) fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Responses {
     if let Some(Lenient::Ok(pools)) = &raw.pools {
         for (name, p) in pools.iter() {
             let Lenient::Ok(p) = p else { continue };
-            let path = format!("pools.{name}.compression");
+            let pool = Sub("pools", name.as_str());
+            let path = Sub(&pool, "compression");
             if let Some(c) = ctx.nested(&p.compression, &path, "a map") {
                 if let Some(s) = super::compression::validate(c, &path, ctx) {
                     out.pool_compression.insert(name.clone(), s);
@@ -24,27 +25,33 @@ pub(super) fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Responses {
     if let Some(Lenient::Ok(sites)) = &raw.sites {
         for (i, site) in sites.iter().enumerate() {
             if let Lenient::Ok(site) = site {
-                applications(site, &format!("sites[{i}]"), ctx, &mut out);
+                applications(site, &At("sites", i), ctx, &mut out);
             }
         }
     }
     out
 }
 
-fn applications(site: &RawSite, sp: &str, ctx: &mut Ctx<'_>, out: &mut Responses) {
-    let name = match site.name.as_ref().map(|s| &s.0) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => b.to_string(),
-        _ => return,
+fn applications(site: &RawSite, sp: &dyn KeyPath, ctx: &mut Ctx<'_>, out: &mut Responses) {
+    // Spelled only for an application that has its own settings.
+    let name = || match site.name.as_ref().map(|s| &s.0) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        _ => None,
     };
     let Some(Lenient::Ok(apps)) = &site.applications else {
         return;
     };
+    let list = Sub(sp, "applications");
     for (j, app) in apps.iter().enumerate() {
         let Lenient::Ok(app) = app else { continue };
-        let ap = format!("{sp}.applications[{j}]");
-        let (cp, zp) = (format!("{ap}.cache"), format!("{ap}.compression"));
+        if app.cache.is_none() && app.compression.is_none() {
+            continue;
+        }
+        let Some(name) = name() else { return };
+        let ap = At(&list, j);
+        let (cp, zp) = (Sub(&ap, "cache"), Sub(&ap, "compression"));
         let cache = ctx
             .nested(&app.cache, &cp, "a map")
             .map(|c| super::cache::validate_section(c, &cp, ctx));
@@ -61,7 +68,7 @@ fn applications(site: &RawSite, sp: &str, ctx: &mut Ctx<'_>, out: &mut Responses
         let trimmed = path.trim_end_matches('/');
         let path = if trimmed.is_empty() { "/" } else { trimmed };
         out.applications.insert(
-            (name.clone(), path.to_string()),
+            (name, path.to_string()),
             AppResponses {
                 cache: Override::of(cache),
                 compression: Override::of(compression),

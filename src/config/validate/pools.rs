@@ -1,7 +1,7 @@
 //! `pools.<name>`: queue settings and the sections around the backend (recycling,
 //! failure); the backend itself is in `process.rs`, `worker.rs` or `farm.rs`.
 
-use super::ctx::{dur, Ctx, Sub};
+use super::ctx::{dur, At, Ctx, KeyPath, Sub};
 use super::farm::validate_farm;
 use super::parse::parse_time_of_day;
 use super::process::validate_process_model;
@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 const SPLIT_ABOVE: usize = 512;
 
 pub(super) fn validate_pools(raw: &RawConfig, ctx: &mut Ctx<'_>) -> BTreeMap<String, Pool> {
-    let entries: Vec<(String, &str, &RawPool)> = ctx
+    let entries: Vec<(&str, &RawPool)> = ctx
         .entries(&raw.pools, "pools", "a pool (a map)")
         .into_iter()
-        .map(|(pp, name, rp)| (pp, name, &**rp))
+        .map(|(name, rp)| (name, &**rp))
         .collect();
     if entries.len() <= SPLIT_ABOVE {
         return one_by_one(&entries, ctx).into_iter().collect();
@@ -39,9 +39,10 @@ pub(super) fn validate_pools(raw: &RawConfig, ctx: &mut Ctx<'_>) -> BTreeMap<Str
     pools.into_iter().collect()
 }
 
-fn one_by_one(entries: &[(String, &str, &RawPool)], ctx: &mut Ctx<'_>) -> Vec<(String, Pool)> {
+fn one_by_one(entries: &[(&str, &RawPool)], ctx: &mut Ctx<'_>) -> Vec<(String, Pool)> {
     let mut pools = Vec::with_capacity(entries.len());
-    for &(ref pp, name, rp) in entries {
+    for &(name, rp) in entries {
+        let pp = &Sub("pools", name);
         if name.is_empty()
             || !name
                 .chars()
@@ -59,7 +60,7 @@ fn one_by_one(entries: &[(String, &str, &RawPool)], ctx: &mut Ctx<'_>) -> Vec<(S
     pools
 }
 
-pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_>) -> Pool {
+pub(super) fn validate_pool(name: &str, pp: &dyn KeyPath, rp: &RawPool, ctx: &mut Ctx<'_>) -> Pool {
     let queue_length = ctx.usize(&rp.queue_length, &Sub(pp, "queueLength"), 1000, 1);
     let queue_timeout = ctx.duration(&rp.queue_timeout, &Sub(pp, "queueTimeout"), dur(120), false);
     let start_mode = ctx.choice(
@@ -92,12 +93,12 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
         backend,
         recycling: validate_recycling(
             ctx.nested(&rp.recycling, &Sub(pp, "recycling"), "a map"),
-            &format!("{pp}.recycling"),
+            &Sub(&pp, "recycling"),
             ctx,
         ),
         failure: validate_failure(
             ctx.nested(&rp.failure, &Sub(pp, "failure"), "a map"),
-            &format!("{pp}.failure"),
+            &Sub(&pp, "failure"),
             ctx,
         ),
         retry_after,
@@ -105,16 +106,16 @@ pub(super) fn validate_pool(name: &str, pp: &str, rp: &RawPool, ctx: &mut Ctx<'_
         initialization_pages,
         cache: ctx
             .nested(&rp.cache, &Sub(pp, "cache"), "a map")
-            .and_then(|c| cache::validate_section(c, &format!("{pp}.cache"), ctx)),
+            .and_then(|c| cache::validate_section(c, &Sub(&pp, "cache"), ctx)),
         ordering: ctx
             .nested(&rp.ordering, &Sub(pp, "ordering"), "a map")
-            .and_then(|o| ordering::validate(o, &format!("{pp}.ordering"), ctx)),
+            .and_then(|o| ordering::validate(o, &Sub(&pp, "ordering"), ctx)),
     }
 }
 
 pub(super) fn validate_recycling(
     r: Option<&RawRecycling>,
-    p: &str,
+    p: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> Recycling {
     let disallow = ctx.boolean(
@@ -122,11 +123,11 @@ pub(super) fn validate_recycling(
         &Sub(p, "disallowOverlappingRotation"),
         false,
     );
-    let pp = format!("{p}.periodicRestart");
+    let pp = Sub(&p, "periodicRestart");
     let pr = r.and_then(|r| ctx.nested(&r.periodic_restart, &pp, "a map"));
     let get = |sel: fn(&RawPeriodicRestart) -> &Leaf| pr.and_then(|pr| sel(pr).clone());
     let mut schedule = Vec::new();
-    let sp = format!("{pp}.schedule");
+    let sp = Sub(&pp, "schedule");
     if let Some(list) = pr.and_then(|pr| ctx.nested(&pr.schedule, &sp, "a list")) {
         for (i, t) in list.iter().enumerate() {
             match t.0.as_str().and_then(parse_time_of_day) {
@@ -155,7 +156,11 @@ pub(super) fn validate_recycling(
     }
 }
 
-pub(super) fn validate_failure(r: Option<&RawFailure>, p: &str, ctx: &mut Ctx<'_>) -> Failure {
+pub(super) fn validate_failure(
+    r: Option<&RawFailure>,
+    p: &dyn KeyPath,
+    ctx: &mut Ctx<'_>,
+) -> Failure {
     let get = |sel: fn(&RawFailure) -> &Leaf| r.and_then(|r| sel(r).clone());
     Failure {
         rapid_fail_protection: ctx.boolean(
@@ -188,8 +193,8 @@ pub(super) fn validate_failure(r: Option<&RawFailure>, p: &str, ctx: &mut Ctx<'_
 }
 
 /// `timeouts` toward the pool's members: connect, first byte, idle connection.
-fn validate_timeouts(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> UpstreamTimeouts {
-    let tp = format!("{pp}.timeouts");
+fn validate_timeouts(rp: &RawPool, pp: &dyn KeyPath, ctx: &mut Ctx<'_>) -> UpstreamTimeouts {
+    let tp = Sub(&pp, "timeouts");
     let t = ctx.nested(&rp.timeouts, &tp, "a map");
     UpstreamTimeouts {
         connect: ctx.duration(
@@ -214,13 +219,18 @@ fn validate_timeouts(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> UpstreamTimeo
 }
 
 /// `initializationPages`: paths (each starting with `/`) a new worker is warmed with.
-fn validate_initialization_pages(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> Vec<String> {
+fn validate_initialization_pages(rp: &RawPool, pp: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Vec<String> {
     let mut initialization_pages = Vec::new();
-    for (ip, page) in ctx.texts(&rp.initialization_pages, &Sub(pp, "initializationPages")) {
+    let path = Sub(pp, "initializationPages");
+    for (i, page) in ctx.texts(&rp.initialization_pages, &path) {
         if page.starts_with('/') {
             initialization_pages.push(page);
         } else {
-            ctx.report(&ip, Some(&Value::String(page)), "must start with `/`");
+            ctx.report(
+                &At(&path, i),
+                Some(&Value::String(page)),
+                "must start with `/`",
+            );
         }
     }
     initialization_pages
@@ -228,10 +238,10 @@ fn validate_initialization_pages(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> V
 
 /// What serves the pool: a `farm` of remote servers, or local workers (`processModel`,
 /// `worker`); never both, and a farm takes no worker settings.
-fn validate_backend(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> Backend {
-    let fp = format!("{pp}.farm");
-    let pmp = format!("{pp}.processModel");
-    let wp = format!("{pp}.worker");
+fn validate_backend(rp: &RawPool, pp: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Backend {
+    let fp = Sub(&pp, "farm");
+    let pmp = Sub(&pp, "processModel");
+    let wp = Sub(&pp, "worker");
     let farm = ctx.nested(&rp.farm, &fp, "a map");
     let pm = ctx.nested(&rp.process_model, &pmp, "a map");
     let worker = ctx.nested(&rp.worker, &wp, "a map");

@@ -1,19 +1,23 @@
 //! `pools.<name>.priorities` checked into [`PriorityClass`]es: names, match rules,
 //! exactly one default class, at most [`MAX_CLASSES`].
 
-use super::ctx::Ctx;
-use super::ctx::Sub;
+use super::ctx::{At, Ctx, KeyPath, Sub};
 use crate::config::leaf::List;
 use crate::config::priority::{PriorityClass, MAX_CLASSES};
 use crate::config::raw::RawPriority;
 
 /// Read and check `pools.<name>.priorities`: the classes highest first, always with
 /// exactly one default class (empty when the key is absent).
-pub(super) fn validate(raw: &List<RawPriority>, pp: &str, ctx: &mut Ctx<'_>) -> Vec<PriorityClass> {
-    let lp = format!("{pp}.priorities");
+pub(super) fn validate(
+    raw: &List<RawPriority>,
+    pp: &dyn KeyPath,
+    ctx: &mut Ctx<'_>,
+) -> Vec<PriorityClass> {
+    let lp = Sub(&pp, "priorities");
     let items = ctx.items(raw, &lp, "a class like {name: critical, path: /api/pay}");
     let mut classes: Vec<PriorityClass> = Vec::new();
-    for (ip, rp) in items {
+    for (i, rp) in items {
+        let ip = At(&lp, i);
         if let Some(c) = class(rp, &ip, ctx) {
             if classes.iter().any(|o| o.name == c.name) {
                 ctx.report(
@@ -59,8 +63,8 @@ pub(super) fn validate(raw: &List<RawPriority>, pp: &str, ctx: &mut Ctx<'_>) -> 
     classes
 }
 
-fn class(rp: &RawPriority, ip: &str, ctx: &mut Ctx<'_>) -> Option<PriorityClass> {
-    let np = format!("{ip}.name");
+fn class(rp: &RawPriority, ip: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Option<PriorityClass> {
+    let np = Sub(&ip, "name");
     let name = ctx.name(&rp.name, &np)?;
     if !name
         .chars()
@@ -74,7 +78,7 @@ fn class(rp: &RawPriority, ip: &str, ctx: &mut Ctx<'_>) -> Option<PriorityClass>
         );
         return None;
     }
-    let pathp = format!("{ip}.path");
+    let pathp = Sub(&ip, "path");
     let path = match ctx.text(&rp.path, &pathp) {
         Some(p) if p.starts_with('/') => Some(p.trim_end_matches('/').to_string()).map(|p| {
             if p.is_empty() {
@@ -93,7 +97,7 @@ fn class(rp: &RawPriority, ip: &str, ctx: &mut Ctx<'_>) -> Option<PriorityClass>
         }
         None => None,
     };
-    let hp = format!("{ip}.header");
+    let hp = Sub(&ip, "header");
     let header = match ctx.text(&rp.header, &hp) {
         Some(h) => match parse_header(&h) {
             Ok(h) => Some(h),

@@ -1,6 +1,6 @@
 //! `pools.<name>.processModel`: the worker processes a pool runs.
 
-use super::ctx::{dur, Ctx};
+use super::ctx::{dur, Ctx, KeyPath, Sub};
 use super::parse::leaf_value;
 use super::worker::validate_worker;
 use crate::config::leaf::Leaf;
@@ -12,72 +12,90 @@ use std::path::PathBuf;
 pub(super) fn validate_process_model(
     pm: Option<&RawProcessModel>,
     worker: Option<&RawWorker>,
-    p: &str,
-    wp: &str,
+    p: &dyn KeyPath,
+    wp: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> ProcessModel {
-    let f = |k: &str| format!("{p}.{k}");
     let get = |sel: fn(&RawProcessModel) -> &Leaf| pm.and_then(|pm| sel(pm).clone());
-    let command = ctx.name(&get(|r| &r.command), &f("command"));
-    let args = validate_args(pm, &f("args"), ctx);
-    let env = validate_env(pm, &f("env"), ctx);
-    let working_directory =
-        validate_working_directory(&get(|r| &r.working_directory), &f("workingDirectory"), ctx);
+    let command = ctx.name(&get(|r| &r.command), &Sub(&p, "command"));
+    let args = validate_args(pm, &Sub(&p, "args"), ctx);
+    let env = validate_env(pm, &Sub(&p, "env"), ctx);
+    let working_directory = validate_working_directory(
+        &get(|r| &r.working_directory),
+        &Sub(&p, "workingDirectory"),
+        ctx,
+    );
     let ping_path = match get(|r| &r.ping_path) {
-        Some(l) => ctx.url_path(&Some(l), &f("pingPath")),
+        Some(l) => ctx.url_path(&Some(l), &Sub(&p, "pingPath")),
         // roost's own worker answers the built-in health path; another command's
         // readiness is a TCP connect unless told otherwise.
         None => command.is_none().then(|| "/.roost/ping".to_string()),
     };
-    let user = validate_account(&get(|r| &r.user), &f("user"), "user", ctx, user_exists);
-    let group = validate_account(&get(|r| &r.group), &f("group"), "group", ctx, group_exists);
+    let user = validate_account(
+        &get(|r| &r.user),
+        &Sub(&p, "user"),
+        "user",
+        ctx,
+        user_exists,
+    );
+    let group = validate_account(
+        &get(|r| &r.group),
+        &Sub(&p, "group"),
+        "group",
+        ctx,
+        group_exists,
+    );
     ProcessModel {
         command,
         args,
         env,
         working_directory,
-        max_processes: ctx.usize(&get(|r| &r.max_processes), &f("maxProcesses"), 1, 1),
+        max_processes: ctx.usize(&get(|r| &r.max_processes), &Sub(&p, "maxProcesses"), 1, 1),
         max_concurrent_requests_per_process: ctx.usize(
             &get(|r| &r.max_concurrent_requests_per_process),
-            &f("maxConcurrentRequestsPerProcess"),
+            &Sub(&p, "maxConcurrentRequestsPerProcess"),
             100,
             1,
         ),
         listen: ctx.choice(
             &get(|r| &r.listen),
-            &f("listen"),
+            &Sub(&p, "listen"),
             &[("unix", WorkerListen::Unix), ("tcp", WorkerListen::Tcp)],
             WorkerListen::Unix,
         ),
         idle_timeout: ctx.duration(
             &get(|r| &r.idle_timeout),
-            &f("idleTimeout"),
+            &Sub(&p, "idleTimeout"),
             dur(20 * 60),
             false,
         ),
-        pinging_enabled: ctx.boolean(&get(|r| &r.pinging_enabled), &f("pingingEnabled"), true),
+        pinging_enabled: ctx.boolean(
+            &get(|r| &r.pinging_enabled),
+            &Sub(&p, "pingingEnabled"),
+            true,
+        ),
         ping_interval: ctx.duration(
             &get(|r| &r.ping_interval),
-            &f("pingInterval"),
+            &Sub(&p, "pingInterval"),
             dur(30),
             true,
         ),
         ping_response_time: ctx.duration(
             &get(|r| &r.ping_response_time),
-            &f("pingResponseTime"),
+            &Sub(&p, "pingResponseTime"),
             dur(90),
             true,
         ),
         ping_path,
         startup_time_limit: ctx.duration(
             &get(|r| &r.startup_time_limit),
-            &f("startupTimeLimit"),
+            &Sub(&p, "startupTimeLimit"),
             dur(90),
             true,
         ),
         shutdown_time_limit: ctx.duration(
             &get(|r| &r.shutdown_time_limit),
-            &f("shutdownTimeLimit"),
+            &Sub(&p, "shutdownTimeLimit"),
             dur(90),
             false,
         ),
@@ -88,7 +106,7 @@ pub(super) fn validate_process_model(
 }
 
 /// `processModel.args` (`ap` is its key path): the command's arguments, as strings.
-fn validate_args(pm: Option<&RawProcessModel>, ap: &str, ctx: &mut Ctx<'_>) -> Vec<String> {
+fn validate_args(pm: Option<&RawProcessModel>, ap: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Vec<String> {
     let Some(pm) = pm else {
         return Vec::new();
     };
@@ -101,13 +119,13 @@ fn validate_args(pm: Option<&RawProcessModel>, ap: &str, ctx: &mut Ctx<'_>) -> V
 /// `processModel.env` (`ep` is its key path): names to string values.
 fn validate_env(
     pm: Option<&RawProcessModel>,
-    ep: &str,
+    ep: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     if let Some(map) = pm.and_then(|pm| ctx.nested(&pm.env, ep, "a map")) {
         for (k, v) in map {
-            if let Some(v) = ctx.text_of(&v.0, &format!("{ep}.{k}")) {
+            if let Some(v) = ctx.text_of(&v.0, &Sub(ep, k)) {
                 env.insert(k.clone(), v);
             }
         }
@@ -117,7 +135,11 @@ fn validate_env(
 
 /// `processModel.workingDirectory`, which must be a directory now (checked at load, so
 /// a typo fails the config rather than every worker start).
-fn validate_working_directory(leaf: &Leaf, path: &str, ctx: &mut Ctx<'_>) -> Option<PathBuf> {
+fn validate_working_directory(
+    leaf: &Leaf,
+    path: &dyn KeyPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<PathBuf> {
     let wd = ctx.path_buf(leaf, path)?;
     if !wd.is_dir() {
         ctx.report(
@@ -133,7 +155,7 @@ fn validate_working_directory(leaf: &Leaf, path: &str, ctx: &mut Ctx<'_>) -> Opt
 /// machine; an unknown name is reported and dropped.
 fn validate_account(
     leaf: &Leaf,
-    path: &str,
+    path: &dyn KeyPath,
     what: &str,
     ctx: &mut Ctx<'_>,
     exists: impl Fn(&str) -> bool,

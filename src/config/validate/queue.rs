@@ -3,7 +3,7 @@
 //! `retryAfter: auto`, and through `fairness.rs` and `priority.rs` the pool's
 //! `fairness` and `priorities`.
 
-use super::ctx::Ctx;
+use super::ctx::{Ctx, KeyPath, Sub};
 use super::parse::parse_timespan;
 use crate::config::leaf::{Leaf, Lenient, Scalar};
 use crate::config::queue::{QueueDiscipline, QueuePolicy};
@@ -21,9 +21,9 @@ pub(super) fn retry_after_leaf(l: &Leaf) -> Leaf {
 }
 
 /// Read and check the queue keys of the pool at `pp`.
-pub(super) fn validate(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> QueuePolicy {
+pub(super) fn validate(rp: &RawPool, pp: &dyn KeyPath, ctx: &mut Ctx<'_>) -> QueuePolicy {
     let mut q = QueuePolicy::default();
-    let dp = format!("{pp}.queueDiscipline");
+    let dp = Sub(&pp, "queueDiscipline");
     if let Some(Scalar(v)) = &rp.queue_discipline {
         match v.as_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
             Some("fifo") => q.discipline = QueueDiscipline::Fifo,
@@ -36,8 +36,8 @@ pub(super) fn validate(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> QueuePolicy
             ),
         }
     }
-    let tp = format!("{pp}.queueTargetDelay");
-    let ip = format!("{pp}.queueInterval");
+    let tp = Sub(&pp, "queueTargetDelay");
+    let ip = Sub(&pp, "queueInterval");
     q.target_delay = duration(&rp.queue_target_delay, &tp, q.target_delay, ctx);
     q.interval = duration(&rp.queue_interval, &ip, q.interval, ctx);
     if q.target_delay >= q.interval {
@@ -57,7 +57,7 @@ pub(super) fn validate(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> QueuePolicy
             .as_str()
             .is_some_and(|s| s.trim().eq_ignore_ascii_case("auto"));
     }
-    let rsp = format!("{pp}.rejectStatus");
+    let rsp = Sub(&pp, "rejectStatus");
     match &rp.reject_status {
         None => {}
         Some(Lenient::Ok(map)) => reject_status(map, &rsp, &mut q, ctx),
@@ -72,7 +72,7 @@ pub(super) fn validate(rp: &RawPool, pp: &str, ctx: &mut Ctx<'_>) -> QueuePolicy
     q
 }
 
-fn duration(l: &Leaf, path: &str, default: Duration, ctx: &mut Ctx<'_>) -> Duration {
+fn duration(l: &Leaf, path: &dyn KeyPath, default: Duration, ctx: &mut Ctx<'_>) -> Duration {
     let Some(Scalar(v)) = l else {
         return default;
     };
@@ -100,12 +100,12 @@ fn duration(l: &Leaf, path: &str, default: Duration, ctx: &mut Ctx<'_>) -> Durat
 /// become 429, and only 429 or 503.
 fn reject_status(
     map: &BTreeMap<String, Scalar>,
-    path: &str,
+    path: &dyn KeyPath,
     q: &mut QueuePolicy,
     ctx: &mut Ctx<'_>,
 ) {
     for (reason, Scalar(v)) in map {
-        let kp = format!("{path}.{reason}");
+        let kp = Sub(path, reason);
         let status = match v {
             Value::Number(n) => n.as_u64(),
             Value::String(s) => s.trim().parse().ok(),

@@ -1,6 +1,6 @@
 //! `sites[]`: names, bindings (listen, TLS certificates), host names, applications.
 
-use super::ctx::{Ctx, Sub, LISTEN_HINT};
+use super::ctx::{At, Ctx, KeyPath, Sub, LISTEN_HINT};
 use super::parse::{check_cert_files, check_host_name, leaf_value, parse_listen};
 use crate::config::leaf::{Leaf, Lenient, Opt, Scalar};
 use crate::config::model::{Application, Binding, Certificate, Site, Tls};
@@ -16,18 +16,20 @@ pub(super) fn validate_sites(raw: &RawConfig, pools: &[&str], ctx: &mut Ctx<'_>)
         ctx.report("sites", None, "at least one site is needed");
     }
     let mut sites = Vec::new();
-    let mut names: HashMap<String, String> = HashMap::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
     let mut claims = Claims::default();
-    for (sp, rs) in site_items {
-        let name = site_name(rs, &sp, &mut names, ctx);
+    for (i, rs) in site_items {
+        let sp = At("sites", i);
+        let name = site_name(rs, i, &mut names, ctx);
         let mut host_names = Vec::new();
-        for (hp, h) in ctx.texts(&rs.host_names, &Sub(&sp, "hostNames")) {
+        let hosts = Sub(&sp, "hostNames");
+        for (k, h) in ctx.texts(&rs.host_names, &hosts) {
             match check_host_name(&h) {
                 Ok(h) => host_names.push(h),
-                Err(msg) => ctx.report(&hp, Some(&Value::String(h)), msg),
+                Err(msg) => ctx.report(&At(&hosts, k), Some(&Value::String(h)), msg),
             }
         }
-        let bindings = validate_bindings(rs, &sp, &name, &host_names, &mut claims, ctx);
+        let bindings = validate_bindings(rs, i, &name, &host_names, &mut claims, ctx);
         let applications = validate_applications(rs, &sp, pools, ctx);
         sites.push(Site {
             name,
@@ -39,14 +41,16 @@ pub(super) fn validate_sites(raw: &RawConfig, pools: &[&str], ctx: &mut Ctx<'_>)
     sites
 }
 
-/// A site's `name`, which must be there and be unique (`names`: name → where first seen).
+/// A site's `name`, which must be there and be unique (`names`: name → the index of the
+/// site that first used it).
 fn site_name(
     rs: &RawSite,
-    sp: &str,
-    names: &mut HashMap<String, String>,
+    site: usize,
+    names: &mut HashMap<String, usize>,
     ctx: &mut Ctx<'_>,
 ) -> String {
-    let name_path = format!("{sp}.name");
+    let sp = At("sites", site);
+    let name_path = Sub(&sp, "name");
     let name = match ctx.name(&rs.name, &name_path) {
         Some(n) => n,
         None => {
@@ -57,11 +61,12 @@ fn site_name(
         }
     };
     if !name.is_empty() {
-        if let Some(first) = names.get(&name) {
+        if let Some(&first) = names.get(&name) {
+            let first = Sub(&At("sites", first), "name").spell().into_owned();
             let msg = format!("duplicate site name (first used at {first})");
             ctx.report(&name_path, leaf_value(&rs.name), msg);
         } else {
-            names.insert(name.clone(), name_path.clone());
+            names.insert(name.clone(), site);
         }
     }
     name
@@ -70,29 +75,54 @@ fn site_name(
 /// What the sites bound so far, to find two bindings that would collide.
 #[derive(Default)]
 struct Claims {
-    /// (address, host or "" for any) → (site name, key path).
-    bound: HashMap<(SocketAddr, String), (String, String)>,
-    /// address → (with TLS?, key path).
-    tls_of: HashMap<SocketAddr, (bool, String)>,
+    /// (address, host or "" for any) → (site name, where).
+    bound: HashMap<(SocketAddr, String), (String, ListenAt)>,
+    /// address → (with TLS?, where).
+    tls_of: HashMap<SocketAddr, (bool, ListenAt)>,
+}
+
+/// `sites[site].bindings[binding].listen`, spelled only for a message.
+#[derive(Clone, Copy)]
+struct ListenAt {
+    site: usize,
+    binding: usize,
+}
+
+impl KeyPath for ListenAt {
+    fn spell(&self) -> std::borrow::Cow<'_, str> {
+        let bindings = Sub(&At("sites", self.site), "bindings");
+        Sub(&At(&bindings, self.binding), "listen")
+            .spell()
+            .into_owned()
+            .into()
+    }
+}
+
+impl std::fmt::Display for ListenAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.spell())
+    }
 }
 
 /// A site's `bindings`: each a listen address, with or without TLS.
 fn validate_bindings(
     rs: &RawSite,
-    sp: &str,
+    site: usize,
     name: &str,
     host_names: &[String],
     claims: &mut Claims,
     ctx: &mut Ctx<'_>,
 ) -> Vec<Binding> {
-    let bpath = format!("{sp}.bindings");
+    let sp = At("sites", site);
+    let bpath = Sub(&sp, "bindings");
     let binding_items = ctx.items(&rs.bindings, &bpath, "a binding (a map)");
     if binding_items.is_empty() && !matches!(rs.bindings, Some(Lenient::Bad(_))) {
         ctx.report(&bpath, None, "a site needs at least one binding");
     }
-    let mut bindings = Vec::new();
-    for (bp, rb) in binding_items {
-        let lp = format!("{bp}.listen");
+    let mut bindings = Vec::with_capacity(binding_items.len());
+    for (binding, rb) in binding_items {
+        let bp = At(&bpath, binding);
+        let lp = ListenAt { site, binding };
         let listen = match ctx.text(&rb.listen, &lp) {
             None => {
                 if rb.listen.is_none() {
@@ -110,12 +140,12 @@ fn validate_bindings(
         };
         let tls = ctx
             .nested(&rb.tls, &Sub(&bp, "tls"), "a map")
-            .and_then(|t| validate_tls(t, &format!("{bp}.tls"), ctx));
+            .and_then(|t| validate_tls(t, &Sub(&bp, "tls"), ctx));
         let Some(listen) = listen else { continue };
         // Port 0 asks the OS for a fresh port per binding (tests do this), so such
         // bindings can never collide.
         if listen.port() != 0 {
-            claims.claim(rb, &lp, listen, tls.is_some(), name, host_names, ctx);
+            claims.claim(rb, lp, listen, tls.is_some(), name, host_names, ctx);
         }
         bindings.push(Binding { listen, tls });
     }
@@ -129,7 +159,7 @@ impl Claims {
     fn claim(
         &mut self,
         rb: &RawBinding,
-        lp: &str,
+        lp: ListenAt,
         listen: SocketAddr,
         tls: bool,
         name: &str,
@@ -143,11 +173,11 @@ impl Claims {
                     if *was_tls { "" } else { "out" },
                     if tls { "" } else { "out" },
                 );
-                ctx.report(lp, leaf_value(&rb.listen), msg);
+                ctx.report(&lp, leaf_value(&rb.listen), msg);
             }
             Some(_) => {}
             None => {
-                self.tls_of.insert(listen, (tls, lp.to_string()));
+                self.tls_of.insert(listen, (tls, lp));
             }
         }
         let hosts: Vec<String> = if host_names.is_empty() {
@@ -168,12 +198,11 @@ impl Claims {
                     } else {
                         format!("site `{other}` already binds {listen} for {who} (at {first})")
                     };
-                    ctx.report(lp, leaf_value(&rb.listen), msg);
+                    ctx.report(&lp, leaf_value(&rb.listen), msg);
                     break;
                 }
                 None => {
-                    self.bound
-                        .insert((listen, h), (name.to_string(), lp.to_string()));
+                    self.bound.insert((listen, h), (name.to_string(), lp));
                 }
             }
         }
@@ -184,11 +213,11 @@ impl Claims {
 /// longest path first, so the router's first prefix match is the longest.
 fn validate_applications(
     rs: &RawSite,
-    sp: &str,
+    sp: &dyn KeyPath,
     pools: &[&str],
     ctx: &mut Ctx<'_>,
 ) -> Vec<Application> {
-    let apath = format!("{sp}.applications");
+    let apath = Sub(sp, "applications");
     let app_items = ctx.items(&rs.applications, &apath, "an application (a map)");
     if app_items.is_empty() && !matches!(rs.applications, Some(Lenient::Bad(_))) {
         ctx.report(
@@ -197,10 +226,11 @@ fn validate_applications(
             "a site needs at least one application (e.g. path: /, pool: default)",
         );
     }
-    let mut applications: Vec<Application> = Vec::new();
-    let mut seen_paths: HashMap<String, String> = HashMap::new();
-    for (ap, ra) in app_items {
-        let path = application_path(ra, &ap, &mut seen_paths, ctx);
+    let mut applications: Vec<Application> = Vec::with_capacity(app_items.len());
+    let mut seen_paths: HashMap<String, usize> = HashMap::new();
+    for (i, ra) in app_items {
+        let ap = At(&apath, i);
+        let path = application_path(ra, &ap, i, &mut seen_paths, ctx);
         let pool = application_pool(ra, &ap, pools, ctx);
         if let (Some(path), Some(pool)) = (path, pool) {
             applications.push(Application { path, pool });
@@ -210,14 +240,16 @@ fn validate_applications(
     applications
 }
 
-/// An application's `path`, without a trailing slash (`/` stays `/`).
+/// An application's `path`, without a trailing slash (`/` stays `/`); `seen_paths`
+/// holds the index of the application that first used each path.
 fn application_path(
     ra: &RawApplication,
-    ap: &str,
-    seen_paths: &mut HashMap<String, String>,
+    ap: &At<'_, Sub<'_, dyn KeyPath + '_>>,
+    index: usize,
+    seen_paths: &mut HashMap<String, usize>,
     ctx: &mut Ctx<'_>,
 ) -> Option<String> {
-    let pp = format!("{ap}.path");
+    let pp = Sub(ap, "path");
     match ctx.url_path(&ra.path, &pp) {
         Some(p) => {
             let trimmed = p.trim_end_matches('/');
@@ -226,14 +258,15 @@ fn application_path(
             } else {
                 trimmed.to_string()
             };
-            if let Some(first) = seen_paths.get(&norm) {
+            if let Some(&first) = seen_paths.get(&norm) {
+                let first = Sub(&At(ap.0, first), "path").spell().into_owned();
                 ctx.report(
                     &pp,
                     leaf_value(&ra.path),
                     format!("duplicate application path in this site (first at {first})"),
                 );
             } else {
-                seen_paths.insert(norm.clone(), pp.clone());
+                seen_paths.insert(norm.clone(), index);
             }
             Some(norm)
         }
@@ -253,11 +286,11 @@ const LIST_AT_MOST: usize = 20;
 /// suggestion if not.
 fn application_pool(
     ra: &RawApplication,
-    ap: &str,
+    ap: &dyn KeyPath,
     pools: &[&str],
     ctx: &mut Ctx<'_>,
 ) -> Option<String> {
-    let poolp = format!("{ap}.pool");
+    let poolp = Sub(ap, "pool");
     match ctx.name(&ra.pool, &poolp) {
         Some(p) if pools.binary_search(&p.as_str()).is_ok() => Some(p),
         Some(p) => {
@@ -281,7 +314,7 @@ fn application_pool(
     }
 }
 
-pub(super) fn validate_tls(t: &RawTls, path: &str, ctx: &mut Ctx<'_>) -> Option<Tls> {
+pub(super) fn validate_tls(t: &RawTls, path: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Option<Tls> {
     let single = t.cert.is_some() || t.key.is_some() || t.server_names.is_some();
     let mut certificates = Vec::new();
     if single && t.certificates.is_some() {
@@ -292,12 +325,13 @@ pub(super) fn validate_tls(t: &RawTls, path: &str, ctx: &mut Ctx<'_>) -> Option<
         );
     }
     if t.certificates.is_some() {
-        let cp = format!("{path}.certificates");
+        let cp = Sub(path, "certificates");
         let items = ctx.items(&t.certificates, &cp, "a certificate (a map)");
         if items.is_empty() && !matches!(t.certificates, Some(Lenient::Bad(_))) {
             ctx.report(&cp, None, "list at least one certificate");
         }
-        for (ip, c) in items {
+        for (i, c) in items {
+            let ip = At(&cp, i);
             if let Some(c) = validate_certificate(&c.cert, &c.key, &c.server_names, &ip, ctx) {
                 certificates.push(c);
             }
@@ -323,11 +357,11 @@ pub(super) fn validate_certificate(
     cert: &Leaf,
     key: &Leaf,
     server_names: &Opt<Vec<Scalar>>,
-    path: &str,
+    path: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> Option<Certificate> {
-    let cp = format!("{path}.cert");
-    let kp = format!("{path}.key");
+    let cp = Sub(path, "cert");
+    let kp = Sub(path, "key");
     let c = ctx.path_buf(cert, &cp);
     let k = ctx.path_buf(key, &kp);
     if cert.is_none() {
@@ -337,10 +371,11 @@ pub(super) fn validate_certificate(
         ctx.report(&kp, None, "TLS needs `key` (a PEM private key file)");
     }
     let mut names = Vec::new();
-    for (np, n) in ctx.texts(server_names, &Sub(path, "serverNames")) {
+    let np = Sub(path, "serverNames");
+    for (i, n) in ctx.texts(server_names, &np) {
         match check_host_name(&n) {
             Ok(n) => names.push(n),
-            Err(msg) => ctx.report(&np, Some(&Value::String(n)), msg),
+            Err(msg) => ctx.report(&At(&np, i), Some(&Value::String(n)), msg),
         }
     }
     let (c, k) = (c?, k?);

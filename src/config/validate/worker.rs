@@ -1,7 +1,6 @@
 //! `pools.<name>.worker`: the built-in worker's thread pools, routes and blocking detection.
 
-use super::ctx::Ctx;
-use super::ctx::Sub;
+use super::ctx::{Ctx, KeyPath, Sub};
 use super::parse::{cores, leaf_value};
 use crate::config::leaf::Leaf;
 use crate::config::model::{NamedThreadPool, WorkerSettings, DEFAULT_BLOCKING_DETECTION_INTERVAL};
@@ -10,42 +9,51 @@ use crate::config::tree::suggest;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub(super) fn validate_worker(w: Option<&RawWorker>, p: &str, ctx: &mut Ctx<'_>) -> WorkerSettings {
-    let f = |k: &str| format!("{p}.{k}");
+pub(super) fn validate_worker(
+    w: Option<&RawWorker>,
+    p: &dyn KeyPath,
+    ctx: &mut Ctx<'_>,
+) -> WorkerSettings {
     let get = |sel: fn(&RawWorker) -> &Leaf| w.and_then(|w| sel(w).clone());
     let app = ctx
-        .name(&get(|r| &r.app), &f("app"))
+        .name(&get(|r| &r.app), &Sub(&p, "app"))
         .unwrap_or_else(|| "demo".to_string());
-    let min_worker_threads =
-        ctx.opt_usize(&get(|r| &r.min_worker_threads), &f("minWorkerThreads"), 1);
-    let max_worker_threads =
-        ctx.opt_usize(&get(|r| &r.max_worker_threads), &f("maxWorkerThreads"), 1);
+    let min_worker_threads = ctx.opt_usize(
+        &get(|r| &r.min_worker_threads),
+        &Sub(&p, "minWorkerThreads"),
+        1,
+    );
+    let max_worker_threads = ctx.opt_usize(
+        &get(|r| &r.max_worker_threads),
+        &Sub(&p, "maxWorkerThreads"),
+        1,
+    );
     if let (Some(min), Some(max)) = (min_worker_threads, max_worker_threads) {
         if min > max {
             let v = get(|r| &r.min_worker_threads).map(|s| s.0);
             ctx.report(
-                &f("minWorkerThreads"),
+                &Sub(&p, "minWorkerThreads"),
                 v.as_ref(),
                 format!("must not exceed maxWorkerThreads ({max})"),
             );
         }
     }
-    let io_threads = ctx.opt_usize(&get(|r| &r.io_threads), &f("ioThreads"), 1);
+    let io_threads = ctx.opt_usize(&get(|r| &r.io_threads), &Sub(&p, "ioThreads"), 1);
     let request_queue_limit = ctx.usize(
         &get(|r| &r.request_queue_limit),
-        &f("requestQueueLimit"),
+        &Sub(&p, "requestQueueLimit"),
         5000,
         1,
     );
     let max_concurrent_requests_per_cpu = ctx.usize(
         &get(|r| &r.max_concurrent_requests_per_cpu),
-        &f("maxConcurrentRequestsPerCPU"),
+        &Sub(&p, "maxConcurrentRequestsPerCPU"),
         5000,
         0,
     );
     let max_concurrent_threads_per_cpu = ctx.usize(
         &get(|r| &r.max_concurrent_threads_per_cpu),
-        &f("maxConcurrentThreadsPerCPU"),
+        &Sub(&p, "maxConcurrentThreadsPerCPU"),
         0,
         0,
     );
@@ -71,15 +79,14 @@ pub(super) fn validate_worker(w: Option<&RawWorker>, p: &str, ctx: &mut Ctx<'_>)
 /// `worker.pools`: named thread pools (`min` ≤ `max`, `max` defaulting to the cores).
 fn validate_thread_pools(
     w: Option<&RawWorker>,
-    p: &str,
+    p: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> BTreeMap<String, NamedThreadPool> {
-    let f = |k: &str| format!("{p}.{k}");
     let mut pools = BTreeMap::new();
     if let Some(w) = w {
-        for (np, name, rp) in
-            ctx.entries(&w.pools, &f("pools"), "a thread pool (a map with min, max)")
-        {
+        let pp = Sub(&p, "pools");
+        for (name, rp) in ctx.entries(&w.pools, &pp, "a thread pool (a map with min, max)") {
+            let np = Sub(&pp, name);
             let min = ctx.usize(&rp.min, &Sub(&np, "min"), 1, 1);
             let max = ctx.usize(&rp.max, &Sub(&np, "max"), min.max(cores()), 1);
             if min > max {
@@ -98,15 +105,14 @@ fn validate_thread_pools(
 /// `worker.routes`: path prefix → one of the named thread `pools`.
 fn validate_routes(
     w: Option<&RawWorker>,
-    p: &str,
+    p: &dyn KeyPath,
     pools: &BTreeMap<String, NamedThreadPool>,
     ctx: &mut Ctx<'_>,
 ) -> BTreeMap<String, String> {
-    let f = |k: &str| format!("{p}.{k}");
     let mut routes = BTreeMap::new();
-    if let Some(map) = w.and_then(|w| ctx.nested(&w.routes, &f("routes"), "a map")) {
+    if let Some(map) = w.and_then(|w| ctx.nested(&w.routes, &Sub(&p, "routes"), "a map")) {
         for (prefix, target) in map {
-            let rp = format!("{}.{prefix}", f("routes"));
+            let rp = format!("{}.{prefix}", Sub(&p, "routes"));
             if !prefix.starts_with('/') {
                 ctx.report(&rp, None, "a route prefix must start with `/`");
                 continue;
@@ -119,7 +125,7 @@ fn validate_routes(
                     Some(s) => format!("no such worker thread pool (did you mean `{s}`?)"),
                     None => format!(
                         "no such worker thread pool (define it under {})",
-                        f("pools")
+                        Sub(&p, "pools")
                     ),
                 };
                 ctx.report(&rp, Some(&target.0), msg);
@@ -136,7 +142,7 @@ fn validate_routes(
 /// period beyond 10 s would react after a typical burst is over.
 pub(super) fn validate_blocking_detection(
     w: Option<&RawWorker>,
-    p: &str,
+    p: &dyn KeyPath,
     ctx: &mut Ctx<'_>,
 ) -> (bool, Duration) {
     const DEFAULT: Duration = DEFAULT_BLOCKING_DETECTION_INTERVAL;
@@ -146,7 +152,7 @@ pub(super) fn validate_blocking_detection(
         &Sub(p, "blockingDetection"),
         true,
     );
-    let key = format!("{p}.blockingDetectionInterval");
+    let key = Sub(&p, "blockingDetectionInterval");
     let raw = get(|r| &r.blocking_detection_interval);
     let interval = ctx.duration(&raw, &key, DEFAULT, true);
     let range = Duration::from_millis(1)..=Duration::from_secs(10);
