@@ -101,30 +101,41 @@ fn request_state<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str,
         .ok_or_else(|| serde::de::Error::unknown_variant(&s, &["queued", "executing"]))
 }
 
-/// Removes its entry when the request is finished (or abandoned).
-pub struct Registered {
-    registry: Arc<Registry>,
-    pub entry: Arc<Entry>,
+/// Removes its entry when the request is finished (or abandoned), unless handed on
+/// with [`Registered::into_entry`]. Borrows the registry: an `Arc` clone per request
+/// would write a reference count every front thread writes.
+pub struct Registered<'a> {
+    registry: &'a Registry,
+    entry: Option<Arc<Entry>>,
 }
 
-impl Drop for Registered {
+impl Registered<'_> {
+    pub fn entry(&self) -> &Entry {
+        self.entry.as_ref().expect("present until dropped")
+    }
+
+    /// The entry, still listed: whoever takes it removes it ([`Registry::remove`]).
+    pub fn into_entry(mut self) -> Arc<Entry> {
+        self.entry.take().expect("present until dropped")
+    }
+}
+
+impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        let id = self.entry.id;
-        self.registry.shards[id as usize % SHARDS]
-            .table
-            .lock()
-            .remove(&id);
+        if let Some(e) = self.entry.take() {
+            self.registry.remove(e.id);
+        }
     }
 }
 
 impl Registry {
     pub fn register(
-        self: &Arc<Self>,
+        &self,
         pool: Arc<str>,
         method: Method,
         url: PathAndQuery,
         start: Instant,
-    ) -> Registered {
+    ) -> Registered<'_> {
         let at = crate::runtime::shard() % SHARDS;
         let shard = &self.shards[at];
         // Ids start at SHARDS + at, never 0, and stay unique: each shard counts its own.
@@ -140,9 +151,14 @@ impl Registry {
         });
         shard.table.lock().insert(id, entry.clone());
         Registered {
-            registry: self.clone(),
-            entry,
+            registry: self,
+            entry: Some(entry),
         }
+    }
+
+    /// Take a request off the list (see [`Registered::into_entry`]).
+    pub fn remove(&self, id: u64) {
+        self.shards[id as usize % SHARDS].table.lock().remove(&id);
     }
 
     /// Every in-flight request, oldest first.
@@ -200,7 +216,7 @@ mod tests {
             PathAndQuery::from_static("/b"),
             Instant::now(),
         );
-        b.entry.set_executing(Some(42));
+        b.entry().set_executing(Some(42));
         let list = r.list();
         assert_eq!(list.len(), 2);
         let rb = list.iter().find(|x| x.url == "/b").unwrap();
@@ -209,7 +225,10 @@ mod tests {
         assert_eq!((ra.state, ra.worker_pid), ("queued", None));
         drop(a);
         assert_eq!(r.len(), 1);
-        drop(b);
+        // Handed on, it stays listed until removed by id.
+        let b = b.into_entry();
+        assert_eq!(r.len(), 1);
+        r.remove(b.id);
         assert!(r.is_empty());
     }
 }

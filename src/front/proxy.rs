@@ -140,13 +140,15 @@ pub(super) async fn handle(
                 }
             }
             rec.cache = rec.cache.or(after.as_ref().map(Verdict::status));
+            // Still listed: the response body's end takes it off.
+            let listed = registered.into_entry();
             let resp = finish(
                 front,
                 rec,
                 started,
                 pool,
                 lease,
-                registered,
+                listed,
                 in_flight,
                 resp,
                 up.client_upgrade,
@@ -170,13 +172,13 @@ pub(super) async fn handle(
 }
 
 /// List the request in the in-flight registry (`GET /api/v1/requests`) until it ends.
-fn register(
-    front: &Serving,
+fn register<'a>(
+    front: &'a Serving,
     pool: &Pool,
     req: &Request<Body>,
     rec: &RequestRecord,
     started: Instant,
-) -> Registered {
+) -> Registered<'a> {
     let target = rec.target.clone();
     let target = target.unwrap_or_else(|| PathAndQuery::from_static("/"));
     front
@@ -380,7 +382,7 @@ async fn forward(
     pool: &Arc<Pool>,
     up: &mut Upstream,
     rec: &mut RequestRecord,
-    registered: &Registered,
+    registered: &Registered<'_>,
     started: Instant,
 ) -> Result<(Lease, Response<UpstreamBody>), Stop> {
     let mut turn = match up.order.take() {
@@ -398,7 +400,7 @@ async fn forward(
             .map_err(|r| stop(pool, r))?;
         rec.queue_wait = Some(lease.queue_wait());
         rec.worker_pid = lease.member().pid;
-        registered.entry.set_executing(lease.member().pid);
+        registered.entry().set_executing(lease.member().pid);
         // Clock reads cost ~30 ns each here (a few per request add up): a request that did
         // not wait, and is not a retry, is sent at the time it started.
         let first = lease.queue_wait().is_zero() && !retried;
@@ -434,7 +436,7 @@ async fn attempt(
     retried: &mut bool,
 ) -> Attempt {
     let member = lease.member();
-    let client = member.client.clone();
+    let client = &member.client;
     // The client's first-byte timer is per member connection, re-armed only when it
     // fires early (a timer per request cost ~2 % of the front's instructions).
     let deadline = sent_at + client.first_byte_timeout();
@@ -505,7 +507,7 @@ fn finish(
     started: Instant,
     pool: Arc<Pool>,
     lease: Lease,
-    registered: Registered,
+    listed: Arc<super::inflight::Entry>,
     in_flight: Option<InFlight>,
     resp: Response<UpstreamBody>,
     client_upgrade: Option<ClientUpgrade>,
@@ -525,12 +527,12 @@ fn finish(
     headers::strip_hop_by_hop(&mut parts.headers, switching);
 
     let done = Done {
-        front: front.clone(),
+        front,
         rec: Some(rec),
         started,
         pool,
         lease: Some(lease),
-        _registered: Some(registered),
+        registered: Some(listed),
         _in_flight: in_flight,
     };
 
@@ -568,7 +570,8 @@ struct Done {
     started: Instant,
     pool: Arc<Pool>,
     lease: Option<Lease>,
-    _registered: Option<Registered>,
+    /// Its in-flight registry entry, removed when the request ends.
+    registered: Option<Arc<super::inflight::Entry>>,
     _in_flight: Option<InFlight>,
 }
 
@@ -590,6 +593,9 @@ impl Done {
                 f.done_at(now);
             }
             self.front.record(&rec, Some(&self.pool));
+        }
+        if let Some(e) = self.registered.take() {
+            self.front.inflight.remove(e.id);
         }
     }
 }

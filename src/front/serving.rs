@@ -17,6 +17,9 @@ use http::Response;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Aligned: every request clones the `Arc` (its counts get their own cache lines, apart
+/// from the state pointer each request reads).
+#[repr(align(128))]
 pub struct Serving {
     state: ArcSwap<State>,
     /// Requests in flight (`/api/v1/requests`).

@@ -12,7 +12,6 @@ use super::PickKey;
 use crate::config::model::LoadBalancing;
 use rand::Rng;
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub(super) fn pick(algo: &LoadBalancing, members: &[Arc<Member>], key: &PickKey) -> Option<usize> {
@@ -121,6 +120,11 @@ fn weighted_random(members: &[Arc<Member>], candidate: impl Fn(&Member) -> bool)
 /// nginx's smooth weighted round robin: every candidate gains its weight, the highest
 /// wins and pays back the total. Spreads a 5:1:1 split as a,a,b,a,c,a,a, not a,a,a,a,a,b,c.
 fn smooth_weighted(members: &[Arc<Member>], candidate: impl Fn(&Member) -> bool) -> Option<usize> {
+    // One member gains its weight and pays it back: nothing changes, so nothing is
+    // written (two atomic adds on a line every front thread writes, per request).
+    if let [only] = members {
+        return candidate(only).then_some(0);
+    }
     let mut total = 0i64;
     let mut best: Option<usize> = None;
     let mut best_w = i64::MIN;
@@ -129,7 +133,7 @@ fn smooth_weighted(members: &[Arc<Member>], candidate: impl Fn(&Member) -> bool)
             continue;
         }
         let w = m.weight() as i64;
-        let cw = m.current_weight.fetch_add(w, Ordering::Relaxed) + w;
+        let cw = m.add_current_weight(w);
         total += w;
         if cw > best_w {
             best_w = cw;
@@ -137,9 +141,7 @@ fn smooth_weighted(members: &[Arc<Member>], candidate: impl Fn(&Member) -> bool)
         }
     }
     if let Some(i) = best {
-        members[i]
-            .current_weight
-            .fetch_sub(total, Ordering::Relaxed);
+        members[i].add_current_weight(-total);
     }
     best
 }

@@ -4,7 +4,8 @@
 
 use crate::error::Reason;
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use super::striped::{Counter, Gauge, StripedHistogram};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets; the last bucket is +Inf.
@@ -155,20 +156,21 @@ impl HistogramSnapshot {
 }
 
 /// The counters of one pool. Gauges that depend on the queue (length, oldest age) are
-/// kept by the pool itself; see [`super::Pool::snapshot`].
+/// kept by the pool itself; see [`super::Pool::snapshot`]. What every request writes is
+/// kept per front thread (`striped.rs`): read, it is the sum.
 #[derive(Default)]
 pub struct PoolCounters {
-    pub arrivals: AtomicU64,
+    pub arrivals: Counter,
     /// Second and later attempts of a request (farm retries on another server): counted
     /// apart, so retries do not inflate the arrival rate.
-    pub retries: AtomicU64,
+    pub retries: Counter,
     rejected: [AtomicU64; Reason::ALL.len()],
     /// Requests holding a slot right now.
-    pub active: AtomicI64,
-    pub completed: AtomicU64,
-    pub queue_wait: Histogram,
+    pub active: Gauge,
+    pub completed: Counter,
+    pub queue_wait: StripedHistogram,
     /// Whole request time as the client saw it, by status class 1xx..5xx (index 0..4).
-    pub duration_by_class: [Histogram; 5],
+    pub duration_by_class: [StripedHistogram; 5],
     pub(super) queued: AtomicUsize,
     /// The adaptive discipline is shedding (overloaded) as of the last queue event.
     pub(super) shedding: AtomicBool,

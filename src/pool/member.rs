@@ -9,6 +9,12 @@ use std::time::Instant;
 /// One member of a pool. A slot is taken with one CAS on `active` (never past `slots`),
 /// so the pool's lock-free fast path and its locked dispatch can race for the last slot
 /// safely; readers (admin API, supervisor) look without any lock.
+///
+/// Aligned so the `Arc`'s reference counts (written by every request's clone, on every
+/// front thread) have their cache lines to themselves, and what each request writes
+/// ([`Busy`]) sits apart from what each request only reads (the client, the slots, the
+/// health flags): a read then does not wait for a line another thread just wrote.
+#[repr(align(128))]
 pub struct Member {
     /// For logs and labels: `pid 1234` or `10.0.0.5:8080`.
     pub label: String,
@@ -18,14 +24,21 @@ pub struct Member {
     pub started: Instant,
     slots: AtomicUsize,
     weight: AtomicU32,
-    active: AtomicUsize,
-    served: AtomicU64,
     failed: AtomicU64,
     healthy: AtomicBool,
     draining: AtomicBool,
     backup: AtomicBool,
-    /// Smooth weighted round robin's running weight (nginx's algorithm); pool lock only.
-    pub(super) current_weight: AtomicI64,
+    busy: Busy,
+}
+
+/// What every request writes: on cache lines of their own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Busy {
+    active: AtomicUsize,
+    served: AtomicU64,
+    /// Smooth weighted round robin's running weight (nginx's algorithm).
+    current_weight: AtomicI64,
     /// EWMA of response-head latency in microseconds (leastResponseTime).
     ewma_us: AtomicU64,
 }
@@ -45,25 +58,22 @@ impl Member {
             started: Instant::now(),
             slots: AtomicUsize::new(slots.max(1)),
             weight: AtomicU32::new(weight.max(1)),
-            active: AtomicUsize::new(0),
-            served: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             draining: AtomicBool::new(false),
             backup: AtomicBool::new(false),
-            current_weight: AtomicI64::new(0),
-            ewma_us: AtomicU64::new(0),
+            busy: Busy::default(),
         })
     }
 
     /// Requests holding one of this member's slots.
     pub fn active(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
+        self.busy.active.load(Ordering::Relaxed)
     }
 
     /// Requests this member has finished.
     pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        self.busy.served.load(Ordering::Relaxed)
     }
 
     /// Requests that failed at the transport level on this member (connect, reset).
@@ -133,7 +143,8 @@ impl Member {
     /// relies on it (see `Pool::release`).
     pub(super) fn try_take_slot(&self) -> bool {
         let slots = self.slots();
-        self.active
+        self.busy
+            .active
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
                 (a < slots).then_some(a + 1)
             })
@@ -141,22 +152,27 @@ impl Member {
     }
 
     pub(super) fn give_slot(&self, completed: bool) {
-        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.busy.active.fetch_sub(1, Ordering::SeqCst);
         if completed {
-            self.served.fetch_add(1, Ordering::Relaxed);
+            self.busy.served.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Smooth weighted round robin's running weight: add `w`, return the new value.
+    pub(super) fn add_current_weight(&self, w: i64) -> i64 {
+        self.busy.current_weight.fetch_add(w, Ordering::Relaxed) + w
     }
 
     /// Response-head latency EWMA in microseconds (0 = no sample yet).
     pub fn latency_ewma_us(&self) -> u64 {
-        self.ewma_us.load(Ordering::Relaxed)
+        self.busy.ewma_us.load(Ordering::Relaxed)
     }
 
     /// Fold one latency sample into the EWMA (alpha = 1/8, as TCP's SRTT).
     pub fn observe_latency(&self, us: u64) {
-        let old = self.ewma_us.load(Ordering::Relaxed);
+        let old = self.busy.ewma_us.load(Ordering::Relaxed);
         let new = if old == 0 { us } else { old - old / 8 + us / 8 };
-        self.ewma_us.store(new.max(1), Ordering::Relaxed);
+        self.busy.ewma_us.store(new.max(1), Ordering::Relaxed);
     }
 }
 

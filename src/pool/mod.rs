@@ -28,6 +28,7 @@ mod priority;
 mod priority_tag;
 mod queue;
 pub mod source;
+mod striped;
 
 pub use balancer::hash_key;
 pub use counters::{Histogram, HistogramSnapshot, PoolCounters};
@@ -83,6 +84,9 @@ impl PoolState {
     }
 }
 
+// Aligned: the `Arc`'s reference counts, which every request's clones write from every
+// front thread, get cache lines of their own, apart from the fields each request reads.
+#[repr(align(128))]
 pub struct Pool {
     /// Shared with every request record and registry entry of the pool (no copy per request).
     name: Arc<str>,
@@ -108,8 +112,9 @@ pub struct Pool {
     counters: PoolCounters,
     demand: Notify,
     epoch: Instant,
-    /// Milliseconds since `epoch` of the last arrival or completion (idleTimeout).
-    last_activity_ms: AtomicU64,
+    /// Milliseconds since `epoch` of the last arrival or completion (idleTimeout), per
+    /// front thread (written by every request's release).
+    last_activity_ms: striped::Latest,
     /// The farm's state, for a farm pool (passive health, retry budget, affinity map),
     /// kept with the pool so it survives reloads with it.
     farm: std::sync::OnceLock<Arc<dyn FarmPolicy>>,
@@ -222,7 +227,7 @@ impl Pool {
             counters: PoolCounters::default(),
             demand: Notify::new(),
             epoch: Instant::now(),
-            last_activity_ms: AtomicU64::new(0),
+            last_activity_ms: striped::Latest::default(),
             farm: std::sync::OnceLock::new(),
             lanes: Arc::new(ordering::Lanes::new(cfg.ordering.as_ref().map(|o| &o.key))),
         })
@@ -349,7 +354,7 @@ impl Pool {
 
     fn touch_at(&self, now: Instant) {
         let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        self.last_activity_ms.store(ms, Ordering::Relaxed);
+        self.last_activity_ms.store(ms);
     }
 
     /// Time since a request last arrived or finished (for `idleTimeout`); zero while
@@ -360,7 +365,7 @@ impl Pool {
         {
             return Duration::ZERO;
         }
-        let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
+        let last = Duration::from_millis(self.last_activity_ms.load());
         self.epoch.elapsed().saturating_sub(last)
     }
 

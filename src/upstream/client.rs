@@ -145,6 +145,8 @@ struct Idle {
     since: Instant,
 }
 
+/// Aligned: the `Arc`'s counts (every response body holds a clone) on lines of their own.
+#[repr(align(128))]
 struct Inner {
     endpoint: Endpoint,
     connect_timeout: Duration,
