@@ -41,6 +41,9 @@ IDLE_N = int(os.environ.get("IDLE_CONNS", "10000"))
 # HAProxy `nbthread` = CPUs, roost with no `workers` key (auto). THREADS=N gives every
 # proxy N workers/threads instead (the scaling runs: THREADS=1 against THREADS=2).
 LAYOUT = os.environ.get("LAYOUT", "pinned")
+# The machine may be shared: the load average when the run started goes into the report.
+with open("/proc/loadavg") as _f:
+    LOADAVG = " ".join(_f.read().split()[:3])
 ALL_CPUS = f"0-{os.cpu_count() - 1}"
 _DEFAULT_CPUS = {"BACKEND_CPUS": "1", "PROXY_CPUS": "0", "LOAD_CPUS": "0"}
 if LAYOUT == "default":
@@ -179,6 +182,27 @@ def cpu_ticks(pids):
     return u, s
 
 
+def switches(pids):
+    """Context switches (voluntary + involuntary) of every thread of the processes so
+    far: a proxy that sleeps and wakes more per request pays for it in the kernel."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches:",
+                                            "nonvoluntary_ctxt_switches:")):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+    return total
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -287,11 +311,13 @@ def load_argv(scenario, port, secs):
 def run_load(scenario, port, secs, cpu_pids):
     argv = ["taskset", "-c", LOAD_CPUS] + load_argv(scenario, port, secs)
     t0 = cpu_ticks(cpu_pids)
+    s0 = switches(cpu_pids)
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60).stdout
     except subprocess.TimeoutExpired:
         return {"error": "timeout"}
     t1 = cpu_ticks(cpu_pids)
+    s1 = switches(cpu_pids)
     tool = SCENARIOS[scenario][0]
     r = parse_wrk(out) if tool == "wrk" else parse_h2load(out)
     if r.get("requests"):
@@ -299,6 +325,7 @@ def run_load(scenario, port, secs, cpu_pids):
         r["cpu_user_us_per_req"] = (t1[0] - t0[0]) * per_req
         r["cpu_sys_us_per_req"] = (t1[1] - t0[1]) * per_req
         r["cpu_us_per_req"] = r["cpu_user_us_per_req"] + r["cpu_sys_us_per_req"]
+        r["switches_per_req"] = (s1 - s0) / r["requests"]
     if "rps" not in r:
         r["error"] = "no result"
         r["output"] = out[-500:]
@@ -410,10 +437,11 @@ def report(rows, idle, started):
                           else PROXY_THREADS)
     lines.append(f"Layout {LAYOUT}. CPUs: backend {BACKEND_CPUS}; proxy {PROXY_CPUS} "
                  f"(workers/threads: {threads}); load generator {LOAD_CPUS} "
-                 f"(wrk/h2load -t{LOAD_THREADS}).")
+                 f"(wrk/h2load -t{LOAD_THREADS}). Load average at the start: {LOADAVG}.")
     lines.append("")
-    lines.append("| scenario | target | req/s | spread | p50 ms | p99 ms | CPU µs/req | user | sys | errors |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| scenario | target | req/s | spread | p50 ms | p99 ms | CPU µs/req | user | sys | "
+                 "ctx sw/req | errors |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for sc in SCENARIOS:
         for tg in TARGETS:
             xs = by.get((sc, tg))
@@ -431,7 +459,8 @@ def report(rows, idle, started):
             lines.append(f"| {sc} | {tg} | {fmt(med(rps))}{unit} | "
                          f"{fmt(spread, 0) + '%' if spread is not None else '–'} | {p50s} | "
                          f"{fmt(m(sc, tg, 'p99_ms'), 3)} | {fmt(m(sc, tg, 'cpu_us_per_req'), 1)} | "
-                         f"{fmt(m(sc, tg, 'cpu_user_us_per_req'), 1)} | {fmt(m(sc, tg, 'cpu_sys_us_per_req'), 1)} | {e} |")
+                         f"{fmt(m(sc, tg, 'cpu_user_us_per_req'), 1)} | {fmt(m(sc, tg, 'cpu_sys_us_per_req'), 1)} | "
+                         f"{fmt(m(sc, tg, 'switches_per_req'), 2)} | {e} |")
     lines.append("")
     lines.append("Ratios (medians; req/s: higher is better for roost, p99 and CPU: lower is better):")
     lines.append("")

@@ -244,6 +244,29 @@ pub fn forwarding(headers: &HeaderMap, host: Option<&str>, client: IpAddr, tls: 
     }
 }
 
+/// [`forwarding`] for a request routed by [`request_host`]: the same headers, with one
+/// lookup of `Host` instead of two (the host it was routed by is that header's value,
+/// unless an HTTP/2 client sent `:authority`).
+pub fn forwarding_of<B>(req: &Request<B>, client: IpAddr, tls: bool) -> Forwarded {
+    let headers = req.headers();
+    let host = match req.uri().authority() {
+        Some(a) => match headers.get(header::HOST) {
+            Some(v) if v.as_bytes() == a.as_str().as_bytes() => Some(v.clone()),
+            _ => HeaderValue::from_str(a.as_str()).ok(),
+        },
+        None => headers
+            .get(header::HOST)
+            .filter(|v| v.to_str().is_ok())
+            .cloned(),
+    };
+    let prev = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+    Forwarded {
+        host,
+        forwarded_for: forwarded_for(prev, client),
+        proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+    }
+}
+
 /// Set the forwarding headers on a header map (what [`forwarding`] makes the encoder
 /// write): for tests and benchmarks of the rules.
 pub fn add_forwarded(headers: &mut HeaderMap, host: Option<&str>, client: IpAddr, tls: bool) {
@@ -311,6 +334,40 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap()
+    }
+
+    #[test]
+    fn forwarding_of_a_request_is_forwarding_by_its_routed_host() {
+        let client: IpAddr = "10.1.2.3".parse().unwrap();
+        let h2 = |authority: &str, host: Option<&str>| {
+            let mut b = Request::builder()
+                .uri(format!("http://{authority}/x"))
+                .version(Version::HTTP_2);
+            if let Some(h) = host {
+                b = b.header("host", h);
+            }
+            b.body(()).unwrap()
+        };
+        let mut bad = req(&[("x-forwarded-for", "1.1.1.1")]);
+        bad.headers_mut()
+            .insert(header::HOST, HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let cases = [
+            req(&[("host", "example.com:8080"), ("x-forwarded-for", "1.1.1.1")]),
+            req(&[]),
+            bad,
+            h2("a.example", None),
+            h2("a.example", Some("a.example")),
+            h2("a.example", Some("b.example")),
+        ];
+        for r in &cases {
+            for tls in [false, true] {
+                let want = forwarding(r.headers(), request_host(r), client, tls);
+                let got = forwarding_of(r, client, tls);
+                assert_eq!(got.host, want.host, "{r:?}");
+                assert_eq!(got.forwarded_for, want.forwarded_for, "{r:?}");
+                assert_eq!(got.proto, want.proto);
+            }
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub(super) async fn handle(
     mut req: Request<Body>,
 ) -> Result<Response<Body>, BoxError> {
     let started = Instant::now();
-    let mut rec = RequestRecord::of(&req, &conn);
+    let mut rec = RequestRecord::of(&req, &conn, front.logs());
     if let Err(why) = headers::validate(&req) {
         tracing::debug!(?why, peer = %conn.peer, "bad request");
         return front.refuse(rec, started, Reason::BadRequest, None);
@@ -306,8 +306,7 @@ impl Upstream {
         let policy = farm_request::Policy::new(pool, &req, conn.peer.ip());
         let order = order_key(pool, &req, conn.peer.ip());
         // HTTP/2 clients send `:authority`, not `Host`; the forwarding headers carry it.
-        let host = headers::request_host(&req);
-        let fwd = headers::forwarding(req.headers(), host, conn.peer.ip(), conn.tls);
+        let fwd = headers::forwarding_of(&req, conn.peer.ip(), conn.tls);
         let upgrade = headers::is_upgrade(&req);
         let client_upgrade = upgrade.then(|| ClientUpgrade::take(&mut req));
         let target = crate::h1::forward::origin_target(req.uri());
@@ -706,3 +705,4 @@ impl http_body::Body for BodyTimeout {
         self.inner.size_hint()
     }
 }
+

@@ -49,8 +49,9 @@ pub struct RequestRecord {
 pub struct CloseConnection(pub Reason);
 
 impl RequestRecord {
-    /// The record of a request as it arrived (status and timings filled in later).
-    pub(super) fn of(req: &Request<Body>, conn: &ConnInfo) -> RequestRecord {
+    /// The record of a request as it arrived (status and timings filled in later). The
+    /// user agent is only looked up when an access log will write it (`logged`).
+    pub(super) fn of(req: &Request<Body>, conn: &ConnInfo, logged: bool) -> RequestRecord {
         RequestRecord {
             method: Some(req.method().clone()),
             target: Some(
@@ -61,7 +62,9 @@ impl RequestRecord {
             ),
             local: conn.local,
             peer: conn.peer,
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            user_agent: logged
+                .then(|| req.headers().get(header::USER_AGENT).cloned())
+                .flatten(),
             status: 0,
             elapsed: Duration::ZERO,
             pool: None,

@@ -54,6 +54,11 @@ impl Serving {
         self.state.load().config.limits.clone()
     }
 
+    /// Whether finished requests are written to an access log.
+    pub(super) fn logs(&self) -> bool {
+        self.access_log.is_some()
+    }
+
     /// Count and log a finished request.
     pub(super) fn record(&self, rec: &RequestRecord, pool: Option<&Arc<Pool>>) {
         if let Some(p) = pool {

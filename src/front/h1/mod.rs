@@ -336,8 +336,12 @@ where
     let head_method = req.method() == Method::HEAD;
     let version = req.version();
     // A finished proxy future holds nothing; an unfinished one (the client left) is
-    // dropped when `respond_or_leave` returns, which frees its queue place.
-    let resp = match respond_or_leave(conn, handler(req), max_head).await {
+    // dropped when `exchange` returns, which frees its queue place. Pinned here and
+    // lent to `respond_or_leave`: passed by value, the proxy's future (a few KB) would be
+    // copied once more into that one's, on every request.
+    let proxied = handler(req);
+    tokio::pin!(proxied);
+    let resp = match respond_or_leave(conn, proxied.as_mut(), max_head).await {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             // The proxy closes instead of answering (`TcpLevel` rejections).
@@ -398,12 +402,15 @@ where
 /// request body has been read, watch the socket: end of stream means the client left
 /// (its queue place is freed and the member request cancelled, as nginx does), and
 /// pipelined bytes are kept.
-async fn respond_or_leave<I, F>(conn: &SharedConn<I>, fut: F, max_head: usize) -> Option<Handled>
+async fn respond_or_leave<I, F>(
+    conn: &SharedConn<I>,
+    mut fut: Pin<&mut F>,
+    max_head: usize,
+) -> Option<Handled>
 where
     I: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = Handled>,
 {
-    tokio::pin!(fut);
     poll_fn(|cx| {
         if let Poll::Ready(r) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
