@@ -705,4 +705,3 @@ impl http_body::Body for BodyTimeout {
         self.inner.size_hint()
     }
 }
-

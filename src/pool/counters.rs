@@ -2,9 +2,9 @@
 //! plain atomics, updated on the request path without locks, read by the metrics
 //! exporter, the admin API and `roost ctl`.
 
+use super::striped::{Counter, Gauge, StripedHistogram};
 use crate::error::Reason;
 use serde::Serialize;
-use super::striped::{Counter, Gauge, StripedHistogram};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
