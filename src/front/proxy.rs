@@ -160,14 +160,28 @@ pub(super) async fn handle(
                 None => resp,
             })
         }
-        Err(Stop::Refuse(reason)) => match ticket.and_then(Ticket::on_error) {
-            Some(stale) => {
-                let stale = compress::apply(&zip, stale);
-                Ok(front.served(rec, started, &pool, stale, CacheStatus::Stale))
-            }
-            None => front.refuse(rec, started, reason, Some(&pool)),
-        },
+        Err(Stop::Refuse(reason)) => refused(&front, rec, started, &pool, ticket, &zip, reason),
         Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),
+    }
+}
+
+/// A request the pool or its members refused: the cache's stale copy where the response
+/// allows it (`stale-if-error`), roost's own refusal otherwise.
+fn refused(
+    front: &Serving,
+    rec: RequestRecord,
+    started: Instant,
+    pool: &Arc<Pool>,
+    ticket: Option<Ticket>,
+    zip: &Option<Plan>,
+    reason: Reason,
+) -> Result<Response<Body>, BoxError> {
+    match ticket.and_then(Ticket::on_error) {
+        Some(stale) => {
+            let stale = compress::apply(zip, stale);
+            Ok(front.served(rec, started, pool, stale, CacheStatus::Stale))
+        }
+        None => front.refuse(rec, started, reason, Some(pool)),
     }
 }
 

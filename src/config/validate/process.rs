@@ -8,6 +8,7 @@ use crate::config::model::{ProcessModel, WorkerListen};
 use crate::config::raw::{RawProcessModel, RawWorker};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub(super) fn validate_process_model(
     pm: Option<&RawProcessModel>,
@@ -45,6 +46,7 @@ pub(super) fn validate_process_model(
         ctx,
         group_exists,
     );
+    let t = validate_timings(pm, p, ctx);
     ProcessModel {
         command,
         args,
@@ -63,6 +65,33 @@ pub(super) fn validate_process_model(
             &[("unix", WorkerListen::Unix), ("tcp", WorkerListen::Tcp)],
             WorkerListen::Unix,
         ),
+        idle_timeout: t.idle_timeout,
+        pinging_enabled: t.pinging_enabled,
+        ping_interval: t.ping_interval,
+        ping_response_time: t.ping_response_time,
+        ping_path,
+        startup_time_limit: t.startup_time_limit,
+        shutdown_time_limit: t.shutdown_time_limit,
+        user,
+        group,
+        worker: validate_worker(worker, wp, ctx),
+    }
+}
+
+/// The health-ping switch and the lifetime timings of `processModel` (`p`), with IIS's
+/// defaults.
+struct Timings {
+    idle_timeout: Duration,
+    pinging_enabled: bool,
+    ping_interval: Duration,
+    ping_response_time: Duration,
+    startup_time_limit: Duration,
+    shutdown_time_limit: Duration,
+}
+
+fn validate_timings(pm: Option<&RawProcessModel>, p: &dyn KeyPath, ctx: &mut Ctx<'_>) -> Timings {
+    let get = |sel: fn(&RawProcessModel) -> &Leaf| pm.and_then(|pm| sel(pm).clone());
+    Timings {
         idle_timeout: ctx.duration(
             &get(|r| &r.idle_timeout),
             &Sub(&p, "idleTimeout"),
@@ -86,7 +115,6 @@ pub(super) fn validate_process_model(
             dur(90),
             true,
         ),
-        ping_path,
         startup_time_limit: ctx.duration(
             &get(|r| &r.startup_time_limit),
             &Sub(&p, "startupTimeLimit"),
@@ -99,9 +127,6 @@ pub(super) fn validate_process_model(
             dur(90),
             false,
         ),
-        user,
-        group,
-        worker: validate_worker(worker, wp, ctx),
     }
 }
 
