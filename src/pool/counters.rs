@@ -2,7 +2,7 @@
 //! plain atomics, updated on the request path without locks, read by the metrics
 //! exporter, the admin API and `roost ctl`.
 
-use super::striped::{Counter, Gauge, StripedHistogram};
+use super::striped::{Counter, Gauge, PerThread};
 use crate::error::Reason;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -216,6 +216,24 @@ impl PoolCounters {
 
 fn reason_index(r: Reason) -> usize {
     Reason::ALL.iter().position(|&x| x == r).unwrap_or(0)
+}
+
+/// A [`Histogram`] per thread, read as one.
+#[derive(Default)]
+pub struct StripedHistogram(PerThread<Histogram>);
+
+impl StripedHistogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        self.0.mine().observe(d);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut out = Histogram::default().snapshot();
+        for h in self.0.each() {
+            out.add(&h.snapshot());
+        }
+        out
+    }
 }
 
 #[cfg(test)]

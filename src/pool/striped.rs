@@ -10,8 +10,9 @@
 //!
 //! Which copy a thread writes is its front-thread index ([`crate::runtime::shard_in`]);
 //! every other thread (admin, supervisor, tests on their own runtime) shares the last.
+//! The histogram kept this way (`StripedHistogram`) lives beside `Histogram` in
+//! `counters.rs`, so this file needs nothing of the pool's.
 
-use super::counters::{Histogram, HistogramSnapshot};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -85,24 +86,6 @@ impl Gauge {
     }
 }
 
-/// A [`Histogram`] per thread, read as one.
-#[derive(Default)]
-pub struct StripedHistogram(PerThread<Histogram>);
-
-impl StripedHistogram {
-    pub fn observe(&self, d: std::time::Duration) {
-        self.0.mine().observe(d);
-    }
-
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut out = Histogram::default().snapshot();
-        for h in self.0.each() {
-            out.add(&h.snapshot());
-        }
-        out
-    }
-}
-
 /// The latest of a time kept per thread (milliseconds since some epoch): each thread
 /// stores its own, a reader takes the largest.
 #[derive(Default)]
@@ -124,6 +107,7 @@ impl Latest {
 
 #[cfg(test)]
 mod tests {
+    use super::super::counters::StripedHistogram;
     use super::*;
     use std::time::Duration;
 
