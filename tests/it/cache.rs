@@ -4,47 +4,17 @@
 
 use crate::support;
 
+use crate::support::origin::{param as q, send as send_to, CountingOrigin, OriginBody, Reply};
 use crate::support::TestFront;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
-/// An origin whose answers are chosen by the request's query; it counts requests per
-/// path-and-query and keeps the last request's headers.
-struct Origin {
-    addr: SocketAddr,
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-    last: Arc<Mutex<Option<http::HeaderMap>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn q(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| {
-            v.replace("%20", " ")
-                .replace("%3D", "=")
-                .replace("%2C", ",")
-        })
-    })
-}
-
-async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The origin's answer, as the query asks (see the module docs).
+async fn answer(req: Request<Incoming>) -> Response<OriginBody> {
     let query = req.uri().query().unwrap_or("").to_string();
     if let Some(ms) = q(&query, "ms").and_then(|v| v.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -87,54 +57,15 @@ async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
     if let Some(a) = q(&query, "age") {
         b = b.header("age", a);
     }
-    b.body(Full::new(if not_modified {
-        Bytes::new()
-    } else {
-        Bytes::from(body)
-    }))
+    b.body(
+        Full::new(if not_modified {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        })
+        .boxed(),
+    )
     .unwrap()
-}
-
-impl Origin {
-    async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let last: Arc<Mutex<Option<http::HeaderMap>>> = Arc::default();
-        let (c, l) = (counts.clone(), last.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (c, l) = (c.clone(), l.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (c, l) = (c.clone(), l.clone());
-                        async move {
-                            let pq = req.uri().path_and_query().unwrap().to_string();
-                            *c.lock().entry(pq).or_default() += 1;
-                            *l.lock() = Some(req.headers().clone());
-                            Ok::<_, Infallible>(answer(req).await)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Origin {
-            addr,
-            counts,
-            last,
-            task,
-        }
-    }
-
-    fn count(&self, pq: &str) -> usize {
-        self.counts.lock().get(pq).copied().unwrap_or(0)
-    }
 }
 
 fn yaml(origin: SocketAddr, cache: &str) -> String {
@@ -146,40 +77,14 @@ fn yaml(origin: SocketAddr, cache: &str) -> String {
     )
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
 impl Reply {
-    fn h(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
     fn x(&self) -> &str {
         self.h("x-cache").unwrap_or("-")
     }
 }
 
 async fn send(addr: SocketAddr, method: &str, pq: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = support::h1(addr).await;
-    let mut b = Request::builder()
-        .method(method)
-        .uri(pq)
-        .header("host", "cache.test");
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = s
-        .send_request(b.body(support::empty()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = resp.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    send_to(addr, "cache.test", method, pq, headers).await
 }
 
 async fn get(addr: SocketAddr, pq: &str) -> Reply {
@@ -188,7 +93,7 @@ async fn get(addr: SocketAddr, pq: &str) -> Reply {
 
 #[tokio::test]
 async fn max_age_hits_do_not_reach_the_member_and_age_grows() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let pq = "/a?cc=max-age%3D60&age=5";
     let first = get(f.addr, pq).await;
@@ -203,7 +108,7 @@ async fn max_age_hits_do_not_reach_the_member_and_age_grows() {
 
 #[tokio::test]
 async fn no_store_private_and_plain_responses_are_never_stored() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     for pq in [
         "/ns?cc=no-store%2C%20max-age%3D60",
@@ -220,7 +125,7 @@ async fn no_store_private_and_plain_responses_are_never_stored() {
 
 #[tokio::test]
 async fn vary_keeps_one_variant_per_request_value() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let pq = "/v?cc=max-age%3D60&vary=accept-language";
     let en = send(f.addr, "GET", pq, &[("accept-language", "en")]).await;
@@ -237,7 +142,7 @@ async fn vary_keeps_one_variant_per_request_value() {
 
 #[tokio::test]
 async fn s_maxage_allows_authorization_and_max_age_alone_does_not() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let auth = [("authorization", "Bearer x")];
     let shared = "/s?cc=max-age%3D0%2C%20s-maxage%3D60";
@@ -256,7 +161,7 @@ async fn s_maxage_allows_authorization_and_max_age_alone_does_not() {
 
 #[tokio::test]
 async fn a_stale_entry_is_revalidated_and_a_304_refreshes_it() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let pq = "/r?cc=max-age%3D1&etag=v1";
     let first = get(f.addr, pq).await;
@@ -269,7 +174,7 @@ async fn a_stale_entry_is_revalidated_and_a_304_refreshes_it() {
     );
     assert_eq!(second.body, first.body);
     assert_eq!(o.count(pq), 2);
-    let sent = o.last.lock().clone().unwrap();
+    let sent = o.last_headers().unwrap();
     assert_eq!(sent.get("if-none-match").unwrap(), "\"v1\"");
     assert_eq!(
         get(f.addr, pq).await.x(),
@@ -285,7 +190,7 @@ async fn a_stale_entry_is_revalidated_and_a_304_refreshes_it() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_misses_reach_the_member_once() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let pq = "/c?cc=max-age%3D60&ms=300";
     let mut tasks = Vec::new();
@@ -318,7 +223,7 @@ async fn a_thousand_concurrent_misses_reach_the_member_once() {
 
 #[tokio::test]
 async fn uncacheable_answers_release_every_waiter_at_once() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let pq = "/u?ms=200";
     let mut tasks = Vec::new();
@@ -338,7 +243,7 @@ async fn uncacheable_answers_release_every_waiter_at_once() {
 
 #[tokio::test]
 async fn purge_by_key_and_prefix() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let a = "/purge/a?cc=max-age%3D60";
     let b = "/purge/b?cc=max-age%3D60";
@@ -366,7 +271,7 @@ async fn purge_by_key_and_prefix() {
 
 #[tokio::test]
 async fn stale_if_error_serves_while_the_pool_is_app_offline() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let pq = "/sie?cc=max-age%3D1%2C%20stale-if-error%3D60";
     let first = get(f.addr, pq).await;
@@ -391,7 +296,7 @@ async fn stale_if_error_serves_while_the_pool_is_app_offline() {
 
 #[tokio::test]
 async fn memory_stays_within_max_bytes_under_a_churn_of_keys() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let max = 256 * 1024;
     let f = TestFront::start(&yaml(
         o.addr,
@@ -409,7 +314,7 @@ async fn memory_stays_within_max_bytes_under_a_churn_of_keys() {
 
 #[tokio::test]
 async fn a_response_over_max_object_bytes_streams_through_unstored() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "      maxObjectBytes: 1000\n")).await;
     let pq = "/big?cc=max-age%3D60&n=5000";
     let r = get(f.addr, pq).await;
@@ -420,7 +325,7 @@ async fn a_response_over_max_object_bytes_streams_through_unstored() {
 
 #[tokio::test]
 async fn unsafe_methods_invalidate_and_head_is_answered_from_get() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let pq = "/inv?cc=max-age%3D60";
     get(f.addr, pq).await;
@@ -437,7 +342,7 @@ async fn unsafe_methods_invalidate_and_head_is_answered_from_get() {
 
 #[tokio::test]
 async fn without_a_cache_nothing_changes() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&support::one_pool_yaml(&o.addr.to_string())).await;
     let pq = "/none?cc=max-age%3D60";
     let r = get(f.addr, pq).await;
@@ -469,7 +374,7 @@ fn a_bad_cache_config_names_the_key_the_value_and_why() {
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_the_background() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let f = TestFront::start(&yaml(o.addr, "")).await;
     let pq = "/swr?cc=max-age%3D1%2C%20stale-while-revalidate%3D60&ms=200";
     let first = get(f.addr, pq).await;
@@ -501,7 +406,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_the_backgroun
 
 #[tokio::test]
 async fn admin_api_ctl_purge_and_metrics() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let dir = tempfile::tempdir().unwrap();
     let s = support::serve_with_admin(
         &yaml(o.addr, ""),
@@ -562,7 +467,7 @@ async fn admin_api_ctl_purge_and_metrics() {
 
 #[tokio::test]
 async fn an_application_cache_overrides_or_turns_off_its_pools() {
-    let o = Origin::start().await;
+    let o = CountingOrigin::start(answer).await;
     let yaml = format!(
         r#"
 sites:

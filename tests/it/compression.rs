@@ -5,23 +5,17 @@
 
 use crate::support;
 
+use crate::support::origin::{param as q, send as send_to, CountingOrigin, OriginBody, Reply};
+
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use support::TestFront;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
-
-type OriginBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// The compression counters are process-wide: the tests of this file (the only ones in
 /// this process that compress) take turns, so each sees exactly its own counts.
@@ -32,31 +26,6 @@ static SERIAL: std::sync::LazyLock<tokio::sync::Mutex<()>> =
 fn text(n: usize) -> Vec<u8> {
     let line = format!("roost compresses this line of a {n}-byte body. ");
     line.bytes().cycle().take(n).collect()
-}
-
-struct Origin {
-    addr: SocketAddr,
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-    /// The `Accept-Encoding` of the last request (`None`: absent).
-    last_ae: Arc<Mutex<Option<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn q(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| {
-            v.replace("%2B", "+")
-                .replace("%3D", "=")
-                .replace("%2C", ",")
-        })
-    })
 }
 
 fn answer(req: &Request<Incoming>) -> Response<OriginBody> {
@@ -97,47 +66,20 @@ fn answer(req: &Request<Incoming>) -> Response<OriginBody> {
     b.body(Full::new(body).boxed()).unwrap()
 }
 
-impl Origin {
-    async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let last_ae: Arc<Mutex<Option<String>>> = Arc::default();
-        let (c, l) = (counts.clone(), last_ae.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (c, l) = (c.clone(), l.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let pq = req.uri().path_and_query().unwrap().to_string();
-                        *c.lock().entry(pq).or_default() += 1;
-                        *l.lock() = req
-                            .headers()
-                            .get("accept-encoding")
-                            .map(|v| v.to_str().unwrap().to_string());
-                        let resp = answer(&req);
-                        async move { Ok::<_, Infallible>(resp) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Origin {
-            addr,
-            counts,
-            last_ae,
-            task,
-        }
-    }
+/// The origin of these tests: answers as the query asks (see the module docs).
+async fn origin() -> CountingOrigin {
+    CountingOrigin::start(|req: Request<Incoming>| {
+        let resp = answer(&req);
+        async move { resp }
+    })
+    .await
+}
 
-    fn count(&self, pq: &str) -> usize {
-        self.counts.lock().get(pq).copied().unwrap_or(0)
-    }
+/// The `Accept-Encoding` of the last request that reached the origin (`None`: absent).
+fn last_ae(o: &CountingOrigin) -> Option<String> {
+    let headers = o.last_headers()?;
+    let ae = headers.get("accept-encoding")?;
+    Some(ae.to_str().unwrap().to_string())
 }
 
 /// One site, `/` on pool `p` (with `pool_extra`), plus any `apps` lines.
@@ -147,17 +89,7 @@ fn yaml(origin: SocketAddr, pool_extra: &str) -> String {
 
 const ON: &str = "    compression: {minBytes: 1024}\n";
 
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
 impl Reply {
-    fn h(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
     fn varies(&self) -> bool {
         self.headers.get_all("vary").iter().any(|v| {
             v.to_str()
@@ -195,24 +127,7 @@ async fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
 }
 
 async fn send(addr: SocketAddr, method: &str, pq: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = support::h1(addr).await;
-    let mut b = Request::builder()
-        .method(method)
-        .uri(pq)
-        .header("host", "z.test");
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = s
-        .send_request(b.body(support::empty()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = resp.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    send_to(addr, "z.test", method, pq, headers).await
 }
 
 async fn get_ae(addr: SocketAddr, pq: &str, ae: &str) -> Reply {
@@ -222,7 +137,7 @@ async fn get_ae(addr: SocketAddr, pq: &str, ae: &str) -> Reply {
 #[tokio::test]
 async fn each_algorithm_round_trips_and_drops_the_length() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let f = TestFront::start(&yaml(o.addr, ON)).await;
     for coding in ["gzip", "br", "zstd"] {
         for pq in ["/page?n=20000", "/stream?n=20000&chunked=1"] {
@@ -244,7 +159,7 @@ async fn each_algorithm_round_trips_and_drops_the_length() {
 #[tokio::test]
 async fn q_values_and_the_servers_order_choose_the_coding() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let f = TestFront::start(&yaml(o.addr, ON)).await;
     let cases = [
         ("gzip, deflate, br", Some("br")),
@@ -260,7 +175,7 @@ async fn q_values_and_the_servers_order_choose_the_coding() {
         assert_eq!(r.h("content-encoding"), want, "Accept-Encoding: {ae}");
         assert!(r.varies(), "{ae}");
         assert_eq!(r.decoded().await, text(5000), "{ae}");
-        let sent = o.last_ae.lock().clone();
+        let sent = last_ae(&o);
         assert_eq!(
             sent.as_deref(),
             want,
@@ -277,7 +192,7 @@ async fn q_values_and_the_servers_order_choose_the_coding() {
 #[tokio::test]
 async fn encoded_ranged_small_other_types_and_head_are_left_alone() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let f = TestFront::start(&yaml(o.addr, ON)).await;
     let all = "gzip, br, zstd";
     // Already encoded by the member: passed through byte for byte.
@@ -315,7 +230,7 @@ async fn encoded_ranged_small_other_types_and_head_are_left_alone() {
 #[tokio::test]
 async fn vary_is_set_when_the_client_did_not_ask() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let f = TestFront::start(&yaml(o.addr, ON)).await;
     let r = send(f.addr, "GET", "/plain?n=5000", &[]).await;
     assert_eq!(r.h("content-encoding"), None);
@@ -330,7 +245,7 @@ async fn vary_is_set_when_the_client_did_not_ask() {
 #[tokio::test]
 async fn a_strong_etag_is_weakened_and_revalidation_still_matches() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let cached = format!("{ON}    cache: {{xCache: true}}\n");
     let f = TestFront::start(&yaml(o.addr, &cached)).await;
     let pq = "/e?n=5000&etag=v1&cc=max-age%3D60";
@@ -365,7 +280,7 @@ async fn a_strong_etag_is_weakened_and_revalidation_still_matches() {
 #[tokio::test]
 async fn the_cache_keeps_one_variant_per_coding_and_hits_are_not_recompressed() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let cached = format!("{ON}    cache: {{xCache: true}}\n");
     let f = TestFront::start(&yaml(o.addr, &cached)).await;
     let pq = "/v?n=8000&cc=max-age%3D60";
@@ -412,7 +327,7 @@ async fn the_cache_keeps_one_variant_per_coding_and_hits_are_not_recompressed() 
 #[tokio::test]
 async fn bytes_in_and_out_are_counted_by_algorithm() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let f = TestFront::start(&yaml(o.addr, ON)).await;
     let c = &roost::compress::metrics::COUNTERS[2];
     let (in0, out0) = (
@@ -432,7 +347,7 @@ async fn bytes_in_and_out_are_counted_by_algorithm() {
 #[tokio::test]
 async fn an_http2_client_gets_compressed_responses() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let f = TestFront::start(&yaml(o.addr, ON)).await;
     let mut h2 = support::h2c(f.addr).await;
     let req = Request::get("http://z.test/h2?n=12000")
@@ -448,7 +363,7 @@ async fn an_http2_client_gets_compressed_responses() {
 #[tokio::test]
 async fn an_application_overrides_its_pool() {
     let _turn = SERIAL.lock().await;
-    let o = Origin::start().await;
+    let o = origin().await;
     let yaml = format!(
         r#"
 sites:

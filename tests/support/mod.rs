@@ -2,6 +2,8 @@
 //! and small real HTTP clients (HTTP/1.1, h2c, h2 over TLS).
 #![allow(dead_code)]
 
+pub mod origin;
+
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
