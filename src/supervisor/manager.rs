@@ -719,7 +719,7 @@ impl State {
             MEMORY_EVERY_IDLE
         };
         // The first sample comes soon after a start, whatever the cadence.
-        if ticks % every != 0 && ticks != MEMORY_EVERY {
+        if !ticks.is_multiple_of(every) && ticks != MEMORY_EVERY {
             return;
         }
         let pids: Vec<(u64, u32)> = self

@@ -167,13 +167,11 @@ pub async fn serve<I, H, F>(
 
         // Boxed: the request's state (its future, the response being written) exists only
         // while one is in flight, and an idle connection's task should not carry its room.
-        let outcome = Box::pin(exchange(
-            &conn,
-            head,
-            &mut handler,
-            max_head,
-            wait.stopping,
-            &probe,
+        // Written into a fresh allocation rather than `Box::pin(exchange(..))`, which built
+        // the whole future (a few KB, most of it not yet in use) on the stack and copied it.
+        let outcome = Box::into_pin(Box::write(
+            Box::new_uninit(),
+            exchange(&conn, head, &mut handler, max_head, wait.stopping, &probe),
         ))
         .await;
         if !matches!(outcome, Outcome::Next) {
