@@ -47,12 +47,16 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
-        Box::pin(handle(
+        // Written into its allocation: `Box::pin(handle(..))` would build the whole future
+        // (a few KB) on the stack first and copy it.
+        let fut = handle(
             self.front.clone(),
             *self.conn,
             Some(in_flight),
             req.map(body::boxed),
-        ))
+        );
+        let boxed = Box::write(Box::new_uninit(), fut);
+        Box::into_pin(boxed)
     }
 }
 
