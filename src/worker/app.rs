@@ -30,10 +30,12 @@
 //! [`route_pool`]: WorkerBuilder::route_pool
 //! [`route_sync_on`]: WorkerBuilder::route_sync_on
 
+use super::body::Body;
+use super::inline_future::HandlerFuture;
 use super::settings::{PoolLimits, Settings};
-use crate::body::{Body, BoxError};
+use super::timer::DEFAULT_HEADER_READ_TIMEOUT;
+use crate::body::BoxError;
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
@@ -41,14 +43,18 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tower::ServiceExt;
 
 /// The request a handler gets: its body streams (it is not read before the handler runs).
 pub type Request = http::Request<Body>;
-/// The response a handler returns; its body may stream.
+/// The response a handler returns; its body may stream ([`Body`]: in-memory bodies, such
+/// as [`text`]'s, are not boxed).
 pub type Response = http::Response<Body>;
 
-type AsyncFn = dyn Fn(Request) -> BoxFuture<'static, Response> + Send + Sync;
+/// An async handler, type-erased: its future is kept in place when small (see
+/// [`HandlerFuture`]), so a handler such as `|_req| async { text("hi") }` costs no box.
+type AsyncFn = dyn Fn(Request) -> HandlerFuture + Send + Sync;
 pub(crate) type SyncFn = dyn Fn(Request) -> Response + Send + Sync;
 
 /// A registered handler.
@@ -110,6 +116,7 @@ pub struct WorkerBuilder {
     pub(crate) name: String,
     pub(crate) settings: Settings,
     pub(crate) router: Router,
+    pub(crate) header_read_timeout: Duration,
 }
 
 impl WorkerBuilder {
@@ -118,6 +125,7 @@ impl WorkerBuilder {
             name: "app".to_string(),
             settings,
             router: Router::default(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 
@@ -133,7 +141,7 @@ impl WorkerBuilder {
         F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response> + Send + 'static,
     {
-        let h: Arc<AsyncFn> = Arc::new(move |req| Box::pin(f(req)));
+        let h: Arc<AsyncFn> = Arc::new(move |req| HandlerFuture::new(f(req)));
         self.router.add(path, Handler::Async(h));
         self
     }
@@ -183,14 +191,14 @@ impl WorkerBuilder {
             let svc = svc.lock().clone();
             // A combinator, not an async block: rustc cannot prove an async block holding
             // `S::Future` Send for the erased lifetimes of the request type (rust#64552).
-            Box::pin(svc.oneshot(req).map(|r| match r {
-                Ok(resp) => resp.map(|b| crate::body::boxed(SyncBody::new(b))),
+            HandlerFuture::new(svc.oneshot(req).map(|r| match r {
+                Ok(resp) => resp.map(|b| Body::wrap(SyncBody::new(b))),
                 Err(e) => {
                     let e: BoxError = e.into();
                     tracing::error!(error = %e, "route service failed");
                     status(StatusCode::INTERNAL_SERVER_ERROR, "service error")
                 }
-            })) as BoxFuture<'static, Response>
+            }))
         });
         self.router.add(path, Handler::Async(h));
         self
@@ -209,6 +217,15 @@ impl WorkerBuilder {
         self.settings
             .routes
             .insert(normalize(prefix), pool.to_string());
+        self
+    }
+
+    /// How long an HTTP/1 connection may take to send a request head, counted from its
+    /// accept or from the end of its previous response (the slowloris guard; 30 s, hyper's
+    /// default). A connection that misses it is closed without an answer. HTTP/2
+    /// connections have none once their first request is in.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
         self
     }
 
@@ -244,7 +261,7 @@ pub fn status(status: StatusCode, msg: &str) -> Response {
 }
 
 fn with_type(status: StatusCode, ctype: HeaderValue, body: Bytes) -> Response {
-    let mut r = Response::new(crate::body::full(body));
+    let mut r = Response::new(Body::full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, ctype);
     r
@@ -317,7 +334,7 @@ pub fn read_body_blocking(req: &mut Request, limit: usize) -> Result<Bytes, BoxE
         .ok_or("no I/O handle in the request")?
         .0
         .clone();
-    let body = std::mem::replace(req.body_mut(), crate::body::empty());
+    let body = std::mem::take(req.body_mut());
     let limited = http_body_util::Limited::new(body, limit);
     handle.block_on(async move { Ok(limited.collect().await?.to_bytes()) })
 }
@@ -334,7 +351,7 @@ mod tests {
         r.add("/api/v2/", Handler::Sync(Arc::new(|_| text("v2"))));
         let which = |p: &str| match r.find(p).map(|i| r.route(i).1) {
             Some(Handler::Sync(f)) => {
-                let resp = f(http::Request::new(crate::body::empty()));
+                let resp = f(http::Request::new(Body::empty()));
                 format!("{:?}", resp.body().size_hint().exact())
             }
             _ => "none".into(),
@@ -367,7 +384,7 @@ mod tests {
             .route_service("/bad", failing)
             .build()
             .unwrap();
-        let get = |p: &str| http::Request::get(p).body(crate::body::empty()).unwrap();
+        let get = |p: &str| http::Request::get(p).body(Body::empty()).unwrap();
         let resp = w.handle(get("/svc/x?y=1")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -384,7 +401,7 @@ mod tests {
     fn query_params() {
         let req = http::Request::builder()
             .uri("/cpu?x=1&ms=20")
-            .body(crate::body::empty())
+            .body(Body::empty())
             .unwrap();
         assert_eq!(query_param(&req, "ms"), Some("20"));
         assert_eq!(query_param(&req, "nope"), None);

@@ -12,6 +12,7 @@
 //!   behind gzip/brotli compression, plus a weak ETag and If-None-Match (ServeDir has none).
 
 use super::app::{self, query_param, text, Request, Response, WorkerBuilder};
+use super::body::Body;
 use super::settings::Settings;
 use super::threadpool::blocking;
 use bytes::Bytes;
@@ -175,7 +176,7 @@ async fn bytes(req: Request) -> Response {
         Ok(n) => n,
         Err(msg) => return app::status(StatusCode::BAD_REQUEST, &msg),
     };
-    let mut resp = Response::new(crate::body::boxed(Filler::new(n)));
+    let mut resp = Response::new(Body::wrap(Filler::new(n)));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/octet-stream"),

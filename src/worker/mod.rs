@@ -10,13 +10,16 @@
 
 pub mod app;
 pub mod apps;
+pub mod body;
 pub mod busy;
 pub mod cli;
 pub mod counters;
 mod drain;
 pub mod gate;
+mod inline_future;
 pub mod listen;
 pub mod metrics;
+mod served;
 pub mod server;
 pub mod settings;
 mod striped;
@@ -26,6 +29,7 @@ mod timer;
 pub use app::{
     json, query_param, read_body_blocking, status, text, Request, Response, WorkerBuilder,
 };
+pub use body::Body;
 pub use listen::{Listen, Listener};
 pub use server::{Worker, WorkerError};
 pub use settings::Settings;

@@ -13,15 +13,16 @@
 //! 3. stop the worker pools' idle threads; the process exits 0.
 
 use super::app::{self, Handler, IoHandle, Request, Response, Router, SyncFn, WorkerBuilder};
+use super::body::Body;
 use super::busy::BusyRoutes;
 use super::counters::{IoCounters, ThreadPoolCounters, ThreadSummary, WorkerCounters};
 use super::drain::Drain;
 use super::gate::{Gate, GateLimits, Kind, ThreadSlot};
 use super::listen::{Listen, Listener, Stream};
+use super::served::{handler_panicked, Answer, HeldBody, Served};
 use super::settings::{Settings, DEFAULT_POOL};
 use super::threadpool::{RunError, ThreadPool};
-use super::timer::{ConnTimer, HeaderClock, WithHeaderTimeout};
-use crate::body::{self, Body};
+use super::timer::{HeadWait, ResponseDone, WithHeaderTimeout};
 use crate::error::Reason;
 use futures_util::FutureExt;
 use http::StatusCode;
@@ -29,15 +30,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -82,6 +80,8 @@ struct Inner {
     busy: Arc<BusyRoutes>,
     started: Instant,
     stopping: AtomicBool,
+    /// See [`WorkerBuilder::header_read_timeout`].
+    header_read_timeout: Duration,
 }
 
 impl WorkerBuilder {
@@ -135,6 +135,7 @@ impl WorkerBuilder {
                 busy: Arc::default(),
                 started: Instant::now(),
                 stopping: AtomicBool::new(false),
+                header_read_timeout: self.header_read_timeout,
             }),
         })
     }
@@ -202,6 +203,9 @@ impl Worker {
     pub async fn serve(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http2().timer(TokioTimer::new());
+        // Off in hyper (it is only on with a timer; said here so it stays off): each
+        // connection keeps its own (`timer`), which costs far less per request.
+        builder.http1().header_read_timeout(None);
         let drain = Drain::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -236,75 +240,91 @@ impl Worker {
         // whose count every request on every I/O thread would bounce between cores.
         let worker = Arc::new(self.clone());
         let fd = ConnFd(io.as_raw_fd());
+        // The connection's header-read timeout (see `timer`): a request ends the wait for a
+        // head, its response's body (when hyper drops it) starts the next one.
+        let wait = HeadWait::new();
+        let head_wait = wait.clone();
         // The response body is a `HeldBody` by value (not boxed again), and the request's
-        // clone of the worker ends up in it, holding the gate admission.
+        // clone of the worker ends up in it, holding the gate admission. `Served` is the
+        // service's future as it is (no `map` around it: a response is moved less).
         let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let served = worker.clone().respond(req.map(request_body), Some(fd));
-            served.map(|(resp, held)| Ok::<_, Infallible>(resp.map(|b| HeldBody::new(b, held))))
+            head_wait.head_in(req.version());
+            let served = worker.clone().start(req.map(Body::incoming), Some(fd));
+            served.on_done(ResponseDone(head_wait.clone()))
         });
-        // hyper's HTTP/1 header read timeout needs a timer, or it panics. It is armed for
-        // every request, so each connection times it itself (see `timer`).
-        let clock = Arc::new(HeaderClock::default());
-        let mut builder = builder.clone();
-        builder.http1().timer(ConnTimer(clock.clone()));
         let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
-        let conn = WithHeaderTimeout::new(conn, clock);
+        let timeout = self.inner.header_read_timeout;
+        let conn = WithHeaderTimeout::new(conn, wait, timeout);
         tokio::spawn(drain.watch(conn, |c| c.conn().graceful_shutdown()));
     }
 
     /// Serve one request (the whole path after the connection). Public so an app can be
     /// tested in-process without sockets.
-    pub async fn handle(&self, req: Request) -> Response {
-        match Arc::new(self.clone()).respond(req, None).await {
-            (resp, Some(held)) => resp.map(|b| body::boxed(HeldBody::new(b, Some(held)))),
-            (resp, None) => resp,
-        }
+    pub async fn handle<B: Into<Body>>(&self, req: http::Request<B>) -> Response {
+        let Ok(resp) = Arc::new(self.clone())
+            .start(req.map(Into::into), None)
+            .await;
+        resp.map(HeldBody::into_body)
     }
 
-    /// The response, and the admission its body must hold until it is sent (none for
-    /// `/.roost/` endpoints, refusals and panics). `conn` is the socket of a request that
-    /// came over one, watched while the request waits in the gate's queue.
-    async fn respond(
-        self: Arc<Self>,
-        req: Request,
-        conn: Option<ConnFd>,
-    ) -> (Response, Option<Admission>) {
+    /// Start serving one request, as far as it goes without waiting: the route, the gate's
+    /// way in when nobody waits, and the call of an async handler happen here, in hyper's
+    /// `Service::call`. So a handler that does not keep its request has dropped it before
+    /// hyper reads from the connection again: the request's head points into hyper's read
+    /// buffer, and while it lives hyper must allocate a new buffer for the next read.
+    /// `conn` is the socket of a request that came over one, watched while the request
+    /// waits in the gate's queue.
+    fn start(self: Arc<Self>, req: Request, conn: Option<ConnFd>) -> Served {
         let path = req.uri().path();
         if path.starts_with("/.roost/") {
-            return (self.internal(path), None);
+            return Served::ready(self.internal(path));
         }
         let Some(index) = self.inner.router.find(path) else {
-            return (app::status(StatusCode::NOT_FOUND, "not found"), None);
+            return Served::ready(app::status(StatusCode::NOT_FOUND, "not found"));
         };
         let kind = match self.inner.router.route(index).1 {
             Handler::Async(_) => Kind::Async,
             Handler::Sync(_) => Kind::Thread,
         };
-        // The way in when nobody waits is a plain call; the waiting (a bigger future) is
-        // boxed, so the future hyper keeps per request stays small to move.
-        let admitted = match self.inner.gate.try_admit_at_once(kind) {
-            Some(admitted) => admitted,
-            None => {
-                // Only a request whose body hyper holds back needs its client watched.
-                let watch = conn.filter(|_| {
-                    use http_body::Body as _;
-                    !req.body().is_end_stream()
-                });
-                Box::pin(admit(&self.inner.gate, kind, watch)).await
-            }
-        };
-        if let Err(reason) = admitted {
-            return (reason.response(RETRY_AFTER), None);
+        match self.inner.gate.try_admit_at_once(kind) {
+            Some(Ok(())) => Admission(self).call_async(index, req),
+            Some(Err(reason)) => Served::ready(reason.response(RETRY_AFTER).map(Body::from)),
+            // Someone waits, or a sync handler: the rest is a boxed future.
+            None => Served::boxed(self.respond_admitted_later(req, index, kind, conn)),
+        }
+    }
+
+    /// The way through the gate's queue (or the thread-slot check of a sync handler), then
+    /// the handler.
+    async fn respond_admitted_later(
+        self: Arc<Self>,
+        req: Request,
+        index: usize,
+        kind: Kind,
+        conn: Option<ConnFd>,
+    ) -> Answer {
+        // Only a request whose body hyper holds back needs its client watched.
+        let watch = conn.filter(|_| {
+            use http_body::Body as _;
+            !req.body().is_end_stream()
+        });
+        if let Err(reason) = admit(&self.inner.gate, kind, watch).await {
+            return (reason.response(RETRY_AFTER).map(Body::from), None);
         }
         // From here on, dropping this future (the client left) ends the request.
         let held = Admission(self);
         match held.0.inner.router.route(index) {
             (_, Handler::Async(f)) => {
-                let fut = f(req);
-                match AssertUnwindSafe(fut).catch_unwind().await {
-                    Ok(resp) => (resp, Some(held)),
-                    // The admission ends here: a panicking handler ends its request.
-                    Err(_) => {
+                // As `call_async` does, but awaited here, in the boxed future.
+                let called = std::panic::catch_unwind(AssertUnwindSafe(|| f(req)));
+                let resp = match called {
+                    Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await.ok(),
+                    Err(_) => None,
+                };
+                match resp {
+                    Some(resp) => (resp, Some(held)),
+                    None => {
+                        // The admission ends here: a panicking handler ends its request.
                         tracing::error!("async handler panicked");
                         (handler_panicked(), None)
                     }
@@ -312,7 +332,7 @@ impl Worker {
             }
             (route, Handler::Sync(f)) => {
                 let (route, f) = (route.clone(), f.clone());
-                Box::pin(held.serve_sync(route, f, req)).await
+                held.serve_sync(route, f, req).await
             }
         }
     }
@@ -436,7 +456,7 @@ struct ConnFd(RawFd);
 /// One request admitted by the gate. Dropping it ends the request for the gate (and lets
 /// a queued one start). It owns the request's reference to the worker (the connection's,
 /// see `spawn_conn`), so the admission costs no reference count of its own.
-struct Admission(Arc<Worker>);
+pub(super) struct Admission(Arc<Worker>);
 
 impl Drop for Admission {
     fn drop(&mut self) {
@@ -445,15 +465,25 @@ impl Drop for Admission {
 }
 
 impl Admission {
+    /// Call the async handler of route `index`; its future runs in place (see `served`).
+    fn call_async(self, index: usize, req: Request) -> Served {
+        let Handler::Async(f) = self.0.inner.router.route(index).1 else {
+            unreachable!("route {index} was looked up as an async handler");
+        };
+        // A handler may panic before it returns its future, too.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f(req))) {
+            Ok(fut) => Served::running(fut, self),
+            Err(_) => {
+                tracing::error!("async handler panicked");
+                Served::ready(handler_panicked())
+            }
+        }
+    }
+
     /// Run a sync handler on its worker pool. The admission travels with the job, so a
     /// request whose client left still counts until its thread is really done with it;
     /// the thread slot goes back as soon as the handler returns.
-    async fn serve_sync(
-        self,
-        route: Arc<str>,
-        f: Arc<SyncFn>,
-        mut req: Request,
-    ) -> (Response, Option<Admission>) {
+    async fn serve_sync(self, route: Arc<str>, f: Arc<SyncFn>, mut req: Request) -> Answer {
         req.extensions_mut()
             .insert(IoHandle(tokio::runtime::Handle::current()));
         let inner = &self.0.inner;
@@ -528,54 +558,4 @@ fn peer_closed(fd: RawFd) -> bool {
     // `fd` is open: the connection owning it outlives the request future calling this.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
-}
-
-/// The request body as handlers see it. A request without one (most GETs) gets the empty
-/// body, which boxes nothing (it has no size), instead of a box around hyper's empty one.
-fn request_body(b: Incoming) -> Body {
-    use http_body::Body as _;
-    if b.is_end_stream() {
-        body::empty()
-    } else {
-        body::boxed(b)
-    }
-}
-
-fn handler_panicked() -> Response {
-    app::status(StatusCode::INTERNAL_SERVER_ERROR, "handler panicked")
-}
-
-pin_project_lite::pin_project! {
-    /// A response body and the admission it holds until it is finished or dropped.
-    struct HeldBody {
-        #[pin]
-        inner: Body,
-        held: Option<Admission>,
-    }
-}
-
-impl HeldBody {
-    fn new(inner: Body, held: Option<Admission>) -> HeldBody {
-        HeldBody { inner, held }
-    }
-}
-
-impl http_body::Body for HeldBody {
-    type Data = bytes::Bytes;
-    type Error = body::BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }

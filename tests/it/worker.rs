@@ -1036,6 +1036,101 @@ async fn a_rust_app_runs_on_the_same_machinery_in_process() {
     server.stop().await;
 }
 
+/// Reads one "hello" response off a raw HTTP/1 connection.
+async fn read_hello(c: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"hello") {
+        let n = tokio::time::timeout(DEADLINE, c.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(n > 0, "connection cut: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+}
+
+/// Waits for the server to close `c` and says how long that took; nothing must come.
+async fn closed_after(c: &mut TcpStream, since: Instant) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, c.read_to_end(&mut rest))
+        .await
+        .expect("the header read timeout closes the connection")
+        .unwrap();
+    assert!(rest.is_empty(), "closed without an answer: {rest:?}");
+    since.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_read_timeout_cuts_slow_heads_and_idle_http1_but_not_busy_or_h2() {
+    use roost::worker::{Listen, Listener, Settings};
+    let timeout = Duration::from_millis(300);
+    let settings = Settings {
+        min_worker_threads: 1,
+        max_worker_threads: 2,
+        ..Settings::default()
+    };
+    let worker = roost::worker::apps::hello(settings)
+        .header_read_timeout(timeout)
+        .build()
+        .unwrap();
+    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse::<Listen>().unwrap())
+        .await
+        .unwrap();
+    let Listen::Tcp(a) = listener.local().unwrap() else {
+        unreachable!()
+    };
+    let server = InProcess::serve(&worker, listener);
+    let get = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    // Half a head, then nothing.
+    let mut slow = TcpStream::connect(a).await.unwrap();
+    let start = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    assert!(closed_after(&mut slow, start).await >= timeout - Duration::from_millis(10));
+
+    // Requests every 100 ms for three timeouts on one connection: all answered; then the
+    // connection idles and is closed a timeout after its last response.
+    let mut busy = TcpStream::connect(a).await.unwrap();
+    let start = Instant::now();
+    while start.elapsed() < timeout * 3 {
+        busy.write_all(get).await.unwrap();
+        read_hello(&mut busy).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = Instant::now();
+    assert!(closed_after(&mut busy, last).await >= timeout - Duration::from_millis(110));
+
+    // h2c: no header timeout once the first request is in.
+    let io = TokioIo::new(TcpStream::connect(a).await.unwrap());
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = Request::get(format!("http://{a}/"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = h2
+            .send_request(req)
+            .await
+            .expect("the h2 connection is open");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello");
+        tokio::time::sleep(timeout * 2).await;
+    }
+    assert!(!conn.is_finished(), "the h2 connection was cut");
+    drop(h2);
+    let closed = tokio::time::timeout(DEADLINE, conn).await;
+    closed.expect("closed by the client").unwrap().unwrap();
+    server.stop().await;
+}
+
 /// The gate's counters add up when requests on many connections (and both I/O threads)
 /// come and go at once: admitted at once (the lock-free path), queued behind the
 /// executing cap, sync and async, and some left by their client while queued.
