@@ -863,6 +863,18 @@ impl InProcess {
         }
     }
 
+    /// Serve on a fresh TCP port of 127.0.0.1; the address it listens on.
+    async fn serve_tcp(worker: &roost::worker::Worker) -> (InProcess, std::net::SocketAddr) {
+        use roost::worker::{Listen, Listener};
+        let listener = Listener::bind(&"tcp:127.0.0.1:0".parse::<Listen>().unwrap())
+            .await
+            .unwrap();
+        let Listen::Tcp(a) = listener.local().unwrap() else {
+            unreachable!()
+        };
+        (InProcess::serve(worker, listener), a)
+    }
+
     /// Shut the server down gracefully, then the worker's thread pools.
     async fn stop(self) {
         self.stop.send(()).unwrap();
@@ -969,7 +981,7 @@ async fn a_stale_socket_file_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_app_runs_on_the_same_machinery_in_process() {
-    use roost::worker::{Listen, Listener, Settings, WorkerBuilder};
+    use roost::worker::{Settings, WorkerBuilder};
     let settings = Settings {
         min_worker_threads: 1,
         max_worker_threads: 2,
@@ -999,13 +1011,7 @@ async fn a_rust_app_runs_on_the_same_machinery_in_process() {
     assert_eq!(&body[..], b"async /api/x");
 
     // Over a real socket served by this runtime.
-    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse::<Listen>().unwrap())
-        .await
-        .unwrap();
-    let Listen::Tcp(a) = listener.local().unwrap() else {
-        unreachable!()
-    };
-    let server = InProcess::serve(&worker, listener);
+    let (server, a) = InProcess::serve_tcp(&worker).await;
     let addr = Addr::Tcp(a.to_string());
     let req = Request::post("/report")
         .header("host", "w")
@@ -1066,7 +1072,7 @@ async fn closed_after(c: &mut TcpStream, since: Instant) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_header_read_timeout_cuts_slow_heads_and_idle_http1_but_not_busy_or_h2() {
-    use roost::worker::{Listen, Listener, Settings};
+    use roost::worker::Settings;
     let timeout = Duration::from_millis(300);
     let settings = Settings {
         min_worker_threads: 1,
@@ -1077,13 +1083,7 @@ async fn the_header_read_timeout_cuts_slow_heads_and_idle_http1_but_not_busy_or_
         .header_read_timeout(timeout)
         .build()
         .unwrap();
-    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse::<Listen>().unwrap())
-        .await
-        .unwrap();
-    let Listen::Tcp(a) = listener.local().unwrap() else {
-        unreachable!()
-    };
-    let server = InProcess::serve(&worker, listener);
+    let (server, a) = InProcess::serve_tcp(&worker).await;
     let get = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
 
     // Half a head, then nothing.
@@ -1136,7 +1136,7 @@ async fn the_header_read_timeout_cuts_slow_heads_and_idle_http1_but_not_busy_or_
 /// executing cap, sync and async, and some left by their client while queued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gate_counters_add_up_under_concurrent_requests() {
-    use roost::worker::{Listen, Listener, Settings, WorkerBuilder};
+    use roost::worker::{Settings, WorkerBuilder};
     const CONNS: usize = 16;
     const PER_CONN: usize = 40;
     let settings = Settings {
@@ -1165,13 +1165,7 @@ async fn gate_counters_add_up_under_concurrent_requests() {
         })
         .build()
         .unwrap();
-    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse::<Listen>().unwrap())
-        .await
-        .unwrap();
-    let Listen::Tcp(a) = listener.local().unwrap() else {
-        unreachable!()
-    };
-    let server = InProcess::serve(&worker, listener);
+    let (server, a) = InProcess::serve_tcp(&worker).await;
 
     // Clients that give up while queued behind two slow requests: `disconnected`.
     let slow: Vec<_> = (0..2)
