@@ -46,11 +46,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::ServiceExt;
 
-/// The request a handler gets: its body streams (it is not read before the handler runs).
-pub type Request = http::Request<Body>;
-/// The response a handler returns; its body may stream ([`Body`]: in-memory bodies, such
-/// as [`text`]'s, are not boxed).
-pub type Response = http::Response<Body>;
+pub use super::body::{Request, Response};
 
 /// An async handler, type-erased: its future is kept in place when small (see
 /// [`HandlerFuture`]), so a handler such as `|_req| async { text("hi") }` costs no box.

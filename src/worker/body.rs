@@ -12,6 +12,12 @@ use http_body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// The request a handler gets: its body streams (it is not read before the handler runs).
+pub type Request = http::Request<Body>;
+/// The response a handler returns; its body may stream ([`Body`]: in-memory bodies, such
+/// as [`text`](super::text)'s, are not boxed).
+pub type Response = http::Response<Body>;
+
 /// A request or response body: empty, one in-memory chunk, or a stream.
 ///
 /// Build one with [`Body::empty`], [`Body::full`] (or `From` a `Bytes`, `String`,

@@ -10,7 +10,7 @@
 //! captures a few handles allocates nothing; a bigger future (one holding the whole
 //! request, such as an `async fn(Request)`) is boxed, as before.
 
-use super::app::Response;
+use super::body::Response;
 use std::future::Future;
 use std::marker::{PhantomData, PhantomPinned};
 use std::mem::{align_of, size_of, MaybeUninit};

@@ -13,7 +13,6 @@
 use super::app::{self, Response};
 use super::body::Body;
 use super::inline_future::HandlerFuture;
-use super::server::Admission;
 use super::timer::ResponseDone;
 use futures_util::future::BoxFuture;
 use http::StatusCode;
@@ -24,14 +23,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// A response and the admission its body must hold until it is sent (none for answers
-/// that were never admitted: `/.roost/` endpoints, refusals, panics).
-pub(super) type Answer = (Response, Option<Admission>);
+/// that were never admitted: `/.roost/` endpoints, refusals, panics). The admission's
+/// type (`A`) is the server's; here it is only held and dropped.
+pub(super) type Answer<A> = (Response, Option<A>);
 
 pin_project_lite::pin_project! {
     /// One request being served (see the module docs).
-    pub(super) struct Served {
+    pub(super) struct Served<A> {
         #[pin]
-        state: State,
+        state: State<A>,
         // Marks the end of the response for the connection's header timeout.
         done: Option<ResponseDone>,
     }
@@ -39,51 +39,51 @@ pin_project_lite::pin_project! {
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State {
+    enum State<A> {
         /// An admitted async handler. `held` is taken when it finishes.
         Running {
             #[pin]
             fut: HandlerFuture,
-            held: Option<Admission>,
+            held: Option<A>,
         },
         /// Answered already (boxed: rare, and it keeps this future small).
         Ready { answer: Option<Box<Response>> },
         /// Queued in the gate, or a sync handler.
-        Boxed { fut: BoxFuture<'static, Answer> },
+        Boxed { fut: BoxFuture<'static, Answer<A>> },
     }
 }
 
-impl Served {
-    pub(super) fn running(fut: HandlerFuture, held: Admission) -> Served {
+impl<A> Served<A> {
+    pub(super) fn running(fut: HandlerFuture, held: A) -> Self {
         Served::new(State::Running {
             fut,
             held: Some(held),
         })
     }
 
-    pub(super) fn ready(resp: Response) -> Served {
+    pub(super) fn ready(resp: Response) -> Self {
         Served::new(State::Ready {
             answer: Some(Box::new(resp)),
         })
     }
 
-    pub(super) fn boxed(fut: impl Future<Output = Answer> + Send + 'static) -> Served {
+    pub(super) fn boxed(fut: impl Future<Output = Answer<A>> + Send + 'static) -> Self {
         Served::new(State::Boxed { fut: Box::pin(fut) })
     }
 
-    fn new(state: State) -> Served {
+    fn new(state: State<A>) -> Self {
         Served { state, done: None }
     }
 
     /// The response's body will mark `done` when hyper is through with it.
-    pub(super) fn on_done(mut self, done: ResponseDone) -> Served {
+    pub(super) fn on_done(mut self, done: ResponseDone) -> Self {
         self.done = Some(done);
         self
     }
 }
 
-impl Future for Served {
-    type Output = Result<http::Response<HeldBody>, Infallible>;
+impl<A> Future for Served<A> {
+    type Output = Result<http::Response<HeldBody<A>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -124,15 +124,15 @@ pub(super) fn handler_panicked() -> Response {
 pin_project_lite::pin_project! {
     /// A response body, the admission it holds until it is finished or dropped, and the
     /// mark that starts its connection's wait for the next request head when it goes.
-    pub(super) struct HeldBody {
+    pub(super) struct HeldBody<A> {
         #[pin]
         inner: Body,
-        held: Option<Admission>,
+        held: Option<A>,
         done: Option<ResponseDone>,
     }
 }
 
-impl HeldBody {
+impl<A: Send + Sync + 'static> HeldBody<A> {
     /// As the app API's body: the body itself when it holds nothing, boxed otherwise.
     pub(super) fn into_body(self) -> Body {
         if self.held.is_none() && self.done.is_none() {
@@ -143,7 +143,7 @@ impl HeldBody {
     }
 }
 
-impl http_body::Body for HeldBody {
+impl<A> http_body::Body for HeldBody<A> {
     type Data = bytes::Bytes;
     type Error = crate::body::BoxError;
 

@@ -19,7 +19,7 @@ use super::counters::{IoCounters, ThreadPoolCounters, ThreadSummary, WorkerCount
 use super::drain::Drain;
 use super::gate::{Gate, GateLimits, Kind, ThreadSlot};
 use super::listen::{Listen, Listener, Stream};
-use super::served::{handler_panicked, Answer, HeldBody, Served};
+use super::served::{self, handler_panicked, HeldBody};
 use super::settings::{Settings, DEFAULT_POOL};
 use super::threadpool::{RunError, ThreadPool};
 use super::timer::{HeadWait, ResponseDone, WithHeaderTimeout};
@@ -38,6 +38,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A request being served, holding its gate [`Admission`] (see `served.rs`).
+type Served = served::Served<Admission>;
+/// A response and the admission its body holds.
+type Answer = served::Answer<Admission>;
 
 /// What a 503 ServerTooBusy tells the client to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
