@@ -290,7 +290,17 @@ mod tests {
         sleeper.join().unwrap();
         spinner.join().unwrap();
         assert_eq!(counts, [0, 1, 1, 1]);
-        // Gone threads are forgotten and count as not blocked.
+        // Gone threads are forgotten and count as not blocked. `join` returns when the
+        // thread has cleared its tid, a moment before the kernel removes its
+        // `/proc/self/task/<tid>` (seen on a loaded CI machine), so wait for that first.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while [a, b]
+            .iter()
+            .any(|t| std::path::Path::new(&format!("/proc/self/task/{t}")).exists())
+        {
+            assert!(Instant::now() < deadline, "exited threads still listed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(d.sample(&[a, b], Instant::now()), 0);
         assert!(d.seen.is_empty());
     }
