@@ -517,3 +517,54 @@ fn bad_fairness_and_priority_keys_are_reported() {
         assert!(cfg.pools["p"].queue.fairness.is_some());
     }
 }
+
+/// A `weights` key no request can have is reported (a typo's weight would silently never
+/// apply): with `by: application` it must name an application of this pool, with
+/// `by: clientAddress` an IP address, kept in the form a request's key takes.
+#[test]
+fn fairness_weight_keys_must_be_keys_a_request_can_have() {
+    let yaml = |by: &str, weights: &str| {
+        format!(
+            "sites:\n  - name: shop\n    bindings: [{{listen: \"127.0.0.1:0\"}}]\n    applications:\n      - {{path: /, pool: p}}\n      - {{path: /api, pool: p}}\n      - {{path: /admin, pool: q}}\n\
+             pools:\n  p:\n    fairness: {{by: {by}, weights: {weights}}}\n    farm: {{servers: [{{address: \"127.0.0.1:9\"}}]}}\n  q:\n    farm: {{servers: [{{address: \"127.0.0.1:9\"}}]}}\n"
+        )
+    };
+    let err = roost::config::load_str(
+        &yaml("application", "{shop/api: 3, shop/apx: 2, shop/admin: 2}"),
+        "t.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "pools.p.fairness.weights.shop/apx",
+        "pools.p.fairness.weights.shop/admin",
+        "not an application of pool `p`",
+        "shop/, shop/api",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(
+        !err.contains("weights.shop/api:"),
+        "a real key is fine:\n{err}"
+    );
+    let cfg = roost::config::load_str(&yaml("application", "{shop/api: 3, shop/: 1}"), "t.yaml")
+        .expect("keys of the pool's applications");
+    let f = cfg.pools["p"].queue.fairness.as_ref().unwrap();
+    assert_eq!(f.weight_of("shop/api"), 3);
+
+    let err = roost::config::load_str(&yaml("clientAddress", "{shop/api: 3}"), "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected an IP address"), "{err}");
+    let cfg = roost::config::load_str(
+        &yaml("clientAddress", "{\"0:0::1\": 4, \" 10.0.0.7\": 2}"),
+        "t.yaml",
+    )
+    .expect("IP addresses");
+    let f = cfg.pools["p"].queue.fairness.as_ref().unwrap();
+    assert_eq!((f.weight_of("::1"), f.weight_of("10.0.0.7")), (4, 2));
+
+    // Header values can be anything.
+    roost::config::load_str(&yaml("\"header:X-Tenant\"", "{acme: 3}"), "t.yaml")
+        .expect("any header value");
+}

@@ -4,9 +4,10 @@
 use super::ctx::{Ctx, KeyPath, Sub};
 use crate::config::fairness::{FairBy, Fairness};
 use crate::config::leaf::{Leaf, Opt, Scalar};
+use crate::config::model::{Pool, Site};
 use crate::config::raw::RawFairness;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The most sub-queues a pool may be asked to keep apart.
 const MAX_KEYS_LIMIT: usize = 65_536;
@@ -113,4 +114,76 @@ fn weight(l: &Leaf, path: &dyn KeyPath, ctx: &mut Ctx<'_>) -> u32 {
             1
         }
     }
+}
+
+/// The `weights` keys checked against what the pool's requests can be keyed by, once the
+/// sites are known: with `by: application` a key names an application routed to this pool
+/// (`site/path`), with `by: clientAddress` an IP address (kept in the form a request's key
+/// takes, so `0:0::1` weighs `::1`). A key nothing can match is a typo whose weight would
+/// silently never apply. Header values can be anything, so those keys are not checked.
+pub(super) fn check_weight_keys(
+    sites: &[Site],
+    pools: &mut BTreeMap<String, Pool>,
+    ctx: &mut Ctx<'_>,
+) {
+    // Built once, and only if some pool needs it: 100,000 pools must not each scan
+    // every site.
+    let mut apps: Option<BTreeMap<&str, BTreeSet<String>>> = None;
+    for (name, pool) in pools.iter_mut() {
+        let Some(f) = pool.queue.fairness.as_mut() else {
+            continue;
+        };
+        let wp = format!("pools.{name}.fairness.weights");
+        match f.by {
+            FairBy::Application => {
+                let apps = apps.get_or_insert_with(|| applications_by_pool(sites));
+                let none = BTreeSet::new();
+                let mine = apps.get(name.as_str()).unwrap_or(&none);
+                for key in f.weights.keys().filter(|k| !mine.contains(*k)) {
+                    ctx.report(&format!("{wp}.{key}"), None, not_an_application(name, mine));
+                }
+            }
+            FairBy::ClientAddress => {
+                let mut canonical = BTreeMap::new();
+                for (key, w) in std::mem::take(&mut f.weights) {
+                    match key.trim().parse::<std::net::IpAddr>() {
+                        Ok(ip) => {
+                            canonical.insert(ip.to_string(), w);
+                        }
+                        Err(_) => ctx.report(
+                            &format!("{wp}.{key}"),
+                            None,
+                            "expected an IP address: with `by: clientAddress` a key is the client's address",
+                        ),
+                    }
+                }
+                f.weights = canonical;
+            }
+            FairBy::Header(_) => {}
+        }
+    }
+}
+
+fn not_an_application(pool: &str, apps: &BTreeSet<String>) -> String {
+    if apps.is_empty() {
+        return format!("no application routes to pool `{pool}`, so no request has this key");
+    }
+    let list: Vec<&str> = apps.iter().map(String::as_str).collect();
+    format!(
+        "not an application of pool `{pool}` (a key is the site's name and the application's path: {})",
+        list.join(", ")
+    )
+}
+
+/// Every pool's `site/path` keys: the key an application routed to it gives its requests.
+fn applications_by_pool(sites: &[Site]) -> BTreeMap<&str, BTreeSet<String>> {
+    let mut by: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for s in sites {
+        for a in &s.applications {
+            by.entry(a.pool.as_str())
+                .or_default()
+                .insert(format!("{}{}", s.name, a.path));
+        }
+    }
+    by
 }

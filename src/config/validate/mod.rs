@@ -54,6 +54,8 @@ pub fn validate(raw: &RawConfig, ctx: &mut Ctx<'_>) -> Config {
         (pools, joined(sites))
     });
     ctx.problems.append(&mut sites_ctx.problems);
+    let mut pools = pools;
+    fairness::check_weight_keys(&sites, &mut pools, ctx);
     let limits = validate_limits(raw, ctx);
     let admin = validate_admin(raw, ctx);
     let log = validate_log(raw, ctx);
