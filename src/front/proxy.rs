@@ -572,7 +572,7 @@ fn finish(
     }
     Response::from_parts(
         parts,
-        body::boxed(Tracked {
+        Body::new(Tracked {
             inner: body,
             done: Some(done),
         }),
@@ -632,16 +632,23 @@ pin_project_lite::pin_project! {
     }
 }
 
+// The error is already `BoxError`, so the body is boxed as it is: a `map_err` layer
+// around it would move the whole body (~450 bytes) once more per response.
 impl http_body::Body for Tracked {
     type Data = Bytes;
-    type Error = std::io::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        let r = this.inner.as_mut().poll_frame(cx);
+        let r = match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        };
         // hyper stops polling after the frame that makes `is_end_stream()` true.
         let ended = match &r {
             Poll::Ready(None) => true,
