@@ -483,6 +483,7 @@ def report(rows, idle, started):
             + (f" {ratio(m(sc, 'roost', 'rps'), m(sc, 'before', 'rps'))} | "
                f"{ratio(m(sc, 'roost', 'cpu_us_per_req'), m(sc, 'before', 'cpu_us_per_req'))} |"
                if BEFORE_BIN else ""))
+    lines.extend(paired_table(by))
     if idle:
         lines.append("")
         lines.append(f"Idle keep-alive connections (one request each, then held; VmRSS of the "
@@ -504,6 +505,37 @@ def report(rows, idle, started):
         tool_version(["rustc", "--version"]),
     ]))
     return "\n".join(lines) + "\n"
+
+
+def paired(by, sc, a, b, key):
+    """Ratios a/b of `key` within each repetition: the two ran minutes apart at most, so a
+    drift of the machine over the whole run (which medians of each target keep) cancels."""
+    xs = {r["rep"]: r.get(key) for r in by.get((sc, a), [])}
+    ys = {r["rep"]: r.get(key) for r in by.get((sc, b), [])}
+    return [xs[k] / ys[k] for k in sorted(xs) if xs[k] and ys.get(k)]
+
+
+def paired_table(by):
+    pairs = [(a, b) for a, b in (("roost", "nginx"), ("roost", "haproxy"), ("roost", "before"))
+             if any(k[1] == a for k in by) and any(k[1] == b for k in by)]
+    if not pairs:
+        return []
+
+    def cell(rs):
+        return f"{med(rs):.2f} ({min(rs):.2f}-{max(rs):.2f})" if rs else "–"
+
+    lines = ["", "Paired ratios (each repetition's a/b, then their median and range):", ""]
+    head = " | ".join(f"req/s {a}/{b} | CPU {a}/{b}" for a, b in pairs)
+    lines.append(f"| scenario | {head} |")
+    lines.append("|---|" + "---:|" * (2 * len(pairs)))
+    for sc in SCENARIOS:
+        cells = []
+        for a, b in pairs:
+            cells.append(cell(paired(by, sc, a, b, "rps")))
+            cells.append(cell(paired(by, sc, a, b, "cpu_us_per_req")))
+        if any(c != "–" for c in cells):
+            lines.append(f"| {sc} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # --- main ------------------------------------------------------------------------------
