@@ -4,8 +4,8 @@
 
 use super::sampler::{Sample, Sampler, WorkerSample};
 use super::wire::{
-    DisciplineDoc, LatencyDoc, MemberDoc, PoolDoc, PoolList, PoolPoint, PoolSeries, QueueDoc,
-    RequestList, ServerDoc, Stats, WorkerDoc, WorkerPoint, WorkerSampled, WorkerSeries,
+    DisciplineDoc, LatencyDoc, MemberDoc, OrderingDoc, PoolDoc, PoolList, PoolPoint, PoolSeries,
+    QueueDoc, RequestList, ServerDoc, Stats, WorkerDoc, WorkerPoint, WorkerSampled, WorkerSeries,
 };
 use crate::config::model::Backend;
 use crate::front::inflight::RequestInfo;
@@ -64,7 +64,21 @@ pub fn pool_doc(sampler: &Sampler, name: &str, pool: &Arc<Pool>) -> PoolDoc {
         worker_starts_total: status.worker_starts_total,
         worker_failures_total: status.worker_failures_total,
         recycles_total: status.recycles_total,
+        ordering: ordering(pool),
     }
+}
+
+/// The pool's per-key ordering, if it orders.
+fn ordering(pool: &Pool) -> Option<OrderingDoc> {
+    let key = pool.ordering_key()?;
+    let wait = pool.ordered_wait();
+    Some(OrderingDoc {
+        key: key.to_string(),
+        keys: pool.ordered_keys(),
+        waiting: pool.ordered_waiting(),
+        turns_total: wait.count,
+        wait_p99_seconds: wait.interpolated_quantile(0.99),
+    })
 }
 
 /// Since start, and over the last minute of samples.

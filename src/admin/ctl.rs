@@ -410,6 +410,17 @@ fn pools_text(list: &PoolList) -> String {
         for srv in &p.servers {
             let _ = writeln!(out, "  {}", server_line(srv));
         }
+        if let Some(o) = &p.ordering {
+            let _ = writeln!(
+                out,
+                "  ordered by {}: {} keys with work, {} waiting behind their key, {} turns, p99 wait {}",
+                o.key,
+                o.keys,
+                o.waiting,
+                o.turns_total,
+                fmt_latency(o.wait_p99_seconds),
+            );
+        }
         history_lines(&mut out, p);
     }
     out

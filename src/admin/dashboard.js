@@ -261,6 +261,8 @@
     text += " · shed " + total + (total ? " (" + sheds.map(e => e[0] + " " + e[1]).join(", ") + ")" : "");
     if (q.classes && q.classes.length) text += " · queued by class: " + q.classes.map(c => c.name + " " + c.queued).join(", ");
     if (q.flows) text += " · " + q.flows + " fair sub-queues";
+    const o = p.ordering;
+    if (o) text += " · ordered by " + o.key + ": " + o.keys + " keys, " + o.waiting + " waiting";
     box.textContent = text;
     box.className = "discipline " + (shedding ? "shedding" : "muted");
   }

@@ -52,6 +52,25 @@ pub struct PoolDoc {
     pub worker_starts_total: u64,
     pub worker_failures_total: BTreeMap<String, u64>,
     pub recycles_total: BTreeMap<String, u64>,
+    /// Per-key ordering (`pools.<name>.ordering`); absent for a pool that does not order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<OrderingDoc>,
+}
+
+/// A pool's per-key ordering as it stands: the keys with work, the requests waiting behind
+/// an earlier request of their key, and how long such waits took.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OrderingDoc {
+    /// Where the key comes from, as configured (`header:X-Key`, `cookie:SID`,
+    /// `clientAddress`).
+    pub key: String,
+    /// Keys with a request waiting or in flight.
+    pub keys: usize,
+    /// Requests waiting behind their key (they count against `queueLength`).
+    pub waiting: usize,
+    /// Requests that took their key's turn since start, and the p99 of their wait.
+    pub turns_total: u64,
+    pub wait_p99_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

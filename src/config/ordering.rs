@@ -20,3 +20,14 @@ pub enum OrderingKey {
     /// `clientAddress`: the client's IP address (IPv4-mapped IPv6 as IPv4).
     ClientAddress,
 }
+
+/// As `ordering.key` spells it (`header:X-Key`, `cookie:SID`, `clientAddress`).
+impl std::fmt::Display for OrderingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OrderingKey::Header(name) => write!(f, "header:{name}"),
+            OrderingKey::Cookie(name) => write!(f, "cookie:{name}"),
+            OrderingKey::ClientAddress => f.write_str("clientAddress"),
+        }
+    }
+}

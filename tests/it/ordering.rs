@@ -401,8 +401,10 @@ async fn a_request_without_the_key_is_not_held_behind_one_with_it() {
     assert_eq!(pool.ordered_keys(), 0);
 }
 
+/// The ordering state is in the metrics, in `GET /api/v1/pools/{name}` and in
+/// `roost ctl pools`: after three turns, and while a second request of the one key waits.
 #[tokio::test]
-async fn ordering_metrics_are_exported() {
+async fn ordering_state_is_in_the_metrics_the_api_and_ctl() {
     let backend = Backend::start("b").await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = one_server_yaml(backend.addr, "{key: clientAddress}");
@@ -410,7 +412,8 @@ async fn ordering_metrics_are_exported() {
     for _ in 0..3 {
         assert_eq!(get(st.addr, "t", "/x").await.0, StatusCode::OK);
     }
-    let m = scrape(st.admin.addr()).await;
+    let admin = st.admin.addr();
+    let m = scrape(admin).await;
     for line in [
         "roost_pool_ordered_keys{pool=\"p\"} 0",
         "roost_pool_ordered_waiting{pool=\"p\"} 0",
@@ -418,6 +421,48 @@ async fn ordering_metrics_are_exported() {
     ] {
         assert!(m.lines().any(|l| l == line), "{line} missing:\n{m}");
     }
+    let doc = pool_doc(admin).await;
+    assert_eq!(doc["ordering"]["key"], "clientAddress", "{doc}");
+    assert_eq!(doc["ordering"]["turns_total"], 3, "{doc}");
+    assert_eq!(doc["ordering"]["keys"], 0, "{doc}");
+
+    // Every request here has the one key (127.0.0.1): the second waits behind the first.
+    let addr = st.addr;
+    let slow = || tokio::spawn(async move { get(addr, "t", "/slow?ms=2000").await.0 });
+    let first = slow();
+    assert!(
+        eventually(Duration::from_secs(10), || backend
+            .requests
+            .load(Ordering::SeqCst)
+            == 4)
+        .await
+    );
+    let second = slow();
+    let mut waiting = serde_json::Value::Null;
+    for _ in 0..100 {
+        waiting = pool_doc(admin).await;
+        if waiting["ordering"]["waiting"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(waiting["ordering"]["waiting"], 1, "{waiting}");
+    assert_eq!(waiting["ordering"]["keys"], 1, "{waiting}");
+    let list: serde_json::Value =
+        serde_json::from_str(&get(admin, &admin.to_string(), "/api/v1/pools").await.2).unwrap();
+    let text = roost::admin::ctl::render(&roost::admin::ctl::CtlCommand::Pools, list).unwrap();
+    assert!(
+        text.contains("ordered by clientAddress: 1 keys with work, 1 waiting behind their key"),
+        "{text}"
+    );
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    assert_eq!(second.await.unwrap(), StatusCode::OK);
+}
+
+async fn pool_doc(admin: SocketAddr) -> serde_json::Value {
+    let (status, _, body) = get(admin, &admin.to_string(), "/api/v1/pools/p").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 async fn scrape(admin: SocketAddr) -> String {
