@@ -8,7 +8,7 @@ use super::connection::InFlight;
 use super::headers;
 use super::inflight::Registered;
 use super::record::{CloseConnection, ConnInfo, RequestRecord};
-use super::serving::Serving;
+use super::serving::{ByPool, Serving};
 use crate::body::{self, Body, BoxError};
 use crate::cache::{Cache, Lookup, Status as CacheStatus, Ticket, Verdict};
 use crate::compress::{self, Plan};
@@ -164,7 +164,13 @@ pub(super) async fn handle(
                 None => resp,
             })
         }
-        Err(Stop::Refuse(reason)) => refused(&front, rec, started, &pool, ticket, &zip, reason),
+        Err(Stop::Refuse(reason)) => {
+            let by = ByPool {
+                pool: &pool,
+                tag: up.queue_tag.as_ref(),
+            };
+            refused(&front, rec, started, by, ticket, &zip, reason)
+        }
         Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),
     }
 }
@@ -175,7 +181,7 @@ fn refused(
     front: &Serving,
     rec: RequestRecord,
     started: Instant,
-    pool: &Arc<Pool>,
+    by: ByPool<'_>,
     ticket: Option<Ticket>,
     zip: &Option<Plan>,
     reason: Reason,
@@ -183,9 +189,9 @@ fn refused(
     match ticket.and_then(Ticket::on_error) {
         Some(stale) => {
             let stale = compress::apply(zip, stale);
-            Ok(front.served(rec, started, pool, stale, CacheStatus::Stale))
+            Ok(front.served(rec, started, by.pool, stale, CacheStatus::Stale))
         }
-        None => front.refuse(rec, started, reason, Some(pool)),
+        None => front.refuse(rec, started, reason, Some(by)),
     }
 }
 

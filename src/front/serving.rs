@@ -11,7 +11,7 @@ use crate::body::{Body, BoxError};
 use crate::cache::Status as CacheStatus;
 use crate::config::model::Limits;
 use crate::error::{Reason, Side};
-use crate::pool::Pool;
+use crate::pool::{Pool, QueueTag};
 use arc_swap::ArcSwap;
 use http::Response;
 use std::sync::Arc;
@@ -99,9 +99,9 @@ impl Serving {
         rec: RequestRecord,
         started: Instant,
         reason: Reason,
-        pool: Option<&Arc<Pool>>,
+        by: Option<ByPool<'_>>,
     ) -> Result<Response<Body>, BoxError> {
-        let resp = self.reject(rec, started, reason, pool);
+        let resp = self.reject(rec, started, reason, by);
         if reason == Reason::ClientGone {
             return Err(Box::new(CloseConnection(reason)));
         }
@@ -114,10 +114,13 @@ impl Serving {
         mut rec: RequestRecord,
         started: Instant,
         reason: Reason,
-        pool: Option<&Arc<Pool>>,
+        by: Option<ByPool<'_>>,
     ) -> Response<Body> {
-        let resp = match pool {
-            Some(p) => reason.response_as(p.reject_status(reason), p.retry_after_for(reason)),
+        let pool = by.map(|b| b.pool);
+        let resp = match by {
+            Some(ByPool { pool: p, tag }) => {
+                reason.response_as(p.reject_status(reason), p.retry_after_for(reason, tag))
+            }
             None => reason.response(Duration::from_secs(5)),
         };
         rec.status = resp.status().as_u16();
@@ -133,4 +136,12 @@ impl Serving {
         self.record(&rec, pool);
         resp
     }
+}
+
+/// The pool refusing a request, and the request's place in its queue: a refused request's
+/// `Retry-After` (`retryAfter: auto`) counts only the waiters its class would wait behind.
+#[derive(Clone, Copy)]
+pub(super) struct ByPool<'a> {
+    pub pool: &'a Arc<Pool>,
+    pub tag: Option<&'a QueueTag>,
 }

@@ -294,8 +294,9 @@ impl Pool {
     }
 
     /// `Retry-After` for refusing a request for `reason`: with `retryAfter: auto`, the
-    /// time the backlog takes to drain at the measured rate; otherwise the constant.
-    pub fn retry_after_for(&self, reason: Reason) -> Duration {
+    /// time the backlog ahead of the request (`tag`: its priority class) takes to drain
+    /// at the measured rate; otherwise the constant.
+    pub fn retry_after_for(&self, reason: Reason, tag: Option<&QueueTag>) -> Duration {
         let inner = self.inner.lock();
         let q = &inner.queue;
         let overload = matches!(
@@ -306,7 +307,7 @@ impl Pool {
             return self.retry_after();
         }
         q.drain
-            .retry_after(q.len(), q.policy.target_delay)
+            .retry_after(q.backlog_ahead(tag), q.policy.target_delay)
             .unwrap_or_else(|| self.retry_after())
     }
 

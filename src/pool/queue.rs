@@ -191,6 +191,19 @@ impl Queue {
         }
     }
 
+    /// The waiters a request of `tag`'s class would wait behind: with `priorities`, those
+    /// of its class and the classes above it (a lower class is served after it);
+    /// otherwise all of them.
+    pub fn backlog_ahead(&self, tag: Option<&QueueTag>) -> usize {
+        match &self.lanes {
+            Some(l) if !self.policy.priorities.is_empty() => {
+                let class = l.class_of(tag) as usize;
+                l.lengths().iter().take(class + 1).sum()
+            }
+            _ => self.len(),
+        }
+    }
+
     /// Sub-queues with waiters (0 without `fairness`).
     pub fn flows(&self) -> usize {
         self.lanes.as_ref().map_or(0, Lanes::flows)

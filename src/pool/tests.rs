@@ -371,3 +371,69 @@ async fn retries_are_counted_apart_from_arrivals() {
     assert_eq!(c.arrivals.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(c.retries.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+/// With `priorities` and `retryAfter: auto`, a refused request's `Retry-After` counts the
+/// waiters of its class and the classes above it, not the lower classes queued behind it:
+/// a critical request refused while 30 bulk requests wait is told to come back at once.
+#[tokio::test]
+async fn retry_after_counts_only_the_waiters_ahead_of_the_class() {
+    let yaml = "sites: [{name: s, bindings: [{listen: \"127.0.0.1:0\"}], applications: [{path: /, pool: p}]}]\n\
+                pools:\n  p:\n    queueLength: 100\n    queueTimeout: 60s\n    retryAfter: auto\n    priorities:\n      - {name: critical, header: \"X-Critical: 1\"}\n      - {name: bulk}\n    farm: {servers: [{address: \"127.0.0.1:9\"}]}\n";
+    let cfg = crate::config::load_str(yaml, "t.yaml").unwrap();
+    let pool = Pool::new(&cfg.pools["p"]);
+    pool.add_member(member("a", 1, 1));
+    let tag_of = |critical: bool| {
+        let mut headers = http::HeaderMap::new();
+        if critical {
+            headers.insert("x-critical", http::HeaderValue::from_static("1"));
+        }
+        pool.tag(&RequestFacts {
+            site: "s",
+            app_path: "/",
+            path: "/",
+            headers: &headers,
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
+        })
+    };
+    let (critical, bulk) = (tag_of(true), tag_of(false));
+    let _held = pool.acquire(&PickKey::default()).await.unwrap();
+    let mut waiters = Vec::new();
+    for tag in std::iter::once(&critical).chain(std::iter::repeat_n(&bulk, 30)) {
+        let (p, t) = (pool.clone(), tag.clone());
+        waiters.push(tokio::spawn(async move {
+            p.acquire_as(&PickKey::default(), t.as_ref(), Duration::ZERO)
+                .await
+                .map(drop)
+        }));
+        let n = waiters.len();
+        while pool.queue_len() < n {
+            tokio::task::yield_now().await;
+        }
+    }
+    // A measured drain rate of 10 requests a second.
+    {
+        let mut inner = pool.inner.lock();
+        let t0 = Instant::now();
+        inner.queue.drain.observe(t0, 0);
+        inner.queue.drain.observe(t0 + Duration::from_secs(1), 10);
+    }
+    let ra = |tag: &Option<QueueTag>| pool.retry_after_for(Reason::QueueTimeout, tag.as_ref());
+    assert_eq!(
+        ra(&critical),
+        Duration::from_secs(1),
+        "1 waiter ahead: the floor"
+    );
+    let bulk_ra = ra(&bulk).as_secs_f64();
+    assert!(
+        (3.0..3.2).contains(&bulk_ra),
+        "31 waiters at 10/s: {bulk_ra}"
+    );
+    // Not an overload refusal: the configured constant.
+    assert_eq!(
+        pool.retry_after_for(Reason::Disabled, critical.as_ref()),
+        pool.retry_after()
+    );
+    for w in waiters {
+        w.abort();
+    }
+}
