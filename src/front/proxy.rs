@@ -165,10 +165,7 @@ pub(super) async fn handle(
             })
         }
         Err(Stop::Refuse(reason)) => {
-            let by = ByPool {
-                pool: &pool,
-                tag: up.queue_tag.as_ref(),
-            };
+            let by = ByPool::of(&pool, up.queue_tag.as_ref());
             refused(&front, rec, started, by, ticket, &zip, reason)
         }
         Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),

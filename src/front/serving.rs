@@ -145,3 +145,9 @@ pub(super) struct ByPool<'a> {
     pub pool: &'a Arc<Pool>,
     pub tag: Option<&'a QueueTag>,
 }
+
+impl<'a> ByPool<'a> {
+    pub fn of(pool: &'a Arc<Pool>, tag: Option<&'a QueueTag>) -> Self {
+        ByPool { pool, tag }
+    }
+}

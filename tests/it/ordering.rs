@@ -364,25 +364,13 @@ async fn a_request_without_the_key_is_not_held_behind_one_with_it() {
         })
     };
     let first = send("first", Some("a=1; SID=s1"));
-    assert!(
-        eventually(Duration::from_secs(10), || backend
-            .requests
-            .load(Ordering::SeqCst)
-            == 1)
-        .await
-    );
+    assert!(requests_reach(&backend, 1).await);
     let second = send("second", Some("SID=s1"));
     assert!(eventually(Duration::from_secs(10), || pool.ordered_waiting() == 1).await);
     // Another key and no key at all go straight to the server.
     let other = send("other", Some("SID=s2"));
     let plain = send("plain", None);
-    assert!(
-        eventually(Duration::from_secs(10), || backend
-            .requests
-            .load(Ordering::SeqCst)
-            == 3)
-        .await
-    );
+    assert!(requests_reach(&backend, 3).await);
     assert!(
         !backend.arrivals.lock().contains(&"second".to_string()),
         "the same key waited: {:?}",
@@ -430,13 +418,7 @@ async fn ordering_state_is_in_the_metrics_the_api_and_ctl() {
     let addr = st.addr;
     let slow = || tokio::spawn(async move { get(addr, "t", "/slow?ms=2000").await.0 });
     let first = slow();
-    assert!(
-        eventually(Duration::from_secs(10), || backend
-            .requests
-            .load(Ordering::SeqCst)
-            == 4)
-        .await
-    );
+    assert!(requests_reach(&backend, 4).await);
     let second = slow();
     let mut waiting = serde_json::Value::Null;
     for _ in 0..100 {
@@ -457,6 +439,14 @@ async fn ordering_state_is_in_the_metrics_the_api_and_ctl() {
     );
     assert_eq!(first.await.unwrap(), StatusCode::OK);
     assert_eq!(second.await.unwrap(), StatusCode::OK);
+}
+
+/// Whether the backend has seen `n` requests within 10 s.
+async fn requests_reach(backend: &Backend, n: usize) -> bool {
+    eventually(Duration::from_secs(10), || {
+        backend.requests.load(Ordering::SeqCst) == n
+    })
+    .await
 }
 
 async fn pool_doc(admin: SocketAddr) -> serde_json::Value {
