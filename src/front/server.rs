@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,6 +50,9 @@ pub struct Front {
     reload_lock: tokio::sync::Mutex<()>,
     /// The threads connections are accepted and served on (`workers`).
     threads: Arc<Threads>,
+    /// Accept loops still running ([`AcceptLoop`]): shutdown waits for them to end
+    /// before it counts open connections, so one accepted at the last moment is counted.
+    accept_loops: AtomicUsize,
 }
 
 impl Front {
@@ -88,6 +92,7 @@ impl Front {
             hooks: Mutex::new(hooks),
             reload_lock: tokio::sync::Mutex::new(()),
             threads,
+            accept_loops: AtomicUsize::new(0),
         });
         let bound = bind_all(&config)?;
         front.connections.spawn_sweeper();
@@ -230,7 +235,11 @@ impl Front {
                 }
             };
             let (front, stop_rx) = (self.clone(), stop_rx.clone());
+            // Counted from here, not from when the task first runs: a shutdown in
+            // between still waits for it.
+            let counted = AcceptLoop::enter(self);
             self.threads.spawn_on(i, async move {
+                let _counted = counted;
                 match TcpListener::from_std(dup) {
                     Ok(l) => front.accept_loop(i, addr, l, stop_rx).await,
                     Err(e) => {
@@ -257,6 +266,10 @@ impl Front {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut shutdown = self.shutdown.subscribe();
+        // A shutdown sent before this loop subscribed would never show as a change.
+        if *shutdown.borrow_and_update() {
+            return;
+        }
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
@@ -474,6 +487,13 @@ impl Front {
         // new connections are refused instead of waiting in a backlog nobody accepts from.
         drop(std::mem::take(&mut *self.listeners.lock()));
         let deadline = Instant::now() + grace;
+        // A loop may have just accepted: it admits the connection (counted open) before
+        // it looks at the shutdown again. Counting before every loop has ended could
+        // see none open and exit with that connection unserved (a binary upgrade shares
+        // the socket, so connections keep arriving until the moment each loop stops).
+        while self.accept_loops.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         while self.open_connections() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -534,4 +554,21 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
         Ok(socket.into())
     };
     mk().map_err(|source| StartError::Bind { addr, source })
+}
+
+/// One running accept loop, counted in [`Front`]'s `accept_loops` until dropped (the loop
+/// ended, or its task was dropped before it ran).
+struct AcceptLoop(Arc<Front>);
+
+impl AcceptLoop {
+    fn enter(front: &Arc<Front>) -> AcceptLoop {
+        front.accept_loops.fetch_add(1, Ordering::AcqRel);
+        AcceptLoop(front.clone())
+    }
+}
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        self.0.accept_loops.fetch_sub(1, Ordering::Release);
+    }
 }
