@@ -572,3 +572,31 @@ impl Drop for AcceptLoop {
         self.0.accept_loops.fetch_sub(1, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shutdown does not count open connections (and so does not return) while an accept
+    /// loop still runs: that loop may hold a connection it accepted and has not admitted
+    /// yet. Once the last loop ends, shutdown goes on.
+    #[tokio::test]
+    async fn shutdown_waits_for_every_accept_loop_to_end() {
+        let yaml = "sites: [{name: s, bindings: [{listen: \"127.0.0.1:0\"}], applications: [{path: /, pool: p}]}]\n\
+                    pools:\n  p:\n    farm: {servers: [{address: \"127.0.0.1:9\"}]}\n";
+        let cfg = crate::config::load_str(yaml, "t.yaml").unwrap();
+        let front = Front::start(cfg, vec![]).await.unwrap();
+        // Stands for a loop that has just accepted and not yet looked at the shutdown.
+        let busy_loop = AcceptLoop::enter(&front);
+        let f = front.clone();
+        let mut stopping = tokio::spawn(async move { f.shutdown(Duration::from_secs(30)).await });
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut stopping).await;
+        assert!(early.is_err(), "shutdown returned while an accept loop ran");
+        drop(busy_loop);
+        tokio::time::timeout(Duration::from_secs(10), stopping)
+            .await
+            .expect("shutdown goes on once the last accept loop ends")
+            .unwrap();
+        assert_eq!(front.accept_loops.load(Ordering::Acquire), 0);
+    }
+}
