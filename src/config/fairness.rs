@@ -40,6 +40,13 @@ pub struct Fairness {
     pub max_keys: usize,
 }
 
+/// The key `by: application` gives a request: its site's name followed by its
+/// application's path (`shop/api`, `shop/` for the root application). The queue tags
+/// requests with it and the config check holds `weights` keys to it.
+pub fn application_key(site: &str, app_path: &str) -> String {
+    format!("{site}{app_path}")
+}
+
 impl Fairness {
     pub fn weight_of(&self, key: &str) -> u32 {
         self.weights

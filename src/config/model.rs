@@ -132,7 +132,7 @@ impl Default for Overload {
     }
 }
 
-pub use super::fairness::{FairBy, Fairness};
+pub use super::fairness::{application_key, FairBy, Fairness};
 pub use super::priority::PriorityClass;
 pub use super::queue::{QueueDiscipline, QueuePolicy};
 

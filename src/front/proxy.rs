@@ -646,12 +646,7 @@ impl http_body::Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        let r = match this.inner.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        };
+        let r = this.inner.as_mut().poll_frame(cx).map_err(Into::into);
         // hyper stops polling after the frame that makes `is_end_stream()` true.
         let ended = match &r {
             Poll::Ready(None) => true,

@@ -5,7 +5,7 @@
 //! carry no tag (one flag read on the request path).
 
 use super::counters::{Histogram, HistogramSnapshot};
-use crate::config::model::{FairBy, Fairness, PriorityClass, QueuePolicy};
+use crate::config::model::{application_key, FairBy, Fairness, PriorityClass, QueuePolicy};
 use http::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -152,7 +152,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// The request's fairness key, cut to [`MAX_KEY_BYTES`].
 fn flow_key(by: &FairBy, r: &RequestFacts<'_>) -> String {
     let mut key = match by {
-        FairBy::Application => format!("{}{}", r.site, r.app_path),
+        FairBy::Application => application_key(r.site, r.app_path),
         FairBy::ClientAddress => r.peer.to_string(),
         FairBy::Header(name) => r
             .headers

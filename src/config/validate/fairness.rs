@@ -2,7 +2,7 @@
 //! the keys' weights, and how many sub-queues a pool keeps apart.
 
 use super::ctx::{Ctx, KeyPath, Sub};
-use crate::config::fairness::{FairBy, Fairness};
+use crate::config::fairness::{application_key, FairBy, Fairness};
 use crate::config::leaf::{Leaf, Opt, Scalar};
 use crate::config::model::{Pool, Site};
 use crate::config::raw::RawFairness;
@@ -182,7 +182,7 @@ fn applications_by_pool(sites: &[Site]) -> BTreeMap<&str, BTreeSet<String>> {
         for a in &s.applications {
             by.entry(a.pool.as_str())
                 .or_default()
-                .insert(format!("{}{}", s.name, a.path));
+                .insert(application_key(&s.name, &a.path));
         }
     }
     by
