@@ -47,8 +47,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
-        // Written into its allocation: `Box::pin(handle(..))` would build the whole future
-        // (a few KB) on the stack first and copy it.
+        // Built on the stack and copied into its allocation whole, as `Box::pin` would:
+        // `handle` keeps the future small for that reason.
         let fut = handle(
             self.front.clone(),
             *self.conn,
@@ -92,84 +92,103 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Tunnel for 
 
 /// The proxy step: validate → route → prepare the upstream request → forward (with
 /// the pool's admission and the farm's retries) → stream the response back.
-pub(super) async fn handle(
+///
+/// A plain `fn` around an `async move` block: an `async fn` moves each argument into a
+/// local of its own and keeps both rooms (the request alone is 240 bytes), and this
+/// future is what each request in flight holds and what is copied as it starts.
+// Not an `async fn`, on purpose: see above.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn handle(
     front: Arc<Serving>,
     conn: ConnInfo,
     in_flight: Option<InFlight>,
     mut req: Request<Body>,
-) -> Result<Response<Body>, BoxError> {
-    let started = Instant::now();
-    let mut rec = RequestRecord::of(&req, &conn, front.logs());
-    if let Err(why) = headers::validate(&req) {
-        tracing::debug!(?why, peer = %conn.peer, "bad request");
-        return front.refuse(rec, started, Reason::BadRequest, None);
-    }
-    let Some(Routed {
-        pool,
-        cache,
-        zip,
-        tag,
-    }) = route(&front, &conn, &req)
-    else {
-        return front.refuse(rec, started, Reason::NoRoute, None);
-    };
-    rec.pool = Some(pool.name_arc());
-    // Negotiated before the cache looks: it keys variants by the chosen coding.
-    let zip = zip.map(|s| Plan::negotiate(&mut req, s));
-    // The cache answers before the pool's admission: a hit never takes a queue slot.
-    let ticket = match consult(&front, conn, cache, &req, &mut rec).await {
-        Cached::Hit(resp, status) => {
-            let resp = compress::apply(&zip, resp);
-            return Ok(front.served(rec, started, &pool, resp, status));
-        }
-        Cached::Fetch(ticket) => ticket,
-    };
-    let registered = register(&front, &pool, &req, &rec, started);
-    let mut up = Upstream::prepare(&front, &conn, &pool, req, tag);
-    if let Some(t) = &ticket {
-        t.prepare(&mut up.parts.headers);
-    }
-    match forward(&pool, &mut up, &mut rec, &registered, started).await {
-        Ok((lease, resp)) => {
-            let mut after = None;
-            if let Some(t) = ticket {
-                match t.verdict(resp.status(), resp.headers()) {
-                    Verdict::Answer(answer, status) => {
-                        let mut lease = lease;
-                        lease.complete_at(Instant::now());
-                        let answer = compress::apply(&zip, answer);
-                        return Ok(front.served(rec, started, &pool, answer, status));
-                    }
-                    v => after = Some(v),
-                }
+) -> impl std::future::Future<Output = Result<Response<Body>, BoxError>> + Send {
+    async move {
+        let started = Instant::now();
+        let mut rec = RequestRecord::of(&req, &conn, front.logs());
+        let (
+            Routed {
+                pool, cache, tag, ..
+            },
+            zip,
+        ) = match admit(&front, &conn, &mut req, &mut rec) {
+            Ok(r) => r,
+            Err(reason) => return front.refuse(rec, started, reason, None),
+        };
+        // The cache answers before the pool's admission: a hit never takes a queue slot.
+        let ticket = match consult(&front, conn, cache, &req, &mut rec).await {
+            Cached::Hit(resp, status) => {
+                let resp = compress::apply(&zip, resp);
+                return Ok(front.served(rec, started, &pool, resp, status));
             }
-            rec.cache = rec.cache.or(after.as_ref().map(Verdict::status));
-            // Still listed: the response body's end takes it off.
-            let listed = registered.into_entry();
-            let resp = finish(
-                front,
-                rec,
-                started,
-                pool,
-                lease,
-                listed,
-                in_flight,
-                resp,
-                up.client_upgrade,
-            );
-            // Compressed before the cache stores it (one variant per coding).
-            let resp = compress::apply(&zip, resp);
-            Ok(match after {
-                Some(v) => v.apply(resp),
-                None => resp,
-            })
+            Cached::Fetch(ticket) => ticket,
+        };
+        let registered = register(&front, &pool, &req, &rec, started);
+        let mut up = Upstream::prepare(&front, &conn, &pool, req, tag);
+        if let Some(t) = &ticket {
+            t.prepare(&mut up.parts.headers);
         }
-        Err(Stop::Refuse(reason)) => {
-            let by = ByPool::of(&pool, up.queue_tag.as_ref());
-            refused(&front, rec, started, by, ticket, &zip, reason)
+        match forward(&pool, &mut up, &mut rec, &registered, started).await {
+            Ok((lease, resp)) => {
+                let mut after = None;
+                if let Some(t) = ticket {
+                    match t.verdict(resp.status(), resp.headers()) {
+                        Verdict::Answer(answer, status) => {
+                            let mut lease = lease;
+                            lease.complete_at(Instant::now());
+                            let answer = compress::apply(&zip, answer);
+                            return Ok(front.served(rec, started, &pool, answer, status));
+                        }
+                        v => after = Some(v),
+                    }
+                }
+                rec.cache = rec.cache.or(after.as_ref().map(Verdict::status));
+                // Still listed: the response body's end takes it off.
+                let listed = registered.into_entry();
+                let resp = finish(
+                    front,
+                    rec,
+                    started,
+                    pool,
+                    lease,
+                    listed,
+                    in_flight,
+                    resp,
+                    up.client_upgrade,
+                );
+                // Compressed before the cache stores it (one variant per coding).
+                let resp = compress::apply(&zip, resp);
+                Ok(match after {
+                    Some(v) => v.apply(resp),
+                    None => resp,
+                })
+            }
+            Err(Stop::Refuse(reason)) => {
+                let by = ByPool::of(&pool, up.queue_tag.as_ref());
+                refused(&front, rec, started, by, ticket, &zip, reason)
+            }
+            Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),
         }
-        Err(Stop::Close(reason)) => Err(Box::new(CloseConnection(reason))),
     }
+}
+
+/// Validate and route the request, and negotiate its response's coding (before the cache
+/// looks: it keys variants by the chosen coding). The refusal's reason otherwise.
+fn admit(
+    front: &Serving,
+    conn: &ConnInfo,
+    req: &mut Request<Body>,
+    rec: &mut RequestRecord,
+) -> Result<(Routed, Option<Plan>), Reason> {
+    if let Err(why) = headers::validate(req) {
+        tracing::debug!(?why, peer = %conn.peer, "bad request");
+        return Err(Reason::BadRequest);
+    }
+    let mut routed = route(front, conn, req).ok_or(Reason::NoRoute)?;
+    rec.pool = Some(routed.pool.name_arc());
+    let zip = routed.zip.take().map(|s| Plan::negotiate(req, s));
+    Ok((routed, zip))
 }
 
 /// A request the pool or its members refused: the cache's stale copy where the response
